@@ -1,0 +1,126 @@
+"""`python -m cnet`: generate images from the command line, re-run a saved PNG, build tiny test models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .kinds import KINDS
+from .request import SCHEDULERS, PromptMode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="condition image(s) + prompt -> images (PNG with metadata)")
+    gen.add_argument("--image", action="append", help="condition map (repeat for multi-ControlNet)")
+    gen.add_argument("--from-png", help="re-run the request saved in a PNG written by cnet")
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--kind", action="append", choices=sorted(KINDS),
+                     help="condition kind per --image (default canny; one value applies to all)")
+    gen.add_argument("--controlnet", action="append", help="ControlNet per --image: Hub id, folder or file")
+    gen.add_argument("--strength", action="append", type=float, help="control strength per --image (1.0)")
+    gen.add_argument("--control-start", type=float, default=0.0, help="fraction of steps before control starts")
+    gen.add_argument("--control-end", type=float, default=1.0, help="fraction of steps after which control stops")
+    gen.add_argument("--prompt-mode", choices=[m.value for m in PromptMode],
+                     help="none | default | auto (BLIP) | custom (default: custom if --prompt, else default)")
+    gen.add_argument("--prompt", default="", help="text for the custom prompt mode")
+    gen.add_argument("--added-prompt", default="", help="appended to the prompt except in 'none' mode")
+    gen.add_argument("--negative-prompt", default="")
+    gen.add_argument("--source-image", help="the photo the map came from (captioned in 'auto' mode)")
+    gen.add_argument("--base-model", help="Hub id, diffusers folder or checkpoint (default: CNET_BASE_MODEL/SD1.5)")
+    gen.add_argument("--single-file-config", help="diffusers folder/Hub id describing single-file checkpoints")
+    gen.add_argument("--caption-model", help="BLIP model for 'auto' mode (default: CNET_CAPTION_MODEL/BLIP base)")
+    gen.add_argument("--steps", type=int, default=20)
+    gen.add_argument("--guidance", type=float, default=9.0)
+    gen.add_argument("--eta", type=float, default=0.0)
+    gen.add_argument("--seed", type=int, help="random when absent; always printed and saved")
+    gen.add_argument("--num-images", type=int, default=1)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--guess-mode", action="store_true")
+    gen.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
+    gen.add_argument("--device", help="cuda, mps or cpu (default: automatic)")
+    gen.add_argument("--dtype", help="float16, bfloat16 or float32 (default: fp16 on GPU, fp32 on CPU)")
+
+    tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
+    tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
+    tiny.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _per_unit(values: list | None, n: int, name: str, default: object) -> list:
+    if not values:
+        return [default] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"--{name} was given {len(values)} times for {n} --image values")
+    return values
+
+
+def _load_image(path: str, what: str):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{what}={path!r} is not a readable image: {err}") from None
+
+
+def _generate(args: argparse.Namespace) -> list[Path]:
+    from .engine import Engine
+    from .request import ControlUnit, GenerationRequest
+    from .result import read_metadata, request_from_metadata
+
+    if args.from_png:
+        request, base = request_from_metadata(read_metadata(args.from_png), Path(args.from_png).parent)
+        if args.controlnet:
+            for unit, net in zip(request.units, _per_unit(args.controlnet, len(request.units), "controlnet", None)):
+                unit.controlnet = net
+        base = args.base_model or base
+    else:
+        if not args.image:
+            raise ValueError("give --image (a condition map) or --from-png")
+        n = len(args.image)
+        kinds = _per_unit(args.kind, n, "kind", "canny")
+        nets = _per_unit(args.controlnet, n, "controlnet", None)
+        strengths = _per_unit(args.strength, n, "strength", 1.0)
+        units = [ControlUnit(_load_image(p, "--image"), kind=k, controlnet=c, strength=s, start=args.control_start,
+                             end=args.control_end) for p, k, c, s in zip(args.image, kinds, nets, strengths)]
+        mode = args.prompt_mode or (PromptMode.CUSTOM if args.prompt else PromptMode.DEFAULT)
+        request = GenerationRequest(
+            units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,
+            negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
+            eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
+            guess_mode=args.guess_mode, scheduler=args.scheduler,
+            source_image=_load_image(args.source_image, "--source-image") if args.source_image else None)
+        base = args.base_model
+    engine = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
+                    single_file_config=args.single_file_config)
+    result = engine.generate(request)
+    print(f"prompt used: {result.prompt!r}  seed: {result.seed}", file=sys.stderr)
+    return result.save(args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .engine import GenerationCancelled
+    from .models import ModelUnavailableError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tiny-model":
+            from .tiny import save_tiny_models
+
+            for path in save_tiny_models(args.dir, seed=args.seed):
+                print(path)
+        else:
+            for path in _generate(args):
+                print(path)
+    except (ValueError, ModelUnavailableError, GenerationCancelled) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

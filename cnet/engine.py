@@ -1,0 +1,254 @@
+"""The generation engine: Stable Diffusion + ControlNet(s) through diffusers, with nothing hidden added.
+
+The base model (VAE, text encoder, tokenizer, U-Net) is loaded once and shared by every pipeline this engine builds;
+ControlNets are loaded on demand into a small cache. Building a `StableDiffusionControlNetPipeline` from modules
+already in memory copies nothing, so switching or combining ControlNets never reloads the base.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+
+from .captioner import Captioner
+from .kinds import BASE_MODEL_ENV, KINDS, base_model_source
+from .models import (
+    ModelSource,
+    ModelUnavailableError,
+    describe_source,
+    hub_is_offline,
+    load_with_hub_fallback,
+    parse_model_source,
+    pick_device,
+    pick_dtype,
+)
+from .request import (
+    DEFAULT_LIMITS,
+    MAX_SEED,
+    ControlUnit,
+    GenerationRequest,
+    Limits,
+    PromptMode,
+    RequestError,
+    resolve_prompt,
+)
+from .result import GenerationResult
+
+# name -> (diffusers class, extra config); built from the base model's own scheduler config.
+SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),  # the paper's sampler
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+}
+
+ProgressFn = Callable[[int, int], None]
+StopFn = Callable[[], bool]
+
+
+class GenerationCancelled(RuntimeError):
+    """Raised when `should_stop()` answered True; the run ends after the current denoising step."""
+
+
+def make_scheduler(name: str, base_config: Any) -> Any:
+    """A fresh scheduler of kind `name` configured like the base model's (fresh per run: schedulers keep state)."""
+    import diffusers
+
+    if name not in SCHEDULER_CLASSES:
+        raise RequestError(f"scheduler={name!r} is not one of {list(SCHEDULER_CLASSES)}")
+    class_name, extra = SCHEDULER_CLASSES[name]
+    return getattr(diffusers, class_name).from_config(base_config, **extra)
+
+
+class Engine:
+    """Loads models lazily and turns `GenerationRequest`s into `GenerationResult`s.
+
+    Args:
+        base_model: Hub id, diffusers folder or single-file checkpoint (default: CNET_BASE_MODEL or SD1.5).
+        device / dtype: override the automatic choice (CUDA fp16, mps fp16, CPU fp32).
+        caption_model: BLIP model for the `auto` prompt mode (default: CNET_CAPTION_MODEL or BLIP base).
+        single_file_config: diffusers folder or Hub id whose configs describe single-file checkpoints.
+        safety_checker: load and run the base model's safety checker when it has one.
+        max_cached_controlnets: ControlNets kept in memory at once (least recently used ones are dropped).
+    """
+
+    def __init__(self, base_model: str | None = None, *, device: str | None = None, dtype: str | None = None,
+                 caption_model: str | None = None, single_file_config: str | None = None,
+                 safety_checker: bool = False, max_cached_controlnets: int = 4) -> None:
+        self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.single_file_config = single_file_config
+        self.safety_checker = safety_checker
+        self.max_cached_controlnets = max(1, max_cached_controlnets)
+        self.captioner = Captioner(caption_model, device=self.device,
+                                   dtype=self.dtype if self.device != "cpu" else None)
+        self._base: dict[str, Any] | None = None
+        self._controlnets: OrderedDict[str, Any] = OrderedDict()
+        self._load_lock = threading.RLock()
+        self._run_lock = threading.Lock()
+
+    # -- loading ---------------------------------------------------------------------------------------------------
+    def load_base(self) -> dict[str, Any]:
+        """Load the base pipeline's modules once; later calls return the very same objects."""
+        with self._load_lock:
+            if self._base is None:
+                from diffusers import StableDiffusionPipeline
+
+                kwargs: dict[str, Any] = {"dtype": self.dtype}
+                if not self.safety_checker:
+                    kwargs.update(safety_checker=None, requires_safety_checker=False)
+                pipe = self._load(StableDiffusionPipeline, self.base_source, BASE_MODEL_ENV, **kwargs)
+                pipe.to(self.device)
+                self._base = dict(pipe.components)
+            return self._base
+
+    def load_controlnet(self, spec: str, env_var: str | None = None) -> Any:
+        """Load (or fetch from the cache) the ControlNet at `spec`, on this engine's device and dtype."""
+        with self._load_lock:
+            if spec in self._controlnets:
+                self._controlnets.move_to_end(spec)
+                return self._controlnets[spec]
+            from diffusers import ControlNetModel
+
+            source = parse_model_source(spec, what="controlnet")
+            model = self._load(ControlNetModel, source, env_var, dtype=self.dtype).to(self.device).eval()
+            self._controlnets[spec] = model
+            while len(self._controlnets) > self.max_cached_controlnets:
+                self._controlnets.popitem(last=False)
+            return model
+
+    def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
+        if source.kind != "file":
+            return load_with_hub_fallback(cls.from_pretrained, source, env_var=env_var, **kwargs)
+        # Single files carry weights only; diffusers reads the architecture from a config folder or Hub repo.
+        if self.single_file_config:
+            kwargs["config"] = self.single_file_config
+        try:
+            return cls.from_single_file(source.location, local_files_only=hub_is_offline(), **kwargs)
+        except (OSError, ValueError) as err:
+            raise ModelUnavailableError(
+                f"Could not load the single-file checkpoint {source.location!r}: {err}. Single files need their "
+                "architecture config: keep the matching diffusers model cached (e.g. `hf download "
+                "stable-diffusion-v1-5/stable-diffusion-v1-5 --include '*.json' '*.txt'`) or pass "
+                "single_file_config / --single-file-config pointing at a diffusers folder."
+            ) from err
+
+    def controlnet_spec(self, unit: ControlUnit) -> tuple[str, str | None]:
+        """The ControlNet reference a unit uses, and the env var that overrides it."""
+        if unit.controlnet:
+            return unit.controlnet, None
+        kind = KINDS[unit.kind]
+        return kind.controlnet_source(), kind.env_var
+
+    def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim") -> Any:
+        """A `StableDiffusionControlNetPipeline` over the shared base modules and the units' ControlNets."""
+        from diffusers import StableDiffusionControlNetPipeline
+
+        base = self.load_base()
+        nets = [self.load_controlnet(*self.controlnet_spec(u)) for u in units]
+        components = {k: v for k, v in base.items() if k != "scheduler"}
+        pipe = StableDiffusionControlNetPipeline(
+            **components,
+            controlnet=nets[0] if len(nets) == 1 else nets,
+            scheduler=make_scheduler(scheduler, base["scheduler"].config),
+            requires_safety_checker=False,
+        )
+        return pipe
+
+    def caption(self, image: Image.Image) -> str:
+        """The BLIP caption used by the `auto` prompt mode."""
+        return self.captioner(image)
+
+    # -- generation ------------------------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None, limits: Limits = DEFAULT_LIMITS) -> GenerationResult:
+        """Run one request. `progress(step, total)` is called after each denoising step; when `should_stop()`
+        returns True the run raises GenerationCancelled after the current step."""
+        import torch
+
+        request = request.validated(limits)
+        maps = [u.image.convert("RGB") for u in request.units]
+        width = request.width or maps[0].width // 8 * 8
+        height = request.height or maps[0].height // 8 * 8
+        for name, value in (("width", width), ("height", height)):
+            if not limits.min_side <= value <= limits.max_side:
+                raise RequestError(f"{name}={value} (from units[0].image) is out of range "
+                                   f"[{limits.min_side}, {limits.max_side}]; pass {name} explicitly")
+        caption = None
+        if request.prompt_mode is PromptMode.AUTO and request.caption is None:
+            caption = self.caption(request.source_image or maps[0])
+        prompt = resolve_prompt(request, caption)
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        seeds = [seed + i for i in range(request.num_images)]
+        total = request.num_inference_steps
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if progress is not None:
+                progress(step + 1, total)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled(f"stopped after step {step + 1} of {total}")
+            return {}
+
+        with self._run_lock:
+            pipe = self.pipeline(request.units, request.scheduler)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled("stopped before the first step")
+            single = len(maps) == 1
+            output = pipe(
+                prompt=prompt,
+                image=maps[0] if single else maps,
+                height=height,
+                width=width,
+                num_inference_steps=request.num_inference_steps,
+                guidance_scale=request.guidance_scale,
+                negative_prompt=request.negative_prompt,
+                num_images_per_prompt=request.num_images,
+                eta=request.eta,
+                # One CPU generator per image: each image is reproducible alone, on any device.
+                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                controlnet_conditioning_scale=_one_or_list([u.strength for u in request.units]),
+                guess_mode=request.guess_mode,
+                control_guidance_start=_one_or_list([u.start for u in request.units]),
+                control_guidance_end=_one_or_list([u.end for u in request.units]),
+                callback_on_step_end=on_step_end,
+            )
+        nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(output.images)
+        common = self._metadata(request, prompt, caption if caption is not None else request.caption, width, height)
+        metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
+                    for i, (s, flag) in enumerate(zip(seeds, nsfw))]
+        return GenerationResult(images=list(output.images), condition_maps=maps, metadata=metadata)
+
+    def _metadata(self, request: GenerationRequest, prompt: str, caption: str | None, width: int,
+                  height: int) -> dict[str, Any]:
+        import diffusers
+
+        settings = request.settings()
+        # Each image re-runs alone from its own seed, so the recorded request is a batch of one.
+        settings.update(width=width, height=height, num_images=1, batch_size=request.num_images,
+                        caption=caption, prompt_used=prompt)
+        settings.pop("seed")
+        controlnets = []
+        for unit in request.units:
+            spec, _ = self.controlnet_spec(unit)
+            controlnets.append({"kind": unit.kind, **describe_source(parse_model_source(spec)),
+                                "strength": unit.strength, "start": unit.start, "end": unit.end})
+        return {
+            **settings,
+            "base_model": describe_source(self.base_source),
+            "controlnets": controlnets,
+            "device": self.device,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "diffusers_version": diffusers.__version__,
+        }
+
+
+def _one_or_list(values: list[float]) -> float | list[float]:
+    # A single ControlNet takes scalars, several take lists: match what a direct diffusers call would pass.
+    return values[0] if len(values) == 1 else values

@@ -1,0 +1,82 @@
+"""The condition kinds we support: one registry instead of per-kind copies.
+
+Each kind names the ControlNet trained on it (ControlNet 1.1 for SD1.5), the annotator that turns a photo into its
+map (see the `annotators` package), and that annotator's default parameters (the original apps' values).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+BASE_MODEL_ENV = "CNET_BASE_MODEL"
+
+
+@dataclass(frozen=True)
+class ConditionKind:
+    """One kind of spatial condition.
+
+    `annotator` is the name of the annotator that makes this kind's map from a photo; `annotator_params` are its
+    defaults (read-only). `env_var` lets an operator point the kind at another ControlNet.
+    """
+
+    name: str
+    controlnet: str
+    annotator: str
+    description: str
+    annotator_params: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def env_var(self) -> str:
+        return f"CNET_CONTROLNET_{self.name.upper()}"
+
+    def controlnet_source(self) -> str:
+        """The ControlNet to use for this kind: `CNET_CONTROLNET_<KIND>` if set, else the default."""
+        return os.environ.get(self.env_var) or self.controlnet
+
+
+def _kind(name: str, controlnet: str, annotator: str, description: str, **params: object) -> ConditionKind:
+    return ConditionKind(name, controlnet, annotator, description, MappingProxyType(dict(params)))
+
+
+KINDS: Mapping[str, ConditionKind] = MappingProxyType(
+    {
+        k.name: k
+        for k in (
+            _kind("canny", "lllyasviel/control_v11p_sd15_canny", "canny", "Canny edges, white on black",
+                  detect_resolution=512, low_threshold=100, high_threshold=200),
+            _kind("depth", "lllyasviel/control_v11f1p_sd15_depth", "depth", "Depth map (MiDaS), near is bright",
+                  detect_resolution=384),
+            _kind("openpose", "lllyasviel/control_v11p_sd15_openpose", "openpose", "OpenPose body skeleton",
+                  detect_resolution=512),
+            _kind("scribble", "lllyasviel/control_v11p_sd15_scribble", "scribble",
+                  "User scribble: white strokes on black", detect_resolution=512),
+            _kind("softedge", "lllyasviel/control_v11p_sd15_softedge", "softedge", "Soft edges (HED / PiDiNet)",
+                  detect_resolution=512),
+            _kind("mlsd", "lllyasviel/control_v11p_sd15_mlsd", "mlsd", "Straight lines (M-LSD)",
+                  detect_resolution=512),
+            _kind("lineart", "lllyasviel/control_v11p_sd15_lineart", "lineart", "Line art drawing",
+                  detect_resolution=512),
+            _kind("normal", "lllyasviel/control_v11p_sd15_normalbae", "normal", "Surface normals (NormalBae)",
+                  detect_resolution=384),
+            _kind("seg", "lllyasviel/control_v11p_sd15_seg", "seg", "Semantic segmentation (ADE20K colours)",
+                  detect_resolution=512),
+        )
+    }
+)
+
+
+def get_kind(name: str) -> ConditionKind:
+    """Look a kind up by name, with an error that lists the valid names."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"kind={name!r} is not a known condition kind; choose one of {sorted(KINDS)}") from None
+
+
+def base_model_source() -> str:
+    """The base model to use: `CNET_BASE_MODEL` if set, else Stable Diffusion 1.5."""
+    return os.environ.get(BASE_MODEL_ENV) or DEFAULT_BASE_MODEL

@@ -1,0 +1,188 @@
+"""What a generation asks for, validated at the boundary.
+
+Every check raises `RequestError` (a ValueError) whose message names the field and the value received, so the
+CLI, the app and the API can show it as is. Defaults are the paper's experiment settings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from enum import Enum
+from typing import Any
+
+from PIL import Image
+
+from .kinds import KINDS
+
+DEFAULT_PROMPT = "a professional, detailed, high-quality image"
+# The original ControlNet apps' texts, offered as presets (they are not added unless asked for).
+ORIGINAL_ADDED_PROMPT = "best quality, extremely detailed"
+ORIGINAL_NEGATIVE_PROMPT = (
+    "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, worst quality, "
+    "low quality"
+)
+SCHEDULERS = ("ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras")
+MAX_SEED = 2**32 - 1
+
+
+class RequestError(ValueError):
+    """A request field is out of bounds; the message names the field and the value."""
+
+
+class PromptMode(str, Enum):
+    """The paper's four prompt settings."""
+
+    NONE = "none"  # a truly empty text condition: nothing is appended
+    DEFAULT = "default"  # "a professional, detailed, high-quality image"
+    AUTO = "auto"  # a BLIP caption of the source photo (or of the condition map)
+    CUSTOM = "custom"  # the user's own text
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-side bounds. The app may tighten them (e.g. on a public Space); the library enforces them."""
+
+    min_side: int = 64
+    max_side: int = 2048
+    max_steps: int = 150
+    max_images: int = 12
+    max_guidance: float = 30.0
+    max_strength: float = 2.0
+    max_units: int = 4
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass
+class ControlUnit:
+    """One ControlNet and its condition map. `controlnet=None` takes the kind's default (or its env override)."""
+
+    image: Image.Image
+    kind: str = "canny"
+    controlnet: str | None = None
+    strength: float = 1.0  # diffusers' controlnet_conditioning_scale
+    start: float = 0.0  # control_guidance_start, as a fraction of the steps
+    end: float = 1.0  # control_guidance_end
+
+
+@dataclass
+class GenerationRequest:
+    """Everything that determines the output images (with the models and the seed)."""
+
+    units: list[ControlUnit]
+    prompt_mode: PromptMode | str = PromptMode.DEFAULT
+    prompt: str = ""  # the text for `custom` mode
+    caption: str | None = None  # `auto` mode: a caption computed earlier (skips BLIP), e.g. when re-running
+    source_image: Image.Image | None = None  # the photo the map came from; `auto` mode captions it
+    added_prompt: str = ""  # appended as ", <added>" except in `none` mode
+    negative_prompt: str = ""
+    num_inference_steps: int = 20
+    guidance_scale: float = 9.0
+    eta: float = 0.0
+    num_images: int = 1
+    seed: int | None = None  # None: drawn at random and reported in the result
+    width: int | None = None  # None: the first condition map's width (rounded down to a multiple of 8)
+    height: int | None = None
+    guess_mode: bool = False  # diffusers' guess mode (control scales 0.1 -> 1.0, conditional half only)
+    scheduler: str = "ddim"
+
+    def validated(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
+        """Return a checked copy with `prompt_mode` as a PromptMode; raise RequestError on the first bad field."""
+        try:
+            mode = PromptMode(self.prompt_mode)
+        except ValueError:
+            raise RequestError(
+                f"prompt_mode={self.prompt_mode!r} is not one of {[m.value for m in PromptMode]}") from None
+        if mode is PromptMode.CUSTOM and not self.prompt.strip():
+            raise RequestError("prompt='' : prompt_mode='custom' needs a non-empty prompt")
+        for name in ("prompt", "added_prompt", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise RequestError(f"{name}={getattr(self, name)!r} must be text")
+        if not isinstance(self.units, list) or not 1 <= len(self.units) <= limits.max_units:
+            raise RequestError(f"units={self.units!r}: give 1 to {limits.max_units} control units")
+        for i, unit in enumerate(self.units):
+            _check_unit(i, unit, limits)
+        _check_int("num_inference_steps", self.num_inference_steps, 1, limits.max_steps)
+        _check_int("num_images", self.num_images, 1, limits.max_images)
+        _check_float("guidance_scale", self.guidance_scale, 0.0, limits.max_guidance)
+        _check_float("eta", self.eta, 0.0, 1.0)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(name, value, limits.min_side, limits.max_side)
+                if value % 8:
+                    raise RequestError(f"{name}={value} must be a multiple of 8")
+        if self.scheduler not in SCHEDULERS:
+            raise RequestError(f"scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
+        if not isinstance(self.guess_mode, bool):
+            raise RequestError(f"guess_mode={self.guess_mode!r} must be true or false")
+        if self.source_image is not None and not isinstance(self.source_image, Image.Image):
+            raise RequestError(f"source_image={type(self.source_image).__name__} must be a PIL image")
+        return replace(self, prompt_mode=mode)
+
+    def settings(self) -> dict[str, Any]:
+        """The scalar fields, as recorded in metadata (images and units are recorded separately)."""
+        skip = {"units", "source_image"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        out["prompt_mode"] = PromptMode(self.prompt_mode).value
+        return out
+
+
+def resolve_prompt(request: GenerationRequest, caption: str | None = None) -> str:
+    """The exact text sent to the text encoder for this request's prompt mode.
+
+    `none` sends "" with nothing appended (the v1.0 apps still appended their added prompt; the paper does not).
+    """
+    mode = PromptMode(request.prompt_mode)
+    if mode is PromptMode.NONE:
+        return ""
+    if mode is PromptMode.DEFAULT:
+        text = DEFAULT_PROMPT
+    elif mode is PromptMode.AUTO:
+        text = caption if caption is not None else request.caption
+        if text is None:
+            raise RequestError("prompt_mode='auto' needs a caption; none was computed")
+    else:
+        text = request.prompt.strip()
+    added = request.added_prompt.strip()
+    return f"{text}, {added}" if added and text else (text or added)
+
+
+def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
+    where = f"units[{i}]"
+    if not isinstance(unit, ControlUnit):
+        raise RequestError(f"{where}={unit!r} must be a ControlUnit")
+    if not isinstance(unit.image, Image.Image):
+        raise RequestError(f"{where}.image={type(unit.image).__name__} must be a PIL image (the condition map)")
+    if unit.kind not in KINDS and unit.controlnet is None:
+        raise RequestError(f"{where}.kind={unit.kind!r} is unknown and no controlnet was given; "
+                           f"known kinds: {sorted(KINDS)}")
+    _check_float(f"{where}.strength", unit.strength, 0.0, limits.max_strength)
+    _check_float(f"{where}.start", unit.start, 0.0, 1.0)
+    _check_float(f"{where}.end", unit.end, 0.0, 1.0)
+    if unit.start >= unit.end:
+        raise RequestError(f"{where}.start={unit.start} must be below {where}.end={unit.end}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(f"{name}={value!r} must be a whole number")
+    if not low <= value <= high:
+        raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{name}={value!r} must be a number")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
+
+
+__all__ = [
+    "DEFAULT_PROMPT", "ORIGINAL_ADDED_PROMPT", "ORIGINAL_NEGATIVE_PROMPT", "SCHEDULERS", "ControlUnit",
+    "GenerationRequest", "Limits", "DEFAULT_LIMITS", "PromptMode", "RequestError", "resolve_prompt",
+]

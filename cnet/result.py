@@ -1,0 +1,96 @@
+"""Results you can reproduce: images, condition maps and the full metadata, saved as PNGs with a text chunk."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+METADATA_KEY = "cnet"  # our JSON, read back by `python -m cnet generate --from-png`
+PARAMETERS_KEY = "parameters"  # a one-line summary in the style other SD tools show
+
+
+@dataclass
+class GenerationResult:
+    """The output of one request: `metadata[i]` describes `images[i]` (each image has its own seed)."""
+
+    images: list[Image.Image]
+    condition_maps: list[Image.Image]
+    metadata: list[dict[str, Any]]
+
+    @property
+    def prompt(self) -> str:
+        """The text that was actually sent to the text encoder."""
+        return self.metadata[0]["prompt_used"]
+
+    @property
+    def seed(self) -> int:
+        return self.metadata[0]["seed"]
+
+    def save(self, out_dir: str | Path, stem: str | None = None) -> list[Path]:
+        """Write each image (PNG with metadata) and the condition maps into `out_dir`; return the image paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = stem or f"cnet-{self.seed}"
+        map_names = [f"{stem}-control{j}.png" for j in range(len(self.condition_maps))]
+        for name, cond in zip(map_names, self.condition_maps):
+            cond.save(out / name)
+        paths = []
+        for i, (image, meta) in enumerate(zip(self.images, self.metadata)):
+            meta = {**meta, "control_images": map_names}
+            path = out / f"{stem}-{i}.png"
+            image.save(path, pnginfo=png_info(meta))
+            paths.append(path)
+        return paths
+
+
+def png_info(meta: dict[str, Any]) -> PngInfo:
+    """A PNG text chunk holding `meta` as JSON, plus a human-readable summary."""
+    info = PngInfo()
+    info.add_text(METADATA_KEY, json.dumps(meta, sort_keys=True))
+    summary = (f"{meta.get('prompt_used', '')}\nNegative prompt: {meta.get('negative_prompt', '')}\n"
+               f"Steps: {meta.get('num_inference_steps')}, Sampler: {meta.get('scheduler')}, "
+               f"CFG scale: {meta.get('guidance_scale')}, Seed: {meta.get('seed')}, "
+               f"Size: {meta.get('width')}x{meta.get('height')}")
+    info.add_text(PARAMETERS_KEY, summary)
+    return info
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata saved in a PNG by `GenerationResult.save`; ValueError if the file carries none."""
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get(METADATA_KEY)
+    if text is None:
+        raise ValueError(f"{path}: this PNG carries no '{METADATA_KEY}' metadata (was it saved by cnet?)")
+    return json.loads(text)
+
+
+def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> tuple[Any, str]:
+    """Rebuild the request (and the base model reference) that produced a saved image.
+
+    Condition maps are read from `folder` (saved beside the image). The `auto` mode reuses the recorded caption,
+    so a re-run needs no captioner and gives the same pixels.
+    """
+    from .request import ControlUnit, GenerationRequest
+
+    folder = Path(folder)
+    maps = meta.get("control_images") or []
+    nets = meta.get("controlnets") or []
+    if not maps or len(maps) != len(nets):
+        raise ValueError("metadata lists no condition maps to re-run from (control_images / controlnets)")
+    units = []
+    for name, net in zip(maps, nets):
+        path = folder / Path(name).name  # never follow a path out of the image's folder
+        if not path.is_file():
+            raise ValueError(f"condition map {path} is missing; it is saved beside the image")
+        with Image.open(path) as image:
+            units.append(ControlUnit(image.convert("RGB"), kind=net["kind"], controlnet=net["model"],
+                                     strength=net["strength"], start=net["start"], end=net["end"]))
+    fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
+              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "seed")
+    request = GenerationRequest(units=units, num_images=1, **{k: meta[k] for k in fields if k in meta})
+    return request, meta["base_model"]["model"]

@@ -1,0 +1,158 @@
+"""Small random-weight models in diffusers layout, for offline smoke tests, CI and benchmarks.
+
+`save_tiny_models(dir)` writes `dir/base` (a StableDiffusionPipeline folder, 64x64 output) and `dir/controlnet`,
+loadable by `StableDiffusionControlNetPipeline.from_pretrained(dir/base, controlnet=ControlNetModel.from_pretrained(
+dir/controlnet))`. The weights are random: the images are noise-like, but every code path is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from .request import DEFAULT_PROMPT, ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT
+
+SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
+# Words given a single token each (everything else is spelled letter by letter, which still works).
+BASE_WORDS = tuple(sorted(set(re.findall(r"[a-z]+", " ".join(
+    (DEFAULT_PROMPT, ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT,
+     "a photo of the cat dog person man woman house car tree sky circle with background red green blue")).lower()))))
+
+
+def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word, as CLIP's tokenizer applies it (lowest-ranked merge first)."""
+    while len(symbols) > 1:
+        pairs = [(ranks.get(p, 1 << 30), i, p) for i, p in enumerate(zip(symbols, symbols[1:]))]
+        rank, _, best = min(pairs)
+        if rank == 1 << 30:
+            break
+        merged, i = [], 0
+        while i < len(symbols):
+            if i < len(symbols) - 1 and (symbols[i], symbols[i + 1]) == best:
+                merged.append(symbols[i] + symbols[i + 1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+    return symbols
+
+
+def clip_vocabulary(words: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP BPE vocabulary of printable ASCII plus one token per word in `words`.
+
+    Merges are derived by simulating BPE word by word, so each word becomes exactly one token and every merge
+    result is in the vocabulary (transformers 5's fast CLIP tokenizer requires both).
+    """
+    chars = [chr(c) for c in range(33, 127)]
+    tokens = list(chars) + [c + "</w>" for c in chars]
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in sorted(set(words)):
+        while True:
+            pieces = _bpe(list(word[:-1]) + [word[-1] + "</w>"], ranks)
+            if len(pieces) == 1:
+                break
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            if pair[0] + pair[1] not in tokens:
+                tokens.append(pair[0] + pair[1])
+    tokens.extend(SPECIAL_TOKENS)
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def build_clip_tokenizer(out_dir: str | Path, words: Iterable[str] = BASE_WORDS, max_length: int = 77):
+    """Write vocab.json and merges.txt for `words` into `out_dir` and load them as a CLIPTokenizer."""
+    from transformers import CLIPTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab, merges = clip_vocabulary(words)
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"), model_max_length=max_length,
+                         pad_token="<|endoftext|>")
+
+
+def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
+    """Tiny SD1.5-shaped components (VAE factor 2, 32x32 latents) and a ControlNet, seeded random weights."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    blocks = dict(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), block_out_channels=(32, 64),
+                  layers_per_block=1, cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8)
+    unet = UNet2DConditionModel(sample_size=32, in_channels=4, out_channels=4,
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
+    # The conditioning encoder must downsample as much as the VAE (factor 2 here, 8 in SD1.5).
+    controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(16, 32), **blocks)
+    with torch.no_grad():  # zero convolutions start at zero; give them small values so the control shows
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            for p in module.parameters():
+                p.normal_(0.0, 0.05)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=4,
+                        norm_num_groups=8, sample_size=64)
+    tok_dir = tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-")
+    tokenizer = build_clip_tokenizer(tok_dir)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return dict(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+                scheduler=scheduler)
+
+
+def save_tiny_models(out_dir: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write `out_dir/base` and `out_dir/controlnet`; return both paths."""
+    from diffusers import StableDiffusionPipeline
+
+    out = Path(out_dir)
+    parts = build_tiny_components(seed, tokenizer_dir=out / "base" / "tokenizer")
+    controlnet = parts.pop("controlnet")
+    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out / "base")
+    controlnet.save_pretrained(out / "controlnet")
+    return out / "base", out / "controlnet"
+
+
+def save_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random BLIP captioner (real classes, config-built) saved for `Captioner`; returns its folder."""
+    import torch
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *BASE_WORDS]
+    vocab_file = out / "vocab.txt"
+    vocab_file.write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(str(vocab_file), bos_token="[DEC]")
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+                              tokenizer=tokenizer)
+    torch.manual_seed(seed)
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                         num_hidden_layers=2, bos_token_id=words.index("[DEC]"), sep_token_id=words.index("[SEP]"),
+                         pad_token_id=0, eos_token_id=words.index("[SEP]")),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+                           image_size=32, patch_size=8),
+        projection_dim=32,
+    )
+    BlipForConditionalGeneration(config).eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

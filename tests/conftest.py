@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny models built from configs and saved in diffusers layout, so `from_pretrained` runs for real."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Tests never reach the network: an uncached model must fail at once.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """(base folder, ControlNet folder) of a tiny random SD1.5-shaped pipeline."""
+    from cnet.tiny import save_tiny_models
+
+    return save_tiny_models(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def second_controlnet(tmp_path_factory):
+    """Another tiny ControlNet (other seed), for switching and multi-ControlNet tests."""
+    from cnet.tiny import build_tiny_components
+
+    path = tmp_path_factory.mktemp("cn2") / "controlnet"
+    build_tiny_components(seed=1)["controlnet"].save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory):
+    from cnet.tiny import save_tiny_blip
+
+    return save_tiny_blip(tmp_path_factory.mktemp("blip"))
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_models, tiny_blip):
+    from cnet.engine import Engine
+
+    return Engine(str(tiny_models[0]), device="cpu", caption_model=str(tiny_blip))
+
+
+@pytest.fixture
+def cond_map():
+    """A 64x64 white-on-black edge map: a ring, like a Canny map of a disc."""
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 30, xx - 34)
+    ring = ((r > 14) & (r < 17)).astype(np.uint8) * 255
+    return Image.fromarray(np.stack([ring] * 3, axis=-1))

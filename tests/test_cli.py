@@ -1,0 +1,52 @@
+"""`python -m cnet` end to end, in a subprocess, as a user runs it."""
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from cnet.result import read_metadata
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cnet", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_tiny_model_command_writes_loadable_folders(tmp_path):
+    proc = run("tiny-model", str(tmp_path / "m"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(tmp_path / "m" / "base"), str(tmp_path / "m" / "controlnet")]
+    assert (tmp_path / "m" / "controlnet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (tmp_path / "m" / "base" / "model_index.json").is_file()
+
+
+def test_generate_writes_pngs_with_metadata_and_reruns(tiny_models, cond_map, tmp_path):
+    cond_map.save(tmp_path / "cond.png")
+    out = tmp_path / "out"
+    proc = run("generate", "--image", str(tmp_path / "cond.png"), "--out", str(out), "--base-model",
+               str(tiny_models[0]), "--controlnet", str(tiny_models[1]), "--steps", "2", "--seed", "9",
+               "--num-images", "2", "--prompt", "a red circle", "--guidance", "5")
+    assert proc.returncode == 0, proc.stderr
+    paths = proc.stdout.split()
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["cnet-9-0.png", "cnet-9-1.png"]
+    meta = read_metadata(paths[1])
+    assert (meta["prompt_mode"], meta["prompt_used"], meta["seed"]) == ("custom", "a red circle", 10)
+    assert "seed: 9" in proc.stderr
+
+    proc = run("generate", "--from-png", paths[1], "--out", str(tmp_path / "again"))
+    assert proc.returncode == 0, proc.stderr
+    again = proc.stdout.split()[0]
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(paths[1])))
+
+
+def test_generate_reports_bad_input_without_traceback(tiny_models, cond_map, tmp_path):
+    cond_map.save(tmp_path / "cond.png")
+    proc = run("generate", "--image", str(tmp_path / "cond.png"), "--out", str(tmp_path), "--base-model",
+               str(tiny_models[0]), "--controlnet", str(tiny_models[1]), "--width", "100")
+    assert proc.returncode == 2
+    assert "width=100 must be a multiple of 8" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "fake.png").write_bytes(b"not an image")
+    proc = run("generate", "--image", str(tmp_path / "fake.png"), "--out", str(tmp_path))
+    assert proc.returncode == 2 and "not a readable image" in proc.stderr

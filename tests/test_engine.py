@@ -1,0 +1,223 @@
+"""The engine on tiny models: exact prompts, equality with diffusers, seeds, metadata, sharing, cancel."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnet.engine import Engine, GenerationCancelled
+from cnet.request import DEFAULT_PROMPT, ControlUnit, GenerationRequest, PromptMode
+from cnet.result import read_metadata, request_from_metadata
+
+FAST = dict(num_inference_steps=3)
+
+
+def pixels(image):
+    return np.asarray(image, dtype=np.int16)
+
+
+def make_request(cond_map, controlnet, **kw):
+    return GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(controlnet))], **{**FAST, **kw})
+
+
+def text_encoder_inputs(engine):
+    """Record every input_ids batch that reaches the text encoder."""
+    seen = []
+    encoder = engine.load_base()["text_encoder"]
+    handle = encoder.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(
+        (args[0] if args else kwargs["input_ids"]).clone()), with_kwargs=True)
+    return seen, handle
+
+
+def encode(engine, text):
+    tokenizer = engine.load_base()["tokenizer"]
+    return tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+@pytest.mark.parametrize("mode, prompt, added", [
+    ("none", "", "best quality"),
+    ("default", "", ""),
+    ("custom", "a red circle", ""),
+    ("custom", "a red circle", "best quality"),
+])
+def test_each_prompt_mode_sends_exactly_its_text(engine, tiny_models, cond_map, mode, prompt, added):
+    expected = {"none": "", "default": DEFAULT_PROMPT, "custom": prompt}[mode]
+    if added and mode != "none":
+        expected = f"{expected}, {added}"
+    seen, handle = text_encoder_inputs(engine)
+    try:
+        result = engine.generate(make_request(cond_map, tiny_models[1], prompt_mode=mode, prompt=prompt,
+                                              added_prompt=added, seed=0, num_inference_steps=1))
+    finally:
+        handle.remove()
+    assert result.prompt == expected
+    assert result.metadata[0]["prompt_used"] == expected
+    # Two encoder calls: the conditional prompt first, then the (empty) negative prompt for CFG.
+    assert torch.equal(seen[0], encode(engine, expected))
+    assert torch.equal(seen[1], encode(engine, ""))
+
+
+def test_auto_mode_captions_with_real_blip(engine, tiny_models, cond_map):
+    photo = cond_map.rotate(90)
+    caption = engine.caption(photo)
+    assert isinstance(caption, str) and caption  # a random BLIP still decodes words from its vocabulary
+    seen, handle = text_encoder_inputs(engine)
+    try:
+        result = engine.generate(make_request(cond_map, tiny_models[1], prompt_mode="auto", source_image=photo,
+                                              seed=0, num_inference_steps=1))
+    finally:
+        handle.remove()
+    assert result.prompt == caption == result.metadata[0]["caption"]
+    assert torch.equal(seen[0], encode(engine, caption))
+
+
+def test_matches_a_direct_diffusers_call(engine, tiny_models, cond_map):
+    from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline
+
+    base, cn = tiny_models
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        base, controlnet=ControlNetModel.from_pretrained(cn), safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    expected = pipe(DEFAULT_PROMPT, image=cond_map, num_inference_steps=4, guidance_scale=9.0, negative_prompt="",
+                    num_images_per_prompt=2, generator=[torch.Generator().manual_seed(s) for s in (7, 8)],
+                    controlnet_conditioning_scale=0.8, control_guidance_end=0.75).images
+    result = engine.generate(GenerationRequest(
+        units=[ControlUnit(cond_map, controlnet=str(cn), strength=0.8, end=0.75)], num_inference_steps=4,
+        num_images=2, seed=7))
+    for ours, theirs in zip(result.images, expected, strict=True):
+        assert np.array_equal(pixels(ours), pixels(theirs))
+    assert [m["seed"] for m in result.metadata] == [7, 8]
+
+
+def test_multi_controlnet_matches_diffusers_and_shares_the_base(engine, tiny_models, second_controlnet, cond_map):
+    from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline
+
+    base, cn = tiny_models
+    other_map = cond_map.transpose(0)
+    units = [ControlUnit(cond_map, controlnet=str(cn), strength=1.0),
+             ControlUnit(other_map, kind="depth", controlnet=str(second_controlnet), strength=0.5, start=0.2)]
+    single = engine.pipeline(units[:1])
+    double = engine.pipeline(units)
+    for name in ("unet", "vae", "text_encoder", "tokenizer"):
+        assert getattr(single, name) is getattr(double, name) is engine.load_base()[name]
+    assert double.controlnet.nets[0] is single.controlnet  # ControlNets are cached, not reloaded
+
+    result = engine.generate(GenerationRequest(units=units, seed=3, **FAST))
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        base, controlnet=[ControlNetModel.from_pretrained(cn), ControlNetModel.from_pretrained(second_controlnet)],
+        safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    expected = pipe(DEFAULT_PROMPT, image=[cond_map, other_map], num_inference_steps=3, guidance_scale=9.0,
+                    generator=[torch.Generator().manual_seed(3)], controlnet_conditioning_scale=[1.0, 0.5],
+                    control_guidance_start=[0.0, 0.2], control_guidance_end=[1.0, 1.0]).images[0]
+    assert np.array_equal(pixels(result.images[0]), pixels(expected))
+    assert [c["kind"] for c in result.metadata[0]["controlnets"]] == ["canny", "depth"]
+
+
+def test_switching_controlnets_keeps_the_base(engine, tiny_models, second_controlnet, cond_map):
+    base_before = dict(engine.load_base())
+    a = engine.generate(make_request(cond_map, tiny_models[1], seed=1))
+    b = engine.generate(make_request(cond_map, second_controlnet, seed=1))
+    assert all(engine.load_base()[k] is v for k, v in base_before.items())
+    assert not np.array_equal(pixels(a.images[0]), pixels(b.images[0]))  # the ControlNet really steers
+
+
+def test_seed_determinism_and_random_seed_reported(engine, tiny_models, cond_map):
+    a = engine.generate(make_request(cond_map, tiny_models[1], seed=11))
+    b = engine.generate(make_request(cond_map, tiny_models[1], seed=11))
+    c = engine.generate(make_request(cond_map, tiny_models[1], seed=12))
+    assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
+    assert not np.array_equal(pixels(a.images[0]), pixels(c.images[0]))
+    r = engine.generate(make_request(cond_map, tiny_models[1]))
+    again = engine.generate(make_request(cond_map, tiny_models[1], seed=r.seed))
+    assert np.array_equal(pixels(r.images[0]), pixels(again.images[0]))
+
+
+def test_batch_image_reproduces_alone_from_its_seed(engine, tiny_models, cond_map):
+    batch = engine.generate(make_request(cond_map, tiny_models[1], seed=20, num_images=3))
+    alone = engine.generate(make_request(cond_map, tiny_models[1], seed=22))
+    assert np.array_equal(pixels(batch.images[2]), pixels(alone.images[0]))
+
+
+def test_metadata_round_trip_reruns_to_the_same_pixels(engine, tiny_models, cond_map, tmp_path):
+    result = engine.generate(make_request(cond_map, tiny_models[1], seed=5, num_images=2, prompt_mode="custom",
+                                          prompt="a blue circle", negative_prompt="low quality",
+                                          scheduler="unipc", guidance_scale=5.0))
+    paths = result.save(tmp_path)
+    meta = read_metadata(paths[1])
+    assert meta["seed"] == 6 and meta["prompt_used"] == "a blue circle" and meta["scheduler"] == "unipc"
+    assert meta["negative_prompt"] == "low quality" and meta["base_model"]["model"] == str(tiny_models[0])
+    assert meta["controlnets"][0]["model"] == str(tiny_models[1])
+    request, base = request_from_metadata(meta, tmp_path)
+    assert base == str(tiny_models[0])
+    rerun = engine.generate(request)
+    assert np.array_equal(pixels(rerun.images[0]), pixels(result.images[1]))
+
+
+def test_auto_mode_rerun_reuses_the_recorded_caption(engine, tiny_models, cond_map, tmp_path):
+    result = engine.generate(make_request(cond_map, tiny_models[1], seed=2, prompt_mode="auto"))
+    request, _ = request_from_metadata(read_metadata(result.save(tmp_path)[0]), tmp_path)
+    assert request.prompt_mode == PromptMode.AUTO and request.caption == result.prompt
+    assert np.array_equal(pixels(engine.generate(request).images[0]), pixels(result.images[0]))
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras"])
+def test_every_scheduler_runs(engine, tiny_models, cond_map, scheduler):
+    result = engine.generate(make_request(cond_map, tiny_models[1], seed=0, scheduler=scheduler))
+    pipe = engine.pipeline([ControlUnit(cond_map, controlnet=str(tiny_models[1]))], scheduler)
+    assert type(pipe.scheduler).__name__ == {"ddim": "DDIMScheduler", "unipc": "UniPCMultistepScheduler",
+                                             "euler_a": "EulerAncestralDiscreteScheduler"}.get(
+        scheduler, "DPMSolverMultistepScheduler")
+    assert result.images[0].size == (64, 64) and np.asarray(result.images[0]).std() > 0
+
+
+def test_progress_and_cancel_within_one_step(engine, tiny_models, cond_map):
+    steps = []
+    with pytest.raises(GenerationCancelled, match="after step 2 of 10"):
+        engine.generate(make_request(cond_map, tiny_models[1], seed=0, num_inference_steps=10),
+                        progress=lambda i, n: steps.append((i, n)), should_stop=lambda: len(steps) >= 2)
+    assert steps == [(1, 10), (2, 10)]
+    # The engine serves the next request normally.
+    assert engine.generate(make_request(cond_map, tiny_models[1], seed=0)).images
+
+
+def test_size_defaults_to_the_map_and_can_be_set(engine, tiny_models, cond_map):
+    wide = cond_map.resize((100, 70))
+    result = engine.generate(make_request(wide, tiny_models[1], seed=0, num_inference_steps=1))
+    assert result.images[0].size == (96, 64)  # rounded down to multiples of 8
+    result = engine.generate(make_request(cond_map, tiny_models[1], seed=0, num_inference_steps=1, width=128,
+                                          height=64))
+    assert result.images[0].size == (128, 64)
+
+
+def test_env_var_overrides_pick_local_models(monkeypatch, tiny_models, cond_map):
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_SCRIBBLE", str(tiny_models[1]))
+    engine = Engine(device="cpu")
+    assert engine._base is None  # nothing is loaded before the first request
+    result = engine.generate(GenerationRequest(units=[ControlUnit(cond_map, kind="scribble")], seed=0, **FAST))
+    assert result.metadata[0]["controlnets"][0] == {"kind": "scribble", "model": str(tiny_models[1]),
+                                                    "revision": None, "strength": 1.0, "start": 0.0, "end": 1.0}
+
+
+def test_single_file_controlnet_loads_with_a_config_folder(tiny_models, tmp_path, cond_map):
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    reference = ControlNetModel.from_pretrained(tiny_models[1])
+    single = tmp_path / "my_controlnet.safetensors"
+    save_file(reference.state_dict(), single)
+    engine = Engine(str(tiny_models[0]), device="cpu", single_file_config=str(tiny_models[1]))
+    loaded = engine.load_controlnet(str(single))
+    for (name, a), (_, b) in zip(reference.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    meta = engine.generate(make_request(cond_map, single, seed=0)).metadata[0]
+    assert meta["controlnets"][0]["revision"].startswith("sha256:")
+
+
+def test_tiny_model_folders_load_in_diffusers_directly(tiny_models):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        tiny_models[0], controlnet=ControlNetModel.from_pretrained(tiny_models[1]))
+    assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 64

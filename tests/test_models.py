@@ -1,0 +1,73 @@
+"""Model references, device choice and the offline error."""
+
+import time
+
+import pytest
+
+from cnet.kinds import KINDS, base_model_source, get_kind
+from cnet.models import ModelUnavailableError, parse_model_source, pick_dtype
+
+
+def test_sources_are_classified(tmp_path):
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    assert parse_model_source("owner/name").kind == "hub"
+    hub = parse_model_source("owner/name@v1.1")
+    assert (hub.location, hub.revision) == ("owner/name", "v1.1")
+    assert parse_model_source(str(tmp_path)).kind == "folder"
+    assert parse_model_source(str(tmp_path / "m.safetensors")).kind == "file"
+
+
+@pytest.mark.parametrize("spec", ["", "/no/such/dir", "./missing.safetensors", "a/b/c", "justname", "../x"])
+def test_bad_sources_name_the_value(spec):
+    with pytest.raises(ValueError) as err:
+        parse_model_source(spec, what="base_model")
+    assert "base_model=" in str(err.value)
+
+
+def test_non_checkpoint_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        parse_model_source(str(tmp_path / "notes.txt"))
+
+
+def test_registry_has_the_11_kinds_with_env_overrides(monkeypatch):
+    assert {"canny", "depth", "openpose", "scribble", "softedge", "mlsd", "lineart", "normal", "seg"} <= set(KINDS)
+    canny = get_kind("canny")
+    assert canny.controlnet_source() == "lllyasviel/control_v11p_sd15_canny"
+    assert canny.annotator_params["low_threshold"] == 100 and canny.annotator_params["high_threshold"] == 200
+    assert get_kind("depth").annotator_params["detect_resolution"] == 384
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", "/models/my-canny")
+    monkeypatch.setenv("CNET_BASE_MODEL", "someone/fine-tune")
+    assert canny.controlnet_source() == "/models/my-canny"
+    assert base_model_source() == "someone/fine-tune"
+    with pytest.raises(ValueError, match="'sketchy'"):
+        get_kind("sketchy")
+
+
+def test_dtype_choice():
+    import torch
+
+    assert pick_dtype("cpu") is torch.float32
+    assert pick_dtype("cuda") is torch.float16
+    assert pick_dtype("cpu", "bf16") is torch.bfloat16
+    with pytest.raises(ValueError, match="dtype='fp8'"):
+        pick_dtype("cpu", "fp8")
+
+
+@pytest.mark.parametrize("offline_flag", [True, False])
+def test_offline_error_is_fast_and_names_the_repository(monkeypatch, offline_flag):
+    from huggingface_hub import constants
+
+    from cnet.engine import Engine
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline_flag)
+    # With the flag off, the Hub endpoint is a closed local port: unreachable, as on an offline machine.
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    engine = Engine("cnet-tests/not-a-real-model", device="cpu")
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError) as err:
+        engine.load_base()
+    assert time.monotonic() - start < 10  # a bound on hanging retries, not a speed test
+    message = str(err.value)
+    assert "cnet-tests/not-a-real-model" in message
+    assert "hf download cnet-tests/not-a-real-model" in message and "CNET_BASE_MODEL" in message
