@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="condition image(s) + prompt -> images (PNG with metadata)")
     gen.add_argument("--image", action="append", help="condition map (repeat for multi-ControlNet)")
+    gen.add_argument("--detect", action="store_true",
+                     help="--image is a photo: run the kind's annotator on it first (the photo feeds 'auto' mode)")
     gen.add_argument("--from-png", help="re-run the request saved in a PNG written by cnet")
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--kind", action="append", choices=sorted(KINDS),
@@ -71,6 +73,14 @@ def _load_image(path: str, what: str):
         raise ValueError(f"{what}={path!r} is not a readable image: {err}") from None
 
 
+def _detect(kind_name: str, photo):
+    """The kind's annotator with the kind's default parameters (e.g. Canny 100/200 at 512)."""
+    from annotators import detect
+
+    kind = KINDS[kind_name]
+    return detect(kind.annotator, photo, **kind.annotator_params)
+
+
 def _generate(args: argparse.Namespace) -> list[Path]:
     from .engine import Engine
     from .request import ControlUnit, GenerationRequest
@@ -89,15 +99,20 @@ def _generate(args: argparse.Namespace) -> list[Path]:
         kinds = _per_unit(args.kind, n, "kind", "canny")
         nets = _per_unit(args.controlnet, n, "controlnet", None)
         strengths = _per_unit(args.strength, n, "strength", 1.0)
-        units = [ControlUnit(_load_image(p, "--image"), kind=k, controlnet=c, strength=s, start=args.control_start,
-                             end=args.control_end) for p, k, c, s in zip(args.image, kinds, nets, strengths)]
+        source = _load_image(args.source_image, "--source-image") if args.source_image else None
+        if args.detect:  # the annotator opens the file itself: a drawing keeps its transparency
+            source = source or _load_image(args.image[0], "--image")
+            images = [_detect(kind, path) for kind, path in zip(kinds, args.image)]
+        else:
+            images = [_load_image(p, "--image") for p in args.image]
+        units = [ControlUnit(image, kind=k, controlnet=c, strength=s, start=args.control_start, end=args.control_end)
+                 for image, k, c, s in zip(images, kinds, nets, strengths)]
         mode = args.prompt_mode or (PromptMode.CUSTOM if args.prompt else PromptMode.DEFAULT)
         request = GenerationRequest(
             units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,
             negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
             eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
-            guess_mode=args.guess_mode, scheduler=args.scheduler,
-            source_image=_load_image(args.source_image, "--source-image") if args.source_image else None)
+            guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source)
         base = args.base_model
     engine = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
                     single_file_config=args.single_file_config)

@@ -52,3 +52,20 @@ def cond_map():
     r = np.hypot(yy - 30, xx - 34)
     ring = ((r > 14) & (r < 17)).astype(np.uint8) * 255
     return Image.fromarray(np.stack([ring] * 3, axis=-1))
+
+
+@pytest.fixture(scope="session")
+def annotator_weights(tmp_path_factory):
+    """Random weights for every weight-based annotator, in the layouts their real loaders read."""
+    from annotators.random_weights import save_aux_weights, save_depth_anything, save_upernet
+
+    root = tmp_path_factory.mktemp("annotator-weights")
+    return {"aux": save_aux_weights(root / "Annotators"), "depth_anything": save_depth_anything(root / "da"),
+            "seg": save_upernet(root / "seg")}
+
+
+@pytest.fixture
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()  # 512x512 RGB, public domain (NASA)

@@ -50,3 +50,19 @@ def test_generate_reports_bad_input_without_traceback(tiny_models, cond_map, tmp
     (tmp_path / "fake.png").write_bytes(b"not an image")
     proc = run("generate", "--image", str(tmp_path / "fake.png"), "--out", str(tmp_path))
     assert proc.returncode == 2 and "not a readable image" in proc.stderr
+
+
+def test_generate_with_detect_runs_the_kinds_annotator(tiny_models, tmp_path):
+    from skimage import data
+
+    from annotators import detect
+
+    photo = data.astronaut()
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    proc = run("generate", "--detect", "--image", str(tmp_path / "photo.png"), "--kind", "canny", "--out",
+               str(tmp_path / "out"), "--base-model", str(tiny_models[0]), "--controlnet", str(tiny_models[1]),
+               "--steps", "1", "--seed", "0", "--width", "64", "--height", "64")
+    assert proc.returncode == 0, proc.stderr
+    saved_map = np.asarray(Image.open(tmp_path / "out" / "cnet-0-control0.png"))
+    assert np.array_equal(saved_map, np.asarray(detect("canny", photo)))  # Canny 100/200 at 512, as the kind says
+    assert Image.open(proc.stdout.split()[0]).size == (64, 64)

@@ -1,0 +1,125 @@
+"""`python -m annotators`: list the annotators, detect one map, or convert a whole folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .images import ImageInputError
+from .registry import ANNOTATORS, AnnotatorError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+ALIASES = {"low": "low_threshold", "high": "high_threshold"}  # the original apps' short names for canny
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m annotators", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="each annotator with its kind, weights and parameters")
+    for name, help_text in (("detect", "one image -> one map"), ("batch", "a folder of images -> a folder of maps")):
+        cmd = sub.add_parser(name, help=help_text,
+                             epilog="Annotator parameters go as --name value (e.g. --low 50 --include_hand true).")
+        cmd.add_argument("--kind", required=True, choices=sorted(ANNOTATORS), help="the annotator to run")
+        if name == "detect":
+            cmd.add_argument("--image", required=True)
+            cmd.add_argument("--out", required=True, help="output PNG")
+        else:
+            cmd.add_argument("--input", required=True, help="folder of images (searched recursively)")
+            cmd.add_argument("--output", required=True, help="folder for the maps (same relative names, .png)")
+        cmd.add_argument("--detect-resolution", type=int, help="short side the detector sees")
+        cmd.add_argument("--width", type=int)
+        cmd.add_argument("--height", type=int)
+        cmd.add_argument("--weights", help="Hub repo or local folder with the weights")
+        cmd.add_argument("--device", help="cuda, mps or cpu (default: automatic)")
+    return parser
+
+
+def parse_params(extra: list[str]) -> dict[str, str]:
+    """`--name value` pairs left over by argparse, as annotator parameters (values are checked later)."""
+    params: dict[str, str] = {}
+    it = iter(extra)
+    for token in it:
+        if not token.startswith("--"):
+            raise AnnotatorError(f"unexpected argument {token!r}; parameters go as --name value")
+        name, _, value = token[2:].partition("=")
+        if not value:
+            value = next(it, None)
+            if value is None:
+                raise AnnotatorError(f"--{name} needs a value")
+        name = name.replace("-", "_")
+        params[ALIASES.get(name, name)] = value
+    return params
+
+
+def list_annotators() -> str:
+    lines = []
+    for a in ANNOTATORS.values():
+        weights = a.weights or "none (no download)"
+        lines.append(f"{a.name:<17} kind={a.kind:<9} detect_resolution={a.detect_resolution:<4} weights={weights}")
+        lines.append(f"  {a.description}")
+        for p in a.params:
+            bounds = f" [{p.minimum}, {p.maximum}]" if p.minimum is not None else ""
+            lines.append(f"  --{p.name} {type(p.default).__name__} = {p.default}{bounds}  {p.help}".rstrip())
+    return "\n".join(lines)
+
+
+def _options(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    return dict(detect_resolution=args.detect_resolution, width=args.width, height=args.height,
+                weights=args.weights, device=args.device, **params)
+
+
+def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, list[tuple[Path, str]]]:
+    """Convert every image under --input; unreadable files are skipped and reported, not fatal."""
+    from tqdm import tqdm
+
+    from .detect import detect
+
+    source, target = Path(args.input), Path(args.output)
+    if not source.is_dir():
+        raise AnnotatorError(f"--input={str(source)!r} is not a folder")
+    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    skipped: list[tuple[Path, str]] = []
+    done = 0
+    for path in tqdm(files, desc=f"{args.kind}", unit="image"):
+        out = (target / path.relative_to(source)).with_suffix(".png")
+        try:
+            detected = detect(args.kind, path, **_options(args, params))
+        except ImageInputError as err:
+            skipped.append((path, str(err)))
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        detected.save(out)
+        done += 1
+    return done, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cnet.models import ModelUnavailableError
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "list":
+            print(list_annotators())
+            return 0
+        params = parse_params(extra)
+        ANNOTATORS[args.kind].resolve_params(params)  # fail on a bad parameter before loading anything
+        if args.command == "detect":
+            from .detect import detect
+
+            out = Path(args.out)
+            detected = detect(args.kind, args.image, **_options(args, params))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            detected.save(out)
+            print(out)
+            return 0
+        done, skipped = run_batch(args, params)
+        for path, reason in skipped:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(f"{done} maps written to {args.output}, {len(skipped)} files skipped")
+        return 0
+    except (AnnotatorError, ImageInputError, ModelUnavailableError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,147 @@
+"""Turning whatever a user hands us into a clean RGB array, and the original apps' resizing rules."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Image.Image | np.ndarray | str | Path | bytes
+
+# A bound on what we decode: 40 MP is a large phone photo; beyond that is a mistake or an attack.
+MAX_PIXELS = int(os.environ.get("CNET_MAX_IMAGE_PIXELS", 40_000_000))
+
+
+class ImageInputError(ValueError):
+    """The input is not an image we can use; the message says why."""
+
+
+def open_image(source: ImageInput, *, what: str = "image") -> Image.Image:
+    """Open a path, bytes or PIL image, refusing non-images and oversized images before decoding them."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        return Image.fromarray(to_rgb_array(source, what=what))
+    else:
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise ImageInputError(f"{what}: not a readable image ({err})") from None
+        except Image.DecompressionBombError as err:  # pragma: no cover - depends on PIL's own limit
+            raise ImageInputError(f"{what}: refused, {err}") from None
+    _check_size(image.size, what)
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageInputError(f"{what}: the image data is damaged or truncated ({err})") from None
+    return image
+
+
+def _check_size(size: tuple[int, int], what: str) -> None:
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageInputError(f"{what}: empty image ({w}x{h})")
+    if w * h > MAX_PIXELS:
+        raise ImageInputError(f"{what}: {w}x{h} is {w * h / 1e6:.0f} MP, above the {MAX_PIXELS / 1e6:.0f} MP limit")
+
+
+def to_rgb_array(source: ImageInput, *, what: str = "image", background: int = 255) -> np.ndarray:
+    """An HxWx3 uint8 RGB array from any common image: EXIF rotation applied, 16-bit and float scaled,
+    CMYK/palette converted, transparency composited over `background` (white, as a photo would be printed)."""
+    if isinstance(source, np.ndarray):
+        array = source
+    else:
+        image = ImageOps.exif_transpose(open_image(source, what=what))
+        if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            array = np.asarray(image)
+        else:
+            if image.mode not in ("RGB", "RGBA", "L", "LA"):
+                image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
+            array = np.asarray(image)
+    _check_size((array.shape[1], array.shape[0]) if array.ndim >= 2 else (0, 0), what)
+    array = _to_uint8(array, what)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise ImageInputError(f"{what}: unsupported array shape {array.shape}")
+    channels = array.shape[2]
+    if channels in (2, 4):  # composite the alpha channel over the background
+        alpha = array[:, :, -1:].astype(np.float32) / 255.0
+        color = array[:, :, :-1].astype(np.float32)
+        array = np.clip(color * alpha + background * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array)
+
+
+def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageInputError(f"{what}: the image holds NaN or infinite values")
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+        return np.clip(array * scale + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        top = int(array.max(initial=0))
+        if top <= 255:
+            return array.astype(np.uint8)
+        # 16-bit (or wider) data: keep the full range instead of clipping everything bright to white.
+        bits = 16 if top <= 65535 else 32
+        return (array.astype(np.float64) / (2**bits - 1) * 255 + 0.5).astype(np.uint8)
+    raise ImageInputError(f"{what}: unsupported pixel type {array.dtype}")
+
+
+def resize_to_resolution(array: np.ndarray, resolution: int) -> np.ndarray:
+    """The original apps' `resize_image`: scale so the short side is `resolution`, sides rounded to multiples
+    of 64 (Lanczos when enlarging, area when shrinking)."""
+    h, w = array.shape[:2]
+    new_h, new_w = _resolution_size(h, w, resolution)
+    if (new_h, new_w) == (h, w):
+        return array
+    interpolation = cv2.INTER_LANCZOS4 if new_h * new_w > h * w else cv2.INTER_AREA
+    return cv2.resize(array, (new_w, new_h), interpolation=interpolation)
+
+
+def _resolution_size(h: int, w: int, resolution: int) -> tuple[int, int]:
+    k = resolution / min(h, w)
+    return max(64, int(np.round(h * k / 64.0)) * 64), max(64, int(np.round(w * k / 64.0)) * 64)
+
+
+def output_size(h: int, w: int, *, width: int | None = None, height: int | None = None,
+                image_resolution: int | None = None) -> tuple[int, int]:
+    """(height, width) of the map handed to generation. Both given: exact. One given: the other follows the
+    aspect ratio (multiple of 8). `image_resolution`: the original apps' rule. None: unchanged."""
+    if width and height:
+        return height, width
+    if width:
+        return max(8, int(round(h * width / w / 8)) * 8), width
+    if height:
+        return height, max(8, int(round(w * height / h / 8)) * 8)
+    if image_resolution:
+        return _resolution_size(h, w, image_resolution)
+    return h, w
+
+
+def fit_map(detected: np.ndarray, height: int, width: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Resize a map to (height, width), centre-cropping first so the aspect ratio is kept, never distorted."""
+    h, w = detected.shape[:2]
+    if (h, w) == (height, width):
+        return detected
+    target = width / height
+    if abs(w / h - target) > 1e-3:
+        if w / h > target:  # too wide: crop the sides
+            new_w = max(1, round(h * target))
+            x0 = (w - new_w) // 2
+            detected = detected[:, x0:x0 + new_w]
+        else:
+            new_h = max(1, round(w / target))
+            y0 = (h - new_h) // 2
+            detected = detected[y0:y0 + new_h]
+    return cv2.resize(detected, (width, height), interpolation=interpolation)
