@@ -207,16 +207,16 @@ class Engine:
                 height=height,
                 width=width,
                 num_inference_steps=request.num_inference_steps,
-                guidance_scale=request.guidance_scale,
+                guidance_scale=float(request.guidance_scale),
                 negative_prompt=request.negative_prompt,
                 num_images_per_prompt=request.num_images,
-                eta=request.eta,
+                eta=float(request.eta),
                 # One CPU generator per image: each image is reproducible alone, on any device.
                 generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                controlnet_conditioning_scale=_one_or_list([u.strength for u in request.units]),
+                controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units]),
                 guess_mode=request.guess_mode,
-                control_guidance_start=_one_or_list([u.start for u in request.units]),
-                control_guidance_end=_one_or_list([u.end for u in request.units]),
+                control_guidance_start=_one_or_list([float(u.start) for u in request.units]),
+                control_guidance_end=_one_or_list([float(u.end) for u in request.units]),
                 callback_on_step_end=on_step_end,
             )
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(output.images)

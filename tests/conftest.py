@@ -69,3 +69,32 @@ def astronaut():
     from skimage import data
 
     return data.astronaut()  # 512x512 RGB, public domain (NASA)
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_models, tiny_blip, tmp_path_factory):
+    """The real app, launched on a free localhost port, with every model pointed at the tiny local ones.
+
+    Module-scoped: the environment it sets is restored when the module's tests are done."""
+    import socket
+
+    from app import build_app, launch_options
+    from webui.settings import AppSettings
+
+    env = {"CNET_BASE_MODEL": str(tiny_models[0]), "CNET_CAPTION_MODEL": str(tiny_blip),
+           **{f"CNET_CONTROLNET_{k}": str(tiny_models[1]) for k in ("CANNY", "SCRIBBLE", "DEPTH", "OPENPOSE")}}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = AppSettings.from_env(port=port, output_dir=tmp_path_factory.mktemp("outputs"))
+    demo, _ = build_app(settings)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

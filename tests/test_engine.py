@@ -221,3 +221,12 @@ def test_tiny_model_folders_load_in_diffusers_directly(tiny_models):
     pipe = StableDiffusionControlNetPipeline.from_pretrained(
         tiny_models[0], controlnet=ControlNetModel.from_pretrained(tiny_models[1]))
     assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 64
+
+
+def test_whole_numbers_from_a_ui_are_accepted(engine, tiny_models, cond_map):
+    # Sliders and JSON send 1 rather than 1.0; diffusers insists on floats for a single ControlNet.
+    request = GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]), strength=1, end=1)],
+                                guidance_scale=9, num_inference_steps=1, seed=0)
+    as_floats = GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
+                                  num_inference_steps=1, seed=0)
+    assert np.array_equal(pixels(engine.generate(request).images[0]), pixels(engine.generate(as_floats).images[0]))

@@ -30,7 +30,9 @@ def test_non_checkpoint_file_is_refused(tmp_path):
         parse_model_source(str(tmp_path / "notes.txt"))
 
 
-def test_registry_has_the_11_kinds_with_env_overrides(monkeypatch):
+def test_registry_has_every_kind_with_env_overrides(monkeypatch):
+    monkeypatch.delenv("CNET_CONTROLNET_CANNY", raising=False)
+    monkeypatch.delenv("CNET_BASE_MODEL", raising=False)
     assert {"canny", "depth", "openpose", "scribble", "softedge", "mlsd", "lineart", "normal", "seg"} <= set(KINDS)
     canny = get_kind("canny")
     assert canny.controlnet_source() == "lllyasviel/control_v11p_sd15_canny"

@@ -1,0 +1,86 @@
+"""cnet studio: the Gradio app. `python app.py` serves it on http://127.0.0.1:7860.
+
+This file only wires things together: settings (webui/settings.py), the back end (webui/service.py) and one module
+per tab. Nothing heavy happens at import or start-up: models load on the first request that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from webui.api import create_api
+from webui.generate_tab import create_generate_tab
+from webui.service import Studio
+from webui.settings import AppSettings
+
+TITLE = "cnet studio — ControlNet for Stable Diffusion"
+
+
+def gpu_decorator() -> Callable[[Callable], Callable]:
+    """`spaces.GPU` on Hugging Face ZeroGPU hardware (when the `spaces` package is installed), else a no-op."""
+    if importlib.util.find_spec("spaces") is not None:
+        import spaces
+
+        return spaces.GPU
+    return lambda fn: fn
+
+
+def status_markdown(studio: Studio) -> str:
+    """What is missing, and how to get it; empty when every default model is on this machine."""
+    missing = [s for s in studio.model_status() if not s.available]
+    if not missing:
+        return ""
+    lines = ["**Some models are not on this machine yet.** They download on first use when the Hugging Face Hub is "
+             "reachable; offline, provide them first:"]
+    lines += [f"- {s.role}: `{s.reference}` — {s.hint}" for s in missing]
+    return "\n".join(lines)
+
+
+def build_app(settings: AppSettings) -> tuple[gr.Blocks, Studio]:
+    """The Blocks app and its back end; nothing is loaded until a request needs it."""
+    studio = Studio(settings)
+    gpu = gpu_decorator()
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\nSketch, upload a photo or a ready map, choose a prompt mode, and generate. "
+                    "Defaults are the paper's: DDIM, 20 steps, CFG 9.")
+        with gr.Accordion("Model status", open=False):
+            gr.Markdown(status_markdown(studio) or "All default models are available locally.")
+        with gr.Tab("Generate"):
+            create_generate_tab(studio, gpu)
+        create_api(studio, gpu)
+    demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
+    return demo, studio
+
+
+def launch_options(settings: AppSettings) -> dict[str, Any]:
+    """Arguments for `demo.launch`: where to listen, what may be served, how big an upload may be."""
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    return dict(server_name=settings.host, server_port=settings.port, share=settings.share,
+                max_file_size=settings.max_file_size, allowed_paths=[str(settings.output_dir.resolve())],
+                show_error=True, theme=gr.themes.Soft())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1; CNET_HOST)")
+    parser.add_argument("--port", type=int, help="port (default 7860; CNET_PORT)")
+    parser.add_argument("--share", action="store_true", default=None, help="also open a public gradio.live link")
+    parser.add_argument("--public", action="store_true", default=None,
+                        help="public deployment: listen on 0.0.0.0, tighter limits, Hub ids only (CNET_PUBLIC=1)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = AppSettings.from_env(host=args.host, port=args.port, share=args.share, public=args.public)
+    demo, _ = build_app(settings)
+    demo.launch(**launch_options(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The Gradio app through its public API (gradio_client), as a script or another app would use it."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnet.request import DEFAULT_PROMPT
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture
+def map_file(cond_map, tmp_path):
+    path = tmp_path / "map.png"
+    cond_map.save(path)
+    return path
+
+
+def test_named_endpoints_exist(client):
+    assert {"/generate", "/detect", "/caption"} <= set(client.view_api(print_info=False,
+                                                                       return_format="dict")["named_endpoints"])
+
+
+@pytest.mark.parametrize("mode, prompt, expected", [
+    ("none", "", ""), ("default", "", DEFAULT_PROMPT), ("custom", "a red circle", "a red circle")])
+def test_generate_returns_images_map_and_exact_prompt(client, map_file, mode, prompt, expected):
+    from gradio_client import handle_file
+
+    images, control_map, metadata = client.predict(handle_file(str(map_file)), prompt_mode=mode, prompt=prompt,
+                                                   steps=2, seed=4, num_images=2, api_name="/generate")
+    assert len(images) == 2 and [m["seed"] for m in metadata] == [4, 5]
+    assert Image.open(images[0]["image"]).size == (64, 64)
+    assert np.array_equal(np.asarray(Image.open(control_map).convert("RGB")), np.asarray(Image.open(map_file)))
+    assert all(m["prompt_used"] == expected and m["prompt_mode"] == mode for m in metadata)
+
+
+def test_generate_auto_mode_uses_the_blip_caption(client, map_file):
+    from gradio_client import handle_file
+
+    caption = client.predict(handle_file(str(map_file)), api_name="/caption")
+    assert isinstance(caption, str) and caption
+    _, _, metadata = client.predict(handle_file(str(map_file)), prompt_mode="auto", steps=1, seed=0,
+                                    api_name="/generate")
+    assert metadata[0]["prompt_used"] == caption == metadata[0]["caption"]
+
+
+def test_same_seed_same_pixels_through_the_api(client, map_file):
+    from gradio_client import handle_file
+
+    runs = [client.predict(handle_file(str(map_file)), steps=2, seed=8, api_name="/generate")[0][0]["image"]
+            for _ in range(2)]
+    assert np.array_equal(np.asarray(Image.open(runs[0])), np.asarray(Image.open(runs[1])))
+
+
+def test_detect_endpoint_matches_the_library(client, tmp_path):
+    from gradio_client import handle_file
+    from skimage import data
+
+    from annotators import detect
+
+    photo = data.astronaut()
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    result = client.predict(handle_file(str(tmp_path / "photo.png")), kind="canny",
+                            params_json='{"low_threshold": 60, "high_threshold": 120}', api_name="/detect")
+    expected = np.asarray(detect("canny", photo, low_threshold=60, high_threshold=120))
+    assert np.array_equal(np.asarray(Image.open(result).convert("RGB")), expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(steps=999), "num_inference_steps=999 is out of range"),
+    (dict(guidance=50), "guidance_scale=50.0 is out of range"),  # NaN cannot even travel as JSON
+    (dict(width=100, height=64), "width=100 must be a multiple of 8"),
+    (dict(prompt_mode="custom"), "custom' needs a non-empty prompt"),
+    (dict(kind="sketchy"), "kind='sketchy'"),
+    (dict(scheduler="fast"), "scheduler='fast'"),
+])
+def test_invalid_requests_get_readable_errors_and_the_app_keeps_serving(client, map_file, kwargs, message):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception) as err:
+        client.predict(handle_file(str(map_file)), **kwargs, api_name="/generate")
+    assert message in str(err.value) and "Traceback" not in str(err.value)
+    images, _, _ = client.predict(handle_file(str(map_file)), steps=1, seed=0, api_name="/generate")
+    assert len(images) == 1
+
+
+def test_bad_detect_parameters_and_non_images_are_refused(client, tmp_path, map_file):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match=r"unknown parameter\(s\) \['blur'\]"):
+        client.predict(handle_file(str(map_file)), params_json='{"blur": 3}', api_name="/detect")
+    with pytest.raises(Exception, match="params_json is not valid JSON"):
+        client.predict(handle_file(str(map_file)), params_json="{", api_name="/detect")
+
+
+def test_app_module_imports_without_loading_models():
+    code = ("import sys, app; heavy = [m for m in ('torch', 'diffusers', 'transformers', 'controlnet_aux') "
+            "if m in sys.modules]; print(heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_offline_status_names_missing_models_and_how_to_get_them(monkeypatch, tiny_models):
+    from app import status_markdown
+    from webui.service import Studio
+    from webui.settings import AppSettings
+
+    monkeypatch.delenv("CNET_BASE_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    studio = Studio(AppSettings())
+    statuses = {s.role: s for s in studio.model_status()}
+    assert statuses["ControlNet: canny"].available
+    text = status_markdown(studio)
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in text
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in text and "CNET_BASE_MODEL" in text
+    assert "ControlNet: canny" not in text

@@ -1,0 +1,118 @@
+"""The app's back end without the UI: maps from every source, limits, public-mode checks, Stop."""
+
+import numpy as np
+import pytest
+
+from annotators import ImageInputError
+from cnet.engine import GenerationCancelled
+from cnet.request import RequestError
+from webui.service import Studio, UnitInput
+from webui.settings import PUBLIC_LIMITS, AppSettings
+
+
+@pytest.fixture
+def local_models(monkeypatch, tiny_models, tiny_blip, tmp_path):
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_SCRIBBLE", str(tiny_models[1]))
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    monkeypatch.setenv("CNET_CAPTION_MODEL", str(tiny_blip))
+    return AppSettings(output_dir=tmp_path / "out")
+
+
+def sketchpad_value():
+    """What gr.Sketchpad sends: black strokes on a transparent RGBA layer."""
+    layer = np.zeros((64, 64, 4), np.uint8)
+    layer[30:34, 8:56] = (0, 0, 0, 255)
+    return {"background": None, "layers": [layer], "composite": layer}
+
+
+def test_draw_source_becomes_white_strokes_on_black(local_models):
+    made, photo = Studio(local_models).condition_map(UnitInput("draw", sketchpad_value(), kind="scribble"))
+    array = np.asarray(made)
+    assert photo is None and made.size == (512, 512)  # scribble maps are made at the detect resolution
+    assert array[256, 256, 0] == 255 and array[0, 0, 0] == 0
+
+
+def test_map_source_is_used_as_is_and_photo_source_is_detected(local_models, astronaut):
+    studio = Studio(local_models)
+    editor = {"background": astronaut, "layers": [], "composite": astronaut}
+    made, photo = studio.condition_map(UnitInput("map", editor))
+    assert np.array_equal(np.asarray(made), astronaut) and photo is None
+    made, photo = studio.condition_map(UnitInput("photo", astronaut, kind="canny", params={"low_threshold": 50}))
+    import cv2
+
+    assert np.array_equal(np.asarray(made)[:, :, 0], cv2.Canny(astronaut, 50, 200))
+    assert np.array_equal(np.asarray(photo), astronaut)
+
+
+@pytest.mark.parametrize("source, message", [("draw", "canvas is empty"), ("photo", "no photo"),
+                                             ("map", "no condition map")])
+def test_missing_inputs_say_what_to_do(local_models, source, message):
+    with pytest.raises(ImageInputError, match=message):
+        Studio(local_models).condition_map(UnitInput(source, None))
+
+
+def test_generate_saves_pngs_and_stop_halts_within_a_step(local_models, cond_map):
+    studio = Studio(local_models)
+    result, paths = studio.generate([UnitInput("map", cond_map)], num_inference_steps=2, seed=1,
+                                    prompt_mode="none")
+    assert [p.suffix for p in paths] == [".png"] and paths[0].parent.parent == local_models.output_dir
+    assert result.prompt == ""
+    steps = []
+
+    def progress(i, n):
+        steps.append(i)
+        if i == 2:
+            studio.stop("visitor-a")  # what the Stop button does, from another request
+
+    with pytest.raises(GenerationCancelled):
+        studio.generate([UnitInput("map", cond_map)], session="visitor-a", progress=progress,
+                        num_inference_steps=10, seed=1)
+    assert steps == [1, 2]
+    # Another visitor's stop does not touch this run, and a new run of the same visitor starts afresh.
+    studio.stop("visitor-b")
+    assert len(studio.generate([UnitInput("map", cond_map)], session="visitor-a", num_inference_steps=2,
+                               seed=1)[0].images) == 1
+
+
+def test_public_deployment_refuses_local_paths_and_big_requests(local_models, tiny_models, cond_map):
+    public = Studio(AppSettings(public=True, allow_local_paths=False, limits=PUBLIC_LIMITS,
+                                output_dir=local_models.output_dir))
+    for reference in (str(tiny_models[0]), "../../etc", "/etc/passwd", "a/b/c"):
+        with pytest.raises(RequestError, match="Hub ids"):
+            public.check_model_reference(reference, "base_model")
+    assert public.check_model_reference("owner/model", "base_model") == "owner/model"
+    with pytest.raises(RequestError, match=r"num_inference_steps=100 is out of range \[1, 50\]"):
+        public.generate([UnitInput("map", cond_map)], num_inference_steps=100)
+    with pytest.raises(RequestError, match="controlnet='/tmp/x'"):
+        public.generate([UnitInput("map", cond_map, controlnet="/tmp/x")])
+
+
+def test_settings_are_read_once_and_clamped(monkeypatch):
+    monkeypatch.setenv("CNET_MAX_QUEUE", "100000")
+    monkeypatch.setenv("CNET_PORT", "not-a-port")
+    settings = AppSettings.from_env()
+    assert settings.max_queue == 256 and settings.port == 7860 and settings.host == "127.0.0.1"
+    assert not settings.public and settings.allow_local_paths
+    monkeypatch.setenv("SPACE_ID", "someone/cnet-studio")
+    space = AppSettings.from_env()
+    assert space.public and not space.allow_local_paths and space.limits == PUBLIC_LIMITS
+    assert space.host == "0.0.0.0"
+    assert AppSettings.from_env(port=9000).port == 9000
+
+
+def test_caption_of_an_editor_value(local_models, cond_map):
+    caption = Studio(local_models).caption({"composite": np.asarray(cond_map), "background": None, "layers": []})
+    assert isinstance(caption, str) and caption
+    with pytest.raises(ImageInputError, match="no image to caption"):
+        Studio(local_models).caption(None)
+
+
+def test_switching_base_model_replaces_the_engine(local_models, tiny_models, tmp_path):
+    import shutil
+
+    studio = Studio(local_models)
+    first = studio.engine
+    assert studio.engine_for(None) is first and studio.engine_for(str(tiny_models[0])) is first
+    copy = shutil.copytree(tiny_models[0], tmp_path / "base-copy")
+    assert studio.engine_for(str(copy)) is not first

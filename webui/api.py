@@ -1,0 +1,97 @@
+"""Named API endpoints for gradio_client: /generate, /detect and /caption.
+
+They take plain values (an image file, text, numbers) rather than the UI's canvas widgets, and run through the same
+`Studio` functions and limits as the UI. The components below are never shown; they only give the API its types.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from .errors import user_errors
+from .service import Studio, UnitInput
+
+
+def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
+    """Register the endpoints inside the current gr.Blocks."""
+    with gr.Column(visible=False):
+        image = gr.Image(type="pil", label="image")
+        kind = gr.Textbox(value="canny", label="kind")
+        # Initial values are the API's defaults (gradio_client treats them as optional arguments).
+        text = {n: gr.Textbox(value=v, label=n) for n, v in (
+            ("prompt_mode", "default"), ("prompt", ""), ("added_prompt", ""), ("negative_prompt", ""),
+            ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""))}
+        numbers = {n: gr.Number(value=v, label=n) for n, v in (
+            ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
+            ("strength", 1.0), ("detect_resolution", 0))}
+        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode")}
+        out_gallery = gr.Gallery(label="images", format="png")
+        out_image = gr.Image(type="pil", label="map", format="png")
+        out_json = gr.JSON(label="metadata")
+        out_text = gr.Textbox(label="caption")
+
+    @user_errors
+    @gpu
+    def generate(image: Any, kind: str = "canny", prompt_mode: str = "default", prompt: str = "",
+                 added_prompt: str = "", negative_prompt: str = "", steps: float = 20, guidance: float = 9.0,
+                 seed: float | None = None, num_images: float = 1, width: float | None = None,
+                 height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
+                 scheduler: str = "ddim", detect: bool = False, request: gr.Request = None) -> tuple:
+        """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random."""
+        unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny", strength=float(strength))
+        result, _ = studio.generate(
+            [unit], session=getattr(request, "session_hash", "") or "", prompt_mode=prompt_mode or "default",
+            prompt=prompt or "", added_prompt=added_prompt or "", negative_prompt=negative_prompt or "",
+            num_inference_steps=_int(steps, "steps"), guidance_scale=float(guidance),
+            seed=None if seed is None or seed < 0 else _int(seed, "seed"), num_images=_int(num_images, "num_images"),
+            width=_int(width, "width") if width else None, height=_int(height, "height") if height else None,
+            guess_mode=bool(guess_mode), scheduler=scheduler or "ddim")
+        return list(result.images), result.condition_maps[0], result.metadata
+
+    gr.Button(visible=False).click(
+        generate, [image, kind, text["prompt_mode"], text["prompt"], text["added_prompt"], text["negative_prompt"],
+                   numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
+                   numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"]],
+        [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
+
+    @user_errors
+    @gpu
+    def detect(image: Any, kind: str = "canny", annotator: str = "", detect_resolution: float | None = None,
+               width: float | None = None, height: float | None = None, params_json: str = "") -> Any:
+        """Photo to condition map with the kind's annotator (or `annotator`); params_json like {"low_threshold": 50}."""
+        try:
+            params = json.loads(params_json) if params_json else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"params_json is not valid JSON: {err}") from None
+        if not isinstance(params, dict):
+            raise ValueError("params_json must be a JSON object of parameter names to values")
+        unit = UnitInput("photo", image, kind=kind or "canny", annotator=annotator or None, params=params,
+                         detect_resolution=_int(detect_resolution, "detect_resolution") if detect_resolution else None)
+        made, _ = studio.condition_map(unit, width=_int(width, "width") if width else None,
+                                       height=_int(height, "height") if height else None)
+        return made
+
+    gr.Button(visible=False).click(
+        detect, [image, kind, text["annotator"], numbers["detect_resolution"], numbers["width"], numbers["height"],
+                 text["params_json"]], out_image, api_name="detect", concurrency_id="gpu")
+
+    @user_errors
+    @gpu
+    def caption(image: Any) -> str:
+        """The BLIP caption that the automatic prompt mode would use."""
+        return studio.caption(image)
+
+    gr.Button(visible=False).click(caption, image, out_text, api_name="caption", concurrency_id="gpu")
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        if float(value) == int(value):
+            return int(value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise ValueError(f"{name}={value!r} must be a whole number")

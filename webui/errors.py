@@ -1,0 +1,42 @@
+"""Turning library errors into messages a visitor sees, instead of tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from annotators import AnnotatorError, ImageInputError
+from cnet.models import ModelUnavailableError
+from cnet.request import RequestError
+
+log = logging.getLogger("cnet.app")
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Show the library's own messages (bad input, missing model, stop) as a Gradio error; the app keeps serving."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cnet.engine import GenerationCancelled
+
+        try:
+            return fn(*args, **kwargs)
+        except (RequestError, AnnotatorError, ImageInputError, ModelUnavailableError) as err:
+            raise gr.Error(str(err), title="Cannot do that") from None
+        except GenerationCancelled as err:
+            raise gr.Error(f"Stopped: {err}", title="Stopped") from None
+        except ValueError as err:  # other checks in the libraries (model references, sizes)
+            log.info("rejected request: %s", err)
+            raise gr.Error(str(err), title="Cannot do that") from None
+        except gr.Error:
+            raise
+        except Exception as err:  # a bug or a fault: log it whole, show the visitor one line, keep serving
+            log.exception("request failed")
+            raise gr.Error(f"The server could not finish this request ({type(err).__name__}: {err}).",
+                           title="Error") from None
+
+    return wrapper

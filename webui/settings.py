@@ -1,0 +1,58 @@
+"""App settings, read once from flags and the environment, clamped to safe bounds."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cnet.request import Limits
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(os.environ.get(name, default))
+    except ValueError:
+        value = default
+    return max(low, min(high, value))
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# A public deployment (a Space, or --public) gets tighter bounds: one visitor must not hold the GPU for minutes.
+PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the app needs to know about its deployment."""
+
+    host: str = "127.0.0.1"  # localhost only unless asked (--host 0.0.0.0 or --public)
+    port: int = 7860
+    share: bool = False
+    public: bool = False  # anyone may call every endpoint: tighter limits, Hub ids only, no local paths
+    allow_local_paths: bool = True  # may requests name local model folders/files?
+    max_queue: int = 16  # waiting requests beyond this get "queue full"
+    output_dir: Path = Path("outputs")
+    max_file_size: str = "20mb"
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> AppSettings:
+        """Read CNET_* variables (and Spaces' SPACE_ID); keyword overrides (from flags) win."""
+        on_space = bool(os.environ.get("SPACE_ID"))
+        public = bool(overrides.pop("public", None)) or _env_flag("CNET_PUBLIC") or on_space
+        settings = cls(
+            host="0.0.0.0" if public or on_space else os.environ.get("CNET_HOST", "127.0.0.1"),
+            port=_env_int("CNET_PORT", int(os.environ.get("GRADIO_SERVER_PORT", 7860)), 1, 65535),
+            share=_env_flag("CNET_SHARE"),
+            public=public,
+            allow_local_paths=not public or _env_flag("CNET_ALLOW_LOCAL_PATHS"),
+            max_queue=_env_int("CNET_MAX_QUEUE", 16, 1, 256),
+            output_dir=Path(os.environ.get("CNET_OUTPUT_DIR", "outputs")),
+            limits=PUBLIC_LIMITS if public else Limits(),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean)
