@@ -1,0 +1,319 @@
+"""Training on tiny models and a tiny Fill50K-style set, on the CPU: the paper's method, checked piece by piece."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from train.checkpoint import CheckpointError, complete_checkpoints, find_resume, write_atomically
+from train.config import ConfigError, TrainConfig
+from train.data import DataError, load_rows
+from train.loop import train
+
+
+def config(tiny_models, circles, out, **kw):
+    base = dict(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
+                batch_size=4, max_steps=4, lr=1e-3, checkpoint_every=100, validate_every=0, log_every=1, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(model_or_path):
+    from diffusers import ControlNetModel
+
+    model = ControlNetModel.from_pretrained(model_or_path) if not hasattr(model_or_path, "state_dict") \
+        else model_or_path
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+        self.models = {}
+
+    def __call__(self, event, info):
+        if event == "setup":
+            self.models = info
+        self.events.append((event, info))
+
+    def of(self, name):
+        return [info for event, info in self.events if event == name]
+
+
+def test_default_mode_locks_the_base_and_trains_the_zero_convolutions(tiny_models, circles, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    recorder = Recorder()
+    result = train(config(tiny_models, circles, tmp_path), callback=recorder)
+    reference = UNet2DConditionModel.from_pretrained(tiny_models[0], subfolder="unet").state_dict()
+    trained_unet = recorder.models["unet"].state_dict()
+    assert all(torch.equal(reference[k], trained_unet[k]) for k in reference)  # bit-identical locked base
+    learned = weights(result)
+    zero_convs = [k for k in learned if k.startswith(("controlnet_down_blocks", "controlnet_mid_block"))]
+    assert zero_convs and all(learned[k].abs().sum() > 0 for k in zero_convs)  # no longer zero
+    card = (result / "README.md").read_text()
+    assert "base_model: " + str(tiny_models[0]) in card and "Mode: `default`" in card
+    # Loadable by diffusers directly, and by our engine.
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
+
+    image = Image.open(circles / "source" / "0.png")
+    out = Engine(str(tiny_models[0]), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(image, controlnet=str(result))], num_inference_steps=1, seed=0))
+    assert out.images[0].size == (64, 64)
+
+
+def test_zero_convolutions_start_at_zero(tiny_models, circles, tmp_path):
+    recorder = Recorder()
+    train(config(tiny_models, circles, tmp_path, max_steps=1, lr=1e-12), callback=recorder)
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    fresh = ControlNetModel.from_unet(UNet2DConditionModel.from_pretrained(tiny_models[0], subfolder="unet"),
+                                      conditioning_embedding_out_channels=(16, 32))
+    assert all(float(p.detach().abs().sum()) == 0 for p in fresh.controlnet_mid_block.parameters())
+
+
+@pytest.mark.parametrize("prob, low, high", [(0.5, 0.35, 0.65), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)])
+def test_share_of_empty_prompts(tiny_models, circles, tmp_path, prob, low, high):
+    seen = []
+    recorder = Recorder()
+    cfg = config(tiny_models, circles, tmp_path, max_steps=10, batch_size=8, empty_prompt_prob=prob, lr=1e-12)
+
+    def hook(module, args, kwargs):
+        seen.append(kwargs["input_ids"] if "input_ids" in kwargs else args[0])
+
+    def callback(event, info):
+        recorder(event, info)
+        if event == "setup":
+            pass
+
+    import train.loop as loop
+
+    original = loop._encode_text
+
+    def counting(texts, tokenizer, encoder, device):
+        seen.extend(texts)
+        return original(texts, tokenizer, encoder, device)
+
+    loop._encode_text = counting
+    try:
+        train(cfg, callback=callback)
+    finally:
+        loop._encode_text = original
+    share = sum(t == "" for t in seen) / len(seen)
+    assert len(seen) == 80 and low <= share <= high
+    assert recorder.of("log")[-1]["empty_prompt_fraction"] == pytest.approx(share)
+
+
+def test_small_mode_connects_only_the_middle_block(tiny_models, circles, tmp_path):
+    calls = {}
+    for mode in ("small", "default"):
+        recorder = Recorder()
+        seen = []
+
+        def callback(event, info, seen=seen, recorder=recorder):
+            recorder(event, info)
+            if event == "setup":
+                info["unet"].register_forward_pre_hook(
+                    lambda m, a, kw: seen.append((kw.get("down_block_additional_residuals"),
+                                                  kw.get("mid_block_additional_residual"))), with_kwargs=True)
+
+        train(config(tiny_models, circles, tmp_path / mode, mode=mode, max_steps=2), callback=callback)
+        calls[mode] = seen
+    # small: the skip connections receive nothing (all-zero, gradient-free); the middle block is connected.
+    assert calls["small"] and all(all(not d.any() and not d.requires_grad for d in down) and mid.requires_grad
+                                  for down, mid in calls["small"])
+    assert all(any(d.any() for d in down) and all(d.requires_grad for d in down) and mid.requires_grad
+               for down, mid in calls["default"][1:])  # step 1's zero convolutions still output zeros
+
+
+def test_large_mode_changes_the_base_only_after_unlock(tiny_models, circles, tmp_path):
+    snapshots = {}
+
+    def digest(unet):
+        return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in unet.parameters())).hexdigest()
+
+    recorder = Recorder()
+
+    def callback(event, info):
+        recorder(event, info)
+        if event == "setup":
+            snapshots[0] = digest(info["unet"])
+        if event == "step":
+            snapshots[info["step"]] = digest(recorder.models["unet"])
+
+    train(config(tiny_models, circles, tmp_path, mode="large", unlock_after=3, max_steps=5), callback=callback)
+    assert snapshots[0] == snapshots[1] == snapshots[2] == snapshots[3]
+    assert snapshots[4] != snapshots[3] and snapshots[5] != snapshots[4]
+    assert [info["step"] for info in recorder.of("unlock")] == [3]
+    assert (tmp_path / "unet" / "config.json").is_file()
+
+
+def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny_models, circles, tmp_path):
+    whole = train(config(tiny_models, circles, tmp_path / "whole", max_steps=6, grad_accum=2, batch_size=3))
+    cfg = config(tiny_models, circles, tmp_path / "parts", max_steps=6, grad_accum=2, batch_size=3)
+    assert train(TrainConfig(**{**cfg.to_dict(), "stop_after": 3})) is None  # stopped, with a checkpoint
+    assert [s for s, _ in complete_checkpoints(tmp_path / "parts")] == [3]
+    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": "latest"}))
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupted_checkpoint_is_never_resumed_from(tmp_path):
+    write_atomically(tmp_path, 3, lambda d: (d / "w").write_text("ok"), {}, keep=3)
+    (tmp_path / "checkpoints" / "step-00000009").mkdir()  # renamed but never marked complete
+    (tmp_path / "checkpoints" / ".tmp-step-00000012").mkdir()  # killed mid-write
+    assert find_resume(tmp_path, "latest").name == "step-00000003"
+    with pytest.raises(CheckpointError, match="not a complete checkpoint"):
+        find_resume(tmp_path, str(tmp_path / "checkpoints" / "step-00000009"))
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
+    write_atomically(tmp_path, 1, lambda d: (d / "w").write_text("one"), {}, keep=1)
+
+    def full_disk(folder):
+        (folder / "w").write_text("partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(CheckpointError, match="step-00000001 is intact"):
+        write_atomically(tmp_path, 2, full_disk, {}, keep=1)
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [1]
+    assert (tmp_path / "checkpoints" / "step-00000001" / "w").read_text() == "one"
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_old_checkpoints_are_pruned_after_the_new_one_is_complete(tmp_path):
+    for step in (1, 2, 3, 4):
+        write_atomically(tmp_path, step, lambda d: (d / "w").write_text("x"), {}, keep=2)
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [3, 4]
+
+
+def test_two_processes_train_identical_weights_and_only_one_writes(tiny_models, circles, tmp_path):
+    # accelerate's `--cpu --num_processes 2` starts one process unless MPI is set up; torchrun with gloo
+    # (--multi_gpu on a machine without GPUs, ACCELERATE_USE_CPU=1) runs two real processes.
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "CNET_TRAIN_PRINT_WEIGHTS_HASH": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
+         "--base-model", str(tiny_models[0]), "--dataset", str(circles), "--output-dir", str(tmp_path),
+         "--resolution", "64", "--batch-size", "2", "--max-steps", "3", "--checkpoint-every", "2",
+         "--validate-every", "0", "--log-every", "1"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hashes = dict(line.split()[1::3] for line in proc.stdout.splitlines() if line.startswith("rank "))
+    assert set(hashes) == {"0", "1"} and hashes["0"] == hashes["1"]
+    assert json.loads(proc.stdout.splitlines()[0])["processes"] == 2 or '"processes": 2' in proc.stdout
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]  # one writer: each step logged once
+    assert proc.stdout.count('"event": "checkpoint"') == 2
+
+
+# -- data ---------------------------------------------------------------------------------------------------------
+
+def test_three_dataset_layouts_load(circles, tmp_path):
+    assert load_rows(str(circles)).layout == "fill50k"
+    rows = [json.loads(line) for line in (circles / "prompt.json").read_text().splitlines()]
+    jsonl = tmp_path / "jsonl"
+    jsonl.mkdir()
+    (jsonl / "metadata.jsonl").write_text("".join(
+        json.dumps({"img": f"../{circles.name}/{r['target']}", "cond": f"../{circles.name}/{r['source']}",
+                    "caption": r["prompt"]}) + "\n" for r in rows))
+    with pytest.raises(DataError, match="outside the dataset folder"):
+        load_rows(str(jsonl), image_column="img", conditioning_image_column="cond", caption_column="caption")
+    import shutil
+
+    shutil.copytree(circles / "source", jsonl / "source")
+    shutil.copytree(circles / "target", jsonl / "target")
+    (jsonl / "metadata.jsonl").write_text("".join(
+        json.dumps({"img": r["target"], "cond": r["source"], "caption": r["prompt"]}) + "\n" for r in rows))
+    loaded = load_rows(str(jsonl), image_column="img", conditioning_image_column="cond", caption_column="caption")
+    assert loaded.layout == "metadata.jsonl" and len(loaded.rows) == 16
+
+    import datasets
+
+    table = datasets.Dataset.from_dict(
+        {"image": [str(circles / r["target"]) for r in rows], "conditioning_image": [str(circles / r["source"])
+                                                                                     for r in rows],
+         "text": [r["prompt"] for r in rows]}).cast_column("image", datasets.Image()).cast_column(
+        "conditioning_image", datasets.Image())
+    table.save_to_disk(str(tmp_path / "saved"))
+    loaded = load_rows(str(tmp_path / "saved"))
+    assert loaded.layout == "datasets (disk)" and len(loaded.rows) == 16
+    from train.data import ControlNetDataset
+
+    item = ControlNetDataset(loaded.rows, 64)[0]
+    assert item["pixel_values"].shape == (3, 64, 64) and -1 <= item["pixel_values"].min()
+    assert 0 <= item["conditioning_pixel_values"].min() and item["conditioning_pixel_values"].max() <= 1
+
+
+def test_broken_rows_name_row_and_file(circles, tmp_path):
+    import shutil
+
+    data = shutil.copytree(circles, tmp_path / "broken")
+    lines = (data / "prompt.json").read_text().splitlines()
+    lines[2] = json.dumps({"source": "source/missing.png", "target": "target/2.png", "prompt": "red circle"})
+    lines[4] = json.dumps({"source": "source/4.png", "target": "target/4.png", "prompt": ""})
+    (data / "target" / "6.png").write_bytes(b"not a png")
+    (data / "prompt.json").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"prompt.json line 3: file source/missing.png \(column 'source'\) does not"):
+        load_rows(str(data))
+    loaded = load_rows(str(data), skip_bad_rows=True)
+    assert len(loaded.rows) == 13 and len(loaded.skipped) == 3
+    assert any("line 5: column 'prompt' is missing or empty" in s for s in loaded.skipped)
+    assert any("target/6.png" in s and "not a readable image" in s for s in loaded.skipped)
+
+
+def test_hub_dataset_offline_fails_with_the_name(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match="cnet-tests/no-such-dataset"):
+        load_rows("cnet-tests/no-such-dataset")
+
+
+def test_builder_writes_a_loadable_dataset(tmp_path):
+    from skimage import data as skdata
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(skdata, name)()).save(photos / f"{name}.jpg")
+    (photos / "broken.jpg").write_bytes(b"nope")
+    proc = subprocess.run([sys.executable, "-m", "train", "build-dataset", "--photos", str(photos), "--kind",
+                           "canny", "--out", str(tmp_path / "set"), "--caption", "none", "--text", "a photo",
+                           "--resolution", "128"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 rows written" in proc.stdout and "broken.jpg" in proc.stderr
+    loaded = load_rows(str(tmp_path / "set"))
+    assert len(loaded.rows) == 2 and loaded.rows[0].text == "a photo"
+    cond = np.asarray(Image.open(loaded.rows[0].conditioning))
+    assert set(np.unique(cond)) <= {0, 255} and min(cond.shape[:2]) == 128
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="huge"), "mode='huge'"), (dict(resolution=100), "resolution=100"),
+    (dict(empty_prompt_prob=1.5), "empty_prompt_prob=1.5"), (dict(batch_size=0), "batch_size=0"),
+    (dict(dataset=""), "dataset=''"), (dict(mixed_precision="fp8"), "mixed_precision='fp8'"),
+])
+def test_config_errors_name_the_setting(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{"dataset": "x", **kwargs}).validated()
+
+
+def test_cli_config_file_and_flags(tiny_models, circles, tmp_path):
+    (tmp_path / "run.toml").write_text(f'base_model = "{tiny_models[0]}"\ndataset = "{circles}"\n'
+                                       f'output_dir = "{tmp_path / "out"}"\nresolution = 64\nmax_steps = 50\n'
+                                       'batch_size = 2\nvalidate_every = 0\n')
+    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(tmp_path / "run.toml"), "--max-steps",
+                           "2", "--log-every", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["max_steps"] == 2
+    assert (tmp_path / "out" / "controlnet" / "diffusion_pytorch_model.safetensors").is_file()
+    proc = subprocess.run([sys.executable, "-m", "train", "--dataset", str(circles), "--mode", "medium"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "invalid choice: 'medium'" in proc.stderr

@@ -1,0 +1,89 @@
+"""`python -m train`: fine-tune a ControlNet, or build a dataset from photos.
+
+    python -m train --base-model ID|PATH --dataset PATH|HUB_ID --output-dir DIR [--mode default|small|large] ...
+    python -m train --config run.toml [--max-steps 2000]          # flags override the file
+    python -m train build-dataset --photos DIR --kind canny --out DIR [--caption blip|none]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+
+from .config import MODES, PRECISIONS, ConfigError, TrainConfig
+
+CHOICES = {"mode": MODES, "mixed_precision": PRECISIONS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per TrainConfig field (--kebab-case); defaults stay in the dataclass, so only given flags count."""
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
+    for f in fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+            continue
+        kind = type(default) if default is not None else str
+        if f.name in ("stop_after",):
+            kind = int
+        parser.add_argument(flag, type=kind, choices=CHOICES.get(f.name), default=argparse.SUPPRESS,
+                            help=f"default: {default}")
+    return parser
+
+
+def build_dataset_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train build-dataset")
+    parser.add_argument("--photos", required=True, help="folder of photos (searched recursively)")
+    parser.add_argument("--kind", required=True, help="condition kind (its annotator makes the maps)")
+    parser.add_argument("--out", required=True, help="output folder (metadata.jsonl layout)")
+    parser.add_argument("--caption", default="blip", choices=("blip", "none"))
+    parser.add_argument("--caption-model", help="BLIP model (default: CNET_CAPTION_MODEL or BLIP base)")
+    parser.add_argument("--resolution", type=int, default=512, help="short side of images and maps")
+    parser.add_argument("--text", default="", help="caption for every row when --caption none")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from annotators import AnnotatorError
+    from cnet.models import ModelUnavailableError
+
+    from .checkpoint import CheckpointError
+    from .data import DataError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] == "build-dataset":
+            from .build import build_dataset
+
+            args = build_dataset_parser().parse_args(argv[1:])
+            report = build_dataset(args.photos, args.kind, args.out, caption=args.caption,
+                                   caption_model=args.caption_model, resolution=args.resolution,
+                                   default_text=args.text)
+            for line in report["skipped"]:
+                print(f"skipped {line}", file=sys.stderr)
+            print(f"{report['rows']} rows written to {report['out']}/metadata.jsonl, "
+                  f"{len(report['skipped'])} files skipped")
+            return 0
+        args = vars(build_parser().parse_args(argv))
+        config_file = args.pop("config", None)
+        config = TrainConfig.from_file(config_file, **args) if config_file else TrainConfig(**args)
+        from .loop import train
+
+        def report(event: str, info: dict) -> None:
+            if event != "setup" and event != "step":
+                print(json.dumps({"event": event, **info}), flush=True)
+
+        result = train(config, callback=report)
+        if result:
+            print(f"ControlNet saved to {result}")
+        return 0
+    except (ConfigError, DataError, CheckpointError, ModelUnavailableError, AnnotatorError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,104 @@
+"""Training configuration: one dataclass, one line per setting with the reason for its default (nanoGPT style)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+MODES = ("default", "small", "large")
+PRECISIONS = ("no", "fp16", "bf16")
+
+
+class ConfigError(ValueError):
+    """A setting is out of bounds; the message names it and the value."""
+
+
+@dataclass
+class TrainConfig:
+    # -- what to train ------------------------------------------------------------------------------------------------
+    base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the locked model the ControlNet steers
+    dataset: str = ""  # metadata.jsonl folder, Fill50K folder, saved `datasets` folder, or a Hub dataset id
+    output_dir: str = "runs/controlnet"  # checkpoints, logs, validation grids; the result: output_dir/controlnet
+    init_controlnet: str | None = None  # start from an existing ControlNet (transfer learning), not the U-Net copy
+    mode: str = "default"  # default: all 13 links; small: middle block only (faster); large: unlock the base later
+    unlock_after: int = 50_000  # large mode: steps before the base U-Net trains too (the paper: after enough steps)
+    unet_lr_scale: float = 0.1  # large mode: the base learns this much slower than the ControlNet, to stay close to SD
+    # -- data ---------------------------------------------------------------------------------------------------------
+    image_column: str = "image"  # column names of the metadata.jsonl / datasets layout
+    conditioning_image_column: str = "conditioning_image"
+    caption_column: str = "text"
+    resolution: int = 512  # SD1.5's native size; the short side is resized to it, then centre-cropped
+    skip_bad_rows: bool = False  # skip (and count) unreadable rows instead of stopping with an error naming them
+    empty_prompt_prob: float = 0.5  # the paper: half the prompts are "" so the model learns semantics from the map
+    # -- optimisation -------------------------------------------------------------------------------------------------
+    max_steps: int = 10_000  # optimizer steps; "sudden convergence" typically shows after 3k-7k steps at batch 4
+    batch_size: int = 4  # per device; the paper's Fill50K tutorial uses 4
+    grad_accum: int = 1  # the paper's answer to sudden convergence at fixed compute: larger effective batches
+    lr: float = 1e-5  # the paper's learning rate (AdamW)
+    lr_warmup_steps: int = 0  # constant LR after warm-up, as the paper
+    adam_weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0  # clip to keep early zero-conv updates from spiking
+    seed: int = 0  # data order, noise, timesteps and empty-prompt draws all derive from it: runs are reproducible
+    # -- memory and speed ---------------------------------------------------------------------------------------------
+    mixed_precision: str = "no"  # fp16/bf16 on GPUs: half the activation memory, faster matmuls
+    gradient_checkpointing: bool = False  # recompute activations in backward: much less memory, ~25% slower
+    use_8bit_adam: bool = False  # bitsandbytes' AdamW: optimizer state in 8 bits (saves ~1 GB for SD1.5's ControlNet)
+    precompute: bool = False  # encode latents and prompts once: the VAE encoder and text encoder leave the step
+    num_workers: int = 0  # data loader workers
+    # -- monitoring ---------------------------------------------------------------------------------------------------
+    checkpoint_every: int = 500  # steps between checkpoints (atomic; older ones pruned once the new one is complete)
+    keep_checkpoints: int = 3  # complete checkpoints kept on disk
+    validate_every: int = 500  # steps between validation grids (0: never)
+    num_validation: int = 4  # conditions (from the first dataset rows) drawn at each validation
+    validation_steps: int = 20  # DDIM steps for validation images
+    validation_guidance: float = 9.0  # the paper's CFG
+    log_every: int = 10  # steps between metric lines (loss, lr, empty-prompt share, speed)
+    fidelity: str | None = None  # "canny": F1 of edges re-extracted from validation images (see train/validate.py)
+    resume: str | None = None  # "latest" or a checkpoint folder
+    stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this run, for tests and schedules
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes copied into the model card
+
+    def validated(self) -> TrainConfig:
+        """Check every field; raise ConfigError naming the first bad one."""
+        if not self.dataset:
+            raise ConfigError("dataset='' : give a dataset folder or a Hub dataset id")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode={self.mode!r} is not one of {list(MODES)}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ConfigError(f"mixed_precision={self.mixed_precision!r} is not one of {list(PRECISIONS)}")
+        for name, low in (("max_steps", 1), ("batch_size", 1), ("grad_accum", 1), ("checkpoint_every", 1),
+                          ("keep_checkpoints", 1), ("validate_every", 0), ("num_validation", 0),
+                          ("validation_steps", 1), ("log_every", 1), ("unlock_after", 0), ("num_workers", 0),
+                          ("lr_warmup_steps", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
+        if self.resolution % 8 or not 64 <= self.resolution <= 2048:
+            raise ConfigError(f"resolution={self.resolution} must be a multiple of 8 in [64, 2048]")
+        if not 0.0 <= self.empty_prompt_prob <= 1.0:
+            raise ConfigError(f"empty_prompt_prob={self.empty_prompt_prob} must be in [0, 1]")
+        for name in ("lr", "unet_lr_scale", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a TOML or JSON file of field names; `overrides` (from command-line flags) win."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {err}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config file {str(path)!r}: unknown setting(s) {unknown}")
+        return cls(**{**data, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,211 @@
+"""Training data: three layouts in, one list of checked rows out, and the torch Dataset over it.
+
+Layouts: (a) a folder with `metadata.jsonl` (image, conditioning_image, text; the diffusers / Hugging Face layout),
+(b) lllyasviel's Fill50K folder (`prompt.json` lines with source, target, prompt), (c) a `datasets` dataset: a Hub id
+or a folder written by `save_to_disk`. Rows are checked before training; a bad row stops the run with its number and
+file, or, with `skip_bad_rows`, is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+class DataError(ValueError):
+    """A dataset or row cannot be used; the message names the row and the file or column."""
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int  # position in the source (line number for jsonl / prompt.json, 0-based)
+    image: Any  # a path, or a PIL image (datasets)
+    conditioning: Any
+    text: str
+
+
+@dataclass
+class LoadedRows:
+    rows: list[Row]
+    skipped: list[str]  # one message per skipped row
+    layout: str
+
+
+def load_rows(dataset: str, *, image_column: str = "image", conditioning_image_column: str = "conditioning_image",
+              caption_column: str = "text", skip_bad_rows: bool = False) -> LoadedRows:
+    """Read and check every row of `dataset` (folder or Hub id)."""
+    columns = (image_column, conditioning_image_column, caption_column)
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        if (path / "metadata.jsonl").is_file():
+            layout, raw = "metadata.jsonl", _jsonl(path / "metadata.jsonl", path, columns)
+        elif (path / "prompt.json").is_file():
+            layout, raw = "fill50k", _jsonl(path / "prompt.json", path, ("target", "source", "prompt"))
+        elif any((path / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            layout, raw = "datasets (disk)", _datasets_rows(_load_from_disk(path), columns, str(path))
+        else:
+            raise DataError(f"dataset={dataset!r}: the folder has no metadata.jsonl, prompt.json or saved dataset")
+    elif path.exists() or dataset.startswith((".", "/", "~")):
+        raise DataError(f"dataset={dataset!r} is not a folder")
+    else:
+        layout, raw = "datasets (hub)", _datasets_rows(_load_hub(dataset), columns, dataset)
+    rows, skipped = [], []
+    for _, row_or_error in raw:
+        if isinstance(row_or_error, str):
+            if not skip_bad_rows:
+                raise DataError(row_or_error + " (use --skip-bad-rows to skip such rows)")
+            skipped.append(row_or_error)
+        else:
+            rows.append(row_or_error)
+    if not rows:
+        raise DataError(f"dataset={dataset!r} has no usable rows ({len(skipped)} skipped)")
+    return LoadedRows(rows, skipped, layout)
+
+
+def _jsonl(file: Path, root: Path, columns: tuple[str, str, str]):
+    image_col, cond_col, text_col = columns
+    for number, line in enumerate(file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{file.name} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield number, f"{where}: not valid JSON ({err.msg})"
+            continue
+        problem = None
+        for col in columns:
+            if not isinstance(record.get(col), str) or not record[col].strip():
+                problem = f"{where}: column '{col}' is missing or empty"
+                break
+        if problem is None:
+            for col in (image_col, cond_col):
+                problem = _check_file(root, record[col], where, col)
+                if problem:
+                    break
+        if problem:
+            yield number, problem
+        else:
+            yield number, Row(number, root / record[image_col], root / record[cond_col], record[text_col].strip())
+
+
+def _check_file(root: Path, name: str, where: str, column: str) -> str | None:
+    path = (root / name).resolve()
+    if root.resolve() not in path.parents:
+        return f"{where}: column '{column}' points outside the dataset folder ({name})"
+    if not path.is_file():
+        return f"{where}: file {name} (column '{column}') does not exist"
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as err:  # PIL raises many types for broken files
+        return f"{where}: file {name} (column '{column}') is not a readable image ({err})"
+    return None
+
+
+def _load_from_disk(path: Path) -> Any:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    return loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
+
+
+def _load_hub(dataset_id: str) -> Any:
+    import datasets
+    from huggingface_hub import constants
+
+    from cnet.models import hub_is_offline
+
+    try:
+        return datasets.load_dataset(dataset_id, split="train")
+    except Exception as err:
+        hint = (" The Hugging Face Hub is unreachable: download it where there is network "
+                f"(`hf download --repo-type dataset {dataset_id}`) or point --dataset at a local folder."
+                if constants.HF_HUB_OFFLINE or hub_is_offline() else "")
+        raise DataError(f"dataset={dataset_id!r} could not be loaded: {err}.{hint}") from None
+
+
+def _datasets_rows(table: Any, columns: tuple[str, str, str], name: str):
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise DataError(f"dataset={name!r} has no column(s) {missing}; it has {table.column_names} "
+                        "(set --image-column / --conditioning-image-column / --caption-column)")
+    image_col, cond_col, text_col = columns
+    texts = table[text_col]
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            yield index, f"{name} row {index}: column '{text_col}' is empty"
+        else:
+            yield index, Row(index, _LazyCell(table, index, image_col), _LazyCell(table, index, cond_col), text.strip())
+
+
+@dataclass(frozen=True)
+class _LazyCell:
+    """An image inside a datasets table, decoded only when the row is used."""
+
+    table: Any
+    index: int
+    column: str
+
+    def load(self) -> Image.Image:
+        return self.table[self.index][self.column]
+
+
+def load_image(value: Any) -> Image.Image:
+    if isinstance(value, _LazyCell):
+        value = value.load()
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    with Image.open(value) as image:
+        return image.convert("RGB")
+
+
+def resize_and_crop(image: Image.Image, resolution: int) -> Image.Image:
+    """Short side to `resolution`, then a centre crop to a square (the same geometry for image and map)."""
+    w, h = image.size
+    scale = resolution / min(w, h)
+    resized = image.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))),
+                           Image.Resampling.BICUBIC)
+    left = (resized.width - resolution) // 2
+    top = (resized.height - resolution) // 2
+    return resized.crop((left, top, left + resolution, top + resolution))
+
+
+class ControlNetDataset:
+    """Rows as tensors: `pixel_values` in [-1, 1] (the VAE's range), `conditioning_pixel_values` in [0, 1]."""
+
+    def __init__(self, rows: list[Row], resolution: int) -> None:
+        self.rows = rows
+        self.resolution = resolution
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        row = self.rows[i]
+        image = np.asarray(resize_and_crop(load_image(row.image), self.resolution), np.float32)
+        cond = np.asarray(resize_and_crop(load_image(row.conditioning), self.resolution), np.float32)
+        return {
+            "pixel_values": torch.from_numpy(image / 127.5 - 1.0).permute(2, 0, 1),
+            "conditioning_pixel_values": torch.from_numpy(cond / 255.0).permute(2, 0, 1),
+            "text": row.text,
+            "index": i,
+        }
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    return {
+        "pixel_values": torch.stack([b["pixel_values"] for b in batch]),
+        "conditioning_pixel_values": torch.stack([b["conditioning_pixel_values"] for b in batch]),
+        "text": [b["text"] for b in batch],
+        "index": torch.tensor([b["index"] for b in batch]),
+    }

@@ -1,0 +1,497 @@
+"""The training loop: one readable function, accelerate underneath, callbacks for progress, logs and validation.
+
+The method is the paper's: a trainable copy of the U-Net encoder (`ControlNetModel.from_unet`), joined to the locked
+base by zero convolutions, trained with the base's own noise-prediction loss while half the prompts are empty.
+Every random draw (data order, noise, timesteps, empty prompts) comes from generators seeded by the config and
+saved in checkpoints, so a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import find_resume, write_atomically
+from .config import TrainConfig
+from .data import ControlNetDataset, collate, load_rows
+
+Callback = Callable[[str, dict[str, Any]], None]
+
+
+def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
+    """Tokenizer, text encoder, VAE, U-Net and noise scheduler of a diffusers base model (Hub id or folder)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from cnet.models import load_with_hub_fallback, parse_model_source
+
+    source = parse_model_source(base_model, what="base_model")
+    if source.kind == "file":
+        raise ValueError(f"base_model={base_model!r}: training needs a diffusers folder or Hub id, not a single file")
+
+    def load(cls: Any, subfolder: str, **kw: Any) -> Any:
+        return load_with_hub_fallback(cls.from_pretrained, source, env_var="CNET_BASE_MODEL", subfolder=subfolder,
+                                      **kw)
+
+    return {"tokenizer": load(CLIPTokenizer, "tokenizer"),
+            "text_encoder": load(CLIPTextModel, "text_encoder", dtype=dtype),
+            "vae": load(AutoencoderKL, "vae", dtype=dtype),
+            "unet": load(UNet2DConditionModel, "unet"),
+            "noise_scheduler": load(DDPMScheduler, "scheduler")}
+
+
+class _StopRequest:
+    """Set by SIGTERM/SIGINT or by a STOP file in the output folder (what the Train tab's Stop button writes)."""
+
+    def __init__(self, stop_file: Path) -> None:
+        self.stop_file = stop_file
+        self.signalled = False
+
+    def install(self) -> None:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread (e.g. inside a test or a UI worker): the STOP file still works
+            pass
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def __call__(self) -> bool:
+        return self.signalled or self.stop_file.exists()
+
+
+def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
+    """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from diffusers import ControlNetModel
+
+    config = config.validated()
+    out = Path(config.output_dir)
+    # 1. Accelerate: one process or many (accelerate launch); only the main process writes files and logs.
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                        data_seed=config.seed))
+    main = accelerator.is_main_process
+    emit: Callback = (callback or (lambda event, info: None)) if main else (lambda event, info: None)
+    set_seed(config.seed)
+    device = accelerator.device
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
+
+    # 2. Data, checked row by row before anything heavy is loaded.
+    loaded = load_rows(config.dataset, image_column=config.image_column,
+                       conditioning_image_column=config.conditioning_image_column,
+                       caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows)
+    dataset = ControlNetDataset(loaded.rows, config.resolution)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
+                                         num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
+
+    # 3. Models: the locked base, and the trainable copy (or an existing ControlNet, for transfer learning).
+    base = load_base(config.base_model, weight_dtype)
+    tokenizer, text_encoder, vae, unet = base["tokenizer"], base["text_encoder"], base["vae"], base["unet"]
+    noise_scheduler = base["noise_scheduler"]
+    if config.init_controlnet:
+        from cnet.models import load_with_hub_fallback, parse_model_source
+
+        controlnet = load_with_hub_fallback(ControlNetModel.from_pretrained,
+                                            parse_model_source(config.init_controlnet, what="init_controlnet"))
+    else:
+        # The encoder copied, zero convolutions at zero. The condition encoder (4x4 kernels, stride 2, 16/32/96/256
+        # channels in diffusers) must downsample as much as the VAE: 8x for SD1.5, less for small test models.
+        downsamples = len(vae.config.block_out_channels) - 1
+        controlnet = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[: downsamples + 1])
+    for module in (vae, text_encoder, unet):
+        module.requires_grad_(False).eval()
+    unet.to(device, dtype=torch.float32 if config.mode == "large" else weight_dtype)
+    vae.to(device)
+    text_encoder.to(device)
+    controlnet.train()
+    if config.mode == "small":  # only the middle block is connected: the 12 skip zero-convs take no part
+        controlnet.controlnet_down_blocks.requires_grad_(False)
+    if config.gradient_checkpointing:
+        controlnet.enable_gradient_checkpointing()
+        unet.enable_gradient_checkpointing()
+
+    # 4. Precomputed latents and prompt embeddings (optional): the VAE encoder and text encoder leave the step.
+    cache = _precompute(dataset, vae, text_encoder, tokenizer, device, weight_dtype, config) if config.precompute \
+        else None
+
+    # 5. Optimizer (8-bit AdamW when asked and available), constant LR after warm-up.
+    params = [p for p in controlnet.parameters() if p.requires_grad]
+    optimizer = _optimizer(params, config)
+    optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
+    controlnet, optimizer, loader = accelerator.prepare(controlnet, optimizer, loader)
+    rng = torch.Generator().manual_seed(config.seed * 1_000_003 + accelerator.process_index)
+
+    # 6. Resume: weights, optimizer, LR schedule, every process's generator, counters.
+    step, stats = 0, {"empty_prompts": 0, "prompts": 0}
+    unlocked = False
+    if config.resume:
+        folder = find_resume(out, config.resume)
+        state = json.loads((folder / "trainer_state.json").read_text())
+        step, stats = state["step"], state["stats"]
+        accelerator.unwrap_model(controlnet).load_state_dict(
+            ControlNetModel.from_pretrained(folder / "controlnet").state_dict())
+        if config.mode == "large" and step >= config.unlock_after:
+            unlocked = _unlock(unet, optimizer, config)
+            unet.load_state_dict(type(unet).from_pretrained(folder / "unet").state_dict())
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device))
+        rng.set_state(torch.load(folder / "rng.pt")[accelerator.process_index])
+        emit("resume", {"step": step, "checkpoint": str(folder)})
+
+    stop = _StopRequest(out / "STOP")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "STOP").unlink(missing_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        stop.install()
+    writer = _tensorboard(out) if main else None
+    validation_rows = loaded.rows[: config.num_validation]
+    # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
+    emit("setup", {"unet": unet, "controlnet": accelerator.unwrap_model(controlnet), "vae": vae})
+    emit("start", {"max_steps": config.max_steps, "rows": len(loaded.rows), "skipped": loaded.skipped,
+                   "layout": loaded.layout, "step": step, "processes": accelerator.num_processes})
+
+    def save_checkpoint(at_step: int) -> Path | None:
+        states = accelerator.gather_for_metrics([rng.get_state()], use_gather_object=True)
+        path = None
+        if main:
+            def write(tmp: Path) -> None:
+                accelerator.unwrap_model(controlnet).save_pretrained(tmp / "controlnet")
+                if unlocked:
+                    unet.save_pretrained(tmp / "unet")
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+                torch.save(states, tmp / "rng.pt")
+                (tmp / "trainer_state.json").write_text(json.dumps({"step": at_step, "stats": stats}))
+            path = write_atomically(out, at_step, write, {"mode": config.mode}, config.keep_checkpoints)
+            emit("checkpoint", {"step": at_step, "path": str(path)})
+        accelerator.wait_for_everyone()
+        return path
+
+    # 7. The loop: micro-batches accumulate into optimizer steps; the data order depends only on seed and epoch.
+    micro = step * config.grad_accum
+    epoch, skip = divmod(micro, len(loader))
+    started, run_steps, window = time.monotonic(), 0, []
+    stopped = False
+    while step < config.max_steps and not stopped:
+        loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        skip = 0
+        for batch in batches:
+            if config.mode == "large" and not unlocked and step >= config.unlock_after:
+                unlocked = _unlock(unet, optimizer, config)
+                emit("unlock", {"step": step})
+            boundary = (micro + 1) % config.grad_accum == 0
+            sync = nullcontext() if boundary or accelerator.num_processes == 1 else accelerator.no_sync(controlnet)
+            with sync, accelerator.autocast():
+                loss = _loss(batch, cache, vae, text_encoder, tokenizer, unet, controlnet, noise_scheduler, rng,
+                             config, stats, device, weight_dtype, F)
+                accelerator.backward(loss / config.grad_accum)
+            window.append(loss.detach().float().item())
+            micro += 1
+            if not boundary:
+                continue
+            if unlocked and accelerator.num_processes > 1:  # the base is not DDP-wrapped: average its gradients
+                for p in unet.parameters():
+                    if p.grad is not None:
+                        p.grad = accelerator.reduce(p.grad, reduction="mean")
+            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                        config.max_grad_norm)
+            _apply_lr(optimizer, config, step)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            run_steps += 1
+            mean_loss = sum(window) / len(window)
+            window.clear()
+            emit("step", {"step": step, "loss": mean_loss, "max_steps": config.max_steps})
+            if step % config.log_every == 0 or step == config.max_steps:
+                if accelerator.num_processes > 1:  # every process joins: the logged figures cover all of them
+                    totals = accelerator.reduce(torch.tensor([mean_loss, stats["empty_prompts"], stats["prompts"]],
+                                                             device=device, dtype=torch.float64), reduction="sum")
+                    mean_loss = totals[0].item() / accelerator.num_processes
+                    share = totals[1].item() / max(1.0, totals[2].item())
+                else:
+                    share = stats["empty_prompts"] / max(1, stats["prompts"])
+            if main and (step % config.log_every == 0 or step == config.max_steps):
+                elapsed = time.monotonic() - started
+                metrics = {"step": step, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
+                           "empty_prompt_fraction": share,
+                           "seconds_per_step": elapsed / run_steps,
+                           "eta_seconds": elapsed / run_steps * (config.max_steps - step), "unlocked": unlocked}
+                _append_metrics(out, metrics)
+                if writer:
+                    writer.add_scalar("train/loss", mean_loss, step)
+                emit("log", metrics)
+            if config.validate_every and step % config.validate_every == 0:
+                _validate(accelerator, controlnet, base, validation_rows, config, step, out, writer, emit)
+            want_stop = stop() or (config.stop_after is not None and run_steps >= config.stop_after)
+            if accelerator.num_processes > 1:  # every process must agree, or the collectives below would hang
+                flag = torch.tensor([float(want_stop)], device=device)
+                want_stop = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+            if step % config.checkpoint_every == 0 or want_stop or step == config.max_steps:
+                save_checkpoint(step)
+            if want_stop:
+                stopped = step < config.max_steps
+                break
+            if step >= config.max_steps:
+                break
+        epoch += 1
+
+    # 8. The result: a diffusers ControlNet folder with a model card (and the base U-Net in large mode).
+    result = None
+    if not stopped and main:
+        result = _save_final(accelerator.unwrap_model(controlnet), unet if unlocked else None, config, loaded,
+                             stats, step)
+        emit("end", {"path": str(result), "step": step})
+    elif stopped:
+        emit("stopped", {"step": step})
+    if writer:
+        writer.close()
+    if os.environ.get("CNET_TRAIN_PRINT_WEIGHTS_HASH"):  # diagnostic: do all processes hold the same weights?
+        print(f"rank {accelerator.process_index} weights sha256 {_weights_hash(accelerator.unwrap_model(controlnet))}",
+              flush=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def _weights_hash(model: Any) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _loss(batch, cache, vae, text_encoder, tokenizer, unet, controlnet, noise_scheduler, rng, config, stats,
+          device, weight_dtype, F):
+    import torch
+
+    bsz = batch["pixel_values"].shape[0]
+    # Latents: encoded now, or drawn from the cached posterior (mean + std * noise: the same distribution).
+    if cache is not None:
+        mean, std = cache["mean"][batch["index"].cpu()], cache["std"][batch["index"].cpu()]
+        eps = torch.randn(mean.shape, generator=rng)
+        latents = ((mean.float() + std.float() * eps) * vae.config.scaling_factor).to(device, weight_dtype)
+    else:
+        with torch.no_grad():
+            dist = vae.encode(batch["pixel_values"].to(device, weight_dtype)).latent_dist
+            eps = torch.randn(dist.mean.shape, generator=rng).to(device, dist.mean.dtype)
+            latents = (dist.mean + dist.std * eps) * vae.config.scaling_factor
+    noise = torch.randn(latents.shape, generator=rng).to(device, latents.dtype)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=rng).to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    # The paper: replace half the prompts by "" so the ControlNet learns to read the map by itself.
+    empty = (torch.rand(bsz, generator=rng) < config.empty_prompt_prob).tolist()
+    texts = ["" if e else t for e, t in zip(empty, batch["text"])]
+    stats["empty_prompts"] += sum(empty)
+    stats["prompts"] += bsz
+    if cache is not None:
+        hidden = torch.stack([cache["prompts"][t] for t in texts]).to(device, weight_dtype)
+    else:
+        with torch.no_grad():
+            hidden = _encode_text(texts, tokenizer, text_encoder, device)
+    cond = batch["conditioning_pixel_values"].to(device, weight_dtype)
+    down, mid = controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond, return_dict=False)
+    if config.mode == "small":
+        # Only the middle block is connected. diffusers adds the mid residual only when skip residuals are given
+        # too, so the 12 skips get constant zeros: no contribution, no gradient.
+        down = [torch.zeros_like(d, requires_grad=False) for d in down]
+    model_pred = unet(noisy, timesteps, encoder_hidden_states=hidden,
+                      down_block_additional_residuals=[d.to(unet.dtype) for d in down],
+                      mid_block_additional_residual=mid.to(unet.dtype)).sample
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    return F.mse_loss(model_pred.float(), target.float(), reduction="mean")
+
+
+def _encode_text(texts: list[str], tokenizer: Any, text_encoder: Any, device: Any) -> Any:
+    ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids.to(device)
+    return text_encoder(ids)[0]
+
+
+def _precompute(dataset, vae, text_encoder, tokenizer, device, weight_dtype, config) -> dict[str, Any]:
+    """Posterior mean/std of every image and the embedding of every distinct prompt (and of "")."""
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for start in range(0, len(dataset), config.batch_size):
+            items = [dataset[i] for i in range(start, min(len(dataset), start + config.batch_size))]
+            pixels = torch.stack([it["pixel_values"] for it in items]).to(device, weight_dtype)
+            dist = vae.encode(pixels).latent_dist
+            means.append(dist.mean.cpu())
+            stds.append(dist.std.cpu())
+        texts = sorted({row.text for row in dataset.rows} | {""})
+        prompts = {}
+        for start in range(0, len(texts), 64):
+            chunk = texts[start:start + 64]
+            for text, emb in zip(chunk, _encode_text(chunk, tokenizer, text_encoder, device).cpu()):
+                prompts[text] = emb
+    return {"mean": torch.cat(means), "std": torch.cat(stds), "prompts": prompts}
+
+
+def _optimizer(params: list[Any], config: TrainConfig) -> Any:
+    import torch
+
+    if config.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.adam_weight_decay)
+        except ImportError:
+            raise ValueError("use_8bit_adam=True needs bitsandbytes: pip install bitsandbytes") from None
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.adam_weight_decay)
+
+
+def _unlock(unet: Any, optimizer: Any, config: TrainConfig) -> bool:
+    """Large mode: the base U-Net trains too, in its own parameter group with a lower learning rate."""
+    unet.requires_grad_(True).train()
+    inner = getattr(optimizer, "optimizer", optimizer)
+    inner.add_param_group({"params": list(unet.parameters()), "lr": config.lr * config.unet_lr_scale,
+                           "base_lr": config.lr * config.unet_lr_scale})
+    return True
+
+
+def _apply_lr(optimizer: Any, config: TrainConfig, step: int) -> None:
+    """Linear warm-up, then constant (the paper's schedule); derived from the step, so resuming needs no state."""
+    factor = min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+def _tensorboard(out: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional; metrics.csv is always written
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _append_metrics(out: Path, metrics: dict[str, Any]) -> None:
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    csv_path = out / "metrics.csv"
+    new = not csv_path.exists()
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(metrics))
+        if new:
+            writer.writeheader()
+        writer.writerow(metrics)
+    tmp = out / "progress.json.tmp"
+    tmp.write_text(json.dumps(metrics))
+    os.replace(tmp, out / "progress.json")
+
+
+def _validate(accelerator, controlnet, base, rows, config, step, out, writer, emit) -> None:
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionControlNetPipeline
+
+    from .data import load_image, resize_and_crop
+    from .validate import run_validation
+
+    if accelerator.is_main_process and rows:
+        net = accelerator.unwrap_model(controlnet)
+        net.eval()
+        pipe = StableDiffusionControlNetPipeline(
+            vae=base["vae"], text_encoder=base["text_encoder"], tokenizer=base["tokenizer"], unet=base["unet"],
+            controlnet=net, scheduler=DDIMScheduler.from_config(base["noise_scheduler"].config),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        conditions = [resize_and_crop(load_image(r.conditioning), config.resolution) for r in rows]
+        with torch.no_grad(), accelerator.autocast():
+            result = run_validation(pipe, conditions, [r.text for r in rows], steps=config.validation_steps,
+                                    guidance=config.validation_guidance, seed=config.seed,
+                                    out_file=out / "validation" / f"step-{step:08d}.png", fidelity=config.fidelity)
+        net.train()
+        record = {"step": step, "grid": result["grid"], "fidelity": result.get("fidelity")}
+        with open(out / "validation.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer:
+            import numpy as np
+
+            writer.add_image("validation", np.asarray(result["picture"]), step, dataformats="HWC")
+            if record["fidelity"] is not None:
+                writer.add_scalar("validation/fidelity", record["fidelity"], step)
+        emit("validation", record)
+    accelerator.wait_for_everyone()
+
+
+def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
+    import datetime
+    import shutil
+
+    out = Path(config.output_dir)
+    final, tmp = out / "controlnet", out / ".tmp-controlnet"
+    shutil.rmtree(tmp, ignore_errors=True)
+    controlnet.save_pretrained(tmp)
+    (tmp / "README.md").write_text(model_card(config, loaded, stats, step, datetime.date.today().isoformat()))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    if unet is not None:
+        shutil.rmtree(out / "unet", ignore_errors=True)
+        unet.save_pretrained(out / "unet")
+    return final
+
+
+def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str) -> str:
+    """A Hub-style model card: what this ControlNet is, what it was trained on, and how."""
+    share = stats["empty_prompts"] / max(1, stats["prompts"])
+    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in config.to_dict().items() if k not in ("extra",))
+    return f"""---
+base_model: {config.base_model}
+library_name: diffusers
+tags: [controlnet, stable-diffusion, cnet-studio]
+---
+
+# ControlNet trained with cnet studio
+
+- Base model: `{config.base_model}` (locked{'; unlocked after step ' + str(config.unlock_after)
+                                          if config.mode == 'large' else ''})
+- Data: `{config.dataset}` ({loaded.layout}, {len(loaded.rows)} rows, {len(loaded.skipped)} skipped)
+- Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation
+- Empty prompts: {share:.1%} of {stats['prompts']} samples (target {config.empty_prompt_prob:.0%})
+- Trained on {date}. {json.dumps(config.extra) if config.extra else ''}
+
+Load it with diffusers:
+
+```python
+from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+controlnet = ControlNetModel.from_pretrained("path/to/controlnet")
+pipe = StableDiffusionControlNetPipeline.from_pretrained("{config.base_model}", controlnet=controlnet)
+```
+
+## Settings
+
+| setting | value |
+| --- | --- |
+{settings}
+"""
+
+
+def seconds_per_step_estimate(metrics_file: Path) -> float | None:
+    """The latest seconds-per-step figure from metrics.jsonl (None when nothing is logged yet)."""
+    if not metrics_file.exists():
+        return None
+    lines = metrics_file.read_text().strip().splitlines()
+    return json.loads(lines[-1])["seconds_per_step"] if lines else None
+
+
+__all__ = ["train", "load_base", "model_card"]
