@@ -14,9 +14,12 @@ from typing import Any
 import gradio as gr
 
 from webui.api import create_api
+from webui.errors import user_errors
 from webui.generate_tab import create_generate_tab
 from webui.service import Studio
 from webui.settings import AppSettings
+from webui.train_tab import create_train_tab
+from webui.training import TrainingManager
 
 TITLE = "cnet studio — ControlNet for Stable Diffusion"
 
@@ -41,9 +44,10 @@ def status_markdown(studio: Studio) -> str:
     return "\n".join(lines)
 
 
-def build_app(settings: AppSettings) -> tuple[gr.Blocks, Studio]:
+def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.Blocks, Studio]:
     """The Blocks app and its back end; nothing is loaded until a request needs it."""
     studio = Studio(settings)
+    studio.training = TrainingManager(settings, workspace)
     gpu = gpu_decorator()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSketch, upload a photo or a ready map, choose a prompt mode, and generate. "
@@ -51,7 +55,11 @@ def build_app(settings: AppSettings) -> tuple[gr.Blocks, Studio]:
         with gr.Accordion("Model status", open=False):
             gr.Markdown(status_markdown(studio) or "All default models are available locally.")
         with gr.Tab("Generate"):
-            create_generate_tab(studio, gpu)
+            generate = create_generate_tab(studio, gpu)
+        with gr.Tab("Train"):
+            use_result = create_train_tab(studio.training)
+        use_result.click(user_errors(studio.training.result_for_generate), None, generate["controlnet"],
+                         api_visibility="private")
         create_api(studio, gpu)
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
     return demo, studio

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
+    parser.add_argument("--preset", default="auto", help="memory preset: auto (from the GPU), none, "
+                        "8gb, 12gb, 16gb, 24gb, 40gb; fills only settings not given")
     for f in fields(TrainConfig):
         if f.name == "extra":
             continue
@@ -73,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args = vars(build_parser().parse_args(argv))
         config_file = args.pop("config", None)
-        config = TrainConfig.from_file(config_file, **args) if config_file else TrainConfig(**args)
+        from .presets import apply_preset
+
+        given = {**(TrainConfig.read_file(config_file) if config_file else {}), **args}  # flags beat the file
+        settings, preset = apply_preset(given, given.pop("preset"))  # the preset fills only what neither gave
+        if preset:
+            print(json.dumps({"event": "preset", "name": preset}), flush=True)
+        config = TrainConfig(**settings)
         from .loop import train
 
         def report(event: str, info: dict) -> None:

@@ -89,6 +89,11 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Read a TOML or JSON file of field names; `overrides` (from command-line flags) win."""
+        return cls(**{**cls.read_file(path), **overrides})
+
+    @classmethod
+    def read_file(cls, path: str | Path) -> dict[str, Any]:
+        """The settings in a TOML or JSON file, checked for unknown names."""
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
@@ -98,7 +103,7 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"config file {str(path)!r}: unknown setting(s) {unknown}")
-        return cls(**{**data, **overrides})
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 
-def canny_f1(generated: Image.Image, condition: Image.Image, tolerance: int = 2) -> float:
+def canny_f1(generated: Image.Image, condition: Image.Image, prompt: str = "", tolerance: int = 2) -> float:
     """F1 between Canny edges re-extracted from `generated` and the condition's edges, with `tolerance` pixels of
     slack (edges one or two pixels off still count)."""
     out = cv2.Canny(np.asarray(generated.convert("RGB")), 100, 200) > 0
@@ -28,7 +28,21 @@ def canny_f1(generated: Image.Image, condition: Image.Image, tolerance: int = 2)
     return float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0
 
 
-FIDELITY = {"canny": canny_f1}
+def shapes_iou(generated: Image.Image, condition: Image.Image, prompt: str) -> float:
+    """The demo domain's score: IoU of the generated circle (pixels nearer the prompt's circle colour than its
+    background colour) with the circle the outline encloses."""
+    from .shapes import filled_from_outline, iou, load_palette, parse_prompt, segment
+
+    colours = parse_prompt(prompt)
+    if colours is None:  # an empty prompt names no colours: nothing to segment against
+        return float("nan")
+    palette = load_palette()
+    image = np.asarray(generated.convert("RGB"))
+    truth = filled_from_outline(np.asarray(condition.convert("L").resize(generated.size)))
+    return iou(segment(image, palette[colours[0]], palette[colours[1]]), truth)
+
+
+FIDELITY = {"canny": canny_f1, "shapes": shapes_iou}
 
 
 def grid(rows: list[list[Image.Image]]) -> Image.Image:
@@ -57,5 +71,7 @@ def run_validation(pipe: Any, conditions: list[Image.Image], prompts: list[str],
     picture.save(out_file)
     result: dict[str, Any] = {"grid": str(out_file), "images": images, "picture": picture}
     if fidelity in FIDELITY:
-        result["fidelity"] = float(np.mean([FIDELITY[fidelity](im, c) for im, c in zip(images, conditions)]))
+        scores = [FIDELITY[fidelity](im, c, p) for im, c, p in zip(images, conditions, prompts)]
+        result["fidelity"] = float(np.nanmean(scores)) if not np.isnan(scores).all() else None
+        result["scores"] = scores
     return result

@@ -50,8 +50,9 @@ def _param_component(name: str) -> gr.components.Component:
                      visible=False)
 
 
-def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
-    """Build the tab inside the current gr.Blocks. `gpu` wraps functions that need the accelerator (ZeroGPU)."""
+def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict[str, Any]:
+    """Build the tab inside the current gr.Blocks; `gpu` wraps functions that need the accelerator (ZeroGPU).
+    Returns the components other tabs may fill (the ControlNet field, the kind)."""
     limits = studio.settings.limits
     source = gr.State("draw")
     with gr.Row(equal_height=False):
@@ -230,3 +231,4 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
         studio.stop(request.session_hash or "")
 
     stop.click(on_stop, None, None, cancels=[event], queue=False, api_visibility="private")
+    return {"controlnet": controlnet, "kind": kind}

@@ -77,6 +77,7 @@ class Studio:
         self._engine: Any = None
         self._engine_lock = threading.Lock()
         self._stop_flags: dict[str, threading.Event] = {}
+        self.training: Any = None  # webui.training.TrainingManager, set by app.build_app
 
     @property
     def engine(self) -> Any:

@@ -1,0 +1,79 @@
+"""The Train tab's back end: a real tiny run started through accelerate, watched, stopped, resumed; and refused
+on a public deployment."""
+
+import time
+
+import pytest
+
+from webui.settings import AppSettings
+from webui.training import TrainingManager, TrainingRefused
+
+
+def tiny_settings(tiny_models, circles, **kw):
+    return {"base_model": str(tiny_models[0]), "dataset": str(circles), "resolution": 64, "batch_size": 2,
+            "max_steps": 400, "checkpoint_every": 1000, "validate_every": 0, "log_every": 1, "preset": "none", **kw}
+
+
+def wait_for(predicate, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_start_watch_stop_resume_use(tiny_models, circles, tmp_path):
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    out = manager.start("run-a", tiny_settings(tiny_models, circles))
+    assert out == tmp_path / "runs" / "run-a"
+    assert wait_for(lambda: manager.status().step >= 2), manager.status().log_tail
+    status = manager.status()
+    assert status.running and status.max_steps == 400 and status.loss is not None
+    assert "Running run-a: step" in status.message and status.metrics
+    with pytest.raises(ValueError, match="still going"):
+        manager.start("run-b", tiny_settings(tiny_models, circles))
+    assert "checkpoint is written first" in manager.stop()
+    assert manager.wait(timeout=240) == 0
+    stopped = manager.status()
+    assert not stopped.running and "stopped at step" in stopped.message and stopped.controlnet is None
+    assert list((out / "checkpoints").glob("step-*/COMPLETE.json"))  # Stop wrote a checkpoint
+    with pytest.raises(ValueError, match="no finished ControlNet"):
+        manager.result_for_generate()
+
+    resumed_from = stopped.step
+    manager.start("run-a", tiny_settings(tiny_models, circles, max_steps=resumed_from + 2), resume=True)
+    assert manager.wait(timeout=240) == 0
+    done = manager.status()
+    assert done.step == resumed_from + 2 and "finished" in done.message
+    assert '"event": "resume"' in done.log_tail
+    assert manager.result_for_generate() == str(out / "controlnet")
+
+
+def test_bad_settings_are_refused_before_anything_starts(tiny_models, circles, tmp_path):
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    with pytest.raises(ValueError, match="run name"):
+        manager.start("../escape", tiny_settings(tiny_models, circles))
+    with pytest.raises(ValueError, match="mode='fast'"):
+        manager.start("ok", tiny_settings(tiny_models, circles, mode="fast"))
+    with pytest.raises(ValueError, match="dataset='nowhere/at/all'"):
+        manager.start("ok", tiny_settings(tiny_models, circles, dataset="nowhere/at/all"))
+    assert manager.status().message == "No run started yet."
+
+
+def test_public_deployment_refuses_training(tiny_models, circles, tmp_path, monkeypatch):
+    monkeypatch.delenv("CNET_ALLOW_TRAINING", raising=False)
+    public = TrainingManager(AppSettings(public=True), workspace=tmp_path)
+    for action in (lambda: public.start("x", tiny_settings(tiny_models, circles)), public.stop,
+                   public.result_for_generate, public.ensure_allowed):
+        with pytest.raises(TrainingRefused, match="CNET_ALLOW_TRAINING=1"):
+            action()
+    monkeypatch.setenv("CNET_ALLOW_TRAINING", "1")
+    enabled = TrainingManager(AppSettings(public=True), workspace=tmp_path)
+    with pytest.raises(ValueError, match="must stay inside the workspace"):
+        enabled.resolve_input(str(circles), "dataset")
+    with pytest.raises(ValueError, match="must stay inside the workspace"):
+        enabled.resolve_input("../../etc", "dataset")
+    (tmp_path / "datasets").mkdir()
+    assert enabled.resolve_input("datasets", "dataset") == str(tmp_path / "datasets")
+    assert enabled.resolve_input("fusing/fill50k", "dataset") == "fusing/fill50k"

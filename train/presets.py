@@ -1,0 +1,47 @@
+"""Memory presets for desktop GPUs, chosen from the detected card (SD1.5 ControlNet at 512x512).
+
+A preset only fills settings the user did not give. The 8 GB preset is the documented batch-1 configuration:
+fp16 weights for the locked base, gradient checkpointing, 8-bit AdamW and precomputed latents/prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "8gb": dict(batch_size=1, grad_accum=4, mixed_precision="fp16", gradient_checkpointing=True, use_8bit_adam=True,
+                precompute=True),
+    "12gb": dict(batch_size=2, grad_accum=2, mixed_precision="fp16", gradient_checkpointing=True,
+                 use_8bit_adam=True, precompute=True),
+    "16gb": dict(batch_size=4, grad_accum=1, mixed_precision="fp16", gradient_checkpointing=True, precompute=True),
+    "24gb": dict(batch_size=4, grad_accum=1, mixed_precision="bf16", precompute=True),
+    "40gb": dict(batch_size=8, grad_accum=1, mixed_precision="bf16", precompute=True),
+}
+
+
+def detect_preset() -> str | None:
+    """The preset for the first CUDA card (by its memory), or None on CPU/mps (small models need none)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    except Exception:  # no torch/CUDA: no preset
+        return None
+    for name, limit in (("8gb", 10), ("12gb", 14), ("16gb", 20), ("24gb", 32)):
+        if gib < limit:
+            return name
+    return "40gb"
+
+
+def apply_preset(given: dict[str, Any], preset: str | None) -> tuple[dict[str, Any], str | None]:
+    """Settings with the preset filled in where `given` is silent; 'auto' detects the card, 'none' applies none."""
+    if preset in (None, "none"):
+        return dict(given), None
+    name = detect_preset() if preset == "auto" else preset
+    if name is None:
+        return dict(given), None
+    if name not in PRESETS:
+        raise ValueError(f"preset={preset!r} is not one of {['auto', 'none', *PRESETS]}")
+    return {**PRESETS[name], **given}, name

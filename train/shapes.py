@@ -1,0 +1,121 @@
+"""The demo domain (the paper's Fill50K tutorial, procedurally): one filled circle on a plain background.
+
+Image: 64x64, background colour B, a filled circle of colour C != B (random centre, radius 8-24 px).
+Prompt: "<C> circle with <B> background". Condition: the circle's outline, white, 2 px, on black.
+Everything is drawn from a seeded generator, so a seed names a whole dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PALETTE_FILE = Path(__file__).resolve().parents[1] / "examples" / "shapes" / "palette.json"
+SIZE = 64
+
+
+def load_palette(path: str | Path = PALETTE_FILE) -> dict[str, tuple[int, int, int]]:
+    """Colour names to RGB, from examples/shapes/palette.json."""
+    return {name: tuple(rgb) for name, rgb in json.loads(Path(path).read_text()).items()}
+
+
+@dataclass(frozen=True)
+class Circle:
+    centre: tuple[int, int]  # (x, y)
+    radius: int
+    colour: str
+    background: str
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.colour} circle with {self.background} background"
+
+
+def random_circle(rng: np.random.Generator, palette: dict[str, tuple[int, int, int]]) -> Circle:
+    names = list(palette)
+    fg, bg = rng.choice(len(names), 2, replace=False)
+    radius = int(rng.integers(8, 25))
+    x, y = (int(v) for v in rng.integers(radius // 2, SIZE - radius // 2, 2))  # may touch the border, as Fill50K
+    return Circle((x, y), radius, names[fg], names[bg])
+
+
+def draw(circle: Circle, palette: dict[str, tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image RGB, condition RGB, filled-circle mask) as uint8/bool arrays."""
+    image = np.empty((SIZE, SIZE, 3), np.uint8)
+    image[:] = palette[circle.background]
+    cv2.circle(image, circle.centre, circle.radius, palette[circle.colour], -1, lineType=cv2.LINE_AA)
+    condition = np.zeros((SIZE, SIZE, 3), np.uint8)
+    cv2.circle(condition, circle.centre, circle.radius, (255, 255, 255), 2, lineType=cv2.LINE_AA)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.circle(mask, circle.centre, circle.radius, 1, -1)
+    return image, condition, mask.astype(bool)
+
+
+def sample_batch(rng: np.random.Generator, n: int, palette: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """n images and conditions (uint8, NHWC) with their prompts, for the base pre-training loop."""
+    circles = [random_circle(rng, palette) for _ in range(n)]
+    drawn = [draw(c, palette) for c in circles]
+    return (np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn]), [c.prompt for c in circles])
+
+
+def write_dataset(folder: str | Path, n: int, seed: int, palette_file: str | Path = PALETTE_FILE) -> Path:
+    """A Fill50K-layout folder (prompt.json, source/, target/) of n circles from `seed`."""
+    from PIL import Image
+
+    palette = load_palette(palette_file)
+    root = Path(folder)
+    (root / "source").mkdir(parents=True, exist_ok=True)
+    (root / "target").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        circle = random_circle(rng, palette)
+        image, condition, _ = draw(circle, palette)
+        Image.fromarray(image).save(root / "target" / f"{i}.png")
+        Image.fromarray(condition).save(root / "source" / f"{i}.png")
+        lines.append(json.dumps({"source": f"source/{i}.png", "target": f"target/{i}.png", "prompt": circle.prompt,
+                                 "centre": circle.centre, "radius": circle.radius}))
+    (root / "prompt.json").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def segment(image: np.ndarray, colour: tuple[int, int, int], background: tuple[int, int, int]) -> np.ndarray:
+    """Pixels nearer the circle's colour than the background's: the generated circle."""
+    pixels = image.astype(np.float32)
+    near_fg = np.linalg.norm(pixels - np.float32(colour), axis=-1)
+    near_bg = np.linalg.norm(pixels - np.float32(background), axis=-1)
+    return near_fg < near_bg
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def nearest_colour(image: np.ndarray, mask: np.ndarray, palette: dict) -> str | None:
+    """The palette colour nearest the mean colour inside `mask` (None if the mask is empty)."""
+    if not mask.any():
+        return None
+    mean = image[mask].astype(np.float32).mean(axis=0)
+    return min(palette, key=lambda name: float(np.linalg.norm(mean - np.float32(palette[name]))))
+
+
+def parse_prompt(prompt: str) -> tuple[str, str] | None:
+    words = prompt.split()
+    if len(words) == 5 and words[1] == "circle" and words[2] == "with" and words[4] == "background":
+        return words[0], words[3]
+    return None
+
+
+def filled_from_outline(condition: np.ndarray) -> np.ndarray:
+    """The filled circle implied by an outline map (for validation, where only the condition is known)."""
+    gray = condition if condition.ndim == 2 else condition[..., 0]
+    contours, _ = cv2.findContours((gray > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    mask = np.zeros(gray.shape, np.uint8)
+    if contours:
+        cv2.drawContours(mask, contours, -1, 1, thickness=-1)
+    return mask.astype(bool)

@@ -1,0 +1,134 @@
+"""The Train tab: pick a base model, a dataset and a mode; start, watch, stop, resume; use the result in Generate.
+
+Runs are subprocesses (`accelerate launch -m train`) managed by webui/training.py; this module only shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from train.config import TrainConfig
+from train.presets import PRESETS
+
+from .errors import user_errors
+from .training import TrainingManager
+
+MODE_HELP = {
+    "default": "all 13 links (12 skips + middle block): the paper's standard ControlNet",
+    "small": "only the middle block is connected: faster on small GPUs; continue later in default mode",
+    "large": "after 'unlock after' steps the base U-Net trains too, at a lower learning rate",
+}
+DEFAULTS = TrainConfig()
+
+
+def create_train_tab(manager: TrainingManager) -> gr.Button:
+    """Build the tab inside the current gr.Blocks; returns the 'Use in Generate' button for app.py to wire."""
+    if not manager.allowed:
+        gr.Markdown("**Training is off on this public deployment.** Run the app locally, or its operator can set "
+                    "`CNET_ALLOW_TRAINING=1`.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4):
+            name = gr.Textbox(value="my-controlnet", label="Run name (folder under workspace/runs)")
+            base_model = gr.Textbox(value=DEFAULTS.base_model, label="Base model (Hub id or folder)")
+            dataset = gr.Textbox(label="Dataset (folder in the workspace, or a Hub dataset id such as fusing/fill50k)")
+            with gr.Row():
+                quick = gr.Button("Quick start: the demo ControlNet (circles, CPU-friendly)", size="sm")
+            mode = gr.Radio(list(MODE_HELP), value="default", label="Mode", info=MODE_HELP["default"])
+            with gr.Row():
+                max_steps = gr.Number(value=DEFAULTS.max_steps, precision=0, label="Max steps")
+                batch_size = gr.Number(value=DEFAULTS.batch_size, precision=0, label="Batch size")
+                grad_accum = gr.Number(value=DEFAULTS.grad_accum, precision=0, label="Gradient accumulation")
+            with gr.Row():
+                lr = gr.Number(value=DEFAULTS.lr, label="Learning rate")
+                resolution = gr.Number(value=DEFAULTS.resolution, precision=0, label="Resolution")
+                empty_prob = gr.Slider(0, 1, value=DEFAULTS.empty_prompt_prob, step=0.05,
+                                       label="Empty-prompt share (the paper: 0.5)")
+            with gr.Accordion("More", open=False):
+                with gr.Row():
+                    unlock_after = gr.Number(value=DEFAULTS.unlock_after, precision=0, label="Unlock after (large)")
+                    init_controlnet = gr.Textbox(label="Start from a ControlNet (transfer learning; optional)")
+                with gr.Row():
+                    checkpoint_every = gr.Number(value=DEFAULTS.checkpoint_every, precision=0,
+                                                 label="Checkpoint every")
+                    validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
+                    fidelity = gr.Dropdown([("none", ""), ("canny F1", "canny"), ("circles IoU", "shapes")],
+                                           value="", label="Fidelity score")
+                with gr.Row():
+                    mixed_precision = gr.Dropdown(["no", "fp16", "bf16"], value="no", label="Mixed precision")
+                    preset = gr.Dropdown(["auto", "none", *PRESETS], value="auto", label="Memory preset",
+                                         info="auto: from the GPU's memory; fills only what you leave at default")
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", interactive=manager.allowed, elem_id="train-start")
+                stop = gr.Button("Stop (checkpoint first)", variant="stop", interactive=manager.allowed,
+                                 elem_id="train-stop")
+                resume = gr.Button("Resume", interactive=manager.allowed)
+                use = gr.Button("Use in Generate", interactive=manager.allowed)
+        with gr.Column(scale=5):
+            status = gr.Markdown("No run started yet.", elem_id="train-status")
+            loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=220)
+            gallery = gr.Gallery(label="Validation ([condition | image] per row, newest first)", columns=2,
+                                 height=260)
+            log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+
+    mode.change(lambda m: gr.Radio(info=MODE_HELP[m]), mode, mode, queue=False, api_visibility="private")
+    fields = {"base_model": base_model, "dataset": dataset, "mode": mode, "max_steps": max_steps,
+              "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "resolution": resolution,
+              "empty_prompt_prob": empty_prob, "unlock_after": unlock_after, "init_controlnet": init_controlnet,
+              "checkpoint_every": checkpoint_every, "validate_every": validate_every, "fidelity": fidelity,
+              "mixed_precision": mixed_precision, "preset": preset}
+
+    def settings_from(values: dict) -> dict[str, Any]:
+        out = {key: values[comp] for key, comp in fields.items()}
+        for key in ("max_steps", "batch_size", "grad_accum", "resolution", "unlock_after", "checkpoint_every",
+                    "validate_every"):
+            out[key] = int(out[key])
+        out["lr"], out["empty_prompt_prob"] = float(out["lr"]), float(out["empty_prompt_prob"])
+        out["init_controlnet"] = out["init_controlnet"] or None
+        out["fidelity"] = out["fidelity"] or None
+        return out
+
+    def render(run_name: str | None = None) -> list[Any]:
+        s = manager.status(run_name)
+        plot = {"step": [m["step"] for m in s.metrics], "loss": [m["loss"] for m in s.metrics]}
+        import pandas as pd
+
+        return [s.message, pd.DataFrame(plot), s.validation[:6], s.log_tail]
+
+    outputs = [status, loss_plot, gallery, log]
+
+    @user_errors
+    def on_start(values: dict, resume_run: bool = False) -> list[Any]:
+        manager.start(values[name], settings_from(values), resume=resume_run)
+        return render()
+
+    start.click(on_start, {name, *fields.values()}, outputs, api_visibility="private", concurrency_limit=1)
+    resume.click(lambda values: on_start(values, True), {name, *fields.values()}, outputs,
+                 api_visibility="private", concurrency_limit=1)
+
+    @user_errors
+    def on_stop() -> list[Any]:
+        message = manager.stop()
+        return [message, *render()[1:]]
+
+    stop.click(on_stop, None, outputs, api_visibility="private")
+    timer = gr.Timer(2.0)
+    timer.tick(lambda: render(), None, outputs, queue=False, api_visibility="private", show_progress="hidden")
+
+    @user_errors
+    def on_quick() -> list[Any]:
+        from pathlib import Path
+
+        from train.shapes import write_dataset
+
+        manager.ensure_allowed()  # it writes a dataset: the same rule as starting a run
+        data = manager.workspace / "datasets" / "circles"
+        if not (data / "prompt.json").exists():
+            write_dataset(data, 2000, seed=1)
+        base = Path(__file__).resolve().parents[1] / "examples" / "shapes" / "base"
+        return ["demo-circles", str(base), str(data), "default", 1500, 32, 1, 1e-4, 64, 250, 250, "shapes"]
+
+    quick.click(on_quick, None, [name, base_model, dataset, mode, max_steps, batch_size, grad_accum, lr, resolution,
+                                 checkpoint_every, validate_every, fidelity], api_visibility="private")
+    return use

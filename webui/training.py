@@ -1,0 +1,197 @@
+"""Training runs started from the app: one subprocess at a time, `accelerate launch -m train ...`, watched through
+the files the trainer writes (progress.json, metrics.jsonl, validation/, train.log). No gradio here.
+
+Every Gradio event is an HTTP endpoint, hidden or not, so the permission check lives in these functions: on a public
+deployment nothing starts unless the operator set CNET_ALLOW_TRAINING=1, and every path stays inside the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .settings import AppSettings
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class TrainingRefused(PermissionError):
+    """This deployment does not let the caller start or touch training runs."""
+
+
+@dataclass
+class RunStatus:
+    name: str | None = None
+    running: bool = False
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None
+    eta_seconds: float | None = None
+    message: str = ""
+    log_tail: str = ""
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    validation: list[str] = field(default_factory=list)  # newest first
+    controlnet: str | None = None  # the finished ControlNet folder, when there is one
+
+
+class TrainingManager:
+    """Starts, watches, stops and resumes training runs under `workspace/runs/<name>`."""
+
+    def __init__(self, settings: AppSettings, workspace: str | Path | None = None) -> None:
+        self.settings = settings
+        self.workspace = Path(workspace or os.environ.get("CNET_WORKSPACE", "workspace")).resolve()
+        self.allowed = not settings.public or os.environ.get("CNET_ALLOW_TRAINING", "") in ("1", "true", "yes")
+        self._process: subprocess.Popen | None = None
+        self._run: Path | None = None
+        self._lock = threading.Lock()
+
+    # -- checks ------------------------------------------------------------------------------------------------------
+    def ensure_allowed(self) -> None:
+        if not self.allowed:
+            raise TrainingRefused("Training is off on this public deployment; its operator can enable it with "
+                                  "CNET_ALLOW_TRAINING=1.")
+
+    def run_dir(self, name: str) -> Path:
+        """workspace/runs/<name>, for a plain folder name only."""
+        if not isinstance(name, str) or not RUN_NAME.match(name) or ".." in name:
+            raise ValueError(f"run name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
+        return self.workspace / "runs" / name
+
+    def resolve_input(self, value: str, what: str) -> str:
+        """A dataset or model reference: Hub ids pass; paths must stay in the workspace on public deployments."""
+        value = (value or "").strip()
+        if not value:
+            raise ValueError(f"{what} is empty")
+        candidate = Path(value).expanduser()
+        in_workspace = (self.workspace / value).resolve()
+        if candidate.is_absolute() or value.startswith(".") or candidate.exists() or in_workspace.exists():
+            path = candidate.resolve() if candidate.is_absolute() else in_workspace
+            if self.settings.public and self.workspace not in (path, *path.parents):
+                raise ValueError(f"{what}={value!r}: on this deployment paths must stay inside the workspace")
+            if not path.exists():
+                raise ValueError(f"{what}={value!r}: no such file or folder")
+            return str(path)
+        if value.count("/") != 1 or ".." in value:
+            raise ValueError(f"{what}={value!r} is neither an existing path nor a Hub id (owner/name)")
+        return value
+
+    # -- actions -----------------------------------------------------------------------------------------------------
+    def start(self, name: str, settings: dict[str, Any], resume: bool = False) -> Path:
+        """Launch `accelerate launch -m train` for run `name` with `settings` (TrainConfig field names)."""
+        self.ensure_allowed()
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                raise ValueError(f"run {self._run.name!r} is still going: stop it first")
+            out = self.run_dir(name)
+            given = dict(settings)
+            given["dataset"] = self.resolve_input(given.get("dataset", ""), "dataset")
+            given["base_model"] = self.resolve_input(given.get("base_model", ""), "base_model")
+            if given.get("init_controlnet"):
+                given["init_controlnet"] = self.resolve_input(given["init_controlnet"], "init_controlnet")
+            given["output_dir"] = str(out)
+            if resume:
+                given["resume"] = "latest"
+            preset = given.pop("preset", "auto")
+            from train.config import TrainConfig
+
+            TrainConfig(**given).validated()  # refuse bad settings here, not in a log line later
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "STOP").unlink(missing_ok=True)
+            command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+                       "--num_machines", "1", "--mixed_precision", given.get("mixed_precision", "no"),
+                       "--dynamo_backend", "no", "-m", "train", "--preset", str(preset)]
+            for key, value in given.items():
+                flag = "--" + key.replace("_", "-")
+                if isinstance(value, bool):
+                    command.append(flag if value else "--no-" + key.replace("_", "-"))
+                elif value is not None and key != "extra":
+                    command += [flag, str(value)]
+            log = open(out / "train.log", "a")
+            log.write(f"\n$ {' '.join(command)}\n")
+            log.flush()
+            root = Path(__file__).resolve().parents[1]
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self._run = out
+            return out
+
+    def stop(self, grace_seconds: float = 120.0) -> str:
+        """Ask the run to stop: it writes a checkpoint at the end of the current step, then exits."""
+        self.ensure_allowed()
+        if self._process is None or self._process.poll() is not None:
+            return "No run is going."
+        (self._run / "STOP").write_text("stop requested from the app\n")
+        threading.Thread(target=self._terminate_later, args=(self._process, grace_seconds), daemon=True).start()
+        return f"Stopping {self._run.name}: a checkpoint is written first."
+
+    def _terminate_later(self, process: subprocess.Popen, grace: float) -> None:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:  # stuck (e.g. a long validation): SIGTERM also checkpoints
+            os.killpg(process.pid, signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return None if self._process is None else self._process.wait(timeout=timeout)
+
+    def result_for_generate(self) -> str:
+        """The finished ControlNet of the current run, for the Generate tab's ControlNet field."""
+        self.ensure_allowed()
+        found = self.status().controlnet
+        if not found:
+            raise ValueError("The run has no finished ControlNet yet (it appears when training ends).")
+        return found
+
+    # -- watching ----------------------------------------------------------------------------------------------------
+    def status(self, name: str | None = None) -> RunStatus:
+        """What the run's files say now (the current run, or run `name`)."""
+        out = self.run_dir(name) if name else self._run
+        if out is None:
+            return RunStatus(message="No run started yet.")
+        running = self._run == out and self._process is not None and self._process.poll() is None
+        status = RunStatus(name=out.name, running=running)
+        progress = _read_json(out / "progress.json")
+        if progress:
+            status.step, status.loss, status.eta_seconds = progress["step"], progress["loss"], progress["eta_seconds"]
+        config = _read_json(out / "config.json") or {}
+        status.max_steps = config.get("max_steps", 0)
+        metrics_file = out / "metrics.jsonl"
+        if metrics_file.exists():
+            status.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        status.validation = [str(p) for p in sorted((out / "validation").glob("step-*.png"), reverse=True)]
+        if (out / "train.log").exists():
+            status.log_tail = "\n".join((out / "train.log").read_text(errors="replace").splitlines()[-40:])
+        if (out / "controlnet" / "config.json").exists():
+            status.controlnet = str(out / "controlnet")
+        exit_code = None if running or self._process is None or self._run != out else self._process.poll()
+        status.message = _describe(status, exit_code)
+        return status
+
+
+def _describe(status: RunStatus, exit_code: int | None) -> str:
+    where = f"step {status.step}/{status.max_steps}" if status.max_steps else f"step {status.step}"
+    if status.running:
+        eta = f", about {time.strftime('%H:%M:%S', time.gmtime(status.eta_seconds))} left" \
+            if status.eta_seconds is not None else ""
+        loss = f", loss {status.loss:.4f}" if status.loss is not None else ""
+        return f"Running {status.name}: {where}{loss}{eta}."
+    if status.controlnet:
+        return f"{status.name} finished at {where}: the ControlNet is in {status.controlnet}."
+    if exit_code not in (None, 0):
+        return f"{status.name} ended with an error (exit {exit_code}) at {where}: see the log."
+    return f"{status.name} stopped at {where}; Resume continues from its last checkpoint."
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
