@@ -38,8 +38,13 @@ def status_markdown(studio: Studio) -> str:
     missing = [s for s in studio.model_status() if not s.available]
     if not missing:
         return ""
-    lines = ["**Some models are not on this machine yet.** They download on first use when the Hugging Face Hub is "
-             "reachable; offline, provide them first:"]
+    lines = []
+    if studio.demo_mode:
+        from cnet.demo import DEMO_NOTICE
+
+        lines.append(f"**Demo mode.** {DEMO_NOTICE}\n")
+    lines += ["**Some models are not on this machine yet.** They download on first use when the Hugging Face Hub "
+              "is reachable; offline, provide them first:"]
     lines += [f"- {s.role}: `{s.reference}` — {s.hint}" for s in missing]
     return "\n".join(lines)
 
@@ -52,8 +57,9 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSketch, upload a photo or a ready map, choose a prompt mode, and generate. "
                     "Defaults are the paper's: DDIM, 20 steps, CFG 9.")
-        with gr.Accordion("Model status", open=False):
-            gr.Markdown(status_markdown(studio) or "All default models are available locally.")
+        with gr.Accordion("Model status", open=studio.demo_mode):
+            gr.Markdown(status_markdown(studio) or "All default models are available locally.",
+                        elem_id="model-status")
         with gr.Tab("Generate"):
             generate = create_generate_tab(studio, gpu)
         with gr.Tab("Train"):

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
     tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
+                      help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
     return parser
 
 
@@ -114,6 +116,15 @@ def _generate(args: argparse.Namespace) -> list[Path]:
             eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
             guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source)
         base = args.base_model
+    if base is None and not any(u.controlnet for u in request.units):
+        from .demo import DEMO_BASE, DEMO_CONTROLNET, DEMO_NOTICE, DEMO_SIZE, use_demo
+
+        if use_demo():
+            print(f"notice: {DEMO_NOTICE}", file=sys.stderr)
+            base = str(DEMO_BASE)
+            for unit in request.units:
+                unit.controlnet = str(DEMO_CONTROLNET)
+            request.width, request.height = DEMO_SIZE, DEMO_SIZE
     engine = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
                     single_file_config=args.single_file_config)
     result = engine.generate(request)
@@ -130,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tiny-model":
             from .tiny import save_tiny_models
 
-            for path in save_tiny_models(args.dir, seed=args.seed):
+            for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset):
                 print(path)
         else:
             for path in _generate(args):

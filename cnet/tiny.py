@@ -111,12 +111,44 @@ def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None
                 scheduler=scheduler)
 
 
-def save_tiny_models(out_dir: str | Path, seed: int = 0) -> tuple[Path, Path]:
-    """Write `out_dir/base` and `out_dir/controlnet`; return both paths."""
+def build_sd15_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
+    """The real SD1.5 + ControlNet architectures (published configs: U-Net 859.5M, ControlNet 361.3M parameters)
+    with random weights, so benchmarks run the true network shapes offline. Pictures are noise."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+                                block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
+    controlnet = ControlNetModel.from_unet(unet)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
+                        sample_size=512)
+    tokenizer = build_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, hidden_act="quick_gelu"))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return dict(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+                scheduler=scheduler)
+
+
+PRESETS = {"tiny": build_tiny_components, "sd15": build_sd15_components}
+
+
+def save_tiny_models(out_dir: str | Path, seed: int = 0, preset: str = "tiny") -> tuple[Path, Path]:
+    """Write `out_dir/base` and `out_dir/controlnet` (preset 'tiny': 64x64 toy; 'sd15': real shapes); return both."""
     from diffusers import StableDiffusionPipeline
 
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
     out = Path(out_dir)
-    parts = build_tiny_components(seed, tokenizer_dir=out / "base" / "tokenizer")
+    parts = PRESETS[preset](seed, tokenizer_dir=out / "base" / "tokenizer")
     controlnet = parts.pop("controlnet")
     pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)

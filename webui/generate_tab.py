@@ -140,9 +140,13 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
 
     examples = load_examples()
     with gr.Row():
-        gr.Examples(examples["photos"], [photo, kind, prompt_mode, prompt], label="Example photos")
-        gr.Examples(examples["sketches"], [photo, kind, prompt_mode, prompt],
-                    label="Example sketches (drawn on paper)")
+        if studio.demo_mode:  # the demo model only knows circles: offer circles
+            gr.Examples(examples["demo"], [photo, kind, prompt_mode, prompt],
+                        label="Demo model examples (circle outlines)")
+        else:
+            gr.Examples(examples["photos"], [photo, kind, prompt_mode, prompt], label="Example photos")
+            gr.Examples(examples["sketches"], [photo, kind, prompt_mode, prompt],
+                        label="Example sketches (drawn on paper)")
 
     # -- small UI reactions (no queue: they never touch a model) ----------------------------------------------------
     for tab, name in ((draw_tab, "draw"), (photo_tab, "photo"), (map_tab, "map")):

@@ -78,17 +78,31 @@ class Studio:
         self._engine_lock = threading.Lock()
         self._stop_flags: dict[str, threading.Event] = {}
         self.training: Any = None  # webui.training.TrainingManager, set by app.build_app
+        self._demo_mode: bool | None = None
 
     @property
     def engine(self) -> Any:
         """The generation engine, created on first use (so starting the app imports no model code)."""
         return self.engine_for(None)
 
+    @property
+    def demo_mode(self) -> bool:
+        """True when Stable Diffusion is unavailable and the built-in demo model stands in (decided once)."""
+        if self._demo_mode is None:
+            from cnet.demo import use_demo
+
+            self._demo_mode = use_demo()
+        return self._demo_mode
+
     def engine_for(self, base_model: str | None) -> Any:
-        """The engine for `base_model` (None: the configured default). One engine is kept: switching the base model
-        replaces it, so two base models never sit in memory together."""
+        """The engine for `base_model` (None: the configured default, or the demo model when that is missing).
+        One engine is kept: switching the base model replaces it, so two base models never sit in memory."""
         with self._engine_lock:
             wanted = base_model or base_model_source()
+            if base_model is None and self.demo_mode:
+                from cnet.demo import DEMO_BASE
+
+                wanted = str(DEMO_BASE)
             if self._engine is None or self._engine.base_source.spec.rstrip("/") != _normalise(wanted):
                 from cnet.engine import Engine
 
@@ -146,6 +160,13 @@ class Studio:
         `settings` are GenerationRequest fields (prompt_mode, prompt, num_inference_steps, ...), checked against
         this deployment's limits. `session` identifies whose Stop button may stop this run.
         """
+        if self.demo_mode and base_model is None:
+            from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
+
+            # The demo model knows one size and one ControlNet (circle outlines).
+            settings["width"], settings["height"] = DEMO_SIZE, DEMO_SIZE
+            for unit in units:
+                unit.controlnet = unit.controlnet or str(DEMO_CONTROLNET)
         width, height = settings.get("width"), settings.get("height")
         control_units, photo = [], None
         for unit in units:
