@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from .captioner import Captioner
+from .fastpath import skip_inactive_controlnet
 from .kinds import BASE_MODEL_ENV, KINDS, base_model_source
 from .models import (
     ModelSource,
@@ -76,17 +77,21 @@ class Engine:
         single_file_config: diffusers folder or Hub id whose configs describe single-file checkpoints.
         safety_checker: load and run the base model's safety checker when it has one.
         max_cached_controlnets: ControlNets kept in memory at once (least recently used ones are dropped).
+        skip_inactive_controlnet: do not run a ControlNet on steps where its scale is 0 (outside control start/end);
+            the output is identical (see cnet/fastpath.py).
     """
 
     def __init__(self, base_model: str | None = None, *, device: str | None = None, dtype: str | None = None,
                  caption_model: str | None = None, single_file_config: str | None = None,
-                 safety_checker: bool = False, max_cached_controlnets: int = 4) -> None:
+                 safety_checker: bool = False, max_cached_controlnets: int = 4,
+                 skip_inactive_controlnet: bool = True) -> None:
         self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.single_file_config = single_file_config
         self.safety_checker = safety_checker
         self.max_cached_controlnets = max(1, max_cached_controlnets)
+        self.skip_inactive_controlnet = skip_inactive_controlnet
         self.captioner = Captioner(caption_model, device=self.device,
                                    dtype=self.dtype if self.device != "cpu" else None)
         self._base: dict[str, Any] | None = None
@@ -119,6 +124,8 @@ class Engine:
 
             source = parse_model_source(spec, what="controlnet")
             model = self._load(ControlNetModel, source, env_var, dtype=self.dtype).to(self.device).eval()
+            if self.skip_inactive_controlnet:
+                skip_inactive_controlnet(model)
             self._controlnets[spec] = model
             while len(self._controlnets) > self.max_cached_controlnets:
                 self._controlnets.popitem(last=False)

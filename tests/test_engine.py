@@ -230,3 +230,23 @@ def test_whole_numbers_from_a_ui_are_accepted(engine, tiny_models, cond_map):
     as_floats = GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
                                   num_inference_steps=1, seed=0)
     assert np.array_equal(pixels(engine.generate(request).images[0]), pixels(engine.generate(as_floats).images[0]))
+
+
+@pytest.mark.parametrize("start, end, expected_calls", [(0.0, 0.5, 5), (0.0, 1.0, 10), (0.3, 1.0, 7)])
+def test_controlnet_is_not_run_outside_its_window_and_pixels_do_not_change(tiny_models, cond_map, start, end,
+                                                                           expected_calls):
+    fast = Engine(str(tiny_models[0]), device="cpu")
+    plain = Engine(str(tiny_models[0]), device="cpu", skip_inactive_controlnet=False)
+    request = lambda: GenerationRequest(  # noqa: E731
+        units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]), start=start, end=end)], num_inference_steps=10,
+        seed=2)
+    net = fast.load_controlnet(str(tiny_models[1]))
+    calls = []
+    hook = net.conv_in.register_forward_pre_hook(lambda m, a: calls.append(1))  # runs only in a real forward
+    try:
+        ours = fast.generate(request())
+    finally:
+        hook.remove()
+    # With start > 0 the very first (inactive) step runs once to learn the output shapes; later ones are skipped.
+    assert len(calls) == expected_calls + (1 if start > 0 else 0)
+    assert np.array_equal(pixels(ours.images[0]), pixels(plain.generate(request()).images[0]))
