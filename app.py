@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -49,12 +50,29 @@ def status_markdown(studio: Studio) -> str:
     return "\n".join(lines)
 
 
+def harden_image_decoding() -> None:
+    """Refuse decompression bombs before they are decoded, wherever an upload is opened (Gradio or us)."""
+    import warnings
+
+    from PIL import Image
+
+    from annotators.images import MAX_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    warnings.simplefilter("error", Image.DecompressionBombWarning)  # above the limit: an error, not a warning
+
+
 def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.Blocks, Studio]:
     """The Blocks app and its back end; nothing is loaded until a request needs it."""
+    import webui.errors
+
+    harden_image_decoding()
+    webui.errors.SHOW_DETAILS = not settings.public
     studio = Studio(settings)
     studio.training = TrainingManager(settings, workspace)
     gpu = gpu_decorator()
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's upload cache is swept hourly of files older than a day.
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nSketch, upload a photo or a ready map, choose a prompt mode, and generate. "
                     "Defaults are the paper's: DDIM, 20 steps, CFG 9.")
         with gr.Accordion("Model status", open=studio.demo_mode):
@@ -73,10 +91,14 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
 
 def launch_options(settings: AppSettings) -> dict[str, Any]:
     """Arguments for `demo.launch`: where to listen, what may be served, how big an upload may be."""
+    from huggingface_hub import constants
+
     settings.output_dir.mkdir(parents=True, exist_ok=True)
+    # Serve our outputs and nothing else of the disk; never the model cache or secrets.
+    blocked = [constants.HF_HOME, str(Path.home() / ".ssh"), str(Path(".env").resolve())]
     return dict(server_name=settings.host, server_port=settings.port, share=settings.share,
                 max_file_size=settings.max_file_size, allowed_paths=[str(settings.output_dir.resolve())],
-                show_error=True, theme=gr.themes.Soft())
+                blocked_paths=blocked, enable_monitoring=False, show_error=True, theme=gr.themes.Soft())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,8 +20,10 @@ class ImageInputError(ValueError):
     """The input is not an image we can use; the message says why."""
 
 
-def open_image(source: ImageInput, *, what: str = "image") -> Image.Image:
-    """Open a path, bytes or PIL image, refusing non-images and oversized images before decoding them."""
+def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Open a path, bytes or PIL image, refusing non-images and oversized images before decoding them.
+
+    `formats` (e.g. ("PNG", "JPEG", "WEBP")) limits what a file may be, judged by its content, not its name."""
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
@@ -33,6 +35,10 @@ def open_image(source: ImageInput, *, what: str = "image") -> Image.Image:
             raise ImageInputError(f"{what}: not a readable image ({err})") from None
         except Image.DecompressionBombError as err:  # pragma: no cover - depends on PIL's own limit
             raise ImageInputError(f"{what}: refused, {err}") from None
+    if formats is not None and not isinstance(source, Image.Image) and image.format not in formats:
+        raise ImageInputError(f"{what}: a {image.format or 'unknown'} file; accepted: {', '.join(formats)}")
+    if getattr(image, "n_frames", 1) > 1 and formats is not None:
+        raise ImageInputError(f"{what}: an animated image ({image.n_frames} frames); upload a single picture")
     _check_size(image.size, what)
     try:
         image.load()

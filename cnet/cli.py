@@ -133,7 +133,7 @@ def _generate(args: argparse.Namespace) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .engine import GenerationCancelled
+    from .engine import GenerationCancelled, GenerationFailed
     from .models import ModelUnavailableError
 
     args = build_parser().parse_args(argv)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for path in _generate(args):
                 print(path)
-    except (ValueError, ModelUnavailableError, GenerationCancelled) as err:
+    except (ValueError, ModelUnavailableError, GenerationCancelled, GenerationFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -57,6 +57,21 @@ class GenerationCancelled(RuntimeError):
     """Raised when `should_stop()` answered True; the run ends after the current denoising step."""
 
 
+class GenerationFailed(RuntimeError):
+    """The run could not produce valid images (out of memory, NaN); the message says what to try."""
+
+
+def _free_memory(device: str) -> None:
+    """Give cached accelerator memory back after a run, so that a failed run does not starve the next one."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def make_scheduler(name: str, base_config: Any) -> Any:
     """A fresh scheduler of kind `name` configured like the base model's (fresh per run: schedulers keep state)."""
     import diffusers
@@ -208,7 +223,8 @@ class Engine:
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
             single = len(maps) == 1
-            output = pipe(
+            try:
+                output = self._run_pipeline(pipe, dict(
                 prompt=prompt,
                 image=maps[0] if single else maps,
                 height=height,
@@ -225,12 +241,38 @@ class Engine:
                 control_guidance_start=_one_or_list([float(u.start) for u in request.units]),
                 control_guidance_end=_one_or_list([float(u.end) for u in request.units]),
                 callback_on_step_end=on_step_end,
-            )
-        nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(output.images)
+                # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
+                output_type="np",
+                ), request, width, height)
+            except BaseException:
+                _free_memory(self.device)  # a failed run must not starve the next one
+                raise
+        images = pipe.numpy_to_pil(output.images)  # the conversion diffusers itself applies for output_type="pil"
+        nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
         common = self._metadata(request, prompt, caption if caption is not None else request.caption, width, height)
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
                     for i, (s, flag) in enumerate(zip(seeds, nsfw))]
-        return GenerationResult(images=list(output.images), condition_maps=maps, metadata=metadata)
+        return GenerationResult(images=list(images), condition_maps=maps, metadata=metadata)
+
+    def _run_pipeline(self, pipe: Any, kwargs: dict[str, Any], request: GenerationRequest, width: int,
+                      height: int) -> Any:
+        """Call the pipeline; turn out-of-memory and NaN outputs into clear errors with a suggestion."""
+        import numpy as np
+        import torch
+
+        try:
+            output = pipe(**kwargs)
+        except torch.OutOfMemoryError as err:
+            raise GenerationFailed(
+                f"Out of {self.device} memory at {width}x{height} with {request.num_images} image(s) and "
+                f"{len(request.units)} ControlNet(s). Try fewer images, a smaller size or one ControlNet"
+                + ("; on small GPUs set CNET_DTYPE=float16" if self.dtype is not None else "") + "."
+            ) from err
+        if not np.isfinite(output.images).all():
+            raise GenerationFailed(
+                f"The model produced invalid numbers (NaN) in {self.dtype} on {self.device}: the image would be "
+                "black. Try CNET_DTYPE=float32 or bfloat16, or a VAE that is stable in half precision.")
+        return output
 
     def _metadata(self, request: GenerationRequest, prompt: str, caption: str | None, width: int,
                   height: int) -> dict[str, Any]:

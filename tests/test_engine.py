@@ -250,3 +250,41 @@ def test_controlnet_is_not_run_outside_its_window_and_pixels_do_not_change(tiny_
     # With start > 0 the very first (inactive) step runs once to learn the output shapes; later ones are skipped.
     assert len(calls) == expected_calls + (1 if start > 0 else 0)
     assert np.array_equal(pixels(ours.images[0]), pixels(plain.generate(request()).images[0]))
+
+
+def test_out_of_memory_is_reported_and_the_next_request_succeeds(tiny_models, cond_map, monkeypatch):
+    from cnet.engine import GenerationFailed
+
+    engine = Engine(str(tiny_models[0]), device="cpu")
+    unet = engine.load_base()["unet"]
+    original = type(unet).forward
+    calls = {"n": 0}
+
+    def failing_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # fail in the middle of the run, as a real OOM would
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(unet), "forward", failing_once)
+    with pytest.raises(GenerationFailed, match=r"Out of cpu memory at 64x64 with 1 image\(s\).*Try fewer images"):
+        engine.generate(make_request(cond_map, tiny_models[1], seed=0))
+    result = engine.generate(make_request(cond_map, tiny_models[1], seed=0))
+    assert result.images[0].size == (64, 64)
+
+
+def test_nan_output_is_reported_instead_of_a_black_image(tiny_models, cond_map, monkeypatch):
+    from cnet.engine import GenerationFailed
+
+    engine = Engine(str(tiny_models[0]), device="cpu")
+    vae = engine.load_base()["vae"]
+    original = type(vae).decode
+
+    def nan_decode(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        (out[0] if isinstance(out, tuple) else out.sample)[:] = float("nan")
+        return out
+
+    monkeypatch.setattr(type(vae), "decode", nan_decode)
+    with pytest.raises(GenerationFailed, match="NaN"):
+        engine.generate(make_request(cond_map, tiny_models[1], seed=0))

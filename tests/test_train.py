@@ -317,3 +317,35 @@ def test_cli_config_file_and_flags(tiny_models, circles, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "train", "--dataset", str(circles), "--mode", "medium"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "invalid choice: 'medium'" in proc.stderr
+
+
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_models, circles, tmp_path):
+    """SIGKILL at a random moment (here: while it trains past its second checkpoint), then --resume latest."""
+    import random
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--dataset", str(circles),
+            "--output-dir", str(out), "--resolution", "64", "--batch-size", "2", "--max-steps", "40",
+            "--checkpoint-every", "2", "--validate-every", "0", "--log-every", "1", "--preset", "none"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    target = random.Random(0).randint(3, 8)
+
+    def last_step():
+        found = complete_checkpoints(out)
+        return found[-1][0] if found else 0
+
+    while time.monotonic() < deadline and proc.poll() is None and last_step() < target:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = complete_checkpoints(out)[-1][0]
+    assert 2 <= last < 40
+    resumed = subprocess.run(args + ["--resume", "latest"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f'"event": "resume", "step": {last}' in resumed.stdout
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 40 and set(range(1, 41)) <= set(steps)  # every step was logged; the rest re-ran
+    assert (out / "controlnet" / "diffusion_pytorch_model.safetensors").is_file()

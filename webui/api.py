@@ -19,7 +19,9 @@ from .service import Studio, UnitInput
 def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     """Register the endpoints inside the current gr.Blocks."""
     with gr.Column(visible=False):
-        image = gr.Image(type="pil", label="image")
+        # A plain file, not gr.Image: Gradio does not decode it, so our checks (format by content, pixel limit)
+        # see every upload first.
+        image = gr.File(type="filepath", label="image")
         kind = gr.Textbox(value="canny", label="kind")
         # Initial values are the API's defaults (gradio_client treats them as optional arguments).
         text = {n: gr.Textbox(value=v, label=n) for n, v in (

@@ -14,6 +14,7 @@ from cnet.models import ModelUnavailableError
 from cnet.request import RequestError
 
 log = logging.getLogger("cnet.app")
+SHOW_DETAILS = True  # app.build_app turns this off on public deployments: no internals in error messages
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -21,10 +22,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cnet.engine import GenerationCancelled
+        from cnet.engine import GenerationCancelled, GenerationFailed
 
         try:
             return fn(*args, **kwargs)
+        except GenerationFailed as err:
+            raise gr.Error(str(err), title="Generation failed") from None
         except (RequestError, AnnotatorError, ImageInputError, ModelUnavailableError) as err:
             raise gr.Error(str(err), title="Cannot do that") from None
         except GenerationCancelled as err:
@@ -36,7 +39,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as err:  # a bug or a fault: log it whole, show the visitor one line, keep serving
             log.exception("request failed")
-            raise gr.Error(f"The server could not finish this request ({type(err).__name__}: {err}).",
-                           title="Error") from None
+            detail = f" ({type(err).__name__}: {err})" if SHOW_DETAILS else ""
+            raise gr.Error(f"The server could not finish this request{detail}.", title="Error") from None
 
     return wrapper

@@ -64,7 +64,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
                                           brush=gr.Brush(default_size=6, colors=["#000000"], color_mode="fixed"),
                                           eraser=gr.Eraser(default_size=24), elem_id="sketch")
                 with gr.Tab("Photo", id="photo") as photo_tab:
-                    photo = gr.Image(label="Photo: the annotator extracts the map", type="numpy",
+                    photo = gr.Image(label="Photo: the annotator extracts the map", type="filepath",
                                      sources=["upload", "webcam", "clipboard"], elem_id="photo")
                 with gr.Tab("Map", id="map") as map_tab:
                     map_editor = gr.ImageEditor(label="Condition map: upload a ready map, or edit the preview",
@@ -126,7 +126,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
                     source2 = gr.Radio([("Photo → detect", "photo"), ("Ready map", "map")], value="photo",
                                        label="Source")
                     strength2 = gr.Slider(0.0, limits.max_strength, value=0.6, step=0.05, label="Strength")
-                image2 = gr.Image(label="Image for the second condition", type="numpy")
+                image2 = gr.Image(label="Image for the second condition", type="filepath")
 
         with gr.Column(scale=4):
             gallery = gr.Gallery(label="Results (and condition maps)", columns=2, height=520, format="png",
@@ -222,7 +222,8 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
             seed=None if v[randomize] else int(v[seed] or 0), num_images=int(v[num_images]),
             width=int(v[width]) or None, height=int(v[height]) or None, guess_mode=bool(v[guess_mode]),
             scheduler=v[scheduler])
-        shown = [(im, f"seed {m['seed']}") for im, m in zip(result.images, result.metadata)]
+        shown = [(im, f"seed {m['seed']}" + (" · blocked by the safety checker" if m["nsfw_content_detected"]
+                                              else "")) for im, m in zip(result.images, result.metadata)]
         shown += [(m, f"condition map {i + 1}") for i, m in enumerate(result.condition_maps)]
         note = f"Prompt mode **{result.metadata[0]['prompt_mode']}**"
         if result.metadata[0].get("caption"):

@@ -25,6 +25,7 @@ from cnet.request import ControlUnit, GenerationRequest, RequestError
 from .settings import AppSettings
 
 Source = Literal["draw", "photo", "map"]
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 USER_ERRORS = (RequestError, AnnotatorError, ImageInputError, ValueError)
 
 
@@ -62,8 +63,8 @@ def canvas_image(value: Any, what: str = "image") -> Image.Image | None:
             return None
     if isinstance(value, Image.Image):
         return value
-    if isinstance(value, (str, Path, bytes)):
-        return open_image(value, what=what)
+    if isinstance(value, (str, Path, bytes)):  # an upload: judged by content, only common photo formats
+        return open_image(value, what=what, formats=UPLOAD_FORMATS)
     if isinstance(value, np.ndarray) and value.ndim == 3 and value.shape[2] == 4:
         return Image.fromarray(value.astype(np.uint8), "RGBA")  # keep transparency: drawings need it
     return Image.fromarray(to_rgb_array(value, what=what))
@@ -107,7 +108,8 @@ class Studio:
                 from cnet.engine import Engine
 
                 self._engine = None  # drop the old one before loading the next
-                self._engine = Engine(wanted)
+                # Public deployments run the base model's safety checker where it has one.
+                self._engine = Engine(wanted, safety_checker=self.settings.public)
             return self._engine
 
     # -- models ----------------------------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ t0=$(date +%s)
 [ -n "${SKIP_VAE:-}" ] || python -u -m train.pretrain_base vae --out "$base" --steps "${VAE_STEPS:-1200}" --seed 0
 t1=$(date +%s); echo "{\"stage\": \"vae\", \"wall_seconds\": $((t1 - t0))}"
 # 2. U-Net (32/64 channels) and a 2-layer CLIP text encoder with a word vocabulary, trained jointly.
-python -u -m train.pretrain_base unet --out "$base" --steps "${UNET_STEPS:-2000}" --seed 0
+python -u -m train.pretrain_base unet --out "$base" --steps "${UNET_STEPS:-1500}" --seed 0
 t2=$(date +%s); echo "{\"stage\": \"unet\", \"wall_seconds\": $((t2 - t1))}"
 # 3. The ControlNet, with our own trainer (the code users run): default mode, 50% empty prompts.
-python -c "from train.shapes import write_dataset; write_dataset('$work/data', ${N_TRAIN:-20000}, seed=1)"
+python -c "from train.shapes import write_dataset; write_dataset('$work/data', ${N_TRAIN:-10000}, seed=1)"
 python -c "from train.shapes import write_dataset; write_dataset('$work/heldout', 32, seed=12345)"
 python -u -m train --base-model "$base" --dataset "$work/data" --output-dir "$work/controlnet-run" \
-  --resolution 64 --batch-size 32 --lr 1e-4 --max-steps "${CN_STEPS:-1200}" --empty-prompt-prob 0.5 \
+  --resolution 64 --batch-size 32 --lr 1e-4 --max-steps "${CN_STEPS:-1000}" --empty-prompt-prob 0.5 \
   --checkpoint-every 250 --validate-every 250 --num-validation 16 --validation-steps 20 \
   --validation-guidance 5.0 --fidelity shapes --log-every 25 --seed 0
 t3=$(date +%s); echo "{\"stage\": \"controlnet\", \"wall_seconds\": $((t3 - t2))}"
