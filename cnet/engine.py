@@ -61,6 +61,25 @@ class GenerationFailed(RuntimeError):
     """The run could not produce valid images (out of memory, NaN); the message says what to try."""
 
 
+def _flag(name: str, default: bool) -> bool:
+    import os
+
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _memory_format(channels_last: bool) -> Any:
+    import torch
+
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _compile(module: Any) -> Any:
+    """torch.compile a model in place (diffusers' recommendation: max-autotune without CUDA graphs)."""
+    module.compile(mode="max-autotune-no-cudagraphs", fullgraph=False)
+    return module
+
+
 def _free_memory(device: str) -> None:
     """Give cached accelerator memory back after a run, so that a failed run does not starve the next one."""
     import gc
@@ -94,12 +113,16 @@ class Engine:
         max_cached_controlnets: ControlNets kept in memory at once (least recently used ones are dropped).
         skip_inactive_controlnet: do not run a ControlNet on steps where its scale is 0 (outside control start/end);
             the output is identical (see cnet/fastpath.py).
+        channels_last: NHWC memory format for the U-Net, ControlNets and VAE (faster convolutions on GPUs).
+        compile: `torch.compile` the U-Net and ControlNets (first run pays the compile; CNET_COMPILE=1).
+        vae_tiling: decode large images tile by tile (CNET_VAE_TILING=1): less memory above 1024 px.
     """
 
     def __init__(self, base_model: str | None = None, *, device: str | None = None, dtype: str | None = None,
                  caption_model: str | None = None, single_file_config: str | None = None,
                  safety_checker: bool = False, max_cached_controlnets: int = 4,
-                 skip_inactive_controlnet: bool = True) -> None:
+                 skip_inactive_controlnet: bool = True, channels_last: bool | None = None,
+                 compile: bool | None = None, vae_tiling: bool | None = None) -> None:
         self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -107,6 +130,10 @@ class Engine:
         self.safety_checker = safety_checker
         self.max_cached_controlnets = max(1, max_cached_controlnets)
         self.skip_inactive_controlnet = skip_inactive_controlnet
+        on_gpu = self.device.startswith("cuda")
+        self.channels_last = _flag("CNET_CHANNELS_LAST", on_gpu) if channels_last is None else channels_last
+        self.compile = _flag("CNET_COMPILE", False) if compile is None else compile
+        self.vae_tiling = _flag("CNET_VAE_TILING", False) if vae_tiling is None else vae_tiling
         self.captioner = Captioner(caption_model, device=self.device,
                                    dtype=self.dtype if self.device != "cpu" else None)
         self._base: dict[str, Any] | None = None
@@ -126,6 +153,12 @@ class Engine:
                     kwargs.update(safety_checker=None, requires_safety_checker=False)
                 pipe = self._load(StableDiffusionPipeline, self.base_source, BASE_MODEL_ENV, **kwargs)
                 pipe.to(self.device)
+                if self.vae_tiling:
+                    pipe.vae.enable_tiling()
+                for name in ("unet", "vae"):
+                    getattr(pipe, name).to(memory_format=_memory_format(self.channels_last))
+                if self.compile:
+                    pipe.unet = _compile(pipe.unet)
                 self._base = dict(pipe.components)
             return self._base
 
@@ -139,8 +172,11 @@ class Engine:
 
             source = parse_model_source(spec, what="controlnet")
             model = self._load(ControlNetModel, source, env_var, dtype=self.dtype).to(self.device).eval()
+            model.to(memory_format=_memory_format(self.channels_last))
             if self.skip_inactive_controlnet:
                 skip_inactive_controlnet(model)
+            if self.compile:
+                model = _compile(model)
             self._controlnets[spec] = model
             while len(self._controlnets) > self.max_cached_controlnets:
                 self._controlnets.popitem(last=False)
