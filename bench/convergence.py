@@ -17,6 +17,31 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def rescore(run: Path, val: list[dict], config: dict) -> list[dict]:
+    """Circle IoU recomputed from each saved [condition | image] grid and the dataset's first prompts."""
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from train.data import load_rows
+    from train.validate import shapes_iou
+
+    rows = load_rows(config["dataset"]).rows
+    side = config["resolution"]
+    out = []
+    for v in val:
+        grid = Image.open(v["grid"])
+        scores = []
+        for i in range(grid.height // side):
+            cond = grid.crop((0, i * side, side, (i + 1) * side))
+            image = grid.crop((side, i * side, 2 * side, (i + 1) * side))
+            scores.append(shapes_iou(image, cond, rows[i].text))
+        out.append({**v, "fidelity": float(np.nanmean(scores))})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+")
@@ -24,6 +49,8 @@ def main() -> None:
     parser.add_argument("--x", choices=("steps", "samples"), default="steps",
                         help="samples = steps x batch x accumulation (equal compute on one axis)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the circle IoU from the saved grids with the current train/validate.py")
     args = parser.parse_args()
     import matplotlib
 
@@ -37,6 +64,8 @@ def main() -> None:
         per_step = config["batch_size"] * config["grad_accum"] if args.x == "samples" else 1
         label = args.labels[i] if args.labels and i < len(args.labels) else run.name
         val = [v for v in read_jsonl(run / "validation.jsonl") if v.get("fidelity") is not None]
+        if args.rescore:
+            val = rescore(run, val, config)
         ax_fid.plot([v["step"] * per_step for v in val], [v["fidelity"] for v in val], marker="o", label=label)
         metrics = read_jsonl(run / "metrics.jsonl")
         ax_loss.plot([m["step"] * per_step for m in metrics], [m["loss"] for m in metrics], label=label, alpha=0.8)

@@ -112,10 +112,20 @@ def parse_prompt(prompt: str) -> tuple[str, str] | None:
 
 
 def filled_from_outline(condition: np.ndarray) -> np.ndarray:
-    """The filled circle implied by an outline map (for validation, where only the condition is known)."""
+    """The filled circle implied by an outline map (for validation, where only the condition is known).
+
+    A least-squares circle fit on the outline pixels, so circles cut by the image border (open arcs) still give
+    the right disc."""
     gray = condition if condition.ndim == 2 else condition[..., 0]
-    contours, _ = cv2.findContours((gray > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    ys, xs = np.nonzero(gray > 127)
     mask = np.zeros(gray.shape, np.uint8)
-    if contours:
-        cv2.drawContours(mask, contours, -1, 1, thickness=-1)
+    if len(xs) < 3:
+        return mask.astype(bool)
+    # x^2 + y^2 + D x + E y + F = 0, solved for D, E, F (Kasa's fit).
+    a = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
+    b = -(xs.astype(np.float64) ** 2 + ys.astype(np.float64) ** 2)
+    (d, e, f), *_ = np.linalg.lstsq(a, b, rcond=None)
+    cx, cy = -d / 2, -e / 2
+    radius = np.sqrt(max(cx**2 + cy**2 - f, 0.0))
+    cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
     return mask.astype(bool)

@@ -18,8 +18,8 @@ t2=$(date +%s); echo "{\"stage\": \"unet\", \"wall_seconds\": $((t2 - t1))}"
 python -c "from train.shapes import write_dataset; write_dataset('$work/data', ${N_TRAIN:-10000}, seed=1)"
 python -c "from train.shapes import write_dataset; write_dataset('$work/heldout', 32, seed=12345)"
 python -u -m train --base-model "$base" --dataset "$work/data" --output-dir "$work/controlnet-run" \
-  --resolution 64 --batch-size 32 --lr 1e-4 --max-steps "${CN_STEPS:-1000}" --empty-prompt-prob 0.5 \
-  --checkpoint-every 250 --validate-every 250 --num-validation 16 --validation-steps 20 \
+  --resolution 64 --batch-size 32 --lr 1e-3 --max-steps "${CN_STEPS:-2000}" --empty-prompt-prob 0.5 \
+  --checkpoint-every 200 --validate-every 200 --num-validation 16 --validation-steps 20 \
   --validation-guidance 5.0 --fidelity shapes --log-every 25 --seed 0
 t3=$(date +%s); echo "{\"stage\": \"controlnet\", \"wall_seconds\": $((t3 - t2))}"
 rm -rf examples/shapes/controlnet && cp -r "$work/controlnet-run/controlnet" examples/shapes/controlnet
