@@ -73,7 +73,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
                                                 elem_id="map-editor")
             with gr.Row():
                 kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()], value="canny",
-                                   label="Condition kind", scale=2)
+                                   label="Condition kind", scale=2, elem_id="kind")
                 annotator = gr.Dropdown(annotators_for("canny"), value="canny", label="Annotator (for photos)",
                                         scale=2)
             with gr.Accordion("Annotator settings", open=False):
@@ -84,7 +84,8 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
 
             prompt_mode = gr.Radio(PROMPT_MODES, value="default", label="Prompt mode", elem_id="prompt-mode",
                                    info="the paper's four settings: the exact text sent is shown with each result")
-            prompt = gr.Textbox(label="Prompt", placeholder="a cosy cottage in a forest, oil painting", visible=False)
+            prompt = gr.Textbox(label="Prompt", placeholder="a cosy cottage in a forest, oil painting", visible=False,
+                                elem_id="prompt")
             with gr.Row():
                 added_prompt = gr.Textbox(label="Added prompt", placeholder="appended except in No prompt mode")
                 negative_prompt = gr.Textbox(label="Negative prompt")

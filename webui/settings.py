@@ -55,4 +55,6 @@ class AppSettings:
             limits=PUBLIC_LIMITS if public else Limits(),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
+        if "output_dir" in clean:
+            clean["output_dir"] = Path(clean["output_dir"])
         return replace(settings, **clean)
