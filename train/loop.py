@@ -486,12 +486,4 @@ pipe = StableDiffusionControlNetPipeline.from_pretrained("{config.base_model}", 
 """
 
 
-def seconds_per_step_estimate(metrics_file: Path) -> float | None:
-    """The latest seconds-per-step figure from metrics.jsonl (None when nothing is logged yet)."""
-    if not metrics_file.exists():
-        return None
-    lines = metrics_file.read_text().strip().splitlines()
-    return json.loads(lines[-1])["seconds_per_step"] if lines else None
-
-
 __all__ = ["train", "load_base", "model_card"]
