@@ -100,33 +100,9 @@ def app_url(tiny_models, tiny_blip, tmp_path_factory):
             os.environ[k] = v
 
 
-def write_circles(root, n, size=64, seed=0):
-    """A Fill50K-style folder: one filled circle per image, its outline as the condition, a colour prompt."""
-    import json
-
-    import cv2
-
-    colours = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
-    names = list(colours)
-    rs = np.random.RandomState(seed)
-    (root / "source").mkdir(parents=True, exist_ok=True)
-    (root / "target").mkdir(exist_ok=True)
-    lines = []
-    for i in range(n):
-        fg, bg = rs.choice(len(names), 2, replace=False)
-        image = np.full((size, size, 3), colours[names[bg]], np.uint8)
-        centre, radius = tuple(int(v) for v in rs.randint(size // 3, 2 * size // 3, 2)), int(rs.randint(8, 16))
-        cv2.circle(image, centre, radius, colours[names[fg]], -1)
-        outline = np.zeros((size, size, 3), np.uint8)
-        cv2.circle(outline, centre, radius, (255, 255, 255), 2)
-        Image.fromarray(image).save(root / "target" / f"{i}.png")
-        Image.fromarray(outline).save(root / "source" / f"{i}.png")
-        lines.append(json.dumps({"source": f"source/{i}.png", "target": f"target/{i}.png",
-                                 "prompt": f"{names[fg]} circle with {names[bg]} background"}))
-    (root / "prompt.json").write_text("\n".join(lines) + "\n")
-    return root
-
-
 @pytest.fixture(scope="session")
 def circles(tmp_path_factory):
-    return write_circles(tmp_path_factory.mktemp("fill50k"), 16)
+    """A Fill50K-layout folder of 16 circles from the project's own seeded generator."""
+    from train.shapes import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("fill50k"), 16, seed=0)
