@@ -4,13 +4,16 @@
     python bench/gpu.py --tiny --device cpu   # the same code on the tiny model, to check it runs (CI does this)
 
 Inference: seconds per image and peak memory for plain diffusers (fp16, SDPA) against our engine's fast path
-(channels-last, skipped inactive ControlNet, optional torch.compile). Training: samples/s and peak memory per memory
-preset, through the real loop. Prints the card and appends the tables to bench/RESULTS.md.
+(channels-last, skipped inactive ControlNet, optional torch.compile) and its low-VRAM mode (model CPU offload).
+Training: samples/s and peak memory per memory preset, through the real loop. Prints the card and appends the
+tables to bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import statistics
 import sys
 import tempfile
@@ -69,30 +72,39 @@ def main() -> None:
 
     rows = []
     torch_dtype = getattr(torch, dtype)
-    plain = StableDiffusionControlNetPipeline.from_pretrained(
-        base, controlnet=ControlNetModel.from_pretrained(net, dtype=torch_dtype), dtype=torch_dtype,
-        safety_checker=None, requires_safety_checker=False).to(args.device)
-    plain.scheduler = DDIMScheduler.from_config(plain.scheduler.config)
-    plain.set_progress_bar_config(disable=True)
-    variants = {"plain diffusers": None, "cnet fast path": dict(channels_last=cuda)}
+    batches = [int(b) for b in args.batches.split(",")]
+
+    def plain_runner():
+        pipe = StableDiffusionControlNetPipeline.from_pretrained(
+            base, controlnet=ControlNetModel.from_pretrained(net, dtype=torch_dtype), dtype=torch_dtype,
+            safety_checker=None, requires_safety_checker=False).to(args.device)
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        return lambda batch: pipe("a professional, detailed, high-quality image", image=cond,
+                                  num_inference_steps=args.steps, guidance_scale=9.0, num_images_per_prompt=batch,
+                                  generator=[torch.Generator().manual_seed(i) for i in range(batch)])
+
+    def engine_runner(**options):
+        engine = Engine(str(base), device=args.device, dtype=dtype, **options)
+        return lambda batch: engine.generate(GenerationRequest(
+            units=[ControlUnit(cond, controlnet=str(net))], num_inference_steps=args.steps, num_images=batch, seed=0))
+
+    variants = {"plain diffusers": plain_runner,
+                "cnet fast path": lambda: engine_runner(channels_last=cuda),
+                "cnet low-VRAM (offload=model)": lambda: engine_runner(offload="model")}
     if args.compile:
-        variants["cnet fast path + torch.compile"] = dict(channels_last=cuda, compile=True)
-    engines = {name: Engine(str(base), device=args.device, dtype=dtype, **opts)
-               for name, opts in variants.items() if opts is not None}
-    for batch in (int(b) for b in args.batches.split(",")):
-        def run_plain(batch=batch) -> None:
-            plain("a professional, detailed, high-quality image", image=cond, num_inference_steps=args.steps,
-                  guidance_scale=9.0, num_images_per_prompt=batch,
-                  generator=[torch.Generator().manual_seed(i) for i in range(batch)])
-        seconds, peak = timed(run_plain)
-        rows.append(["plain diffusers", batch, f"{seconds / batch:.3f}", f"{peak:.2f}"])
-        for name, engine in engines.items():
-            def run_engine(engine=engine, batch=batch) -> None:
-                engine.generate(GenerationRequest(units=[ControlUnit(cond, controlnet=str(net))],
-                                                  num_inference_steps=args.steps, num_images=batch, seed=0))
-            seconds, peak = timed(run_engine)
+        variants["cnet fast path + torch.compile"] = lambda: engine_runner(channels_last=cuda, compile=True)
+    # One variant in memory at a time, so that each peak counts its own weights only.
+    for name, build in variants.items():
+        runner = build()
+        for batch in batches:
+            seconds, peak = timed(functools.partial(runner, batch))
             rows.append([name, batch, f"{seconds / batch:.3f}", f"{peak:.2f}"])
-        print(rows[-1], flush=True)
+            print(rows[-1], flush=True)
+        runner = None
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
     record(f"Inference, {'tiny' if args.tiny else 'SD1.5 + ControlNet'} at {resolution}x{resolution}, "
            f"{args.steps} DDIM steps, CFG 9, {dtype}", ["pipeline", "batch", "s / image", "peak GiB"], rows,
            f"Median of {args.repeats} runs after a warm-up; random weights with the published architectures.")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .engine import OFFLOAD_MODES
 from .kinds import KINDS
 from .request import SCHEDULERS, PromptMode
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     gen.add_argument("--device", help="cuda, mps or cpu (default: automatic)")
     gen.add_argument("--dtype", help="float16, bfloat16 or float32 (default: fp16 on GPU, fp32 on CPU)")
+    gen.add_argument("--offload", choices=OFFLOAD_MODES,
+                     help="'model': low-VRAM mode for ~4 GB GPUs, weights wait in CPU memory (default: CNET_OFFLOAD)")
 
     tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
     tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
@@ -126,7 +129,7 @@ def _generate(args: argparse.Namespace) -> list[Path]:
                 unit.controlnet = str(DEMO_CONTROLNET)
             request.width, request.height = DEMO_SIZE, DEMO_SIZE
     engine = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
-                    single_file_config=args.single_file_config)
+                    single_file_config=args.single_file_config, offload=args.offload)
     result = engine.generate(request)
     print(f"prompt used: {result.prompt!r}  seed: {result.seed}", file=sys.stderr)
     return result.save(args.out)

@@ -288,3 +288,31 @@ def test_nan_output_is_reported_instead_of_a_black_image(tiny_models, cond_map, 
     monkeypatch.setattr(type(vae), "decode", nan_decode)
     with pytest.raises(GenerationFailed, match="NaN"):
         engine.generate(make_request(cond_map, tiny_models[1], seed=0))
+
+
+def test_cpu_offload_changes_no_pixel_and_survives_switching(tiny_models, second_controlnet, cond_map):
+    # On this CPU-only machine the "accelerator" is the CPU itself, but the hooks diffusers installs are the real
+    # ones: this checks that they compose with the shared base, the ControlNet cache and the skip fast path.
+    plain = Engine(str(tiny_models[0]), device="cpu")
+    offloaded = Engine(str(tiny_models[0]), device="cpu", offload="model")
+    first = make_request(cond_map, tiny_models[1], seed=3, num_images=2)
+    second = make_request(cond_map, second_controlnet, seed=4)
+    for request in (first, second, first):  # switch ControlNets twice: hooks are removed and reinstalled
+        ours = offloaded.generate(request)
+        theirs = plain.generate(request)
+        assert len(ours.images) == len(theirs.images) == request.num_images
+        # Offload moves weights, not numbers; the per-image VAE decode (slicing) may round 1/255 differently.
+        for a, b in zip(ours.images, theirs.images):
+            assert np.abs(pixels(a) - pixels(b)).max() <= 1
+    assert hasattr(offloaded.load_base()["unet"], "_hf_hook")  # accelerate's offload hook is really there
+    assert offloaded.load_base()["vae"].use_slicing
+
+
+def test_offload_mode_is_validated(tiny_models, monkeypatch):
+    with pytest.raises(ValueError, match=r"offload='gpu' is not one of \['none', 'model'\]"):
+        Engine(str(tiny_models[0]), device="cpu", offload="gpu")
+    monkeypatch.setenv("CNET_OFFLOAD", "lots")
+    with pytest.raises(ValueError, match="CNET_OFFLOAD='lots'"):
+        Engine(str(tiny_models[0]), device="cpu")
+    with pytest.raises(ValueError, match="compile=True cannot be combined with offload='model'"):
+        Engine(str(tiny_models[0]), device="cpu", offload="model", compile=True)
