@@ -28,7 +28,7 @@ def rescore(run: Path, val: list[dict], config: dict) -> list[dict]:
     from train.data import load_rows
     from train.validate import shapes_iou
 
-    rows = load_rows(config["dataset"]).rows
+    rows = load_rows(config.get("validation_dataset") or config["dataset"]).rows
     side = config["resolution"]
     out = []
     for v in val:

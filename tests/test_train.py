@@ -349,3 +349,19 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_models, cir
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 40 and set(range(1, 41)) <= set(steps)  # every step was logged; the rest re-ran
     assert (out / "controlnet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_validation_draws_from_the_held_out_dataset(tiny_models, circles, tmp_path):
+    from train.shapes import write_dataset
+
+    held_out = write_dataset(tmp_path / "held-out", 3, seed=99)
+    expected = [json.loads(line)["prompt"] for line in (held_out / "prompt.json").read_text().splitlines()][:2]
+    recorder = Recorder()
+    train(config(tiny_models, circles, tmp_path / "run", max_steps=2, validate_every=2, num_validation=2,
+                 validation_dataset=str(held_out), validation_steps=1, fidelity="shapes"), callback=recorder)
+    [record] = recorder.of("validation")
+    assert record["step"] == 2 and record["prompts"] == expected
+    assert 0.0 <= record["fidelity"] <= 1.0  # scored against the held-out outlines
+    assert Image.open(record["grid"]).height == 2 * 64  # one row per held-out condition
+    training_prompts = [json.loads(line)["prompt"] for line in (circles / "prompt.json").read_text().splitlines()]
+    assert record["prompts"] != training_prompts[:2]

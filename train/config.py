@@ -53,7 +53,9 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between checkpoints (atomic; older ones pruned once the new one is complete)
     keep_checkpoints: int = 3  # complete checkpoints kept on disk
     validate_every: int = 500  # steps between validation grids (0: never)
-    num_validation: int = 4  # conditions (from the first dataset rows) drawn at each validation
+    num_validation: int = 4  # conditions drawn at each validation (the first rows of the validation dataset)
+    validation_dataset: str | None = None  # held-out rows for validation, same layouts as `dataset` (default: the
+    # first training rows); a fixed set never trained on makes the fidelity curve an honest measure
     validation_steps: int = 20  # DDIM steps for validation images
     validation_guidance: float = 9.0  # the paper's CFG
     log_every: int = 10  # steps between metric lines (loss, lr, empty-prompt share, speed)

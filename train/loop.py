@@ -93,6 +93,11 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
                        conditioning_image_column=config.conditioning_image_column,
                        caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows)
     dataset = ControlNetDataset(loaded.rows, config.resolution)
+    validation_rows = loaded.rows[: config.num_validation]
+    if config.validation_dataset and config.num_validation:
+        validation_rows = load_rows(config.validation_dataset, image_column=config.image_column,
+                                    conditioning_image_column=config.conditioning_image_column,
+                                    caption_column=config.caption_column).rows[: config.num_validation]
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
 
@@ -157,7 +162,6 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         stop.install()
     writer = _tensorboard(out) if main else None
-    validation_rows = loaded.rows[: config.num_validation]
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
     emit("setup", {"unet": unet, "controlnet": accelerator.unwrap_model(controlnet), "vae": vae})
     emit("start", {"max_steps": config.max_steps, "rows": len(loaded.rows), "skipped": loaded.skipped,
@@ -421,7 +425,8 @@ def _validate(accelerator, controlnet, base, rows, config, step, out, writer, em
                                     guidance=config.validation_guidance, seed=config.seed,
                                     out_file=out / "validation" / f"step-{step:08d}.png", fidelity=config.fidelity)
         net.train()
-        record = {"step": step, "grid": result["grid"], "fidelity": result.get("fidelity")}
+        record = {"step": step, "grid": result["grid"], "fidelity": result.get("fidelity"),
+                  "prompts": [r.text for r in rows]}
         with open(out / "validation.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer:
