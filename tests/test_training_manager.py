@@ -77,3 +77,22 @@ def test_public_deployment_refuses_training(tiny_models, circles, tmp_path, monk
     (tmp_path / "datasets").mkdir()
     assert enabled.resolve_input("datasets", "dataset") == str(tmp_path / "datasets")
     assert enabled.resolve_input("fusing/fill50k", "dataset") == "fusing/fill50k"
+
+
+def test_quick_start_prepares_the_demo_run_in_the_workspace(tmp_path, monkeypatch):
+    from train.config import TrainConfig
+
+    monkeypatch.setenv("CNET_ALLOW_TRAINING", "1")
+    manager = TrainingManager(AppSettings(public=True), workspace=tmp_path)
+    name, settings = manager.demo_settings()
+    assert manager.run_dir(name).parent == tmp_path / "runs"
+    assert (tmp_path / "datasets" / "circles" / "prompt.json").read_text().count("\n") == 2000
+    assert (tmp_path / "datasets" / "circles-held-out" / "prompt.json").read_text().count("\n") == 16
+    # Every path passes the public deployment's rules (the shipped demo base is an allowed, read-only input)...
+    for key in ("base_model", "dataset", "validation_dataset"):
+        assert manager.resolve_input(settings[key], key) == settings[key]
+    # ...and the settings are a valid training configuration.
+    TrainConfig(**settings, output_dir=str(manager.run_dir(name))).validated()
+    monkeypatch.delenv("CNET_ALLOW_TRAINING")
+    with pytest.raises(TrainingRefused):
+        TrainingManager(AppSettings(public=True), workspace=tmp_path / "other").demo_settings()

@@ -55,6 +55,8 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
                     validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
                     fidelity = gr.Dropdown([("none", ""), ("canny F1", "canny"), ("circles IoU", "shapes")],
                                            value="", label="Fidelity score")
+                validation_dataset = gr.Textbox(label="Validation dataset (held-out rows, same layouts; optional: "
+                                                      "the first training rows)")
                 with gr.Row():
                     mixed_precision = gr.Dropdown(["no", "fp16", "bf16"], value="no", label="Mixed precision")
                     preset = gr.Dropdown(["auto", "none", *PRESETS], value="auto", label="Memory preset",
@@ -77,7 +79,7 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
               "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "resolution": resolution,
               "empty_prompt_prob": empty_prob, "unlock_after": unlock_after, "init_controlnet": init_controlnet,
               "checkpoint_every": checkpoint_every, "validate_every": validate_every, "fidelity": fidelity,
-              "mixed_precision": mixed_precision, "preset": preset}
+              "validation_dataset": validation_dataset, "mixed_precision": mixed_precision, "preset": preset}
 
     def settings_from(values: dict) -> dict[str, Any]:
         out = {key: values[comp] for key, comp in fields.items()}
@@ -87,6 +89,7 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
         out["lr"], out["empty_prompt_prob"] = float(out["lr"]), float(out["empty_prompt_prob"])
         out["init_controlnet"] = out["init_controlnet"] or None
         out["fidelity"] = out["fidelity"] or None
+        out["validation_dataset"] = out["validation_dataset"] or None
         return out
 
     def render(run_name: str | None = None) -> list[Any]:
@@ -116,19 +119,13 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
     timer = gr.Timer(2.0)
     timer.tick(lambda: render(), None, outputs, queue=False, api_visibility="private", show_progress="hidden")
 
+    quick_fields = ["base_model", "dataset", "mode", "max_steps", "batch_size", "grad_accum", "lr", "resolution",
+                    "checkpoint_every", "validate_every", "fidelity", "validation_dataset"]
+
     @user_errors
     def on_quick() -> list[Any]:
-        from pathlib import Path
+        run_name, settings = manager.demo_settings()
+        return [run_name, *(settings[key] for key in quick_fields)]
 
-        from train.shapes import write_dataset
-
-        manager.ensure_allowed()  # it writes a dataset: the same rule as starting a run
-        data = manager.workspace / "datasets" / "circles"
-        if not (data / "prompt.json").exists():
-            write_dataset(data, 2000, seed=1)
-        base = Path(__file__).resolve().parents[1] / "examples" / "shapes" / "base"
-        return ["demo-circles", str(base), str(data), "default", 1500, 32, 1, 1e-4, 64, 250, 250, "shapes"]
-
-    quick.click(on_quick, None, [name, base_model, dataset, mode, max_steps, batch_size, grad_accum, lr, resolution,
-                                 checkpoint_every, validate_every, fidelity], api_visibility="private")
+    quick.click(on_quick, None, [name, *(fields[key] for key in quick_fields)], api_visibility="private")
     return use
