@@ -27,7 +27,8 @@ def test_shipped_models_load_through_cnet_and_diffusers_directly():
 def test_the_controlnet_really_controls():
     """8 held-out circles, 10 DDIM steps, CFG 5: the circle IoU with the ControlNet is far above the base alone.
 
-    Measured when shipped: median 0.68 / mean 0.55 with the ControlNet, 0.00 / 0.04 without (deterministic on CPU).
+    Measured when shipped: median 0.85 / mean 0.70 with the ControlNet, 0.23 / 0.20 without, every circle in the
+    prompt's colour (deterministic on CPU; the margins absorb other CPUs' rounding).
     """
     from cnet.engine import Engine
     from cnet.eval import evaluate_shapes
@@ -35,9 +36,10 @@ def test_the_controlnet_really_controls():
     engine = Engine(str(DEMO_BASE), device="cpu")
     controlled = evaluate_shapes(n=8, steps=10, strength=1.0, engine=engine)
     alone = evaluate_shapes(n=8, steps=10, strength=0.0, engine=engine)
-    assert controlled["median_iou"] > 0.5 and alone["median_iou"] < 0.2
-    assert np.mean(controlled["ious"]) > np.mean(alone["ious"]) + 0.3
-    assert controlled["share_iou_above_0.5"] >= 0.5
+    assert controlled["median_iou"] > 0.7 and alone["median_iou"] < 0.35
+    assert np.mean(controlled["ious"]) > np.mean(alone["ious"]) + 0.35
+    assert controlled["share_iou_above_0.5"] >= 0.6
+    assert controlled["colour_right"] >= 0.85  # the base's text conditioning survives the ControlNet
 
 
 def test_dataset_generator_is_seeded_and_matches_its_prompts(tmp_path):
