@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_BASE = ROOT / "examples" / "shapes" / "base"
-DEMO_CONTROLNET = ROOT / "examples" / "shapes" / "controlnet"
+from .demo import DEMO_BASE, DEMO_CONTROLNET
+
 HELDOUT_SEED = 12345  # training data uses seed 1; this seed's circles are never trained on
 
 

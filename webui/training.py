@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnet.demo import DEMO_BASE
+
 from .settings import AppSettings
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-DEMO_FOLDER = Path(__file__).resolve().parents[1] / "examples" / "shapes"  # shipped, read-only inputs
+DEMO_FOLDER = DEMO_BASE.parent  # the shipped demo models and data recipe: read-only inputs
 
 
 class TrainingRefused(PermissionError):
@@ -100,7 +102,7 @@ class TrainingManager:
             write_dataset(held_out, 16, seed=12345)  # the evaluation's held-out circles (cnet/eval.py)
         # At this learning rate the outlines are followed after ~1,500 steps: about half an hour on a laptop CPU.
         return "demo-circles", {
-            "base_model": str(DEMO_FOLDER / "base"), "dataset": str(data), "validation_dataset": str(held_out),
+            "base_model": str(DEMO_BASE), "dataset": str(data), "validation_dataset": str(held_out),
             "mode": "default", "max_steps": 2000, "batch_size": 32, "grad_accum": 1, "lr": 1e-3, "resolution": 64,
             "checkpoint_every": 250, "validate_every": 250, "fidelity": "shapes"}
 
