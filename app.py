@@ -98,7 +98,10 @@ def launch_options(settings: AppSettings) -> dict[str, Any]:
     blocked = [constants.HF_HOME, str(Path.home() / ".ssh"), str(Path(".env").resolve())]
     return dict(server_name=settings.host, server_port=settings.port, share=settings.share,
                 max_file_size=settings.max_file_size, allowed_paths=[str(settings.output_dir.resolve())],
-                blocked_paths=blocked, enable_monitoring=False, show_error=True, theme=gr.themes.Soft())
+                blocked_paths=blocked, enable_monitoring=False,
+                # Gradio's own errors (bad payloads, paths) name internals such as the working folder: only our
+                # gr.Error messages, written for visitors, are shown on public deployments.
+                show_error=not settings.public, theme=gr.themes.Soft())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,10 @@ ImageInput = Image.Image | np.ndarray | str | Path | bytes
 
 # A bound on what we decode: 40 MP is a large phone photo; beyond that is a mistake or an attack.
 MAX_PIXELS = int(os.environ.get("CNET_MAX_IMAGE_PIXELS", 40_000_000))
+# Bounds on what we *produce* (maps, resized inputs): the longest side (the app passes its own, e.g. 1024 on public
+# deployments) and the aspect ratio. A 1000x1 image scaled so its short side is 512 would be 512000x512: 1 GB.
+DEFAULT_MAX_SIDE = 2048
+MAX_ASPECT = 16
 
 
 class ImageInputError(ValueError):
@@ -30,14 +36,23 @@ def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, .
         return Image.fromarray(to_rgb_array(source, what=what))
     else:
         try:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            with warnings.catch_warnings():  # above PIL's limit it only warns: make it an error here too
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            pixels = re.search(r"\((\d+) pixels\)", str(err))
+            size = f"{int(pixels.group(1)) / 1e6:.0f} MP, " if pixels else ""
+            raise ImageInputError(f"{what}: refused before decoding: {size}over the {_limit_mp()} limit") from None
         except (UnidentifiedImageError, OSError, ValueError) as err:
             raise ImageInputError(f"{what}: not a readable image ({err})") from None
-        except Image.DecompressionBombError as err:  # pragma: no cover - depends on PIL's own limit
-            raise ImageInputError(f"{what}: refused, {err}") from None
-    if formats is not None and not isinstance(source, Image.Image) and image.format not in formats:
+    # Phones save JPEGs as MPO (a JPEG with a second, preview or depth frame): take the first frame, the photo.
+    is_mpo = getattr(image, "format", None) == "MPO"
+    accepted = image.format in (formats or ()) or (is_mpo and "JPEG" in (formats or ()))
+    if formats is not None and not isinstance(source, Image.Image) and not accepted:
         raise ImageInputError(f"{what}: a {image.format or 'unknown'} file; accepted: {', '.join(formats)}")
-    if getattr(image, "n_frames", 1) > 1 and formats is not None:
+    if is_mpo:
+        image.seek(0)
+    elif getattr(image, "n_frames", 1) > 1 and formats is not None:
         raise ImageInputError(f"{what}: an animated image ({image.n_frames} frames); upload a single picture")
     _check_size(image.size, what)
     try:
@@ -52,7 +67,18 @@ def _check_size(size: tuple[int, int], what: str) -> None:
     if w < 1 or h < 1:
         raise ImageInputError(f"{what}: empty image ({w}x{h})")
     if w * h > MAX_PIXELS:
-        raise ImageInputError(f"{what}: {w}x{h} is {w * h / 1e6:.0f} MP, above the {MAX_PIXELS / 1e6:.0f} MP limit")
+        raise ImageInputError(f"{what}: {w}x{h} is {w * h / 1e6:.0f} MP, over the {_limit_mp()} limit")
+
+
+def _limit_mp() -> str:
+    return f"{MAX_PIXELS / 1e6:.0f} MP"
+
+
+def check_aspect(h: int, w: int, what: str = "image") -> None:
+    """Refuse images too elongated to become a map (longer side over MAX_ASPECT times the shorter one)."""
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ImageInputError(f"{what}: {w}x{h} px is too elongated (at most {MAX_ASPECT}:1 between its sides); "
+                              "crop it first")
 
 
 def to_rgb_array(source: ImageInput, *, what: str = "image", background: int = 255) -> np.ndarray:
@@ -104,34 +130,42 @@ def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
     raise ImageInputError(f"{what}: unsupported pixel type {array.dtype}")
 
 
-def resize_to_resolution(array: np.ndarray, resolution: int) -> np.ndarray:
+def resize_to_resolution(array: np.ndarray, resolution: int, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """The original apps' `resize_image`: scale so the short side is `resolution`, sides rounded to multiples
-    of 64 (Lanczos when enlarging, area when shrinking)."""
+    of 64 (Lanczos when enlarging, area when shrinking); the long side is capped at `max_side`."""
     h, w = array.shape[:2]
-    new_h, new_w = _resolution_size(h, w, resolution)
+    new_h, new_w = _resolution_size(h, w, resolution, max_side)
     if (new_h, new_w) == (h, w):
         return array
     interpolation = cv2.INTER_LANCZOS4 if new_h * new_w > h * w else cv2.INTER_AREA
     return cv2.resize(array, (new_w, new_h), interpolation=interpolation)
 
 
-def _resolution_size(h: int, w: int, resolution: int) -> tuple[int, int]:
-    k = resolution / min(h, w)
+def _resolution_size(h: int, w: int, resolution: int, max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
+    check_aspect(h, w)
+    # Short side to `resolution`, unless that would take the long side past `max_side` (a panorama): then the long
+    # side is `max_side` and the short side smaller. Rounding to 64 never crosses a max_side that is a multiple of 64.
+    k = min(resolution / min(h, w), max_side / max(h, w))
     return max(64, int(np.round(h * k / 64.0)) * 64), max(64, int(np.round(w * k / 64.0)) * 64)
 
 
 def output_size(h: int, w: int, *, width: int | None = None, height: int | None = None,
-                image_resolution: int | None = None) -> tuple[int, int]:
+                image_resolution: int | None = None, max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
     """(height, width) of the map handed to generation. Both given: exact. One given: the other follows the
-    aspect ratio (multiple of 8). `image_resolution`: the original apps' rule. None: unchanged."""
+    aspect ratio (multiple of 8), and must stay within `max_side`. `image_resolution`: the original apps' rule.
+    None: unchanged."""
     if width and height:
         return height, width
-    if width:
-        return max(8, int(round(h * width / w / 8)) * 8), width
-    if height:
-        return height, max(8, int(round(w * height / h / 8)) * 8)
+    if width or height:
+        out_h = height or max(8, int(round(h * width / w / 8)) * 8)
+        out_w = width or max(8, int(round(w * height / h / 8)) * 8)
+        if max(out_h, out_w) > max_side:
+            given = f"width={width}" if width else f"height={height}"
+            raise ImageInputError(f"{given} with the map's aspect ratio ({w}x{h}) makes a {out_w}x{out_h} map, "
+                                  f"over the {max_side} px limit on a side; give both width and height")
+        return out_h, out_w
     if image_resolution:
-        return _resolution_size(h, w, image_resolution)
+        return _resolution_size(h, w, image_resolution, max_side)
     return h, w
 
 

@@ -89,10 +89,11 @@ def _detect(kind_name: str, photo):
 def _generate(args: argparse.Namespace) -> list[Path]:
     from .engine import Engine
     from .request import ControlUnit, GenerationRequest
-    from .result import read_metadata, request_from_metadata
+    from .result import GenerationResult, read_metadata, request_from_metadata
 
+    keep = None  # --from-png: the batch is re-run whole (same pixels everywhere); only the saved image is kept
     if args.from_png:
-        request, base = request_from_metadata(read_metadata(args.from_png), Path(args.from_png).parent)
+        request, base, keep = request_from_metadata(read_metadata(args.from_png), Path(args.from_png).parent)
         if args.controlnet:
             for unit, net in zip(request.units, _per_unit(args.controlnet, len(request.units), "controlnet", None)):
                 unit.controlnet = net
@@ -131,6 +132,8 @@ def _generate(args: argparse.Namespace) -> list[Path]:
     engine = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
                     single_file_config=args.single_file_config, offload=args.offload)
     result = engine.generate(request)
+    if keep is not None:
+        result = GenerationResult([result.images[keep]], result.condition_maps, [result.metadata[keep]])
     print(f"prompt used: {result.prompt!r}  seed: {result.seed}", file=sys.stderr)
     return result.save(args.out)
 

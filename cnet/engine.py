@@ -95,6 +95,18 @@ def _compile(module: Any) -> Any:
     return module
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for every way running out of memory shows up: CUDA's `torch.OutOfMemoryError`, the CPU allocator's
+    plain RuntimeError ("DefaultCPUAllocator: can't allocate memory"), mps', and Python's MemoryError."""
+    import torch
+
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
+                                              or "defaultcpuallocator" in text)
+
+
 def _free_memory(device: str) -> None:
     """Give cached accelerator memory back after a run, so that a failed run does not starve the next one."""
     import gc
@@ -331,7 +343,9 @@ class Engine:
 
         try:
             output = pipe(**kwargs)
-        except torch.OutOfMemoryError as err:
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
             raise GenerationFailed(
                 f"Out of {self.device} memory at {width}x{height} with {request.num_images} image(s) and "
                 f"{len(request.units)} ControlNet(s). Try fewer images, a smaller size or one ControlNet"
@@ -348,7 +362,8 @@ class Engine:
         import diffusers
 
         settings = request.settings()
-        # Each image re-runs alone from its own seed, so the recorded request is a batch of one.
+        # Each image records its own seed and its place in the batch (image_index, batch_size): a re-run repeats the
+        # batch, since float kernels may round differently at another batch size.
         settings.update(width=width, height=height, num_images=1, batch_size=request.num_images,
                         caption=caption, prompt_used=prompt)
         settings.pop("seed")

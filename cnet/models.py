@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import socket
 import time
 import urllib.parse
@@ -39,8 +40,26 @@ class ModelSource:
         return self.spec.split("@", 1)[0] if self.kind == "hub" else self.spec
 
 
-def parse_model_source(spec: str, *, what: str = "model") -> ModelSource:
-    """Classify `spec` as a local file, a local folder or a Hub id; raise ValueError naming `what` otherwise."""
+# owner/name[@revision] as the Hub spells them: no "..", no leading dot or slash, nothing else.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}(@[A-Za-z0-9][\w./-]{0,127})?$", re.ASCII)
+
+
+def parse_hub_id(spec: str, *, what: str = "model") -> ModelSource:
+    """A Hub id (owner/name, optionally @revision) and nothing else, never looked up on this machine's disk: what a
+    public deployment accepts from visitors. ValueError naming `what` otherwise."""
+    spec = spec.strip() if isinstance(spec, str) else spec
+    if not isinstance(spec, str) or not HUB_ID.match(spec) or ".." in spec:
+        shown = repr(spec) if len(repr(spec)) <= 80 else repr(spec)[:77] + "..."
+        raise ValueError(f"{what}={shown}: this deployment accepts Hub ids (owner/name) only")
+    repo, _, revision = spec.partition("@")
+    return ModelSource(spec, "hub", revision or None)
+
+
+def parse_model_source(spec: str | ModelSource, *, what: str = "model") -> ModelSource:
+    """Classify `spec` as a local file, a local folder or a Hub id; raise ValueError naming `what` otherwise.
+    A ModelSource is returned as it is (already classified, e.g. by `parse_hub_id`)."""
+    if isinstance(spec, ModelSource):
+        return spec
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"{what}={spec!r}: give a Hub id (owner/name), a local folder or a checkpoint file")
     spec = spec.strip()
@@ -105,6 +124,10 @@ def load_with_hub_fallback(
     """
     if source.kind != "hub":
         return loader(source.location, **kwargs)
+    if os.path.exists(source.location):
+        # A file or folder in the working directory has the id's name, and `from_pretrained` would read it instead
+        # of the Hub's: a Hub source is resolved against the Hub cache only.
+        return loader(_hub_snapshot(source, env_var), **kwargs)
     if source.revision:
         kwargs["revision"] = source.revision
     try:
@@ -112,16 +135,38 @@ def load_with_hub_fallback(
     except OSError:
         pass  # not (completely) in the cache: try the network below
     if hub_is_offline():
-        raise ModelUnavailableError(
-            f"Model {source.location!r} is not on this machine and the Hugging Face Hub is unreachable. "
-            + how_to_provide(source, env_var)
-        )
+        raise _unavailable(source, env_var)
     try:
         return loader(source.location, **kwargs)
     except OSError as err:
         raise ModelUnavailableError(
             f"Could not load {source.location!r} from the Hugging Face Hub: {err}. " + how_to_provide(source, env_var)
         ) from err
+
+
+def _unavailable(source: ModelSource, env_var: str | None) -> ModelUnavailableError:
+    return ModelUnavailableError(f"Model {source.location!r} is not on this machine and the Hugging Face Hub is "
+                                 "unreachable. " + how_to_provide(source, env_var))
+
+
+def _hub_snapshot(source: ModelSource, env_var: str | None) -> str:
+    """The Hub cache folder of `source` (downloaded first when missing and the Hub is reachable)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(source.location, revision=source.revision, local_files_only=True)
+    except LocalEntryNotFoundError:
+        pass
+    if hub_is_offline():
+        raise _unavailable(source, env_var)
+    try:  # weights and configs only: not the single-file checkpoints some repositories also carry
+        return snapshot_download(source.location, revision=source.revision,
+                                 allow_patterns=["*.json", "*.txt", "*/*.safetensors", "*.safetensors"],
+                                 ignore_patterns=["*.fp16.*", "*non_ema*", "*.ema.*", "v1-*"])
+    except Exception as err:  # noqa: BLE001 - the Hub client raises many kinds; the message says what happened
+        raise ModelUnavailableError(f"Could not load {source.location!r} from the Hugging Face Hub: {err}. "
+                                    + how_to_provide(source, env_var)) from err
 
 
 def hub_revision(source: ModelSource) -> str | None:

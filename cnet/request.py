@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from PIL import Image
@@ -30,7 +30,7 @@ class RequestError(ValueError):
     """A request field is out of bounds; the message names the field and the value."""
 
 
-class PromptMode(str, Enum):
+class PromptMode(StrEnum):
     """The paper's four prompt settings."""
 
     NONE = "none"  # a truly empty text condition: nothing is appended
@@ -50,6 +50,9 @@ class Limits:
     max_guidance: float = 30.0
     max_strength: float = 2.0
     max_units: int = 4
+    # CLIP reads 77 tokens (~300 characters); longer text is kept for the record but must not hold the queue or
+    # bloat every saved PNG (a 10 MB prompt did both).
+    max_prompt_chars: int = 10_000
 
 
 DEFAULT_LIMITS = Limits()
@@ -90,20 +93,23 @@ class GenerationRequest:
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
         """Return a checked copy with `prompt_mode` as a PromptMode; raise RequestError on the first bad field."""
+        if not isinstance(self.units, list) or not 1 <= len(self.units) <= limits.max_units:
+            raise RequestError(f"units={_short(self.units)}: give 1 to {limits.max_units} control units")
+        for i, unit in enumerate(self.units):
+            _check_unit(i, unit, limits)
+        return self.validate_settings(limits)
+
+    def validate_settings(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
+        """Check every field but the units (so a caller can refuse bad settings before making any map)."""
         try:
             mode = PromptMode(self.prompt_mode)
         except ValueError:
             raise RequestError(
-                f"prompt_mode={self.prompt_mode!r} is not one of {[m.value for m in PromptMode]}") from None
+                f"prompt_mode={_short(self.prompt_mode)} is not one of {[m.value for m in PromptMode]}") from None
+        for name in ("prompt", "added_prompt", "negative_prompt", "caption"):
+            _check_text(name, getattr(self, name), limits.max_prompt_chars, optional=name == "caption")
         if mode is PromptMode.CUSTOM and not self.prompt.strip():
             raise RequestError("prompt='' : prompt_mode='custom' needs a non-empty prompt")
-        for name in ("prompt", "added_prompt", "negative_prompt"):
-            if not isinstance(getattr(self, name), str):
-                raise RequestError(f"{name}={getattr(self, name)!r} must be text")
-        if not isinstance(self.units, list) or not 1 <= len(self.units) <= limits.max_units:
-            raise RequestError(f"units={self.units!r}: give 1 to {limits.max_units} control units")
-        for i, unit in enumerate(self.units):
-            _check_unit(i, unit, limits)
         _check_int("num_inference_steps", self.num_inference_steps, 1, limits.max_steps)
         _check_int("num_images", self.num_images, 1, limits.max_images)
         _check_float("guidance_scale", self.guidance_scale, 0.0, limits.max_guidance)
@@ -168,16 +174,35 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
         raise RequestError(f"{where}.start={unit.start} must be below {where}.end={unit.end}")
 
 
+def _check_text(name: str, value: Any, max_chars: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, str):
+        raise RequestError(f"{name}={_short(value)} must be text")
+    if len(value) > max_chars:
+        raise RequestError(f"{name} is {len(value)} characters long; at most {max_chars} are accepted")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate: not text any encoder or PNG chunk can carry
+        raise RequestError(f"{name} holds an invalid character at position {err.start} (a lone surrogate "
+                           f"{value[err.start]!r}); remove it") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name}={value!r} must be a whole number")
+        raise RequestError(f"{name}={_short(value)} must be a whole number")
     if not low <= value <= high:
         raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
 
 
 def _check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(f"{name}={value!r} must be a number")
+        raise RequestError(f"{name}={_short(value)} must be a number")
     if not math.isfinite(value) or not low <= value <= high:
         raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -49,9 +49,12 @@ class GenerationResult:
 
 
 def png_info(meta: dict[str, Any]) -> PngInfo:
-    """A PNG text chunk holding `meta` as JSON, plus a human-readable summary."""
+    """A PNG text chunk holding `meta` as JSON, plus a human-readable summary.
+
+    The text sent to the model is stored once, in the summary (the line other SD tools read); the JSON keeps the
+    user's own prompt and mode, from which `read_metadata` derives the text sent again."""
     info = PngInfo()
-    info.add_text(METADATA_KEY, json.dumps(meta, sort_keys=True))
+    info.add_text(METADATA_KEY, json.dumps({k: v for k, v in meta.items() if k != "prompt_used"}, sort_keys=True))
     summary = (f"{meta.get('prompt_used', '')}\nNegative prompt: {meta.get('negative_prompt', '')}\n"
                f"Steps: {meta.get('num_inference_steps')}, Sampler: {meta.get('scheduler')}, "
                f"CFG scale: {meta.get('guidance_scale')}, Seed: {meta.get('seed')}, "
@@ -61,19 +64,37 @@ def png_info(meta: dict[str, Any]) -> PngInfo:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata saved in a PNG by `GenerationResult.save`; ValueError if the file carries none."""
+    """The metadata saved in a PNG by `GenerationResult.save` (with `prompt_used` derived again); ValueError if the
+    file carries none."""
+    from .request import GenerationRequest, resolve_prompt
+
     with Image.open(path) as image:
         text = getattr(image, "text", {}).get(METADATA_KEY)
     if text is None:
         raise ValueError(f"{path}: this PNG carries no '{METADATA_KEY}' metadata (was it saved by cnet?)")
-    return json.loads(text)
+    meta = json.loads(text)
+    if "prompt_used" not in meta:
+        fields = ("prompt_mode", "prompt", "caption", "added_prompt")
+        meta["prompt_used"] = resolve_prompt(GenerationRequest(units=[], **{k: meta[k] for k in fields if k in meta}))
+    return meta
 
 
-def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> tuple[Any, str]:
+class Rerun(NamedTuple):
+    """What re-runs a saved image: the request (the whole batch it was made in), the base model, and which image
+    of the batch it is."""
+
+    request: Any
+    base_model: str
+    index: int
+
+
+def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     """Rebuild the request (and the base model reference) that produced a saved image.
 
     Condition maps are read from `folder` (saved beside the image). The `auto` mode reuses the recorded caption,
-    so a re-run needs no captioner and gives the same pixels.
+    so a re-run needs no captioner. The request is the whole batch the image was made in (same size, first seed):
+    float kernels may round differently at another batch size, so only the same batch composition gives the same
+    pixels bit for bit on every machine. Take `images[index]` of the result.
     """
     from .request import ControlUnit, GenerationRequest
 
@@ -91,6 +112,8 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> tuple[Any
             units.append(ControlUnit(image.convert("RGB"), kind=net["kind"], controlnet=net["model"],
                                      strength=net["strength"], start=net["start"], end=net["end"]))
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
-              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "seed")
-    request = GenerationRequest(units=units, num_images=1, **{k: meta[k] for k in fields if k in meta})
-    return request, meta["base_model"]["model"]
+              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler")
+    index = int(meta.get("image_index", 0))
+    request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,
+                                **{k: meta[k] for k in fields if k in meta})
+    return Rerun(request, meta["base_model"]["model"], index)

@@ -1,12 +1,17 @@
-"""Checkpoints that lose nothing: written to a temporary folder, marked complete, renamed into place; old ones are
-pruned only after the new one is complete; `latest` only ever picks a complete one."""
+"""Checkpoints that lose nothing: written to a temporary folder, flushed to disk, marked complete with the size and
+SHA-256 of every file, renamed into place; old ones are pruned only after the new one is complete; `latest` only ever
+picks a complete one whose files still match their marker, falling back to an older one when the newest is damaged."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +40,86 @@ def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def find_resume(output_dir: str | Path, resume: str) -> Path:
-    """The checkpoint named by `resume`: 'latest' (newest complete one) or a folder that must be complete."""
+def verify_checkpoint(folder: str | Path) -> str | None:
+    """None when the checkpoint is intact, else what is wrong with it: no marker, an unreadable marker, or a file
+    missing, of another size or with another SHA-256 than the marker recorded (a flaky disk, a copy cut short)."""
+    folder = Path(folder)
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except FileNotFoundError:
+        return f"no {MARKER} (an interrupted write?)"
+    except (OSError, ValueError) as err:
+        return f"its {MARKER} is unreadable ({err})"
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict):  # written before markers listed their files: check what resuming reads
+        files = {"trainer_state.json": None}
+    for name, expected in sorted(files.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if expected is None:
+            continue
+        size = path.stat().st_size
+        if size != expected["size"]:
+            return f"{name} is {size} bytes, {expected['size']} were written"
+        if _sha256(path) != expected["sha256"]:
+            return f"{name} is damaged (its SHA-256 differs from the one written)"
+    return None
+
+
+def find_resume(output_dir: str | Path, resume: str, warn: Callable[[str], None] | None = None) -> Path:
+    """The checkpoint named by `resume`: 'latest' (the newest intact one; damaged newer ones are named through
+    `warn` and skipped) or a folder, which must be intact."""
+    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     if resume == "latest":
         found = complete_checkpoints(output_dir)
         if not found:
             raise CheckpointError(f"--resume latest: no complete checkpoint in {checkpoint_dir(output_dir)}")
-        return found[-1][1]
+        problems = []
+        for _, folder in reversed(found):
+            problem = verify_checkpoint(folder)
+            if problem is None:
+                return folder
+            problems.append(f"{folder.name}: {problem}")
+            warn(f"checkpoint {folder} is damaged ({problem}); trying an older one")
+        raise CheckpointError(f"--resume latest: every checkpoint in {checkpoint_dir(output_dir)} is damaged: "
+                              + "; ".join(problems))
     path = Path(resume)
     if not (path / MARKER).is_file():
         raise CheckpointError(f"--resume {resume}: not a complete checkpoint (no {MARKER}; an interrupted write?)")
+    problem = verify_checkpoint(path)
+    if problem:
+        raise CheckpointError(f"--resume {resume}: the checkpoint is damaged: {problem}")
     return path
 
 
+def is_disk_full(err: BaseException) -> bool:
+    """True when `err` (or what caused it) says the disk is full, in any of the ways libraries say it: OSError
+    ENOSPC, safetensors' and torch's own wrappers ("No space left", "unexpected pos" from torch's zip writer)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(err)
+        if "No space left" in text or "unexpected pos" in text or "Disk quota exceeded" in text:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def describe_write_error(err: BaseException, path: Path) -> str:
+    """What to tell the user when writing under `path` failed."""
+    if is_disk_full(err):
+        try:
+            free = f" ({shutil.disk_usage(path if path.exists() else path.parent).free / 2**20:.1f} MB free)"
+        except OSError:
+            free = ""
+        return f"no space left on {path}{free}"
+    return f"{type(err).__name__}: {err}"
+
+
 def write_atomically(output_dir: str | Path, step: int, write: Any, info: dict[str, Any], keep: int) -> Path:
-    """Call `write(tmp_folder)`, add the marker, rename to `step-XXXXXXXX`, then prune to the `keep` newest.
+    """Call `write(tmp_folder)`, flush every file to disk, add the marker (with each file's size and SHA-256),
+    rename to `step-XXXXXXXX`, then prune to the `keep` newest.
 
     If anything fails (a full disk, say) the temporary folder is removed and every earlier checkpoint stays as it was.
     """
@@ -61,18 +131,45 @@ def write_atomically(output_dir: str | Path, step: int, write: Any, info: dict[s
     try:
         tmp.mkdir()
         write(tmp)
+        files = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            _fsync(path)
+            files[path.relative_to(tmp).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+            _fsync(folder)
         with open(tmp / MARKER, "w") as f:
-            json.dump({"step": step, **info}, f)
+            json.dump({"step": step, **info, "files": files}, f)
             f.flush()
             os.fsync(f.fileno())
+        _fsync(tmp)
         if final.exists():  # a re-run of the same step: replace it only now that the new one is complete
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _fsync(root)  # the rename itself reaches the disk
     except Exception as err:
         shutil.rmtree(tmp, ignore_errors=True)
         previous = complete_checkpoints(output_dir)
         kept = f"; the previous checkpoint {previous[-1][1].name} is intact" if previous else ""
-        raise CheckpointError(f"could not write the checkpoint for step {step}: {err}{kept}") from err
+        raise CheckpointError(f"could not write the checkpoint for step {step}: "
+                              f"{describe_write_error(err, root)}{kept}") from err
     for _, old in complete_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk, so a power cut cannot leave a marked checkpoint
+    whose files were still in the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

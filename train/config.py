@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 MODES = ("default", "small", "large")
 PRECISIONS = ("no", "fp16", "bf16")

@@ -101,8 +101,10 @@ def _check_file(root: Path, name: str, where: str, column: str) -> str | None:
     if not path.is_file():
         return f"{where}: file {name} (column '{column}') does not exist"
     try:
+        # Decoded, not only verified: `verify()` checks a PNG's checksums but reads no pixel data, so a corrupt
+        # deflate stream or a truncated JPEG passes it and fails mid-run. Decoding costs far less than a step.
         with Image.open(path) as image:
-            image.verify()
+            image.load()
     except Exception as err:  # PIL raises many types for broken files
         return f"{where}: file {name} (column '{column}') is not a readable image ({err})"
     return None
@@ -190,14 +192,23 @@ class ControlNetDataset:
         import torch
 
         row = self.rows[i]
-        image = np.asarray(resize_and_crop(load_image(row.image), self.resolution), np.float32)
-        cond = np.asarray(resize_and_crop(load_image(row.conditioning), self.resolution), np.float32)
+        pictures = []
+        for column, value in (("image", row.image), ("conditioning image", row.conditioning)):
+            try:  # checked before training, but a file may change or a Hub row be broken: name row and file
+                pictures.append(np.asarray(resize_and_crop(load_image(value), self.resolution), np.float32))
+            except (OSError, ValueError, SyntaxError) as err:
+                raise DataError(f"row {row.index}: the {column} {_name(value)} cannot be read ({err})") from err
+        image, cond = pictures
         return {
             "pixel_values": torch.from_numpy(image / 127.5 - 1.0).permute(2, 0, 1),
             "conditioning_pixel_values": torch.from_numpy(cond / 255.0).permute(2, 0, 1),
             "text": row.text,
             "index": i,
         }
+
+
+def _name(value: Any) -> str:
+    return str(value) if isinstance(value, (str, Path)) else f"in column '{getattr(value, 'column', '?')}'"
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

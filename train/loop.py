@@ -67,6 +67,10 @@ class _StopRequest:
     def __call__(self) -> bool:
         return self.signalled or self.stop_file.exists()
 
+    def consume(self) -> None:
+        """The request was honoured: remove the STOP file so that resuming does not stop again at once."""
+        self.stop_file.unlink(missing_ok=True)
+
 
 def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
@@ -78,12 +82,30 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
 
     config = config.validated()
     out = Path(config.output_dir)
+    # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
+    # while the run is still loading: so it is listened for first, and a STOP file already there counts.
+    stop = _StopRequest(out / "STOP")
+    stop.install()
     # 1. Accelerate: one process or many (accelerate launch); only the main process writes files and logs.
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                                         data_seed=config.seed))
     main = accelerator.is_main_process
     emit: Callback = (callback or (lambda event, info: None)) if main else (lambda event, info: None)
+
+    def stop_agreed(local: bool) -> bool:
+        # Every process must take the same branch, or the collectives that follow would hang.
+        if accelerator.num_processes == 1:
+            return local
+        flag = torch.tensor([float(local)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def stopped_before_training(at_step: int) -> None:
+        emit("stopped", {"step": at_step, "before_training": True})
+        if main:
+            stop.consume()
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
     set_seed(config.seed)
     device = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
@@ -100,6 +122,9 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
                                     caption_column=config.caption_column).rows[: config.num_validation]
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
+    if stop_agreed(stop()):
+        stopped_before_training(0)
+        return None
 
     # 3. Models: the locked base, and the trainable copy (or an existing ControlNet, for transfer learning).
     base = load_base(config.base_model, weight_dtype)
@@ -143,7 +168,7 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     step, stats = 0, {"empty_prompts": 0, "prompts": 0}
     unlocked = False
     if config.resume:
-        folder = find_resume(out, config.resume)
+        folder = find_resume(out, config.resume, warn=lambda message: emit("warning", {"message": message}))
         state = json.loads((folder / "trainer_state.json").read_text())
         step, stats = state["step"], state["stats"]
         accelerator.unwrap_model(controlnet).load_state_dict(
@@ -155,12 +180,12 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
         rng.set_state(torch.load(folder / "rng.pt")[accelerator.process_index])
         emit("resume", {"step": step, "checkpoint": str(folder)})
 
-    stop = _StopRequest(out / "STOP")
+    if stop_agreed(stop()):  # asked while the models loaded: nothing new to save
+        stopped_before_training(step)
+        return None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "STOP").unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        stop.install()
     writer = _tensorboard(out) if main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
     emit("setup", {"unet": unet, "controlnet": accelerator.unwrap_model(controlnet), "vae": vae})
@@ -240,10 +265,7 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
                 emit("log", metrics)
             if config.validate_every and step % config.validate_every == 0:
                 _validate(accelerator, controlnet, base, validation_rows, config, step, out, writer, emit)
-            want_stop = stop() or (config.stop_after is not None and run_steps >= config.stop_after)
-            if accelerator.num_processes > 1:  # every process must agree, or the collectives below would hang
-                flag = torch.tensor([float(want_stop)], device=device)
-                want_stop = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+            want_stop = stop_agreed(stop() or (config.stop_after is not None and run_steps >= config.stop_after))
             if step % config.checkpoint_every == 0 or want_stop or step == config.max_steps:
                 save_checkpoint(step)
             if want_stop:
@@ -261,6 +283,8 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
         emit("end", {"path": str(result), "step": step})
     elif stopped:
         emit("stopped", {"step": step})
+        if main:
+            stop.consume()  # honoured: the next run of this folder must not stop at once
     if writer:
         writer.close()
     if os.environ.get("CNET_TRAIN_PRINT_WEIGHTS_HASH"):  # diagnostic: do all processes hold the same weights?
@@ -443,16 +467,31 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
     import datetime
     import shutil
 
+    from .checkpoint import CheckpointError, complete_checkpoints, describe_write_error
+
     out = Path(config.output_dir)
-    final, tmp = out / "controlnet", out / ".tmp-controlnet"
-    shutil.rmtree(tmp, ignore_errors=True)
-    controlnet.save_pretrained(tmp)
-    (tmp / "README.md").write_text(model_card(config, loaded, stats, step, datetime.date.today().isoformat()))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    final = out / "controlnet"
+    # Written beside the old result and renamed over it: a failed save (a full disk) leaves the old one and the
+    # last checkpoint as they were, and no half-written folder.
+    staged = [(out / ".tmp-controlnet", final, controlnet)]
     if unet is not None:
-        shutil.rmtree(out / "unet", ignore_errors=True)
-        unet.save_pretrained(out / "unet")
+        staged.append((out / ".tmp-unet", out / "unet", unet))
+    try:
+        for tmp, _, model in staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+        (out / ".tmp-controlnet" / "README.md").write_text(
+            model_card(config, loaded, stats, step, datetime.date.today().isoformat()))
+    except Exception as err:
+        for tmp, _, _ in staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+        found = complete_checkpoints(out)
+        kept = f"; the last checkpoint {found[-1][1]} is intact (--resume latest)" if found else ""
+        raise CheckpointError(f"could not save the final ControlNet: {describe_write_error(err, out)}{kept}") \
+            from err
+    for tmp, target, _ in staged:
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
     return final
 
 

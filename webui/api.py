@@ -13,7 +13,8 @@ from typing import Any
 import gradio as gr
 
 from .errors import user_errors
-from .service import Studio, UnitInput
+from .jobs import stop_requested
+from .service import Studio, UnitInput, as_float, as_int
 
 
 def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
@@ -44,13 +45,17 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                  height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
                  scheduler: str = "ddim", detect: bool = False, request: gr.Request = None) -> tuple:
         """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random."""
-        unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny", strength=float(strength))
+        seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
+        unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
+                         strength=as_float(strength, "strength"))
         result, _ = studio.generate(
-            [unit], session=getattr(request, "session_hash", "") or "", prompt_mode=prompt_mode or "default",
-            prompt=prompt or "", added_prompt=added_prompt or "", negative_prompt=negative_prompt or "",
-            num_inference_steps=_int(steps, "steps"), guidance_scale=float(guidance),
-            seed=None if seed is None or seed < 0 else _int(seed, "seed"), num_images=_int(num_images, "num_images"),
-            width=_int(width, "width") if width else None, height=_int(height, "height") if height else None,
+            [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
+            prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
+            negative_prompt=negative_prompt or "", num_inference_steps=as_int(steps, "steps"),
+            guidance_scale=as_float(guidance, "guidance"),
+            seed=None if seed_value is None or seed_value < 0 else seed_value,
+            num_images=as_int(num_images, "num_images"),
+            width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
             guess_mode=bool(guess_mode), scheduler=scheduler or "ddim")
         return list(result.images), result.condition_maps[0], result.metadata
 
@@ -72,9 +77,11 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         if not isinstance(params, dict):
             raise ValueError("params_json must be a JSON object of parameter names to values")
         unit = UnitInput("photo", image, kind=kind or "canny", annotator=annotator or None, params=params,
-                         detect_resolution=_int(detect_resolution, "detect_resolution") if detect_resolution else None)
-        made, _ = studio.condition_map(unit, width=_int(width, "width") if width else None,
-                                       height=_int(height, "height") if height else None)
+                         detect_resolution=as_int(detect_resolution, "detect_resolution") if detect_resolution
+                         else None)
+        made, _ = studio.condition_map(unit, width=as_int(width, "width") if width else None,
+                                       height=as_int(height, "height") if height else None,
+                                       should_stop=stop_requested())
         return made
 
     gr.Button(visible=False).click(
@@ -85,15 +92,6 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     @gpu
     def caption(image: Any) -> str:
         """The BLIP caption that the automatic prompt mode would use."""
-        return studio.caption(image)
+        return studio.caption(image, should_stop=stop_requested())
 
     gr.Button(visible=False).click(caption, image, out_text, api_name="caption", concurrency_id="gpu")
-
-
-def _int(value: Any, name: str) -> int:
-    try:
-        if float(value) == int(value):
-            return int(value)
-    except (TypeError, ValueError, OverflowError):
-        pass
-    raise ValueError(f"{name}={value!r} must be a whole number")

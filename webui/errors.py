@@ -18,11 +18,13 @@ SHOW_DETAILS = True  # app.build_app turns this off on public deployments: no in
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Show the library's own messages (bad input, missing model, stop) as a Gradio error; the app keeps serving."""
+    """Show the library's own messages (bad input, missing model, stop, refusal) as a Gradio error; the app keeps
+    serving. Anything else is a bug or a fault: logged whole, shown as one line (without internals on public
+    deployments)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cnet.engine import GenerationCancelled, GenerationFailed
+        from cnet.engine import GenerationCancelled, GenerationFailed, is_out_of_memory
 
         try:
             return fn(*args, **kwargs)
@@ -32,14 +34,27 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise gr.Error(str(err), title="Cannot do that") from None
         except GenerationCancelled as err:
             raise gr.Error(f"Stopped: {err}", title="Stopped") from None
+        except PermissionError as err:  # e.g. TrainingRefused: a rule of this deployment, not a fault
+            log.info("refused: %s", err)
+            raise gr.Error(str(err) if _is_ours(err) else "Not allowed on this deployment.",
+                           title="Not allowed") from None
         except ValueError as err:  # other checks in the libraries (model references, sizes)
             log.info("rejected request: %s", err)
             raise gr.Error(str(err), title="Cannot do that") from None
         except gr.Error:
             raise
         except Exception as err:  # a bug or a fault: log it whole, show the visitor one line, keep serving
+            if is_out_of_memory(err):
+                log.warning("out of memory: %s", err)
+                raise gr.Error("The server ran out of memory for this request; try a smaller size or fewer images.",
+                               title="Out of memory") from None
             log.exception("request failed")
             detail = f" ({type(err).__name__}: {err})" if SHOW_DETAILS else ""
             raise gr.Error(f"The server could not finish this request{detail}.", title="Error") from None
 
     return wrapper
+
+
+def _is_ours(err: PermissionError) -> bool:
+    # Our refusals carry a message written for visitors; an OS permission error names files: keep those private.
+    return type(err) is not PermissionError and err.filename is None

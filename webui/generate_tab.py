@@ -18,7 +18,8 @@ from cnet.kinds import KINDS
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS
 
 from .errors import user_errors
-from .service import Studio, UnitInput
+from .jobs import stop_requested
+from .service import Studio, UnitInput, as_float, as_int
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROMPT_MODES = [("No prompt", "none"), ("Default prompt", "default"), ("Automatic (BLIP caption)", "auto"),
@@ -188,12 +189,12 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
         own = {p.name for p in ANNOTATORS[chosen].params} if chosen else set()
         return UnitInput(v[source], image, kind=v[kind], annotator=chosen,
                          params={n: v[c] for n, c in params.items() if n in own},
-                         detect_resolution=int(v[detect_resolution]))
+                         detect_resolution=as_int(v[detect_resolution], "detect resolution"))
 
     @user_errors
     @gpu
     def on_preview(v: dict) -> list[Any]:
-        made, _ = studio.condition_map(first_unit(v))
+        made, _ = studio.condition_map(first_unit(v), should_stop=stop_requested())
         return [made, gr.Tabs(selected="map"), "map"]
 
     preview.click(on_preview, map_inputs, [map_editor, source_tabs, source], concurrency_id="gpu",
@@ -208,21 +209,22 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
     def on_generate(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)
                     ) -> list[Any]:
         unit = first_unit(v)
-        unit.strength, unit.start, unit.end = v[strength], v[start], v[end]
+        unit.strength, unit.start, unit.end = (as_float(v[c], n) for c, n in ((strength, "strength"), (start, "start"),
+                                                                              (end, "end")))
         unit.controlnet = v[controlnet] or None
         units = [unit]
         if v[use_second]:
-            units.append(UnitInput(v[source2], v[image2], kind=v[kind2], strength=v[strength2]))
+            units.append(UnitInput(v[source2], v[image2], kind=v[kind2], strength=as_float(v[strength2], "strength")))
         result, paths = studio.generate(
             units, session=request.session_hash or "", base_model=v[base_model] or None,
-            progress=lambda i, n: progress((i, n), desc="Denoising"),
+            should_stop=stop_requested(), progress=lambda i, n: progress((i, n), desc="Denoising"),
             # Hidden textboxes send None: treat them as empty.
             prompt_mode=v[prompt_mode], prompt=v[prompt] or "", added_prompt=v[added_prompt] or "",
-            negative_prompt=v[negative_prompt] or "", num_inference_steps=int(v[steps]),
-            guidance_scale=float(v[guidance]),
-            seed=None if v[randomize] else int(v[seed] or 0), num_images=int(v[num_images]),
-            width=int(v[width]) or None, height=int(v[height]) or None, guess_mode=bool(v[guess_mode]),
-            scheduler=v[scheduler])
+            negative_prompt=v[negative_prompt] or "", num_inference_steps=as_int(v[steps], "steps"),
+            guidance_scale=as_float(v[guidance], "guidance"),
+            seed=None if v[randomize] else as_int(v[seed] or 0, "seed"), num_images=as_int(v[num_images], "images"),
+            width=as_int(v[width] or 0, "width") or None, height=as_int(v[height] or 0, "height") or None,
+            guess_mode=bool(v[guess_mode]), scheduler=v[scheduler])
         shown = [(im, f"seed {m['seed']}" + (" · blocked by the safety checker" if m["nsfw_content_detected"]
                                               else "")) for im, m in zip(result.images, result.metadata)]
         shown += [(m, f"condition map {i + 1}") for i, m in enumerate(result.condition_maps)]

@@ -8,7 +8,12 @@ a message fit to show a user.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
+import logging
+import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +24,7 @@ from PIL import Image
 
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, detect, open_image, to_rgb_array
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
-from cnet.models import how_to_provide, parse_model_source
+from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
 from cnet.request import ControlUnit, GenerationRequest, RequestError
 
 from .settings import AppSettings
@@ -27,6 +32,8 @@ from .settings import AppSettings
 Source = Literal["draw", "photo", "map"]
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 USER_ERRORS = (RequestError, AnnotatorError, ImageInputError, ValueError)
+StopCheck = Callable[[], bool]
+log = logging.getLogger("cnet.app")
 
 
 @dataclass
@@ -71,13 +78,20 @@ def canvas_image(value: Any, what: str = "image") -> Image.Image | None:
 
 
 class Studio:
-    """The app's back end: one engine (loaded lazily), the annotators, and per-session stop flags."""
+    """The app's back end: one engine (loaded lazily), the annotators, and per-run stop flags.
+
+    Everything that uses the accelerator (detection, captioning, generation) runs one at a time under one lock, and
+    takes a `should_stop` check: a request its caller gave up on (Stop, an API cancel, a closed page) stops within
+    a denoising step, or does not start at all when it was still waiting for the lock.
+    """
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self._engine: Any = None
         self._engine_lock = threading.Lock()
-        self._stop_flags: dict[str, threading.Event] = {}
+        self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
+        self._stop_flags: dict[str, threading.Event] = {}  # only runs in progress: bounded by the queue
+        self._secret = secrets.token_bytes(32)  # names each public session's output folder; new each start
         self.training: Any = None  # webui.training.TrainingManager, set by app.build_app
         self._demo_mode: bool | None = None
 
@@ -95,7 +109,7 @@ class Studio:
             self._demo_mode = use_demo()
         return self._demo_mode
 
-    def engine_for(self, base_model: str | None) -> Any:
+    def engine_for(self, base_model: str | ModelSource | None) -> Any:
         """The engine for `base_model` (None: the configured default, or the demo model when that is missing).
         One engine is kept: switching the base model replaces it, so two base models never sit in memory."""
         with self._engine_lock:
@@ -113,16 +127,19 @@ class Studio:
             return self._engine
 
     # -- models ----------------------------------------------------------------------------------------------------
-    def check_model_reference(self, reference: str | None, what: str) -> str | None:
-        """Accept a Hub id always, a local path only where the operator allows it; '' means the default."""
+    def check_model_reference(self, reference: str | None, what: str) -> str | ModelSource | None:
+        """A model a visitor named: '' means the default. Where local paths are not allowed (public deployments)
+        it must be a Hub id, and it is returned as a Hub source, so nothing looks for it on this machine's disk
+        (a relative `folder/model` is a Hub id, never the working folder's). Models the server itself configured
+        (CNET_* variables, the demo) are not visitors' references and are not checked here."""
         if reference is None or not str(reference).strip():
             return None
         reference = str(reference).strip()
         if not self.settings.allow_local_paths:
-            if reference.startswith(("/", ".", "~")) or "\\" in reference or reference.count("/") != 1 or \
-                    ".." in reference:
-                raise RequestError(f"{what}={reference!r}: this deployment accepts Hub ids (owner/name) only")
-            return reference
+            try:
+                return parse_hub_id(reference, what=what)
+            except ValueError as err:
+                raise RequestError(str(err)) from None
         parse_model_source(reference, what=what)
         return reference
 
@@ -133,8 +150,8 @@ class Studio:
         return rows
 
     # -- conditions ------------------------------------------------------------------------------------------------
-    def condition_map(self, unit: UnitInput, *, width: int | None = None, height: int | None = None
-                      ) -> tuple[Image.Image, Image.Image | None]:
+    def condition_map(self, unit: UnitInput, *, width: int | None = None, height: int | None = None,
+                      should_stop: StopCheck | None = None) -> tuple[Image.Image, Image.Image | None]:
         """The map for one unit, and the photo it came from (for `auto` captions) when there is one."""
         kind = get_kind(unit.kind)
         image = canvas_image(unit.image, what=f"{unit.source} image")
@@ -151,55 +168,161 @@ class Studio:
         # A drawing has no detector settings; a photo's are checked by its annotator (unknown names are errors).
         params = {} if unit.source == "draw" else dict(unit.params)
         resolution = unit.detect_resolution or kind.annotator_params.get("detect_resolution")
-        made = detect(name, image, detect_resolution=resolution, width=width, height=height, **params)
+        with self._accelerator:
+            _raise_if_stopped(should_stop, "detection")
+            made = detect(name, image, detect_resolution=resolution, width=width, height=height,
+                          max_side=self.settings.limits.max_side, **params)
         return made, (None if unit.source == "draw" else Image.fromarray(to_rgb_array(image)))
 
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, units: list[UnitInput], *, progress: Callable[[int, int], None] | None = None,
-                 session: str = "", base_model: str | None = None, **settings: Any) -> tuple[Any, list[Path]]:
+                 session: str = "", base_model: str | None = None, should_stop: StopCheck | None = None,
+                 **settings: Any) -> tuple[Any, list[Path]]:
         """Make the maps, run the engine, save PNGs with metadata; return the result and the saved paths.
 
         `settings` are GenerationRequest fields (prompt_mode, prompt, num_inference_steps, ...), checked against
-        this deployment's limits. `session` identifies whose Stop button may stop this run.
+        this deployment's limits. `session` identifies whose Stop button may stop this run; `should_stop` is the
+        caller's own check (an API cancel, a closed page).
         """
-        if self.demo_mode and base_model is None:
+        # Visitors' model references are checked before the server fills in its own (the demo's), which are allowed.
+        base = self.check_model_reference(base_model, "base_model")
+        nets = [self.check_model_reference(unit.controlnet, "controlnet") for unit in units]
+        if self.demo_mode and base is None:
             from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
 
             # The demo model knows one size and one ControlNet (circle outlines).
             settings["width"], settings["height"] = DEMO_SIZE, DEMO_SIZE
-            for unit in units:
-                unit.controlnet = unit.controlnet or str(DEMO_CONTROLNET)
-        width, height = settings.get("width"), settings.get("height")
-        control_units, photo = [], None
-        for unit in units:
-            made, source_photo = self.condition_map(unit, width=width, height=height)
-            photo = photo or source_photo
-            control_units.append(ControlUnit(made, kind=unit.kind, strength=unit.strength, start=unit.start,
-                                             end=unit.end,
-                                             controlnet=self.check_model_reference(unit.controlnet, "controlnet")))
-        request = GenerationRequest(units=control_units, source_image=photo, **settings)
-        request.validated(self.settings.limits)  # fail on bad settings before any model loads
-        stop = self._stop_flags.setdefault(session, threading.Event())
-        stop.clear()
-        engine = self.engine_for(self.check_model_reference(base_model, "base_model"))
-        result = engine.generate(request, progress=progress, should_stop=stop.is_set, limits=self.settings.limits)
-        folder = self.settings.output_dir / datetime.date.today().isoformat()
-        stem = f"{datetime.datetime.now().strftime('%H%M%S')}-{result.seed}"
-        return result, result.save(folder, stem=stem)
+            nets = [net or str(DEMO_CONTROLNET) for net in nets]
+        GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
+        stop = threading.Event()
+        self._stop_flags[session] = stop
+        stopped = lambda: stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
+        try:
+            with self._accelerator:
+                _raise_if_stopped(stopped, "generation")
+                width, height = settings.get("width"), settings.get("height")
+                control_units, photo = [], None
+                for unit, net in zip(units, nets):
+                    made, source_photo = self.condition_map(unit, width=width, height=height, should_stop=stopped)
+                    photo = photo or source_photo
+                    control_units.append(ControlUnit(made, kind=unit.kind, strength=unit.strength, start=unit.start,
+                                                     end=unit.end, controlnet=net))
+                request = GenerationRequest(units=control_units, source_image=photo, **settings)
+                request.validated(self.settings.limits)  # fail on bad settings before any model loads
+                engine = self.engine_for(base)
+                result = engine.generate(request, progress=progress, should_stop=stopped,
+                                         limits=self.settings.limits)
+                return result, self._save(result, session)  # under the lock: pruning never races a save
+        finally:
+            if self._stop_flags.get(session) is stop:
+                del self._stop_flags[session]
+
+    def _save(self, result: Any, session: str) -> list[Path]:
+        """Save under outputs/<date>/ locally; on public deployments under a folder per session whose name only the
+        server can derive (HMAC of the session with a secret), with a random part in each name, so nobody fetches
+        another visitor's images by guessing. Then prune the folder to its size and age bounds."""
+        now = datetime.datetime.now()
+        folder = self.settings.output_dir
+        stem = f"{now.strftime('%H%M%S')}-{result.seed}"
+        if self.settings.public:
+            key = hmac.new(self._secret, session.encode() or secrets.token_bytes(16), hashlib.sha256).hexdigest()
+            folder = folder / "sessions" / key[:32]
+            stem += "-" + secrets.token_hex(8)
+        paths = result.save(folder / now.date().isoformat(), stem=stem)
+        removed = prune_outputs(self.settings.output_dir, max_bytes=self.settings.output_max_mb * 2**20,
+                                max_age_seconds=self.settings.output_max_age_hours * 3600, keep=paths)
+        if removed:
+            log.info("pruned %d old output file(s) from %s", removed, self.settings.output_dir)
+        return paths
 
     def stop(self, session: str = "") -> None:
-        """Ask the run of `session` to stop after its current denoising step."""
-        self._stop_flags.setdefault(session, threading.Event()).set()
+        """Ask the run of `session` to stop after its current denoising step (nothing happens when none runs)."""
+        flag = self._stop_flags.get(session)
+        if flag is not None:
+            flag.set()
 
-    def caption(self, image: Any) -> str:
+    def caption(self, image: Any, should_stop: StopCheck | None = None) -> str:
         """The BLIP caption the `auto` prompt mode would use for this image."""
         picture = canvas_image(image, what="image to caption")
         if picture is None:
             raise ImageInputError("no image to caption: upload one first")
-        return self.engine.caption(Image.fromarray(to_rgb_array(picture)))
+        with self._accelerator:
+            _raise_if_stopped(should_stop, "captioning")
+            return self.engine.caption(Image.fromarray(to_rgb_array(picture)))
 
 
-def _normalise(reference: str) -> str:
+def as_float(value: Any, name: str) -> float:
+    """A number from JSON: 9, 9.0 or "9" (gradio_client may send text); never null, text or NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if isinstance(value, bool) or number != number:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"{name}={shown} must be a number")
+    return number
+
+
+def as_int(value: Any, name: str) -> int:
+    """A whole number from JSON: 7, 7.0 or "7"; anything else is refused naming the field."""
+    try:
+        if float(value) == int(float(value)):
+            return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        pass
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ValueError(f"{name}={shown} must be a whole number")
+
+
+def _raise_if_stopped(should_stop: StopCheck | None, what: str) -> None:
+    if should_stop is not None and should_stop():
+        from cnet.engine import GenerationCancelled
+
+        raise GenerationCancelled(f"the {what} was cancelled before it started")
+
+
+def prune_outputs(root: Path, *, max_bytes: int, max_age_seconds: float = 0, keep: list[Path] = ()) -> int:
+    """Delete the oldest files under `root` until they total at most `max_bytes` (0: no bound), and those older
+    than `max_age_seconds` (0: no bound); never the files in `keep`. Returns how many were removed."""
+    if not root.is_dir() or (max_bytes <= 0 and max_age_seconds <= 0):
+        return 0
+    kept = {Path(p).resolve() for p in keep}
+    files = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                info = path.stat()
+                files.append((info.st_mtime, info.st_size, path))
+        except OSError:  # removed meanwhile by another request
+            continue
+    files.sort()
+    total = sum(size for _, size, _ in files)
+    cutoff = time.time() - max_age_seconds if max_age_seconds > 0 else None
+    removed = 0
+    for mtime, size, path in files:
+        too_big = max_bytes > 0 and total > max_bytes
+        too_old = cutoff is not None and mtime < cutoff
+        if not (too_big or too_old):
+            break  # oldest first: every later file is newer, and the total already fits
+        if path.resolve() in kept:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed += 1
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only empty ones
+        except OSError:
+            pass
+    return removed
+
+
+def _normalise(reference: str | ModelSource) -> str:
+    if isinstance(reference, ModelSource):
+        return reference.spec
     path = Path(reference).expanduser()
     return str(path.resolve()) if path.exists() else reference.strip()
 

@@ -22,7 +22,7 @@ def _env_flag(name: str) -> bool:
 
 
 # A public deployment (a Space, or --public) gets tighter bounds: one visitor must not hold the GPU for minutes.
-PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2)
+PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2, max_prompt_chars=2000)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class AppSettings:
     allow_local_paths: bool = True  # may requests name local model folders/files?
     max_queue: int = 16  # waiting requests beyond this get "queue full"
     output_dir: Path = Path("outputs")
+    # outputs/ is pruned, oldest first, to this size (and, if set, this age) after each save; 0 turns a bound off.
+    output_max_mb: int = 20_000
+    output_max_age_hours: float = 0
     max_file_size: str = "20mb"
     limits: Limits = field(default_factory=Limits)
 
@@ -52,6 +55,9 @@ class AppSettings:
             allow_local_paths=not public or _env_flag("CNET_ALLOW_LOCAL_PATHS"),
             max_queue=_env_int("CNET_MAX_QUEUE", 16, 1, 256),
             output_dir=Path(os.environ.get("CNET_OUTPUT_DIR", "outputs")),
+            # A public Space keeps a day of results in at most 1 GB; a laptop keeps 20 GB, with no age limit.
+            output_max_mb=_env_int("CNET_OUTPUT_MAX_MB", 1000 if public else 20_000, 0, 10**7),
+            output_max_age_hours=_env_int("CNET_OUTPUT_MAX_AGE_HOURS", 24 if public else 0, 0, 10**6),
             limits=PUBLIC_LIMITS if public else Limits(),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

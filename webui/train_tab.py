@@ -13,6 +13,7 @@ from train.config import TrainConfig
 from train.presets import PRESETS
 
 from .errors import user_errors
+from .service import as_float, as_int
 from .training import TrainingManager
 
 MODE_HELP = {
@@ -85,8 +86,9 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
         out = {key: values[comp] for key, comp in fields.items()}
         for key in ("max_steps", "batch_size", "grad_accum", "resolution", "unlock_after", "checkpoint_every",
                     "validate_every"):
-            out[key] = int(out[key])
-        out["lr"], out["empty_prompt_prob"] = float(out["lr"]), float(out["empty_prompt_prob"])
+            out[key] = as_int(out[key], key)
+        out["lr"], out["empty_prompt_prob"] = as_float(out["lr"], "lr"), as_float(out["empty_prompt_prob"],
+                                                                                    "empty_prompt_prob")
         out["init_controlnet"] = out["init_controlnet"] or None
         out["fidelity"] = out["fidelity"] or None
         out["validation_dataset"] = out["validation_dataset"] or None

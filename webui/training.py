@@ -55,6 +55,7 @@ class TrainingManager:
         self.allowed = not settings.public or os.environ.get("CNET_ALLOW_TRAINING", "") in ("1", "true", "yes")
         self._process: subprocess.Popen | None = None
         self._run: Path | None = None
+        self._stop_requested = False  # for the current run: a forced end after Stop still reads "stopped"
         self._lock = threading.Lock()
 
     # -- checks ------------------------------------------------------------------------------------------------------
@@ -145,6 +146,7 @@ class TrainingManager:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root,
                                              start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             self._run = out
+            self._stop_requested = False
             return out
 
     def stop(self, grace_seconds: float = 120.0) -> str:
@@ -152,15 +154,23 @@ class TrainingManager:
         self.ensure_allowed()
         if self._process is None or self._process.poll() is not None:
             return "No run is going."
+        # The trainer honours the file whenever it arrives, even while it is still loading.
         (self._run / "STOP").write_text("stop requested from the app\n")
+        self._stop_requested = True
         threading.Thread(target=self._terminate_later, args=(self._process, grace_seconds), daemon=True).start()
         return f"Stopping {self._run.name}: a checkpoint is written first."
 
     def _terminate_later(self, process: subprocess.Popen, grace: float) -> None:
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:  # stuck (e.g. a long validation): SIGTERM also checkpoints
-            os.killpg(process.pid, signal.SIGTERM)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                process.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:  # stuck (e.g. a long validation): SIGTERM also checkpoints
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    return
+            grace = 30.0  # after SIGTERM: time to write the checkpoint, then SIGKILL
 
     def wait(self, timeout: float | None = None) -> int | None:
         return None if self._process is None else self._process.wait(timeout=timeout)
@@ -195,11 +205,11 @@ class TrainingManager:
         if (out / "controlnet" / "config.json").exists():
             status.controlnet = str(out / "controlnet")
         exit_code = None if running or self._process is None or self._run != out else self._process.poll()
-        status.message = _describe(status, exit_code)
+        status.message = _describe(status, exit_code, stop_requested=self._stop_requested and self._run == out)
         return status
 
 
-def _describe(status: RunStatus, exit_code: int | None) -> str:
+def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = False) -> str:
     where = f"step {status.step}/{status.max_steps}" if status.max_steps else f"step {status.step}"
     if status.running:
         eta = f", about {time.strftime('%H:%M:%S', time.gmtime(status.eta_seconds))} left" \
@@ -208,6 +218,9 @@ def _describe(status: RunStatus, exit_code: int | None) -> str:
         return f"Running {status.name}: {where}{loss}{eta}."
     if status.controlnet:
         return f"{status.name} finished at {where}: the ControlNet is in {status.controlnet}."
+    if exit_code not in (None, 0) and stop_requested and exit_code < 0:  # ended by our own SIGTERM/SIGKILL
+        return f"{status.name} stopped at {where} (it did not stop in time and was ended); Resume continues " \
+               "from its last checkpoint."
     if exit_code not in (None, 0):
         return f"{status.name} ended with an error (exit {exit_code}) at {where}: see the log."
     return f"{status.name} stopped at {where}; Resume continues from its last checkpoint."

@@ -1,0 +1,42 @@
+"""Is anybody still waiting for this event's result? The check a long request polls between steps.
+
+Gradio runs a queued event's function in a worker thread. When the visitor cancels it (`job.cancel()` in
+gradio_client, the Stop button's `cancels=`) Gradio cancels the asyncio task and frees the queue slot at once, and
+when the page is closed it marks the event dead; neither can stop the thread, which would run to its end and hold
+the accelerator while the next visitor's job starts. So our functions ask, between denoising steps and before
+they start: is this event still one of the queue's live jobs?
+
+This reads the queue's `active_jobs` (gradio 6.31, pinned in requirements.txt); tests/test_security.py cancels and
+disconnects real clients, so an upgrade that changes it fails there, not in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gradio.context import LocalContext
+
+
+def event_still_wanted() -> Callable[[], bool]:
+    """A check for the current event, to call from inside an event function: it answers False once the event was
+    cancelled or its client went away. Outside a queued event (a direct Python call) it always answers True."""
+    blocks = LocalContext.blocks.get(None)
+    event_id = LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or not event_id:
+        return lambda: True
+
+    def wanted() -> bool:
+        for job in list(queue.active_jobs):
+            for event in job or ():
+                if event._id == event_id:
+                    return bool(event.alive)
+        return False  # no longer an active job: cancelled (its task ended) or already finished
+
+    return wanted
+
+
+def stop_requested() -> Callable[[], bool]:
+    """The opposite of `event_still_wanted`, in the shape the library's `should_stop` arguments take."""
+    wanted = event_still_wanted()
+    return lambda: not wanted()
