@@ -136,7 +136,10 @@ def test_seed_determinism_and_random_seed_reported(engine, tiny_models, cond_map
 def test_batch_image_reproduces_alone_from_its_seed(engine, tiny_models, cond_map):
     batch = engine.generate(make_request(cond_map, tiny_models[1], seed=20, num_images=3))
     alone = engine.generate(make_request(cond_map, tiny_models[1], seed=22))
-    assert np.array_equal(pixels(batch.images[2]), pixels(alone.images[0]))
+    # Same noise (one generator per image), but another batch size: float kernels may round differently on another
+    # machine, so alone is within 1/255 of the batch, not bit for bit (a re-run from metadata repeats the batch).
+    difference = np.abs(pixels(batch.images[2]).astype(int) - pixels(alone.images[0]).astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.01
 
 
 def test_metadata_round_trip_reruns_to_the_same_pixels(engine, tiny_models, cond_map, tmp_path):
@@ -148,16 +151,17 @@ def test_metadata_round_trip_reruns_to_the_same_pixels(engine, tiny_models, cond
     assert meta["seed"] == 6 and meta["prompt_used"] == "a blue circle" and meta["scheduler"] == "unipc"
     assert meta["negative_prompt"] == "low quality" and meta["base_model"]["model"] == str(tiny_models[0])
     assert meta["controlnets"][0]["model"] == str(tiny_models[1])
-    request, base = request_from_metadata(meta, tmp_path)
-    assert base == str(tiny_models[0])
-    rerun = engine.generate(request)
-    assert np.array_equal(pixels(rerun.images[0]), pixels(result.images[1]))
+    request, base, index = request_from_metadata(meta, tmp_path)
+    assert base == str(tiny_models[0]) and (request.num_images, request.seed, index) == (2, 5, 1)
+    rerun = engine.generate(request)  # the same batch again: bit for bit on any machine
+    assert np.array_equal(pixels(rerun.images[index]), pixels(result.images[1]))
+    assert rerun.metadata[index] == result.metadata[1]
 
 
 def test_auto_mode_rerun_reuses_the_recorded_caption(engine, tiny_models, cond_map, tmp_path):
     result = engine.generate(make_request(cond_map, tiny_models[1], seed=2, prompt_mode="auto"))
-    request, _ = request_from_metadata(read_metadata(result.save(tmp_path)[0]), tmp_path)
-    assert request.prompt_mode == PromptMode.AUTO and request.caption == result.prompt
+    request, _, index = request_from_metadata(read_metadata(result.save(tmp_path)[0]), tmp_path)
+    assert request.prompt_mode == PromptMode.AUTO and request.caption == result.prompt and index == 0
     assert np.array_equal(pixels(engine.generate(request).images[0]), pixels(result.images[0]))
 
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 from .config import MODES, PRECISIONS, ConfigError, TrainConfig
 
@@ -53,13 +54,17 @@ def build_dataset_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .stop import listen_for_signals
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not (argv and argv[0] == "build-dataset"):
+        listen_for_signals()  # first: a Stop that arrives during the heavy imports and model loading is honoured
     from annotators import AnnotatorError
     from cnet.models import ModelUnavailableError
 
     from .checkpoint import CheckpointError
     from .data import DataError
 
-    argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] == "build-dataset":
             from .build import build_dataset
@@ -94,4 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ConfigError, DataError, CheckpointError, ModelUnavailableError, AnnotatorError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk anywhere else (logs, validation grids): say so, not a traceback
+        from .checkpoint import describe_write_error, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        print(f"error: {describe_write_error(err, Path(getattr(err, 'filename', None) or '.'))}", file=sys.stderr)
         return 2

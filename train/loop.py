@@ -11,16 +11,16 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import find_resume, write_atomically
+from .checkpoint import describe_write_error, find_resume, is_disk_full, write_atomically
 from .config import TrainConfig
 from .data import ControlNetDataset, collate, load_rows
+from .stop import StopRequest, listen_for_signals
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -47,31 +47,6 @@ def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
             "noise_scheduler": load(DDPMScheduler, "scheduler")}
 
 
-class _StopRequest:
-    """Set by SIGTERM/SIGINT or by a STOP file in the output folder (what the Train tab's Stop button writes)."""
-
-    def __init__(self, stop_file: Path) -> None:
-        self.stop_file = stop_file
-        self.signalled = False
-
-    def install(self) -> None:
-        try:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread (e.g. inside a test or a UI worker): the STOP file still works
-            pass
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signalled = True
-
-    def __call__(self) -> bool:
-        return self.signalled or self.stop_file.exists()
-
-    def consume(self) -> None:
-        """The request was honoured: remove the STOP file so that resuming does not stop again at once."""
-        self.stop_file.unlink(missing_ok=True)
-
-
 def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
     import torch
@@ -84,14 +59,17 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     out = Path(config.output_dir)
     # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
     # while the run is still loading: so it is listened for first, and a STOP file already there counts.
-    stop = _StopRequest(out / "STOP")
-    stop.install()
+    listen_for_signals()
+    stop = StopRequest(out / "STOP")
     # 1. Accelerate: one process or many (accelerate launch); only the main process writes files and logs.
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                                         data_seed=config.seed))
     main = accelerator.is_main_process
     emit: Callback = (callback or (lambda event, info: None)) if main else (lambda event, info: None)
+    if main:  # first: the Train tab reads the run's settings from it, even for a run stopped while loading
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
 
     def stop_agreed(local: bool) -> bool:
         # Every process must take the same branch, or the collectives that follow would hang.
@@ -183,9 +161,6 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     if stop_agreed(stop()):  # asked while the models loaded: nothing new to save
         stopped_before_training(step)
         return None
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     writer = _tensorboard(out) if main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
     emit("setup", {"unet": unet, "controlnet": accelerator.unwrap_model(controlnet), "vae": vae})
@@ -259,7 +234,13 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
                            "empty_prompt_fraction": share,
                            "seconds_per_step": elapsed / run_steps,
                            "eta_seconds": elapsed / run_steps * (config.max_steps - step), "unlocked": unlocked}
-                _append_metrics(out, metrics)
+                try:
+                    _append_metrics(out, metrics)
+                except OSError as err:  # a full disk: the metrics line is lost, the next checkpoint says so loudly
+                    if not is_disk_full(err):
+                        raise
+                    emit("warning", {"message": f"metrics for step {step} not written: "
+                                                f"{describe_write_error(err, out)}"})
                 if writer:
                     writer.add_scalar("train/loss", mean_loss, step)
                 emit("log", metrics)

@@ -223,6 +223,8 @@ def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = F
                "from its last checkpoint."
     if exit_code not in (None, 0):
         return f"{status.name} ended with an error (exit {exit_code}) at {where}: see the log."
+    if status.step == 0:
+        return f"{status.name} stopped at {where}, before its first training step."
     return f"{status.name} stopped at {where}; Resume continues from its last checkpoint."
 
 

@@ -1,0 +1,310 @@
+"""The trainer attacked as a flaky disk and an impatient user would: damaged checkpoints, images broken inside,
+a Stop pressed while the run loads, a real full filesystem. Each test tries several members of its class."""
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from train.checkpoint import CheckpointError, find_resume, verify_checkpoint, write_atomically
+from train.config import TrainConfig
+from train.data import DataError, load_rows
+from train.loop import train
+
+# -- damaged checkpoints ---------------------------------------------------------------------------------------------
+
+
+def write_checkpoint(out, step):
+    """A checkpoint with the files a real one holds (weights, optimizer state, trainer state)."""
+    def write(folder):
+        (folder / "controlnet").mkdir()
+        (folder / "controlnet" / "diffusion_pytorch_model.safetensors").write_bytes(os.urandom(4096))
+        (folder / "controlnet" / "config.json").write_text('{"x": 1}')
+        (folder / "optimizer.pt").write_bytes(os.urandom(8192))
+        (folder / "trainer_state.json").write_text(json.dumps({"step": step, "stats": {}}))
+    return write_atomically(out, step, write, {}, keep=5)
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = {
+    "truncated weights": lambda c: truncate(c / "controlnet" / "diffusion_pytorch_model.safetensors"),
+    "truncated optimizer": lambda c: truncate(c / "optimizer.pt"),
+    "empty trainer state": lambda c: (c / "trainer_state.json").write_text(""),
+    "flipped byte, same size": lambda c: flip_a_byte(c / "optimizer.pt"),
+    "missing file": lambda c: (c / "controlnet" / "config.json").unlink(),
+    "unreadable marker": lambda c: (c / "COMPLETE.json").write_text("{not json"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, damage):
+    write_checkpoint(tmp_path, 2)
+    newest = write_checkpoint(tmp_path, 4)
+    assert verify_checkpoint(newest) is None
+    DAMAGES[damage](newest)
+    warnings = []
+    assert find_resume(tmp_path, "latest", warn=warnings.append).name == "step-00000002"
+    assert len(warnings) == 1 and "step-00000004" in warnings[0] and "damaged" in warnings[0]
+    with pytest.raises(CheckpointError, match="damaged"):
+        find_resume(tmp_path, str(newest))  # named explicitly: refused, never silently replaced
+
+
+def test_every_checkpoint_damaged_is_a_clear_error(tmp_path):
+    for step in (1, 2):
+        truncate(write_checkpoint(tmp_path, step) / "optimizer.pt")
+    with pytest.raises(CheckpointError, match="every checkpoint .* is damaged: step-00000002: optimizer.pt"):
+        find_resume(tmp_path, "latest", warn=lambda m: None)
+
+
+def test_checkpoint_files_and_folders_reach_the_disk_before_the_marker(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    final = write_checkpoint(tmp_path, 7)
+    tmp = str(tmp_path / "checkpoints" / ".tmp-step-00000007")
+    data_files = ["controlnet/diffusion_pytorch_model.safetensors", "controlnet/config.json", "optimizer.pt",
+                  "trainer_state.json"]
+    marker_at = synced.index(f"{tmp}/COMPLETE.json")
+    assert {f"{tmp}/{name}" for name in data_files} <= set(synced[:marker_at])  # data first, marker after
+    assert f"{tmp}/controlnet" in synced[:marker_at] and tmp in synced[marker_at:]
+    assert str(tmp_path / "checkpoints") in synced[marker_at:]  # the rename itself
+    marker = json.loads((final / "COMPLETE.json").read_text())
+    assert sorted(marker["files"]) == sorted(data_files)
+    assert marker["files"]["optimizer.pt"]["size"] == 8192 and len(marker["files"]["optimizer.pt"]["sha256"]) == 64
+
+
+def test_a_real_run_resumes_past_its_damaged_newest_checkpoint(tiny_models, circles, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--dataset", str(circles),
+            "--output-dir", str(out), "--resolution", "64", "--batch-size", "2", "--checkpoint-every", "2",
+            "--keep-checkpoints", "3", "--validate-every", "0", "--preset", "none"]
+    first = subprocess.run(args + ["--max-steps", "4"], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    truncate(out / "checkpoints" / "step-00000004" / "optimizer.pt")
+    resumed = subprocess.run(args + ["--max-steps", "5", "--resume", "latest"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert '"event": "resume", "step": 2' in resumed.stdout
+    assert "step-00000004 is damaged (optimizer.pt is" in resumed.stdout
+
+
+# -- images broken inside --------------------------------------------------------------------------------------------
+
+
+def png_with_corrupt_pixels():
+    """A PNG whose IDAT deflate stream is corrupt while every chunk checksum is valid: `Image.verify()` passes it."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    body = bytearray(data[at + 4:at + 4 + length])
+    body[2:] = bytes(b ^ 0x5A for b in body[2:])  # keep the zlib header, scramble the compressed data
+    data[at + 4:at + 4 + length] = body
+    data[at + 4 + length:at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + bytes(body)) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def truncated_jpeg():
+    import io
+
+    buf = io.BytesIO()
+    Image.effect_noise((128, 128), 50).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()[: len(buf.getvalue()) * 2 // 3]
+
+
+BROKEN = {
+    "png with corrupt pixel data": png_with_corrupt_pixels,
+    "truncated jpeg": truncated_jpeg,
+    "empty file": lambda: b"",
+    "text named png": lambda: b"this is not an image",
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_the_dataset_check_decodes_images(circles, tmp_path, kind):
+    with Image.open(__import__("io").BytesIO(png_with_corrupt_pixels())) as probe:
+        probe.verify()  # the old check's blind spot: checksums are fine
+    data = tmp_path / "data"
+    shutil.copytree(circles, data)
+    rows = [json.loads(line) for line in (data / "prompt.json").read_text().splitlines()]
+    victim = rows[3]["source"]
+    (data / victim).write_bytes(BROKEN[kind]())
+    with pytest.raises(DataError, match=rf"prompt.json line 4: file {victim} \(column 'source'\) is not a readable"):
+        load_rows(str(data))
+    loaded = load_rows(str(data), skip_bad_rows=True)
+    assert len(loaded.rows) == len(rows) - 1 and len(loaded.skipped) == 1 and victim in loaded.skipped[0]
+
+
+def test_an_image_broken_after_the_check_names_its_row_and_file(circles, tmp_path):
+    from train.data import ControlNetDataset
+
+    data = tmp_path / "data"
+    shutil.copytree(circles, data)
+    loaded = load_rows(str(data))
+    row = loaded.rows[5]
+    Path(row.conditioning).write_bytes(truncated_jpeg())  # the disk changed under the run
+    with pytest.raises(DataError, match=rf"row {row.index}: the conditioning image {row.conditioning} cannot"):
+        ControlNetDataset(loaded.rows, 64)[5]
+
+
+# -- Stop whenever it arrives -----------------------------------------------------------------------------------------
+
+
+def train_args(tiny_models, circles, out, *extra):
+    return [sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--dataset", str(circles),
+            "--output-dir", str(out), "--resolution", "64", "--batch-size", "2", "--max-steps", "400",
+            "--validate-every", "0", "--log-every", "1", "--preset", "none", *extra]
+
+
+def test_a_stop_file_written_before_the_run_starts_is_honoured(tiny_models, circles, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "STOP").write_text("pressed early\n")
+    proc = subprocess.run(train_args(tiny_models, circles, out), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"event": "stopped", "step": 0' in proc.stdout and not (out / "controlnet").exists()
+    assert not (out / "STOP").exists()  # consumed: a Resume is not stopped again at once
+
+
+@pytest.mark.parametrize("delay", [0.3, 2.0])
+def test_sigterm_while_loading_stops_cleanly(tiny_models, circles, tmp_path, delay):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(train_args(tiny_models, circles, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(delay)  # importing torch/diffusers, loading the data or the models
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert '"event": "stopped"' in stdout and '"event": "end"' not in stdout
+
+
+def test_stop_pressed_in_the_app_while_the_run_loads_reads_stopped(tiny_models, circles, tmp_path):
+    from webui.settings import AppSettings
+    from webui.training import TrainingManager
+
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    manager.start("early", {"base_model": str(tiny_models[0]), "dataset": str(circles), "resolution": 64,
+                            "batch_size": 2, "max_steps": 400, "validate_every": 0, "preset": "none"})
+    assert "checkpoint is written first" in manager.stop()  # at once: the trainer is still importing
+    assert manager.wait(timeout=300) == 0
+    status = manager.status()
+    assert "stopped at step 0/400" in status.message and "error" not in status.message
+
+
+# -- a real full filesystem ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs (the tests run as root here and in CI); skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk, leave=0):
+    """Fill the filesystem until `leave` bytes are free."""
+    with open(disk / "filler", "ab") as f:
+        free = shutil.disk_usage(disk).free - leave
+        while free > 0:
+            try:
+                f.write(b"\0" * min(free, 1 << 20))
+                f.flush()
+            except OSError:
+                break
+            free = shutil.disk_usage(disk).free - leave
+
+
+@pytest.mark.parametrize("leave", [0, 64 * 1024])
+def test_full_disk_at_a_checkpoint_keeps_nothing_half_written(tiny_models, circles, small_disk, leave):
+    out = small_disk / "run"
+
+    def fill_after_setup(event, info):
+        if event == "start":
+            fill(small_disk, leave)
+
+    with pytest.raises(CheckpointError, match=f"no space left on {out}/checkpoints"):
+        train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
+                          batch_size=2, max_steps=3, checkpoint_every=2, validate_every=0, log_every=1),
+              callback=fill_after_setup)
+    assert not list((out / "checkpoints").glob(".tmp-*")) and not list((out / "checkpoints").glob("step-*"))
+
+
+def test_full_disk_at_the_final_save_keeps_the_last_checkpoint(tiny_models, circles, small_disk):
+    out = small_disk / "run"
+
+    def fill_after_last_checkpoint(event, info):
+        if event == "checkpoint" and info["step"] == 3:
+            fill(small_disk)
+
+    with pytest.raises(CheckpointError, match=rf"final ControlNet: no space left on {out}.*step-00000003 is intact"):
+        train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
+                          batch_size=2, max_steps=3, checkpoint_every=3, validate_every=0, log_every=1),
+              callback=fill_after_last_checkpoint)
+    assert not (out / ".tmp-controlnet").exists() and not (out / "controlnet").exists()
+    assert verify_checkpoint(out / "checkpoints" / "step-00000003") is None
+    (small_disk / "filler").unlink()  # space again: resuming from it finishes the run
+    result = train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out),
+                               resolution=64, batch_size=2, max_steps=3, checkpoint_every=3, validate_every=0,
+                               resume="latest"))
+    assert (result / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_a_kill_during_a_real_checkpoint_write_leaves_the_previous_one(tiny_models, tmp_path):
+    """SIGKILL while the weights of a real ControlNet are being written: the half-written folder is never
+    resumed from, the previous checkpoint verifies, and the next write cleans up after it."""
+    out = tmp_path / "run"
+    script = f"""
+import sys, time, torch
+from diffusers import ControlNetModel
+from train.checkpoint import write_atomically
+net = ControlNetModel.from_pretrained({str(tiny_models[1])!r})
+def write(folder, slow):
+    net.save_pretrained(folder / "controlnet")
+    torch.save({{"state": net.state_dict()}}, folder / "optimizer.pt")
+    if slow:
+        print("writing", flush=True)
+        time.sleep(60)
+    (folder / "trainer_state.json").write_text("{{}}")
+write_atomically({str(out)!r}, 1, lambda f: write(f, False), {{}}, keep=3)
+write_atomically({str(out)!r}, 2, lambda f: write(f, True), {{}}, keep=3)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait()
+    assert (out / "checkpoints" / ".tmp-step-00000002" / "controlnet").is_dir()  # killed mid-write
+    assert find_resume(out, "latest").name == "step-00000001"
+    assert verify_checkpoint(out / "checkpoints" / "step-00000001") is None
+    write_atomically(out, 2, lambda f: (f / "trainer_state.json").write_text("{}"), {}, keep=3)
+    assert not (out / "checkpoints" / ".tmp-step-00000002").exists()
