@@ -48,34 +48,49 @@ class GenerationResult:
         return paths
 
 
-def png_info(meta: dict[str, Any]) -> PngInfo:
-    """A PNG text chunk holding `meta` as JSON, plus a human-readable summary.
+# Texts stored once, in the summary line; the JSON records their lengths so they are cut back out exactly.
+_SUMMARY_TEXTS = ("prompt_used", "negative_prompt")
+_NEGATIVE = "\nNegative prompt: "
 
-    The text sent to the model is stored once, in the summary (the line other SD tools read); the JSON keeps the
-    user's own prompt and mode, from which `read_metadata` derives the text sent again."""
+
+def _summary(meta: dict[str, Any]) -> str:
+    return (f"{meta.get('prompt_used', '')}{_NEGATIVE}{meta.get('negative_prompt', '')}\n"
+            f"Steps: {meta.get('num_inference_steps')}, Sampler: {meta.get('scheduler')}, "
+            f"CFG scale: {meta.get('guidance_scale')}, Seed: {meta.get('seed')}, "
+            f"Size: {meta.get('width')}x{meta.get('height')}")
+
+
+def png_info(meta: dict[str, Any]) -> PngInfo:
+    """PNG text chunks: a summary in the style other SD tools read (the prompt sent, the negative prompt, the main
+    settings), and our JSON with everything else. Each text is stored once, in the summary: the JSON keeps their
+    lengths, and `read_metadata` cuts them back out, and derives the user's custom prompt from the one sent."""
+    record = {k: v for k, v in meta.items() if k not in (*_SUMMARY_TEXTS, "prompt")}
+    record["text_lengths"] = {k: len(meta.get(k) or "") for k in _SUMMARY_TEXTS}
     info = PngInfo()
-    info.add_text(METADATA_KEY, json.dumps({k: v for k, v in meta.items() if k != "prompt_used"}, sort_keys=True))
-    summary = (f"{meta.get('prompt_used', '')}\nNegative prompt: {meta.get('negative_prompt', '')}\n"
-               f"Steps: {meta.get('num_inference_steps')}, Sampler: {meta.get('scheduler')}, "
-               f"CFG scale: {meta.get('guidance_scale')}, Seed: {meta.get('seed')}, "
-               f"Size: {meta.get('width')}x{meta.get('height')}")
-    info.add_text(PARAMETERS_KEY, summary)
+    info.add_text(METADATA_KEY, json.dumps(record, sort_keys=True))
+    info.add_text(PARAMETERS_KEY, _summary(meta))
     return info
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata saved in a PNG by `GenerationResult.save` (with `prompt_used` derived again); ValueError if the
-    file carries none."""
-    from .request import GenerationRequest, resolve_prompt
-
+    """The metadata saved in a PNG by `GenerationResult.save`; ValueError if the file carries none."""
     with Image.open(path) as image:
-        text = getattr(image, "text", {}).get(METADATA_KEY)
-    if text is None:
+        texts = dict(getattr(image, "text", {}))
+    if texts.get(METADATA_KEY) is None:
         raise ValueError(f"{path}: this PNG carries no '{METADATA_KEY}' metadata (was it saved by cnet?)")
-    meta = json.loads(text)
-    if "prompt_used" not in meta:
-        fields = ("prompt_mode", "prompt", "caption", "added_prompt")
-        meta["prompt_used"] = resolve_prompt(GenerationRequest(units=[], **{k: meta[k] for k in fields if k in meta}))
+    meta = json.loads(texts[METADATA_KEY])
+    lengths = meta.pop("text_lengths", None)
+    if lengths is not None:  # the texts live in the summary line
+        summary = texts.get(PARAMETERS_KEY, "")
+        sent = summary[: lengths["prompt_used"]]
+        start = len(sent) + len(_NEGATIVE)
+        meta.update(prompt_used=sent, negative_prompt=summary[start: start + lengths["negative_prompt"]])
+        if _summary(meta) != summary:
+            raise ValueError(f"{path}: its '{PARAMETERS_KEY}' text was changed; the prompts cannot be read back")
+        added = (meta.get("added_prompt") or "").strip()
+        # Only `custom` mode sends the user's own text: the text sent, less ", <added prompt>".
+        meta["prompt"] = (sent[: -len(", " + added)] if added and sent.endswith(", " + added) else sent) \
+            if meta.get("prompt_mode") == "custom" else ""
     return meta
 
 

@@ -106,3 +106,111 @@ def circles(tmp_path_factory):
     from train.shapes import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("fill50k"), 16, seed=0)
+
+
+class RawUI:
+    """Calls the app's UI events by index over plain HTTP, as anyone can (every Gradio event is an API, hidden or
+    not): the values the browser would send, with some replaced, posted to the queue; the reply read from its
+    event stream."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.http = httpx.Client(timeout=120)
+        self.config = self.http.get(url + "config").json()
+        self.components = {c["id"]: c for c in self.config["components"]}
+
+    def find(self, elem_id: str, event: str = "click") -> dict:
+        """The event on the component with this elem_id, or the endpoint with this api_name."""
+        for dep in self.config["dependencies"]:
+            if event == "api" and dep.get("api_name") == elem_id:
+                return dep
+            for target, name in dep["targets"]:
+                if name == event and self.components.get(target, {}).get("props", {}).get("elem_id") == elem_id:
+                    return dep
+        raise KeyError(f"no {event} event on #{elem_id}")
+
+    def upload(self, path) -> dict:
+        with open(path, "rb") as f:
+            server_path = self.http.post(self.url + "gradio_api/upload", files={"files": f}).json()[0]
+        return {"path": server_path, "meta": {"_type": "gradio.FileData"}, "orig_name": "upload.png"}
+
+    def values(self, dep: dict, **overrides) -> list:
+        """The dependency's inputs at their initial values; `overrides` by elem_id or label (spaces as _)."""
+        data = []
+        for cid in dep["inputs"]:
+            props = self.components[cid].get("props", {})
+            keys = {props.get("elem_id"), (props.get("label") or "").lower().replace(" ", "_")}
+            hit = next((k for k in overrides if k in keys), None)
+            data.append(overrides[hit] if hit else props.get("value"))
+        return data
+
+    def join(self, elem_id: str, event: str = "click", session: str | None = None, **overrides) -> str:
+        """Queue the event (elem_id + event, or an api_name with event="api"); returns the session to listen on.
+        The body is plain ASCII JSON, so it can carry what a browser would not send (a lone surrogate, say)."""
+        import json
+        import secrets
+
+        dep = self.find(elem_id, event)
+        session = session or secrets.token_hex(6)
+        body = {"data": self.values(dep, **overrides), "fn_index": dep["id"], "session_hash": session,
+                "event_data": None, "trigger_id": dep["targets"][0][0]}
+        joined = self.http.post(self.url + "gradio_api/queue/join", content=json.dumps(body),
+                                headers={"content-type": "application/json"})
+        assert joined.status_code == 200, joined.text
+        return session
+
+    def messages(self, session: str):
+        """The event stream's messages, as they arrive (closing the generator closes the connection)."""
+        import json
+
+        with self.http.stream("GET", self.url + "gradio_api/queue/data", params={"session_hash": session}) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line[5:])
+
+    def call(self, elem_id: str, event: str = "click", session: str | None = None, **overrides) -> dict:
+        """The final message of the event: {"success": bool, "output": {...}} (errors in output["error"])."""
+        for message in self.messages(self.join(elem_id, event, session, **overrides)):
+            if message.get("msg") == "process_completed":
+                return message
+        raise AssertionError("the event stream ended without a result")
+
+
+@pytest.fixture
+def raw_ui():
+    return RawUI
+
+
+@pytest.fixture(scope="module")
+def public_app(tiny_models, tiny_blip, tmp_path_factory):
+    """A public deployment (tight limits, Hub ids only, queue of 8) over the tiny local models."""
+    import os
+    import socket
+
+    from app import build_app, launch_options
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    env = {"CNET_BASE_MODEL": str(tiny_models[0]), "CNET_CAPTION_MODEL": str(tiny_blip),
+           "CNET_CONTROLNET_CANNY": str(tiny_models[1])}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = AppSettings(port=port, public=True, allow_local_paths=False, limits=PUBLIC_LIMITS, max_queue=8,
+                           output_dir=tmp_path_factory.mktemp("public-outputs"))
+    demo, studio = build_app(settings, workspace=str(tmp_path_factory.mktemp("ws")))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    yield f"http://127.0.0.1:{port}/", studio
+    demo.close()
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def client(public_app):
+    from gradio_client import Client
+
+    return Client(public_app[0], verbose=False)

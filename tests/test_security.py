@@ -27,39 +27,6 @@ import pytest
 from PIL import Image
 
 
-@pytest.fixture(scope="module")
-def public_app(tiny_models, tiny_blip, tmp_path_factory):
-    """A public deployment (tight limits, Hub ids only, queue of 8) over the tiny local models."""
-    import os
-    import socket
-
-    from app import build_app, launch_options
-    from webui.settings import PUBLIC_LIMITS, AppSettings
-
-    env = {"CNET_BASE_MODEL": str(tiny_models[0]), "CNET_CAPTION_MODEL": str(tiny_blip),
-           "CNET_CONTROLNET_CANNY": str(tiny_models[1])}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = AppSettings(port=port, public=True, allow_local_paths=False, limits=PUBLIC_LIMITS, max_queue=8,
-                           output_dir=tmp_path_factory.mktemp("public-outputs"))
-    demo, studio = build_app(settings, workspace=str(tmp_path_factory.mktemp("ws")))
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
-    yield f"http://127.0.0.1:{port}/", studio
-    demo.close()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
-@pytest.fixture(scope="module")
-def client(public_app):
-    from gradio_client import Client
-
-    return Client(public_app[0], verbose=False)
-
-
 def png_bomb(side=20000):
     """A valid PNG header claiming side x side pixels, with a tiny compressed body."""
     def chunk(kind, data):

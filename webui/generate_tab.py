@@ -119,8 +119,10 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
                     scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                             label="Sampler")
                 with gr.Row():
-                    base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)")
-                    controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the kind's default)")
+                    base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
+                                            elem_id="base-model")
+                    controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the kind's default)",
+                                            elem_id="controlnet")
             with gr.Accordion("Second condition (multi-ControlNet)", open=False):
                 use_second = gr.Checkbox(label="Use a second condition")
                 with gr.Row():

@@ -1,0 +1,456 @@
+"""Round 2 of the adversarial suite: a visitor of a public deployment, over HTTP (the named API through
+gradio_client, and the UI's own events called by index with raw requests, as anyone can).
+
+Each class, the members tried, and the outcome:
+- maps we would make unbounded: 1000x1, 1x1000, 10000x1, 2000x100 photos; a long drawing; detect_resolution, width,
+  height over 1024; width alone on a tall photo -> refused naming the size; a 5:1 panorama is capped at 1024 px;
+- cancelled or abandoned work: an API cancel and a closed page mid-generation; detection, captioning and generation
+  cancelled while waiting for the accelerator -> stops within a step / never starts; the next visitor runs at once;
+- local folders by a Hub-id-shaped name: `folder/model` in the working folder (folder, file, missing) in the
+  ControlNet and base model fields of the UI event; `/x`, `./x`, `~/x`, `a/b/c`, `..` -> one "not on this machine"
+  text for all three; paths refused as not Hub ids;
+- other visitors' outputs: two sessions -> each its own unguessable folder, random file names; size and age bounded;
+- unbounded text: prompt, added, negative prompt over the limit; a 1 MB prompt -> refused naming field and length;
+  a saved PNG holds each text once;
+- odd values: guidance null, steps "abc", seed "seven", a lone surrogate -> named errors; seed "7" is a seed;
+- over 40 MP: 45, 60, 100, 400 MP PNGs -> "over the 40 MP limit" for all; an MPO photo -> its first frame;
+- messages: training by event index, a file path never uploaded, an unexpected fault -> our text or a generic one,
+  never the working folder, no traceback logged for a refusal;
+- the demo model: a public deployment without Stable Diffusion -> serves the demo;
+- per-session state: 300 sessions' Stop presses and finished runs -> nothing kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from annotators import ImageInputError, detect
+from cnet.engine import GenerationCancelled
+
+
+def png(tmp_path, name, image):
+    path = tmp_path / name
+    image.save(path)
+    return str(path)
+
+
+@pytest.fixture
+def map_path(tmp_path, cond_map):
+    return png(tmp_path, "map.png", cond_map)
+
+
+def error_of(call):
+    with pytest.raises(Exception) as err:
+        call()
+    return str(err.value)
+
+
+# -- 1. maps we make are bounded -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1000, 1), (1, 1000), (10000, 1), (2000, 100)])
+def test_absurdly_elongated_images_are_refused_naming_their_size(client, tmp_path, size):
+    from gradio_client import handle_file
+
+    path = png(tmp_path, "thin.png", Image.new("RGB", size, "white"))
+    message = error_of(lambda: client.predict(handle_file(path), api_name="/detect"))
+    assert f"{size[0]}x{size[1]} px is too elongated" in message
+
+
+def test_a_panorama_is_capped_at_the_deployments_side_limit(client, tmp_path):
+    from gradio_client import handle_file
+
+    path = png(tmp_path, "pano.png", Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 3000, 3),
+                                                                                        dtype=np.uint8)))
+    made = Image.open(client.predict(handle_file(path), api_name="/detect"))
+    assert made.size == (1024, 192)  # short side would be 512 (2560 long): the long side is held at 1024
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(detect_resolution=2048), "detect_resolution=2048 must be a whole number in [64, 1024]"),
+    (dict(width=2048, height=512), "width=2048 must be a whole number in [64, 1024]"),
+    (dict(height=1536), "height=1536 must be a whole number in [64, 1024]"),
+    (dict(width=1024), "width=1024 with the map's aspect ratio (128x1024) makes a 1024x8192 map"),
+])
+def test_detect_obeys_the_public_side_limit(client, tmp_path, kwargs, message):
+    from gradio_client import handle_file
+
+    path = png(tmp_path, "tall.png", Image.new("RGB", (40, 320), "white"))
+    assert message in error_of(lambda: client.predict(handle_file(path), **kwargs, api_name="/detect"))
+
+
+def test_drawings_are_bounded_too():
+    strokes = np.zeros((1, 3000, 4), np.uint8)
+    strokes[0, 1000:2000, 3] = 255  # one black stroke on a transparent canvas
+    with pytest.raises(ImageInputError, match="3000x1 px is too elongated"):
+        detect("scribble", strokes)
+    wide = np.zeros((100, 1500, 4), np.uint8)
+    wide[40:60, :, 3] = 255
+    assert detect("scribble", wide, max_side=1024).size == (1024, 64)
+
+
+# -- 2. cancelled or abandoned work stops ----------------------------------------------------------------------------
+
+
+def count_unet_calls(studio):
+    calls = []
+    unet = studio.engine_for(None).load_base()["unet"]
+    return calls, unet.register_forward_hook(lambda *args: calls.append(time.monotonic()))
+
+
+def wait_until(predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    assert predicate(), "timed out"
+
+
+def test_an_api_cancel_stops_the_generation_within_a_step(public_app, map_path):
+    from gradio_client import Client, handle_file
+
+    url, studio = public_app
+    calls, hook = count_unet_calls(studio)
+    try:
+        # 50 steps at 256x256 take ~30 s on these cores; cancelled after the second step.
+        job = Client(url, verbose=False).submit(handle_file(map_path), steps=50, width=256, height=256, seed=1,
+                                                api_name="/generate")
+        wait_until(lambda: len(calls) >= 2)
+        at_cancel = len(calls)
+        job.cancel()
+        started = time.monotonic()
+        images, _, metadata = Client(url, verbose=False).predict(handle_file(map_path), steps=2, seed=2,
+                                                                 api_name="/generate")
+        waited = time.monotonic() - started
+    finally:
+        hook.remove()
+    first_run = len(calls) - 2  # the second visitor's 2 steps came after the first run let go
+    assert first_run <= at_cancel + 2, (at_cancel, first_run)  # stopped within a step (or two, in flight)
+    assert metadata[0]["seed"] == 2 and waited < 20  # not the ~30 s the cancelled run had left
+
+
+def test_a_closed_page_stops_the_generation_within_a_step(public_app, map_path, raw_ui):
+    url, studio = public_app
+    ui = raw_ui(url)
+    calls, hook = count_unet_calls(studio)
+    try:
+        session = ui.join("generate", "api", image=ui.upload(map_path), steps=50, width=256, height=256, seed=3)
+        stream = ui.messages(session)
+        for message in stream:
+            if message.get("msg") == "progress" or len(calls) >= 2:
+                break
+        wait_until(lambda: len(calls) >= 2)
+        at_close = len(calls)
+        stream.close()  # the visitor closed the tab: the event stream is gone
+        wait_until(lambda: not studio._stop_flags, timeout=60)  # the run ended
+    finally:
+        hook.remove()
+    assert len(calls) <= at_close + 2 + 8  # the server notices a dropped stream at its next message (a few steps)
+    assert len(calls) < 50
+
+
+@pytest.mark.parametrize("action", ["detect", "caption", "generate"])
+def test_work_cancelled_while_waiting_for_the_accelerator_never_starts(public_app, cond_map, action, monkeypatch):
+    from webui.service import UnitInput
+
+    studio = public_app[1]
+    started = []
+    monkeypatch.setattr("webui.service.detect", lambda *a, **k: started.append("detect"))
+    monkeypatch.setattr(type(studio.engine_for(None)), "caption", lambda *a: started.append("caption"))
+    cancelled = threading.Event()
+    holder_ready = threading.Event()
+
+    def busy():  # another request's run holds the accelerator, and its visitor cancels ours meanwhile
+        with studio._accelerator:
+            holder_ready.set()
+            time.sleep(0.5)
+            cancelled.set()
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    holder_ready.wait()
+    run = {"detect": lambda: studio.condition_map(UnitInput("photo", cond_map), should_stop=cancelled.is_set),
+           "caption": lambda: studio.caption(cond_map, should_stop=cancelled.is_set),
+           "generate": lambda: studio.generate([UnitInput("photo", cond_map)], num_inference_steps=1,
+                                               should_stop=cancelled.is_set)}[action]
+    with pytest.raises(GenerationCancelled, match="cancelled before it started"):
+        run()
+    thread.join()
+    assert started == []
+
+
+# -- 3. local folders are never reachable by a Hub-id-shaped name ----------------------------------------------------
+
+
+def test_hub_id_shaped_names_never_reach_the_working_folder(public_app, raw_ui, tmp_path, tiny_models, map_path,
+                                                            monkeypatch):
+    import shutil
+
+    url, _ = public_app
+    ui = raw_ui(url)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_models[1], tmp_path / "somefolder" / "model")  # a real ControlNet, loadable from disk
+    (tmp_path / "somefolder" / "notes.txt").write_text("a file, not a checkpoint")
+    sketch = {"background": None, "layers": [], "composite": ui.upload(map_path), "id": None}
+    texts = {}
+    for field in ("controlnet", "base-model"):
+        for name in ("somefolder/model", "somefolder/notes.txt", "nothere/model"):
+            reply = ui.call("generate", sketch=sketch, steps=1, **{field: name})
+            assert not reply["success"]
+            texts[field, name] = reply["output"]["error"].replace(name, "NAME")
+    for field in ("controlnet", "base-model"):  # no oracle: existing folder, existing file and nothing read alike
+        assert len({texts[field, n] for n in ("somefolder/model", "somefolder/notes.txt", "nothere/model")}) == 1
+        assert "is not on this machine" in texts[field, "nothere/model"]
+    for bad in ("/etc", "./somefolder/model", "~/.cache/huggingface", "a/b/c", "../x/y", "somefolder/.."):
+        reply = ui.call("generate", sketch=sketch, steps=1, controlnet=bad)
+        assert "accepts Hub ids (owner/name) only" in reply["output"]["error"], bad
+
+
+# -- 4. outputs: one unguessable folder per session, bounded ---------------------------------------------------------
+
+
+def test_each_visitor_gets_an_unguessable_output_folder(public_app, map_path):
+    from gradio_client import Client, handle_file
+
+    url, studio = public_app
+    folders = []
+    for visitor in range(2):
+        client = Client(url, verbose=False)
+        for _ in range(2):
+            client.predict(handle_file(map_path), steps=1, seed=visitor, api_name="/generate")
+        newest = sorted(studio.settings.output_dir.rglob(f"*-{visitor}-*-0.png"), key=os.path.getmtime)[-2:]
+        assert all(re.fullmatch(rf"\d{{6}}-{visitor}-[0-9a-f]{{16}}-0\.png", p.name) for p in newest)
+        session_folders = {p.parent.parent for p in newest}
+        assert len(session_folders) == 1  # one visitor, one folder
+        folder = session_folders.pop()
+        assert folder.parent.name == "sessions" and re.fullmatch(r"[0-9a-f]{32}", folder.name)
+        assert folder.name not in (client.session_hash, client.session_hash[:32])
+        folders.append(folder)
+    assert folders[0] != folders[1]
+
+
+def test_outputs_are_pruned_oldest_first_to_size_and_age(tmp_path):
+    from webui.service import prune_outputs
+
+    now = time.time()
+    files = []
+    for i in range(6):  # 6 files of 1000 bytes, one minute apart; the newest is the one just saved
+        path = tmp_path / f"day{i % 2}" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (now - 60 * (6 - i), now - 60 * (6 - i)))
+        files.append(path)
+    assert prune_outputs(tmp_path, max_bytes=3500, keep=[files[-1]]) == 3
+    assert [p.exists() for p in files] == [False, False, False, True, True, True]
+    assert prune_outputs(tmp_path, max_bytes=0, max_age_seconds=90, keep=[files[-1]]) == 2  # older than 1.5 min
+    assert [p.exists() for p in files] == [False] * 5 + [True]
+    assert prune_outputs(tmp_path, max_bytes=10, keep=[files[-1]]) == 0  # never the file just saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["day1"]  # emptied folders go too
+
+
+def test_output_bounds_are_configurable_and_tight_on_public_deployments(monkeypatch):
+    from webui.settings import AppSettings
+
+    assert (AppSettings.from_env(public=True).output_max_mb, AppSettings.from_env(public=True).output_max_age_hours) \
+        == (1000, 24)
+    assert AppSettings.from_env().output_max_mb == 20_000 and AppSettings.from_env().output_max_age_hours == 0
+    monkeypatch.setenv("CNET_OUTPUT_MAX_MB", "5")
+    monkeypatch.setenv("CNET_OUTPUT_MAX_AGE_HOURS", "2")
+    assert (AppSettings.from_env().output_max_mb, AppSettings.from_env().output_max_age_hours) == (5, 2)
+
+
+def test_a_studio_keeps_its_outputs_within_the_bound(tiny_models, cond_map, tmp_path, monkeypatch):
+    from webui.service import Studio, UnitInput
+    from webui.settings import AppSettings
+
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    studio = Studio(AppSettings(output_dir=tmp_path, output_max_mb=0))
+    studio.settings.__dict__["output_max_mb"] = 0
+    one = sum(p.stat().st_size for p in studio.generate([UnitInput("map", cond_map)], num_inference_steps=1,
+                                                        seed=0)[1])
+    bounded = Studio(AppSettings(output_dir=tmp_path / "b", output_max_mb=1))
+    for seed in range(4):
+        bounded.generate([UnitInput("map", cond_map)], num_inference_steps=1, seed=seed)
+    total = sum(p.stat().st_size for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert one > 0 and total <= 2**20
+
+
+# -- 5. text is bounded and stored once ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, length", [("prompt", 2001), ("added_prompt", 5000), ("negative_prompt", 2001),
+                                           ("prompt", 1_000_000)])
+def test_long_texts_are_refused_naming_the_field(client, map_path, field, length):
+    from gradio_client import handle_file
+
+    started = time.monotonic()
+    texts = {"prompt": "a cat", field: "x" * length}
+    message = error_of(lambda: client.predict(handle_file(map_path), prompt_mode="custom", **texts,
+                                              api_name="/generate"))
+    assert f"{field} is {length} characters long; at most 2000 are accepted" in message
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("mode, added", [("custom", ""), ("custom", "best quality"), ("none", ""),
+                                         ("default", "extra")])
+def test_a_saved_png_holds_each_text_once(engine, tiny_models, cond_map, tmp_path, mode, added):
+    from cnet.request import ControlUnit, GenerationRequest
+    from cnet.result import read_metadata
+
+    prompt, negative = "zebra" * 40, "quagga" * 30
+    result = engine.generate(GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
+                                               prompt_mode=mode, prompt=prompt, added_prompt=added,
+                                               negative_prompt=negative, num_inference_steps=1, seed=0))
+    path = result.save(tmp_path)[0]
+    data = path.read_bytes()
+    sent = result.prompt
+    assert data.count(negative.encode()) == 1 and (not sent or data.count(sent.encode()) == 1)
+    meta = read_metadata(path)
+    assert meta["prompt_used"] == sent and meta["negative_prompt"] == negative
+    if mode == "custom":
+        assert meta["prompt"] == prompt and data.count(prompt.encode()) == 1
+
+
+# -- 8. odd values get named errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(guidance=None), "guidance=None must be a number"),
+    (dict(steps="abc"), "steps='abc' must be a whole number"),
+    (dict(seed="seven"), "seed='seven' must be a whole number"),
+])
+def test_odd_values_are_named(client, map_path, kwargs, message):
+    from gradio_client import handle_file
+
+    assert message in error_of(lambda: client.predict(handle_file(map_path), **kwargs, api_name="/generate"))
+
+
+def test_a_seed_sent_as_text_is_a_seed(client, map_path):
+    from gradio_client import handle_file
+
+    _, _, metadata = client.predict(handle_file(map_path), steps=1, seed="7", api_name="/generate")
+    assert metadata[0]["seed"] == 7
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_a_lone_surrogate_is_named(public_app, raw_ui, map_path, field):
+    ui = raw_ui(public_app[0])
+    texts = {"prompt": "a cat", field: "a \ud800 cat"}
+    reply = ui.call("generate", "api", image=ui.upload(map_path), prompt_mode="custom", **texts)
+    assert f"{field} holds an invalid character at position 2" in reply["output"]["error"]
+
+
+def test_training_by_event_index_is_refused_without_a_traceback(public_app, raw_ui, caplog):
+    ui = raw_ui(public_app[0])
+    with caplog.at_level(logging.INFO, logger="cnet.app"):
+        for target in ("train-start", "train-stop"):
+            reply = ui.call(target)
+            assert "Training is off on this public deployment" in reply["output"]["error"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_errors_never_show_the_working_folder(public_app, raw_ui, map_path, monkeypatch):
+    ui = raw_ui(public_app[0])
+    here = os.getcwd()
+    not_uploaded = {"path": str(Path(here) / "README.md"), "meta": {"_type": "gradio.FileData"}}
+    replies = [ui.call("generate", "api", image=not_uploaded)]  # gradio's own check names the path
+    studio = public_app[1]
+    monkeypatch.setattr(studio, "engine_for", lambda *a: (_ for _ in ()).throw(KeyError(f"{here}/secret")))
+    replies.append(ui.call("generate", "api", image=ui.upload(map_path), steps=1))  # a fault of ours
+    for reply in replies:
+        assert not reply["success"] and here not in json.dumps(reply), reply
+    assert replies[1]["output"]["error"] == "The server could not finish this request."
+
+
+# -- 7. images over the pixel limit, and phones' MPO files -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(7500, 6000), (10000, 6000), (10000, 10000), (20000, 20000)])
+def test_images_over_40_mp_get_the_same_clear_message(client, tmp_path, size):
+    from gradio_client import handle_file
+
+    buffer = io.BytesIO()
+    Image.new("1", size).save(buffer, "PNG")  # one bit a pixel: 45-400 MP in a few KB
+    path = tmp_path / "big.png"
+    path.write_bytes(buffer.getvalue())
+    message = error_of(lambda: client.predict(handle_file(str(path)), api_name="/detect"))
+    assert f"{size[0] * size[1] / 1e6:.0f} MP, over the 40 MP limit" in message
+
+
+def test_an_mpo_photo_is_read_from_its_first_frame(client, tmp_path, astronaut):
+    from gradio_client import handle_file
+
+    photo = Image.fromarray(astronaut[100:356, 100:356])
+    buffer = io.BytesIO()
+    photo.save(buffer, "MPO", save_all=True, append_images=[Image.new("RGB", (256, 256), "blue")])
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(buffer.getvalue())
+    with Image.open(path) as opened:
+        assert opened.format == "MPO" and opened.n_frames == 2
+        first = opened.convert("RGB")
+    made = np.asarray(Image.open(client.predict(handle_file(str(path)), api_name="/detect")).convert("RGB"))
+    assert np.array_equal(made, np.asarray(detect("canny", first)))
+
+
+# -- 9. the demo model on a public deployment ------------------------------------------------------------------------
+
+
+def test_a_public_deployment_without_stable_diffusion_serves_the_demo(tmp_path, monkeypatch):
+    import socket
+
+    from gradio_client import Client, handle_file
+
+    from app import build_app, launch_options
+    from cnet.demo import use_demo
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    for name in [k for k in os.environ if k.startswith("CNET_")]:
+        monkeypatch.delenv(name)
+    if not use_demo():
+        pytest.skip("Stable Diffusion is available here: the demo does not stand in")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = AppSettings(port=port, public=True, allow_local_paths=False, limits=PUBLIC_LIMITS,
+                           output_dir=tmp_path / "out")
+    demo, studio = build_app(settings, workspace=str(tmp_path / "ws"))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    try:
+        yy, xx = np.mgrid[:64, :64]
+        ring = (np.abs(np.hypot(yy - 32, xx - 32) - 18) < 1.5).astype(np.uint8) * 255
+        path = png(tmp_path, "circle.png", Image.fromarray(np.stack([ring] * 3, -1)))
+        images, _, metadata = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            handle_file(path), kind="scribble", prompt_mode="custom", prompt="red circle with blue background",
+            steps=2, seed=0, api_name="/generate")
+        assert Image.open(images[0]["image"]).size == (64, 64)
+        assert metadata[0]["controlnets"][0]["model"].endswith("examples/shapes/controlnet")
+    finally:
+        demo.close()
+
+
+# -- 10. no state per session beyond the runs in progress ------------------------------------------------------------
+
+
+def test_stop_presses_and_finished_runs_leave_no_state(tiny_models, cond_map, tmp_path, monkeypatch):
+    from webui.service import Studio, UnitInput
+    from webui.settings import AppSettings
+
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    studio = Studio(AppSettings(output_dir=tmp_path))
+    for session in range(300):
+        studio.stop(f"visitor-{session}")
+    for session in range(3):
+        studio.generate([UnitInput("map", cond_map)], session=f"run-{session}", num_inference_steps=1, seed=0)
+    assert studio._stop_flags == {}
