@@ -256,7 +256,20 @@ def test_controlnet_is_not_run_outside_its_window_and_pixels_do_not_change(tiny_
     assert np.array_equal(pixels(ours.images[0]), pixels(plain.generate(request()).images[0]))
 
 
-def test_out_of_memory_is_reported_and_the_next_request_succeeds(tiny_models, cond_map, monkeypatch):
+def cuda_oom():
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def cpu_oom():
+    torch.empty(1 << 62, dtype=torch.uint8)  # the CPU allocator's real failure: a plain RuntimeError
+
+
+def python_oom():
+    raise MemoryError()
+
+
+@pytest.mark.parametrize("run_out", [cuda_oom, cpu_oom, python_oom])
+def test_out_of_memory_is_reported_and_the_next_request_succeeds(tiny_models, cond_map, monkeypatch, run_out):
     from cnet.engine import GenerationFailed
 
     engine = Engine(str(tiny_models[0]), device="cpu")
@@ -267,7 +280,7 @@ def test_out_of_memory_is_reported_and_the_next_request_succeeds(tiny_models, co
     def failing_once(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:  # fail in the middle of the run, as a real OOM would
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            run_out()
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(type(unet), "forward", failing_once)
@@ -275,6 +288,14 @@ def test_out_of_memory_is_reported_and_the_next_request_succeeds(tiny_models, co
         engine.generate(make_request(cond_map, tiny_models[1], seed=0))
     result = engine.generate(make_request(cond_map, tiny_models[1], seed=0))
     assert result.images[0].size == (64, 64)
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(tiny_models, cond_map, monkeypatch):
+    engine = Engine(str(tiny_models[0]), device="cpu")
+    unet = engine.load_base()["unet"]
+    monkeypatch.setattr(type(unet), "forward", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        engine.generate(make_request(cond_map, tiny_models[1], seed=0))
 
 
 def test_nan_output_is_reported_instead_of_a_black_image(tiny_models, cond_map, monkeypatch):

@@ -454,3 +454,128 @@ def test_stop_presses_and_finished_runs_leave_no_state(tiny_models, cond_map, tm
     for session in range(3):
         studio.generate([UnitInput("map", cond_map)], session=f"run-{session}", num_inference_steps=1, seed=0)
     assert studio._stop_flags == {}
+
+
+# -- promises of SECURITY.md that had no test -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_with_safety_checker(tiny_models, tmp_path_factory):
+    """The tiny base plus a real (tiny, random) StableDiffusionSafetyChecker, in two folders: one whose concept
+    thresholds flag every image, one that flags none. The checker's own code decides; we only set its thresholds."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(projection_dim=16,
+                        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                                           num_hidden_layers=2, image_size=32, patch_size=8),
+                        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                                         num_hidden_layers=2, vocab_size=100))
+    folders = {}
+    for name, threshold in (("flags-all", -2.0), ("flags-none", 2.0)):  # cosine similarity is within [-1, 1]
+        torch.manual_seed(0)
+        checker = StableDiffusionSafetyChecker(config).eval()
+        checker.concept_embeds_weights.data.fill_(threshold)
+        checker.special_care_embeds_weights.data.fill_(threshold)
+        pipe = StableDiffusionPipeline.from_pretrained(tiny_models[0], safety_checker=None,
+                                                       requires_safety_checker=False)
+        pipe.register_modules(safety_checker=checker,
+                              feature_extractor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                   crop_size={"height": 32, "width": 32}))
+        folders[name] = tmp_path_factory.mktemp(name) / "base"
+        pipe.save_pretrained(folders[name])
+    return folders
+
+
+def test_the_safety_checker_runs_on_public_deployments_and_labels_what_it_blocks(base_with_safety_checker,
+                                                                                 tiny_models, cond_map, tmp_path,
+                                                                                 monkeypatch):
+    from webui.service import Studio, UnitInput
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    outcomes = {}
+    for name, folder in base_with_safety_checker.items():
+        monkeypatch.setenv("CNET_BASE_MODEL", str(folder))
+        for public in (True, False):
+            studio = Studio(AppSettings(public=public, allow_local_paths=not public, limits=PUBLIC_LIMITS,
+                                        output_dir=tmp_path))
+            result, _ = studio.generate([UnitInput("map", cond_map)], num_inference_steps=2, seed=0, num_images=2)
+            pixels = np.asarray(result.images[0])
+            outcomes[name, public] = ([m["nsfw_content_detected"] for m in result.metadata], int(pixels.max()))
+    assert outcomes["flags-all", True] == ([True, True], 0)  # blocked: black, and labelled in the metadata
+    assert outcomes["flags-all", False][0] == [False, False]  # locally the checker is not loaded
+    assert outcomes["flags-none", True][0] == [False, False] and outcomes["flags-none", True][1] > 0
+
+
+def test_the_gallery_labels_a_blocked_image(base_with_safety_checker, tiny_models, tmp_path, monkeypatch, raw_ui,
+                                            map_path):
+    import socket
+
+    from app import build_app, launch_options
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    monkeypatch.setenv("CNET_BASE_MODEL", str(base_with_safety_checker["flags-all"]))
+    monkeypatch.setenv("CNET_CONTROLNET_SCRIBBLE", str(tiny_models[1]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = AppSettings(port=port, public=True, allow_local_paths=False, limits=PUBLIC_LIMITS,
+                           output_dir=tmp_path / "out")
+    demo, _ = build_app(settings, workspace=str(tmp_path / "ws"))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    try:
+        ui = raw_ui(f"http://127.0.0.1:{port}/")
+        sketch = {"background": None, "layers": [], "composite": ui.upload(map_path), "id": None}
+        reply = ui.call("generate", sketch=sketch, kind="scribble", steps=1, width=64, height=64)
+        assert reply["success"], reply
+        gallery = reply["output"]["data"][0]
+        assert gallery[0]["caption"].endswith("blocked by the safety checker")
+    finally:
+        demo.close()
+
+
+def test_secrets_are_never_served_even_inside_an_allowed_folder(tiny_models, tmp_path, monkeypatch):
+    """~/.ssh and ./.env are blocked, and blocked beats allowed: here the allowed output folder contains both."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from app import build_app, launch_options
+    from webui.settings import AppSettings
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    work.mkdir()
+    (work / ".env").write_text("HF_TOKEN=secret")
+    (tmp_path / "harmless.png").write_bytes(b"\x89PNG fine")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = AppSettings(port=port, public=True, allow_local_paths=False, output_dir=tmp_path)
+    demo, _ = build_app(settings, workspace=str(tmp_path / "ws"))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/file="
+        assert urllib.request.urlopen(url + str(tmp_path / "harmless.png"), timeout=10).status == 200
+        for secret in (home / ".ssh" / "id_ed25519", work / ".env"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(url + str(secret), timeout=10)
+            assert err.value.code in (403, 404), secret
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("megabytes, status", [(19, 200), (21, 413), (60, 413)])
+def test_uploads_over_20_mb_are_refused_with_413(public_app, megabytes, status):
+    import httpx
+
+    body = os.urandom(megabytes * 10**6)
+    reply = httpx.post(public_app[0] + "gradio_api/upload", files={"files": ("big.png", body)}, timeout=120)
+    assert reply.status_code == status, reply.text[:200]

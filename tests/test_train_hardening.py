@@ -308,3 +308,22 @@ write_atomically({str(out)!r}, 2, lambda f: write(f, True), {{}}, keep=3)
     assert verify_checkpoint(out / "checkpoints" / "step-00000001") is None
     write_atomically(out, 2, lambda f: (f / "trainer_state.json").write_text("{}"), {}, keep=3)
     assert not (out / "checkpoints" / ".tmp-step-00000002").exists()
+
+
+def test_sigterm_mid_run_writes_a_checkpoint_first(tiny_models, circles, tmp_path):
+    from train.checkpoint import complete_checkpoints
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(train_args(tiny_models, circles, out, "--checkpoint-every", "1000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (out / "progress.json").exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    stopped = [json.loads(line) for line in stdout.splitlines() if '"event": "stopped"' in line]
+    assert stopped and stopped[0]["step"] >= 1
+    checkpoints = complete_checkpoints(out)
+    assert [step for step, _ in checkpoints] == [stopped[0]["step"]]  # written at the step it stopped at
+    assert verify_checkpoint(checkpoints[0][1]) is None
