@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -106,6 +107,30 @@ def circles(tmp_path_factory):
     from train.shapes import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("fill50k"), 16, seed=0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched(public: bool, output_dir, workspace, **settings):
+    """The real app on a free localhost port, yielding its URL; closed afterwards."""
+    from app import build_app, launch_options
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    limits = {"limits": PUBLIC_LIMITS, "allow_local_paths": False} if public else {}
+    config = AppSettings(port=free_port(), public=public, output_dir=output_dir, **{**limits, **settings})
+    demo, _ = build_app(config, workspace=str(workspace))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(config))
+    try:
+        yield f"http://127.0.0.1:{config.port}/"
+    finally:
+        demo.close()
 
 
 class RawUI:

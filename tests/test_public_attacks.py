@@ -176,9 +176,9 @@ def test_work_cancelled_while_waiting_for_the_accelerator_never_starts(public_ap
             time.sleep(0.5)
             cancelled.set()
 
-    thread = threading.Thread(target=busy)
+    thread = threading.Thread(target=busy, daemon=True)
     thread.start()
-    holder_ready.wait()
+    assert holder_ready.wait(timeout=30)
     run = {"detect": lambda: studio.condition_map(UnitInput("photo", cond_map), should_stop=cancelled.is_set),
            "caption": lambda: studio.caption(cond_map, should_stop=cancelled.is_set),
            "generate": lambda: studio.generate([UnitInput("photo", cond_map)], num_inference_steps=1,
@@ -407,36 +407,24 @@ def test_an_mpo_photo_is_read_from_its_first_frame(client, tmp_path, astronaut):
 
 
 def test_a_public_deployment_without_stable_diffusion_serves_the_demo(tmp_path, monkeypatch):
-    import socket
-
+    from conftest import launched
     from gradio_client import Client, handle_file
 
-    from app import build_app, launch_options
     from cnet.demo import use_demo
-    from webui.settings import PUBLIC_LIMITS, AppSettings
 
     for name in [k for k in os.environ if k.startswith("CNET_")]:
         monkeypatch.delenv(name)
     if not use_demo():
         pytest.skip("Stable Diffusion is available here: the demo does not stand in")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = AppSettings(port=port, public=True, allow_local_paths=False, limits=PUBLIC_LIMITS,
-                           output_dir=tmp_path / "out")
-    demo, studio = build_app(settings, workspace=str(tmp_path / "ws"))
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
-    try:
-        yy, xx = np.mgrid[:64, :64]
-        ring = (np.abs(np.hypot(yy - 32, xx - 32) - 18) < 1.5).astype(np.uint8) * 255
-        path = png(tmp_path, "circle.png", Image.fromarray(np.stack([ring] * 3, -1)))
-        images, _, metadata = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+    yy, xx = np.mgrid[:64, :64]
+    ring = (np.abs(np.hypot(yy - 32, xx - 32) - 18) < 1.5).astype(np.uint8) * 255
+    path = png(tmp_path, "circle.png", Image.fromarray(np.stack([ring] * 3, -1)))
+    with launched(True, tmp_path / "out", tmp_path / "ws") as url:
+        images, _, metadata = Client(url, verbose=False).predict(
             handle_file(path), kind="scribble", prompt_mode="custom", prompt="red circle with blue background",
             steps=2, seed=0, api_name="/generate")
-        assert Image.open(images[0]["image"]).size == (64, 64)
-        assert metadata[0]["controlnets"][0]["model"].endswith("examples/shapes/controlnet")
-    finally:
-        demo.close()
+    assert Image.open(images[0]["image"]).size == (64, 64)
+    assert metadata[0]["controlnets"][0]["model"].endswith("examples/shapes/controlnet")
 
 
 # -- 10. no state per session beyond the runs in progress ------------------------------------------------------------
@@ -512,39 +500,25 @@ def test_the_safety_checker_runs_on_public_deployments_and_labels_what_it_blocks
 
 def test_the_gallery_labels_a_blocked_image(base_with_safety_checker, tiny_models, tmp_path, monkeypatch, raw_ui,
                                             map_path):
-    import socket
-
-    from app import build_app, launch_options
-    from webui.settings import PUBLIC_LIMITS, AppSettings
+    from conftest import launched
 
     monkeypatch.setenv("CNET_BASE_MODEL", str(base_with_safety_checker["flags-all"]))
     monkeypatch.setenv("CNET_CONTROLNET_SCRIBBLE", str(tiny_models[1]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = AppSettings(port=port, public=True, allow_local_paths=False, limits=PUBLIC_LIMITS,
-                           output_dir=tmp_path / "out")
-    demo, _ = build_app(settings, workspace=str(tmp_path / "ws"))
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
-    try:
-        ui = raw_ui(f"http://127.0.0.1:{port}/")
+    with launched(True, tmp_path / "out", tmp_path / "ws") as url:
+        ui = raw_ui(url)
         sketch = {"background": None, "layers": [], "composite": ui.upload(map_path), "id": None}
         reply = ui.call("generate", sketch=sketch, kind="scribble", steps=1, width=64, height=64)
-        assert reply["success"], reply
-        gallery = reply["output"]["data"][0]
-        assert gallery[0]["caption"].endswith("blocked by the safety checker")
-    finally:
-        demo.close()
+    assert reply["success"], reply
+    gallery = reply["output"]["data"][0]
+    assert gallery[0]["caption"].endswith("blocked by the safety checker")
 
 
 def test_secrets_are_never_served_even_inside_an_allowed_folder(tiny_models, tmp_path, monkeypatch):
     """~/.ssh and ./.env are blocked, and blocked beats allowed: here the allowed output folder contains both."""
-    import socket
     import urllib.error
     import urllib.request
 
-    from app import build_app, launch_options
-    from webui.settings import AppSettings
+    from conftest import launched
 
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".ssh").mkdir(parents=True)
@@ -555,21 +529,13 @@ def test_secrets_are_never_served_even_inside_an_allowed_folder(tiny_models, tmp
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(work)
     monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = AppSettings(port=port, public=True, allow_local_paths=False, output_dir=tmp_path)
-    demo, _ = build_app(settings, workspace=str(tmp_path / "ws"))
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
-    try:
-        url = f"http://127.0.0.1:{port}/gradio_api/file="
+    with launched(True, tmp_path, tmp_path / "ws") as base:
+        url = base + "gradio_api/file="
         assert urllib.request.urlopen(url + str(tmp_path / "harmless.png"), timeout=10).status == 200
         for secret in (home / ".ssh" / "id_ed25519", work / ".env"):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(url + str(secret), timeout=10)
             assert err.value.code in (403, 404), secret
-    finally:
-        demo.close()
 
 
 @pytest.mark.parametrize("megabytes, status", [(19, 200), (21, 413), (60, 413)])
@@ -579,3 +545,27 @@ def test_uploads_over_20_mb_are_refused_with_413(public_app, megabytes, status):
     body = os.urandom(megabytes * 10**6)
     reply = httpx.post(public_app[0] + "gradio_api/upload", files={"files": ("big.png", body)}, timeout=120)
     assert reply.status_code == status, reply.text[:200]
+
+
+def test_two_runs_in_the_same_second_with_the_same_seed_keep_both_images(tiny_models, cond_map, tmp_path,
+                                                                          monkeypatch):
+    import datetime
+
+    from webui.service import Studio, UnitInput
+    from webui.settings import AppSettings
+
+    class FrozenClock(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime(2026, 11, 27, 12, 0, 0)
+
+    monkeypatch.setattr("webui.service.datetime.datetime", FrozenClock)
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    studio = Studio(AppSettings(output_dir=tmp_path))
+    saved = [studio.generate([UnitInput("map", cond_map)], prompt_mode="custom", prompt=text, num_inference_steps=1,
+                             seed=5)[1][0] for text in ("a red circle", "a blue circle")]
+    assert [p.name for p in saved] == ["120000-5-0.png", "120000-5-2-0.png"]
+    from cnet.result import read_metadata
+
+    assert [read_metadata(p)["prompt"] for p in saved] == ["a red circle", "a blue circle"]

@@ -228,7 +228,12 @@ class Studio:
             key = hmac.new(self._secret, session.encode() or secrets.token_bytes(16), hashlib.sha256).hexdigest()
             folder = folder / "sessions" / key[:32]
             stem += "-" + secrets.token_hex(8)
-        paths = result.save(folder / now.date().isoformat(), stem=stem)
+        folder = folder / now.date().isoformat()
+        taken, n = stem, 1
+        while (folder / f"{taken}-0.png").exists():  # same second, same seed: never overwrite an earlier image
+            n += 1
+            taken = f"{stem}-{n}"
+        paths = result.save(folder, stem=taken)
         removed = prune_outputs(self.settings.output_dir, max_bytes=self.settings.output_max_mb * 2**20,
                                 max_age_seconds=self.settings.output_max_age_hours * 3600, keep=paths)
         if removed:
