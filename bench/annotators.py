@@ -1,25 +1,22 @@
 """Annotator latency at 512x512: `annotators.detect` against calling controlnet-aux (or OpenCV) directly.
 
 Weights are random but full-size (the real network shapes), built locally, so this runs offline:
-    python bench/annotators.py [--repeats 3] [--device cpu] [--only canny,mlsd]
+    python -m bench.annotators [--repeats 3] [--device cpu] [--only canny,mlsd]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from annotators import ANNOTATORS, ModelCache, detect  # noqa: E402
-from annotators.random_weights import AUX_NAMES, save_aux_weights, save_depth_anything, save_upernet  # noqa: E402
-from bench.common import median_seconds, record  # noqa: E402
+from annotators import ANNOTATORS, ModelCache, detect
+from annotators.random_weights import AUX_NAMES, save_aux_weights, save_depth_anything, save_upernet
+from bench.common import median_seconds, record
 
 # What a user of controlnet-aux would call for the same map.
 AUX_DIRECT = {"depth": ("MidasDetector", {}), "openpose": ("OpenposeDetector", {}),

@@ -1,7 +1,7 @@
 """Plot the "sudden convergence": fidelity (validation IoU) and loss against steps, for one or more runs.
 
-    python bench/convergence.py runs/shapes/controlnet-run --out docs/convergence.png
-    python bench/convergence.py RUN_A RUN_B --labels "batch 32" "batch 8 x 4 accumulation" --x samples --out cmp.png
+    python -m bench.convergence runs/shapes/controlnet-run --out docs/convergence.png
+    python -m bench.convergence RUN_A RUN_B --labels "batch 32" "batch 8 x 4 accumulation" --x samples --out cmp.png
 
 Reads each run's metrics.jsonl and validation.jsonl (written by train/loop.py).
 """
@@ -19,12 +19,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def rescore(run: Path, val: list[dict], config: dict) -> list[dict]:
     """Circle IoU recomputed from each saved [condition | image] grid and the dataset's first prompts."""
-    import sys
 
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from train.data import load_rows
     from train.validate import shapes_iou
 

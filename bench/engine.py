@@ -1,7 +1,7 @@
 """Engine benchmarks: overhead against a direct diffusers call, the skipped-ControlNet saving, model switching.
 
-    python bench/engine.py --preset tiny --resolution 64 --steps 20 --repeats 5
-    python bench/engine.py --preset sd15 --resolution 256 --steps 4 --repeats 3     # real SD1.5 shapes
+    python -m bench.engine --preset tiny --resolution 64 --steps 20 --repeats 5
+    python -m bench.engine --preset sd15 --resolution 256 --steps 4 --repeats 3     # real SD1.5 shapes
 
 Ratios come from one run with interleaved repetitions (medians), so a busy machine shifts both sides alike.
 """
@@ -12,17 +12,14 @@ import argparse
 import gc
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench.common import record  # noqa: E402
+from bench.common import record
 
 
 def rss_mb() -> float:

@@ -1,7 +1,7 @@
 """GPU benchmark (no internet needed, under 8 minutes on an H100): SD1.5 + ControlNet shapes with random weights.
 
-    python bench/gpu.py                       # 512x512, 20 DDIM steps, CFG 9, batch 1 and 4, fp16, training presets
-    python bench/gpu.py --tiny --device cpu   # the same code on the tiny model, to check it runs (CI does this)
+    python -m bench.gpu                       # 512x512, 20 DDIM steps, CFG 9, batch 1 and 4, fp16, training presets
+    python -m bench.gpu --tiny --device cpu   # the same code on the tiny model, to check it runs (CI does this)
 
 Inference: seconds per image and peak memory for plain diffusers (fp16, SDPA) against our engine's fast path
 (channels-last, skipped inactive ControlNet, optional torch.compile) and its low-VRAM mode (model CPU offload).
@@ -15,14 +15,11 @@ import argparse
 import functools
 import gc
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import machine, record  # noqa: E402
+from bench.common import machine, record
 
 
 def main() -> None:
@@ -115,10 +112,10 @@ def main() -> None:
 def train_rows(args, base: Path, work: Path, resolution: int) -> None:
     import torch
 
+    from shapes.data import write_dataset
     from train.config import TrainConfig
     from train.loop import train
     from train.presets import PRESETS
-    from train.shapes import write_dataset
 
     cuda = args.device.startswith("cuda")
     rows = []

@@ -1,6 +1,6 @@
 """Start-up: process start to the first page served by `python app.py` (models load lazily, so none are loaded).
 
-    python bench/startup.py [--repeats 5]
+    python -m bench.startup [--repeats 5]
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import record  # noqa: E402
+from bench.common import record
 
 ROOT = Path(__file__).resolve().parents[1]
 

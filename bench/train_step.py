@@ -1,7 +1,7 @@
 """Training-step time: `small` vs `default` mode, with and without precomputed latents, on one model, in one run.
 
-    python bench/train_step.py --preset sd15 --resolution 256 --steps 4      # real SD1.5 shapes (CPU: slow)
-    python bench/train_step.py --preset tiny --resolution 64 --steps 20      # the tiny test model
+    python -m bench.train_step --preset sd15 --resolution 256 --steps 4      # real SD1.5 shapes (CPU: slow)
+    python -m bench.train_step --preset tiny --resolution 64 --steps 20      # the tiny test model
 
 Each configuration trains `--steps` optimizer steps through the real loop (train/loop.py); the median of the step
 durations after the first (warm-up) is reported, with the ratio to the default mode without precomputation.
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import record  # noqa: E402
-from cnet.tiny import save_tiny_models  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.loop import train  # noqa: E402
-from train.shapes import write_dataset  # noqa: E402
+from bench.common import record
+from cnet.tiny import save_tiny_models
+from shapes.data import write_dataset
+from train.config import TrainConfig
+from train.loop import train
 
 CONFIGS = [("default", False), ("small", False), ("default", True), ("small", True)]
 

@@ -1,20 +1,17 @@
 """The built-in demo model: what runs when Stable Diffusion is not on this machine and cannot be fetched.
 
 A tiny Stable-Diffusion-shaped pipeline and its ControlNet, trained from scratch with this project's own code on
-coloured circles (examples/shapes/, recipe in examples/shapes/recipe.sh). It makes 64x64 images of one circle.
+coloured circles (the `shapes` package; recipe in examples/shapes/recipe.sh). It makes 64x64 images of one circle.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from shapes import DEMO_BASE, DEMO_CONTROLNET, DEMO_SIZE  # paths only: the demo package imports nothing heavy
 
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_BASE = ROOT / "examples" / "shapes" / "base"
-DEMO_CONTROLNET = ROOT / "examples" / "shapes" / "controlnet"
-DEMO_SIZE = 64
 DEMO_NOTICE = (
     "Stable Diffusion is not on this machine and the Hugging Face Hub is unreachable, so the built-in demo model "
     "is running: a tiny model trained from scratch on coloured circles (64x64). Draw a circle outline and prompt, "
@@ -44,3 +41,7 @@ def default_base_missing() -> bool:
 def use_demo() -> bool:
     """Fall back to the demo model? (SD1.5 is missing, and the demo is shipped.)"""
     return demo_available() and default_base_missing()
+
+
+__all__ = ["DEMO_BASE", "DEMO_CONTROLNET", "DEMO_NOTICE", "DEMO_SIZE", "demo_available", "default_base_missing",
+           "use_demo"]

@@ -104,7 +104,7 @@ def app_url(tiny_models, tiny_blip, tmp_path_factory):
 @pytest.fixture(scope="session")
 def circles(tmp_path_factory):
     """A Fill50K-layout folder of 16 circles from the project's own seeded generator."""
-    from train.shapes import write_dataset
+    from shapes.data import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("fill50k"), 16, seed=0)
 

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
     results = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "bench/gpu.py", "--tiny", "--device", "cpu", "--steps", "2", "--repeats",
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu", "--tiny", "--device", "cpu", "--steps", "2", "--repeats",
                            "1", "--batches", "1,2", "--train-steps", "3"], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

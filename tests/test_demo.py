@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ def test_the_controlnet_really_controls():
     prompt's colour (deterministic on CPU; the margins absorb other CPUs' rounding).
     """
     from cnet.engine import Engine
-    from cnet.eval import evaluate_shapes
+    from shapes.eval import evaluate_shapes
 
     engine = Engine(str(DEMO_BASE), device="cpu")
     controlled = evaluate_shapes(n=8, steps=10, strength=1.0, engine=engine)
@@ -45,7 +46,7 @@ def test_the_controlnet_really_controls():
 def test_dataset_generator_is_seeded_and_matches_its_prompts(tmp_path):
     from PIL import Image
 
-    from train.shapes import load_palette, write_dataset
+    from shapes.data import load_palette, write_dataset
 
     a = write_dataset(tmp_path / "a", 6, seed=3)
     b = write_dataset(tmp_path / "b", 6, seed=3)
@@ -65,7 +66,7 @@ def test_dataset_generator_is_seeded_and_matches_its_prompts(tmp_path):
 
 def test_base_pretraining_script_runs_a_few_steps(tmp_path):
     for stage in ("vae", "unet"):
-        proc = subprocess.run([sys.executable, "-m", "train.pretrain_base", stage, "--out", str(tmp_path / "base"),
+        proc = subprocess.run([sys.executable, "-m", "shapes", "pretrain", stage, "--out", str(tmp_path / "base"),
                                "--steps", "2", "--batch-size", "4"], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
     from diffusers import StableDiffusionPipeline
@@ -99,10 +100,10 @@ def test_cli_falls_back_with_a_notice(tmp_path):
 
     from PIL import Image
 
-    Image.open(DEMO_BASE.parent / "circle-0.png").save(tmp_path / "circle.png")
+    Image.open(Path(__file__).resolve().parents[1] / "examples" / "shapes" / "circle-0.png").save(tmp_path / "c.png")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNET_")}
     env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.run([sys.executable, "-m", "cnet", "generate", "--image", str(tmp_path / "circle.png"),
+    proc = subprocess.run([sys.executable, "-m", "cnet", "generate", "--image", str(tmp_path / "c.png"),
                            "--prompt", "red circle with blue background", "--steps", "3", "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

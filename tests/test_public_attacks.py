@@ -424,7 +424,7 @@ def test_a_public_deployment_without_stable_diffusion_serves_the_demo(tmp_path, 
             handle_file(path), kind="scribble", prompt_mode="custom", prompt="red circle with blue background",
             steps=2, seed=0, api_name="/generate")
     assert Image.open(images[0]["image"]).size == (64, 64)
-    assert metadata[0]["controlnets"][0]["model"].endswith("examples/shapes/controlnet")
+    assert metadata[0]["controlnets"][0]["model"].endswith("shapes/model/controlnet")
 
 
 # -- 10. no state per session beyond the runs in progress ------------------------------------------------------------

@@ -352,7 +352,7 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_models, cir
 
 
 def test_validation_draws_from_the_held_out_dataset(tiny_models, circles, tmp_path):
-    from train.shapes import write_dataset
+    from shapes.data import write_dataset
 
     held_out = write_dataset(tmp_path / "held-out", 3, seed=99)
     expected = [json.loads(line)["prompt"] for line in (held_out / "prompt.json").read_text().splitlines()][:2]

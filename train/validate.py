@@ -31,7 +31,7 @@ def canny_f1(generated: Image.Image, condition: Image.Image, prompt: str = "", t
 def shapes_iou(generated: Image.Image, condition: Image.Image, prompt: str) -> float:
     """The demo domain's score: IoU of the generated circle (pixels nearer the prompt's circle colour than its
     background colour) with the circle the outline encloses."""
-    from .shapes import filled_from_outline, iou, load_palette, parse_prompt, segment
+    from shapes.data import filled_from_outline, iou, load_palette, parse_prompt, segment
 
     colours = parse_prompt(prompt)
     if colours is None:  # an empty prompt names no colours: nothing to segment against

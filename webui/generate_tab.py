@@ -36,7 +36,10 @@ def annotators_for(kind: str) -> list[tuple[str, str]]:
 
 
 def load_examples() -> dict[str, list[list[str]]]:
-    """examples/examples.json as rows for gr.Examples: [image path, kind, prompt mode, prompt]."""
+    """examples/examples.json as rows for gr.Examples: [image path, kind, prompt mode, prompt]. None in an installed
+    copy without the repository's examples/ folder."""
+    if not (EXAMPLES / "examples.json").is_file():
+        return {}
     table = json.loads((EXAMPLES / "examples.json").read_text())
     return {group: [[str(EXAMPLES / row["image"]), row["kind"], row["prompt_mode"], row["prompt"]] for row in rows]
             for group, rows in table.items()}
@@ -143,14 +146,13 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
             metadata = gr.JSON(label="Metadata of the first image")
 
     examples = load_examples()
+    # The demo model only knows circles: offer circles.
+    groups = [("demo", "Demo model examples (circle outlines)")] if studio.demo_mode else \
+        [("photos", "Example photos"), ("sketches", "Example sketches (drawn on paper)")]
     with gr.Row():
-        if studio.demo_mode:  # the demo model only knows circles: offer circles
-            gr.Examples(examples["demo"], [photo, kind, prompt_mode, prompt],
-                        label="Demo model examples (circle outlines)")
-        else:
-            gr.Examples(examples["photos"], [photo, kind, prompt_mode, prompt], label="Example photos")
-            gr.Examples(examples["sketches"], [photo, kind, prompt_mode, prompt],
-                        label="Example sketches (drawn on paper)")
+        for group, label in groups:
+            if examples.get(group):
+                gr.Examples(examples[group], [photo, kind, prompt_mode, prompt], label=label)
 
     # -- small UI reactions (no queue: they never touch a model) ----------------------------------------------------
     for tab, name in ((draw_tab, "draw"), (photo_tab, "photo"), (map_tab, "map")):

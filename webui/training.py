@@ -92,7 +92,7 @@ class TrainingManager:
     def demo_settings(self) -> tuple[str, dict[str, Any]]:
         """The quick start: (run name, settings) that train the demo ControlNet on circles, as the shipped one was
         (examples/shapes/recipe.sh). Writes the circles datasets into the workspace the first time."""
-        from train.shapes import write_dataset
+        from shapes.data import write_dataset
 
         self.ensure_allowed()  # it writes datasets: the same rule as starting a run
         data = self.workspace / "datasets" / "circles"
@@ -100,7 +100,7 @@ class TrainingManager:
         if not (data / "prompt.json").exists():
             write_dataset(data, 2000, seed=1)
         if not (held_out / "prompt.json").exists():
-            write_dataset(held_out, 16, seed=12345)  # the evaluation's held-out circles (cnet/eval.py)
+            write_dataset(held_out, 16, seed=12345)  # the evaluation's held-out circles (shapes/eval.py)
         # At this learning rate the outlines are followed after ~1,500 steps: about half an hour on a laptop CPU.
         return "demo-circles", {
             "base_model": str(DEMO_BASE), "dataset": str(data), "validation_dataset": str(held_out),

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-runs/shapes}
-python -u -m train --base-model examples/shapes/base --dataset "$work/data" --output-dir "$work/accum-4" \
+python -u -m train --base-model shapes/model/base --dataset "$work/data" --output-dir "$work/accum-4" \
   --resolution 64 --batch-size 32 --grad-accum 4 --lr 1e-3 --max-steps 500 --empty-prompt-prob 0.5 \
   --checkpoint-every 100 --validate-every 50 --validation-dataset "$work/heldout" --num-validation 16 \
   --validation-steps 20 --validation-guidance 5.0 --fidelity shapes --log-every 10 --seed 0

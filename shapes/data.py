@@ -14,12 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-PALETTE_FILE = Path(__file__).resolve().parents[1] / "examples" / "shapes" / "palette.json"
+from . import PALETTE_FILE
+
 SIZE = 64
 
 
 def load_palette(path: str | Path = PALETTE_FILE) -> dict[str, tuple[int, int, int]]:
-    """Colour names to RGB, from examples/shapes/palette.json."""
+    """Colour names to RGB, from shapes/palette.json."""
     return {name: tuple(rgb) for name, rgb in json.loads(Path(path).read_text()).items()}
 
 
@@ -129,3 +130,18 @@ def filled_from_outline(condition: np.ndarray) -> np.ndarray:
     radius = np.sqrt(max(cx**2 + cy**2 - f, 0.0))
     cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
     return mask.astype(bool)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m shapes dataset DIR --rows N --seed S`: write a Fill50K-layout folder of circles."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m shapes dataset", description=write_dataset.__doc__)
+    parser.add_argument("folder")
+    parser.add_argument("--rows", type=int, default=2000, help="how many circles (default 2000)")
+    parser.add_argument("--seed", type=int, default=1, help="names the whole dataset; the held-out set uses 12345")
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error(f"--rows={args.rows} must be at least 1")
+    print(write_dataset(args.folder, args.rows, seed=args.seed))
+    return 0

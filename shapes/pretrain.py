@@ -1,10 +1,10 @@
-"""Pre-train the tiny demo base model from scratch on the circles domain (train/shapes.py).
+"""Pre-train the tiny demo base model from scratch on the circles domain (shapes/data.py).
 
 This is a tiny text-to-image pre-training, outside the ControlNet trainer: real diffusers/transformers classes
 (AutoencoderKL, UNet2DConditionModel, CLIPTextModel, CLIPTokenizer), trained on data drawn on the fly.
 
-    python -m train.pretrain_base vae  --out examples/shapes/base --steps 4000 --seed 0
-    python -m train.pretrain_base unet --out examples/shapes/base --steps 12000 --seed 0
+    python -m shapes pretrain vae  --out shapes/model/base --steps 4000 --seed 0
+    python -m shapes pretrain unet --out shapes/model/base --steps 12000 --seed 0
 
 The second stage reads the VAE the first one saved, then writes a complete StableDiffusionPipeline folder.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .shapes import load_palette, sample_batch
+from .data import load_palette, sample_batch
 
 # Every word the prompts use: each becomes a single token (cnet.tiny.clip_vocabulary).
 MAX_TOKENS = 8  # "<colour> circle with <colour> background" is 5 words + start/end tokens
@@ -148,7 +148,8 @@ def train_unet(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 1e
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m shapes pretrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("vae", "unet"))
     parser.add_argument("--out", required=True, help="the base model folder (diffusers layout)")
     parser.add_argument("--steps", type=int, required=True)

@@ -1,4 +1,4 @@
-"""`python -m cnet.eval shapes`: how well the demo ControlNet controls, on held-out circles.
+"""`python -m shapes eval`: how well the demo ControlNet controls, on held-out circles.
 
 For each held-out circle (seeded, never in training) we generate with DDIM (20 steps), strength 1.0 and CFG 5 (and
 9.0, the paper's), segment the generated circle (pixels nearer the prompt's circle colour than its background
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .demo import DEMO_BASE, DEMO_CONTROLNET
+from . import DEMO_BASE, DEMO_CONTROLNET
 
 HELDOUT_SEED = 12345  # training data uses seed 1; this seed's circles are never trained on
 
@@ -26,10 +26,10 @@ def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_
                     steps: int = 20, guidance: float = 5.0, strength: float = 1.0, seed: int = HELDOUT_SEED,
                     engine: Any = None) -> dict[str, Any]:
     """Median IoU, share with IoU > 0.5, and share with the right circle colour, over `n` held-out circles."""
-    from train.shapes import draw, iou, load_palette, nearest_colour, random_circle, segment
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
 
-    from .engine import Engine
-    from .request import ControlUnit, GenerationRequest
+    from .data import draw, iou, load_palette, nearest_colour, random_circle, segment
 
     engine = engine or Engine(str(base), device="cpu")
     palette = load_palette()
@@ -53,15 +53,14 @@ def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cnet.eval", description=__doc__)
-    parser.add_argument("domain", choices=["shapes"])
+    parser = argparse.ArgumentParser(prog="python -m shapes eval", description=__doc__)
     parser.add_argument("--base", default=str(DEMO_BASE))
     parser.add_argument("--controlnet", default=str(DEMO_CONTROLNET))
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    from .engine import Engine
+    from cnet.engine import Engine
 
     engine = Engine(args.base, device="cpu")
     rows = []
