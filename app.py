@@ -64,12 +64,9 @@ def harden_image_decoding() -> None:
 
 def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.Blocks, Studio]:
     """The Blocks app and its back end; nothing is loaded until a request needs it."""
-    import webui.errors
 
     harden_image_decoding()
-    webui.errors.SHOW_DETAILS = not settings.public
-    studio = Studio(settings)
-    studio.training = TrainingManager(settings, workspace)
+    studio = Studio(settings, training=TrainingManager(settings, workspace))
     gpu = gpu_decorator()
     # Gradio's upload cache is swept hourly of files older than a day.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:

@@ -8,8 +8,6 @@ names) and how to run it on an RGB array already resized to the detection resolu
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,6 +15,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from cnet.cache import LRUCache
+from cnet.env import env_int
 
 ANNOTATORS_REPO = "lllyasviel/Annotators"
 ANNOTATORS_ENV = "CNET_ANNOTATORS"  # a local folder (or another repo) holding lllyasviel/Annotators' files
@@ -76,7 +77,6 @@ class Annotator:
     detect_resolution: int = 512
     interpolation: int = cv2.INTER_LINEAR  # how the map is resized to the output size
     takes_drawing: bool = False  # gets the raw canvas (with transparency) instead of a photo
-    extra: bool = False  # an addition beyond the original apps, labelled as such
 
     @property
     def needs_weights(self) -> bool:
@@ -242,32 +242,14 @@ def get_annotator(name: str) -> Annotator:
         raise AnnotatorError(f"annotator={name!r} is unknown; choose one of {sorted(ANNOTATORS)}") from None
 
 
-class ModelCache:
-    """Loaded detectors, at most `capacity` at once (default 1: only one heavy annotator is resident)."""
+class ModelCache(LRUCache):
+    """Loaded detectors, at most `capacity` at once (default 1, CNET_ANNOTATOR_CACHE: one heavy annotator)."""
 
     def __init__(self, capacity: int | None = None) -> None:
-        self.capacity = max(1, capacity or int(os.environ.get("CNET_ANNOTATOR_CACHE", 1)))
-        self._models: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(capacity or env_int("CNET_ANNOTATOR_CACHE", 1, 1, 64))
 
-    def get(self, annotator: Annotator, location: str, device: str) -> Any:
-        key = (annotator.name, location, device)
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-            while len(self._models) >= self.capacity:  # free memory before loading the next one
-                self._models.popitem(last=False)
-                _free_accelerator_memory()
-            self._models[key] = _load(annotator, location, device)
-            return self._models[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-
-    def __len__(self) -> int:
-        return len(self._models)
+    def get(self, annotator: Annotator, location: str, device: str) -> Any:  # type: ignore[override]
+        return super().get((annotator.name, location, device), lambda: _load(annotator, location, device))
 
 
 def _load(annotator: Annotator, location: str, device: str) -> Any:
@@ -281,16 +263,3 @@ def _load(annotator: Annotator, location: str, device: str) -> Any:
         hint = f" (a folder must hold {ANNOTATORS_REPO}'s file names)" if annotator.env_var == ANNOTATORS_ENV else ""
         raise AnnotatorError(f"{annotator.name}: could not load weights from {location!r}: "
                              f"{type(err).__name__}: {err}{hint}") from err
-
-
-def _free_accelerator_memory() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass

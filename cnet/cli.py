@@ -83,7 +83,7 @@ def _detect(kind_name: str, photo):
     from annotators import detect
 
     kind = KINDS[kind_name]
-    return detect(kind.annotator, photo, **kind.annotator_params)
+    return detect(kind.annotator, photo)  # the annotator registry holds the defaults
 
 
 def _generate(args: argparse.Namespace) -> list[Path]:

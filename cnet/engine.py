@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
 
+from .cache import LRUCache, free_accelerator_memory
 from .captioner import Captioner
+from .env import env_flag
 from .fastpath import skip_inactive_controlnet
-from .kinds import BASE_MODEL_ENV, KINDS, base_model_source
+from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .models import (
     ModelSource,
     ModelUnavailableError,
@@ -61,13 +62,6 @@ class GenerationFailed(RuntimeError):
     """The run could not produce valid images (out of memory, NaN); the message says what to try."""
 
 
-def _flag(name: str, default: bool) -> bool:
-    import os
-
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
-
-
 # "sequential" (diffusers' layer-by-layer offload) is left out: with transformers 5's CLIP text encoder its
 # accelerate hooks fail on re-entry in our tests, and model offload already fits SD1.5 in 4 GB.
 OFFLOAD_MODES = ("none", "model")
@@ -105,17 +99,6 @@ def is_out_of_memory(err: BaseException) -> bool:
     text = str(err).lower()
     return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
                                               or "defaultcpuallocator" in text)
-
-
-def _free_memory(device: str) -> None:
-    """Give cached accelerator memory back after a run, so that a failed run does not starve the next one."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def make_scheduler(name: str, base_config: Any) -> Any:
@@ -163,9 +146,9 @@ class Engine:
         self.max_cached_controlnets = max(1, max_cached_controlnets)
         self.skip_inactive_controlnet = skip_inactive_controlnet
         on_gpu = self.device.startswith("cuda")
-        self.channels_last = _flag("CNET_CHANNELS_LAST", on_gpu) if channels_last is None else channels_last
-        self.compile = _flag("CNET_COMPILE", False) if compile is None else compile
-        self.vae_tiling = _flag("CNET_VAE_TILING", False) if vae_tiling is None else vae_tiling
+        self.channels_last = env_flag("CNET_CHANNELS_LAST", on_gpu) if channels_last is None else channels_last
+        self.compile = env_flag("CNET_COMPILE") if compile is None else compile
+        self.vae_tiling = env_flag("CNET_VAE_TILING") if vae_tiling is None else vae_tiling
         self.offload = _offload_mode(offload)
         if self.offload != "none" and self.compile:
             raise ValueError(f"compile=True cannot be combined with offload={self.offload!r}: compiled models must "
@@ -173,7 +156,7 @@ class Engine:
         self.captioner = Captioner(caption_model, device=self.device,
                                    dtype=self.dtype if self.device != "cpu" else None)
         self._base: dict[str, Any] | None = None
-        self._controlnets: OrderedDict[str, Any] = OrderedDict()
+        self._controlnets = LRUCache(self.max_cached_controlnets)
         self._load_lock = threading.RLock()
         self._run_lock = threading.Lock()
 
@@ -201,27 +184,24 @@ class Engine:
                 self._base = dict(pipe.components)
             return self._base
 
-    def load_controlnet(self, spec: str, env_var: str | None = None) -> Any:
+    def load_controlnet(self, spec: str | ModelSource, env_var: str | None = None) -> Any:
         """Load (or fetch from the cache) the ControlNet at `spec`, on this engine's device and dtype."""
         with self._load_lock:
-            if spec in self._controlnets:
-                self._controlnets.move_to_end(spec)
-                return self._controlnets[spec]
-            from diffusers import ControlNetModel
+            return self._controlnets.get(spec, lambda: self._build_controlnet(spec, env_var))
 
-            source = parse_model_source(spec, what="controlnet")
-            model = self._load(ControlNetModel, source, env_var, dtype=self.dtype).eval()
-            if self.offload == "none":
-                model.to(self.device)
-            model.to(memory_format=_memory_format(self.channels_last))
-            if self.skip_inactive_controlnet:
-                skip_inactive_controlnet(model)
-            if self.compile:
-                model = _compile(model)
-            self._controlnets[spec] = model
-            while len(self._controlnets) > self.max_cached_controlnets:
-                self._controlnets.popitem(last=False)
-            return model
+    def _build_controlnet(self, spec: str | ModelSource, env_var: str | None) -> Any:
+        from diffusers import ControlNetModel
+
+        source = parse_model_source(spec, what="controlnet")
+        model = self._load(ControlNetModel, source, env_var, dtype=self.dtype).eval()
+        if self.offload == "none":
+            model.to(self.device)
+        model.to(memory_format=_memory_format(self.channels_last))
+        if self.skip_inactive_controlnet:
+            skip_inactive_controlnet(model)
+        if self.compile:
+            model = _compile(model)
+        return model
 
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
         if source.kind != "file":
@@ -235,7 +215,7 @@ class Engine:
             raise ModelUnavailableError(
                 f"Could not load the single-file checkpoint {source.location!r}: {err}. Single files need their "
                 "architecture config: keep the matching diffusers model cached (e.g. `hf download "
-                "stable-diffusion-v1-5/stable-diffusion-v1-5 --include '*.json' '*.txt'`) or pass "
+                f"{DEFAULT_BASE_MODEL} --include '*.json' '*.txt'`) or pass "
                 "single_file_config / --single-file-config pointing at a diffusers folder."
             ) from err
 
@@ -326,7 +306,7 @@ class Engine:
                 output_type="np",
                 ), request, width, height)
             except BaseException:
-                _free_memory(self.device)  # a failed run must not starve the next one
+                free_accelerator_memory()  # a failed run must not starve the next one
                 raise
         images = pipe.numpy_to_pil(output.images)  # the conversion diffusers itself applies for output_type="pil"
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
@@ -349,13 +329,19 @@ class Engine:
             raise GenerationFailed(
                 f"Out of {self.device} memory at {width}x{height} with {request.num_images} image(s) and "
                 f"{len(request.units)} ControlNet(s). Try fewer images, a smaller size or one ControlNet"
-                + ("; on small GPUs set CNET_DTYPE=float16" if self.dtype is not None else "") + "."
+                + ("; on a GPU, CNET_DTYPE=float16 halves the weights" if self._full_precision_on_gpu() else "")
+                + "."
             ) from err
         if not np.isfinite(output.images).all():
             raise GenerationFailed(
                 f"The model produced invalid numbers (NaN) in {self.dtype} on {self.device}: the image would be "
                 "black. Try CNET_DTYPE=float32 or bfloat16, or a VAE that is stable in half precision.")
         return output
+
+    def _full_precision_on_gpu(self) -> bool:
+        import torch
+
+        return self.dtype == torch.float32 and not self.device.startswith("cpu")
 
     def _metadata(self, request: GenerationRequest, prompt: str, caption: str | None, width: int,
                   height: int) -> dict[str, Any]:

@@ -18,23 +18,28 @@ def skip_inactive_controlnet(controlnet: Any) -> Any:
     """
     if getattr(controlnet, "_cnet_skips_inactive", False):
         return controlnet
-    from diffusers.models.controlnets.controlnet import ControlNetOutput
-
     original = controlnet.forward
-    shapes: dict[tuple, tuple[list[Any], Any]] = {}
+    # Per input shape: the residual shapes and the output class, both learnt from a real call (so no import path
+    # of diffusers' output class is relied on).
+    shapes: dict[tuple, tuple[list[Any], Any, type]] = {}
 
     def forward(sample: Any, timestep: Any, encoder_hidden_states: Any, controlnet_cond: Any,
                 conditioning_scale: float = 1.0, *args: Any, return_dict: bool = True, **kwargs: Any) -> Any:
         key = (tuple(sample.shape), sample.dtype, str(sample.device), bool(kwargs.get("guess_mode", False)))
-        if not args and isinstance(conditioning_scale, (int, float)) and conditioning_scale == 0 and key in shapes:
-            down_shapes, mid_shape = shapes[key]
+        known = shapes.get(key)
+        if not args and isinstance(conditioning_scale, (int, float)) and conditioning_scale == 0 and known and \
+                (not return_dict or known[2] is not tuple):
+            down_shapes, mid_shape, output_class = known
             down = [sample.new_zeros(s) for s in down_shapes]
             mid = sample.new_zeros(mid_shape)
-            return ControlNetOutput(down, mid) if return_dict else (down, mid)
+            if not return_dict:
+                return down, mid
+            return output_class(down_block_res_samples=down, mid_block_res_sample=mid)
         out = original(sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale, *args,
                        return_dict=return_dict, **kwargs)
         down, mid = (out.down_block_res_samples, out.mid_block_res_sample) if return_dict else out
-        shapes[key] = ([d.shape for d in down], mid.shape)
+        if return_dict or key not in shapes:
+            shapes[key] = ([d.shape for d in down], mid.shape, type(out) if return_dict else tuple)
         return out
 
     controlnet.forward = forward

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -19,15 +19,14 @@ BASE_MODEL_ENV = "CNET_BASE_MODEL"
 class ConditionKind:
     """One kind of spatial condition.
 
-    `annotator` is the name of the annotator that makes this kind's map from a photo; `annotator_params` are its
-    defaults (read-only). `env_var` lets an operator point the kind at another ControlNet.
+    `annotator` is the name of the annotator that makes this kind's map from a photo (the annotator registry holds
+    its settings and their defaults). `env_var` lets an operator point the kind at another ControlNet.
     """
 
     name: str
     controlnet: str
     annotator: str
     description: str
-    annotator_params: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def env_var(self) -> str:
@@ -38,32 +37,24 @@ class ConditionKind:
         return os.environ.get(self.env_var) or self.controlnet
 
 
-def _kind(name: str, controlnet: str, annotator: str, description: str, **params: object) -> ConditionKind:
-    return ConditionKind(name, controlnet, annotator, description, MappingProxyType(dict(params)))
+def _kind(name: str, controlnet: str, annotator: str, description: str) -> ConditionKind:
+    return ConditionKind(name, controlnet, annotator, description)
 
 
 KINDS: Mapping[str, ConditionKind] = MappingProxyType(
     {
         k.name: k
         for k in (
-            _kind("canny", "lllyasviel/control_v11p_sd15_canny", "canny", "Canny edges, white on black",
-                  detect_resolution=512, low_threshold=100, high_threshold=200),
-            _kind("depth", "lllyasviel/control_v11f1p_sd15_depth", "depth", "Depth map (MiDaS), near is bright",
-                  detect_resolution=384),
-            _kind("openpose", "lllyasviel/control_v11p_sd15_openpose", "openpose", "OpenPose body skeleton",
-                  detect_resolution=512),
+            _kind("canny", "lllyasviel/control_v11p_sd15_canny", "canny", "Canny edges, white on black"),
+            _kind("depth", "lllyasviel/control_v11f1p_sd15_depth", "depth", "Depth map (MiDaS), near is bright"),
+            _kind("openpose", "lllyasviel/control_v11p_sd15_openpose", "openpose", "OpenPose body skeleton"),
             _kind("scribble", "lllyasviel/control_v11p_sd15_scribble", "scribble",
-                  "User scribble: white strokes on black", detect_resolution=512),
-            _kind("softedge", "lllyasviel/control_v11p_sd15_softedge", "softedge", "Soft edges (HED / PiDiNet)",
-                  detect_resolution=512),
-            _kind("mlsd", "lllyasviel/control_v11p_sd15_mlsd", "mlsd", "Straight lines (M-LSD)",
-                  detect_resolution=512),
-            _kind("lineart", "lllyasviel/control_v11p_sd15_lineart", "lineart", "Line art drawing",
-                  detect_resolution=512),
-            _kind("normal", "lllyasviel/control_v11p_sd15_normalbae", "normal", "Surface normals (NormalBae)",
-                  detect_resolution=384),
-            _kind("seg", "lllyasviel/control_v11p_sd15_seg", "seg", "Semantic segmentation (ADE20K colours)",
-                  detect_resolution=512),
+                  "User scribble: white strokes on black"),
+            _kind("softedge", "lllyasviel/control_v11p_sd15_softedge", "softedge", "Soft edges (HED / PiDiNet)"),
+            _kind("mlsd", "lllyasviel/control_v11p_sd15_mlsd", "mlsd", "Straight lines (M-LSD)"),
+            _kind("lineart", "lllyasviel/control_v11p_sd15_lineart", "lineart", "Line art drawing"),
+            _kind("normal", "lllyasviel/control_v11p_sd15_normalbae", "normal", "Surface normals (NormalBae)"),
+            _kind("seg", "lllyasviel/control_v11p_sd15_seg", "seg", "Semantic segmentation (ADE20K colours)"),
         )
     }
 )

@@ -73,11 +73,10 @@ def parse_model_source(spec: str | ModelSource, *, what: str = "model") -> Model
     looks_local = spec.startswith(("/", ".", "~")) or spec.endswith(SINGLE_FILE_SUFFIXES) or spec.count("/") > 1
     if looks_local:
         raise ValueError(f"{what}={spec!r}: no such file or folder")
-    repo, _, revision = spec.partition("@")
-    parts = repo.split("/")
-    if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
-        raise ValueError(f"{what}={spec!r} is neither a local path nor a Hub id of the form owner/name")
-    return ModelSource(spec, "hub", revision or None)
+    try:
+        return parse_hub_id(spec, what=what)
+    except ValueError:
+        raise ValueError(f"{what}={spec!r} is neither a local path nor a Hub id of the form owner/name") from None
 
 
 def hub_is_offline() -> bool:

@@ -3,8 +3,8 @@
 This is a tiny text-to-image pre-training, outside the ControlNet trainer: real diffusers/transformers classes
 (AutoencoderKL, UNet2DConditionModel, CLIPTextModel, CLIPTokenizer), trained on data drawn on the fly.
 
-    python -m shapes pretrain vae  --out shapes/model/base --steps 4000 --seed 0
-    python -m shapes pretrain unet --out shapes/model/base --steps 12000 --seed 0
+    python -m shapes pretrain vae  --out shapes/model/base --steps 1200 --seed 0    (the recipe's 1,200 and 4,500:
+    python -m shapes pretrain unet --out shapes/model/base --steps 4500 --seed 0     examples/shapes/recipe.sh)
 
 The second stage reads the VAE the first one saved, then writes a complete StableDiffusionPipeline folder.
 """

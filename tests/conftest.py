@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-# Tests never reach the network: an uncached model must fail at once.
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Hermetic: no network (an uncached model fails at once) and an empty Hugging Face cache of our own, so a model this
+# machine happens to have cached (Stable Diffusion 1.5, say) changes nothing. Set before anything imports
+# huggingface_hub, which reads them once; subprocesses inherit them.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cnet-tests-hf-home-")
+os.environ.pop("HF_HUB_CACHE", None)
+os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 

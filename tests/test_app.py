@@ -101,6 +101,7 @@ def test_bad_detect_parameters_and_non_images_are_refused(client, tmp_path, map_
         client.predict(handle_file(str(map_file)), params_json="{", api_name="/detect")
 
 
+@pytest.mark.slow
 def test_app_module_imports_without_loading_models():
     code = ("import sys, app; heavy = [m for m in ('torch', 'diffusers', 'transformers', 'controlnet_aux') "
             "if m in sys.modules]; print(heavy)")

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,3 +20,6 @@ def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
     assert "## Inference, tiny at 64x64, 2 DDIM steps, CFG 9, float32" in text
     assert "| plain diffusers | 1 |" in text and "| cnet fast path | 2 |" in text
     assert "## Training, tiny at 64x64, per memory preset" in text and "| cpu | 2 x 1 |" in text
+
+
+pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not

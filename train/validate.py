@@ -42,7 +42,7 @@ def shapes_iou(generated: Image.Image, condition: Image.Image, prompt: str) -> f
     return iou(segment(image, palette[colours[0]], palette[colours[1]]), truth)
 
 
-FIDELITY = {"canny": canny_f1, "shapes": shapes_iou}
+FIDELITY = {"canny": canny_f1, "shapes": shapes_iou}  # keys: train.config.FIDELITIES
 
 
 def grid(rows: list[list[Image.Image]]) -> Image.Image:

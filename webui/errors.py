@@ -14,7 +14,6 @@ from cnet.models import ModelUnavailableError
 from cnet.request import RequestError
 
 log = logging.getLogger("cnet.app")
-SHOW_DETAILS = True  # app.build_app turns this off on public deployments: no internals in error messages
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,10 +48,19 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise gr.Error("The server ran out of memory for this request; try a smaller size or fewer images.",
                                title="Out of memory") from None
             log.exception("request failed")
-            detail = f" ({type(err).__name__}: {err})" if SHOW_DETAILS else ""
+            detail = f" ({type(err).__name__}: {err})" if _show_details() else ""
             raise gr.Error(f"The server could not finish this request{detail}.", title="Error") from None
 
     return wrapper
+
+
+def _show_details() -> bool:
+    """Internals (an exception's type and text) only where the app shows Gradio's own errors too: not on public
+    deployments, which launch with show_error=False (app.launch_options)."""
+    from gradio.context import LocalContext
+
+    blocks = LocalContext.blocks.get(None)
+    return bool(getattr(blocks, "show_error", False))
 
 
 def _is_ours(err: PermissionError) -> bool:

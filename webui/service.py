@@ -31,7 +31,6 @@ from .settings import AppSettings
 
 Source = Literal["draw", "photo", "map"]
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
-USER_ERRORS = (RequestError, AnnotatorError, ImageInputError, ValueError)
 StopCheck = Callable[[], bool]
 log = logging.getLogger("cnet.app")
 
@@ -85,14 +84,14 @@ class Studio:
     a denoising step, or does not start at all when it was still waiting for the lock.
     """
 
-    def __init__(self, settings: AppSettings) -> None:
+    def __init__(self, settings: AppSettings, training: Any = None) -> None:
         self.settings = settings
         self._engine: Any = None
         self._engine_lock = threading.Lock()
         self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
         self._stop_flags: dict[str, threading.Event] = {}  # only runs in progress: bounded by the queue
         self._secret = secrets.token_bytes(32)  # names each public session's output folder; new each start
-        self.training: Any = None  # webui.training.TrainingManager, set by app.build_app
+        self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
 
     @property
@@ -167,10 +166,9 @@ class Studio:
             raise AnnotatorError(f"annotator={name!r} is unknown; choose one of {sorted(ANNOTATORS)}")
         # A drawing has no detector settings; a photo's are checked by its annotator (unknown names are errors).
         params = {} if unit.source == "draw" else dict(unit.params)
-        resolution = unit.detect_resolution or kind.annotator_params.get("detect_resolution")
         with self._accelerator:
             _raise_if_stopped(should_stop, "detection")
-            made = detect(name, image, detect_resolution=resolution, width=width, height=height,
+            made = detect(name, image, detect_resolution=unit.detect_resolution, width=width, height=height,
                           max_side=self.settings.limits.max_side, **params)
         return made, (None if unit.source == "draw" else Image.fromarray(to_rgb_array(image)))
 

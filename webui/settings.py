@@ -6,20 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cnet.env import env_flag, env_int
 from cnet.request import Limits
-
-
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    try:
-        value = int(os.environ.get(name, default))
-    except ValueError:
-        value = default
-    return max(low, min(high, value))
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
 
 # A public deployment (a Space, or --public) gets tighter bounds: one visitor must not hold the GPU for minutes.
 PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2, max_prompt_chars=2000)
@@ -46,18 +34,18 @@ class AppSettings:
     def from_env(cls, **overrides: object) -> AppSettings:
         """Read CNET_* variables (and Spaces' SPACE_ID); keyword overrides (from flags) win."""
         on_space = bool(os.environ.get("SPACE_ID"))
-        public = bool(overrides.pop("public", None)) or _env_flag("CNET_PUBLIC") or on_space
+        public = bool(overrides.pop("public", None)) or env_flag("CNET_PUBLIC") or on_space
         settings = cls(
             host="0.0.0.0" if public or on_space else os.environ.get("CNET_HOST", "127.0.0.1"),
-            port=_env_int("CNET_PORT", int(os.environ.get("GRADIO_SERVER_PORT", 7860)), 1, 65535),
-            share=_env_flag("CNET_SHARE"),
+            port=env_int("CNET_PORT", int(os.environ.get("GRADIO_SERVER_PORT", 7860)), 1, 65535),
+            share=env_flag("CNET_SHARE"),
             public=public,
-            allow_local_paths=not public or _env_flag("CNET_ALLOW_LOCAL_PATHS"),
-            max_queue=_env_int("CNET_MAX_QUEUE", 16, 1, 256),
+            allow_local_paths=not public or env_flag("CNET_ALLOW_LOCAL_PATHS"),
+            max_queue=env_int("CNET_MAX_QUEUE", 16, 1, 256),
             output_dir=Path(os.environ.get("CNET_OUTPUT_DIR", "outputs")),
             # A public Space keeps a day of results in at most 1 GB; a laptop keeps 20 GB, with no age limit.
-            output_max_mb=_env_int("CNET_OUTPUT_MAX_MB", 1000 if public else 20_000, 0, 10**7),
-            output_max_age_hours=_env_int("CNET_OUTPUT_MAX_AGE_HOURS", 24 if public else 0, 0, 10**6),
+            output_max_mb=env_int("CNET_OUTPUT_MAX_MB", 1000 if public else 20_000, 0, 10**7),
+            output_max_age_hours=env_int("CNET_OUTPUT_MAX_AGE_HOURS", 24 if public else 0, 0, 10**6),
             limits=PUBLIC_LIMITS if public else Limits(),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -5,11 +5,12 @@ Runs are subprocesses (`accelerate launch -m train`) managed by webui/training.p
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
-from train.config import TrainConfig
+from train.config import PRECISIONS, TrainConfig
 from train.presets import PRESETS
 
 from .errors import user_errors
@@ -29,98 +30,108 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
     if not manager.allowed:
         gr.Markdown("**Training is off on this public deployment.** Run the app locally, or its operator can set "
                     "`CNET_ALLOW_TRAINING=1`.")
+    ui = SimpleNamespace()
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
-            name = gr.Textbox(value="my-controlnet", label="Run name (folder under workspace/runs)")
-            base_model = gr.Textbox(value=DEFAULTS.base_model, label="Base model (Hub id or folder)")
-            dataset = gr.Textbox(label="Dataset (folder in the workspace, or a Hub dataset id such as fusing/fill50k)")
+            _settings_form(ui)
             with gr.Row():
-                quick = gr.Button("Quick start: the demo ControlNet (circles, CPU-friendly)", size="sm")
-            mode = gr.Radio(list(MODE_HELP), value="default", label="Mode", info=MODE_HELP["default"])
-            with gr.Row():
-                max_steps = gr.Number(value=DEFAULTS.max_steps, precision=0, label="Max steps")
-                batch_size = gr.Number(value=DEFAULTS.batch_size, precision=0, label="Batch size")
-                grad_accum = gr.Number(value=DEFAULTS.grad_accum, precision=0, label="Gradient accumulation")
-            with gr.Row():
-                lr = gr.Number(value=DEFAULTS.lr, label="Learning rate")
-                resolution = gr.Number(value=DEFAULTS.resolution, precision=0, label="Resolution")
-                empty_prob = gr.Slider(0, 1, value=DEFAULTS.empty_prompt_prob, step=0.05,
-                                       label="Empty-prompt share (the paper: 0.5)")
-            with gr.Accordion("More", open=False):
-                with gr.Row():
-                    unlock_after = gr.Number(value=DEFAULTS.unlock_after, precision=0, label="Unlock after (large)")
-                    init_controlnet = gr.Textbox(label="Start from a ControlNet (transfer learning; optional)")
-                with gr.Row():
-                    checkpoint_every = gr.Number(value=DEFAULTS.checkpoint_every, precision=0,
-                                                 label="Checkpoint every")
-                    validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
-                    fidelity = gr.Dropdown([("none", ""), ("canny F1", "canny"), ("circles IoU", "shapes")],
-                                           value="", label="Fidelity score")
-                validation_dataset = gr.Textbox(label="Validation dataset (held-out rows, same layouts; optional: "
-                                                      "the first training rows)")
-                with gr.Row():
-                    mixed_precision = gr.Dropdown(["no", "fp16", "bf16"], value="no", label="Mixed precision")
-                    preset = gr.Dropdown(["auto", "none", *PRESETS], value="auto", label="Memory preset",
-                                         info="auto: from the GPU's memory; fills only what you leave at default")
-            with gr.Row():
-                start = gr.Button("Start", variant="primary", interactive=manager.allowed, elem_id="train-start")
-                stop = gr.Button("Stop (checkpoint first)", variant="stop", interactive=manager.allowed,
-                                 elem_id="train-stop")
-                resume = gr.Button("Resume", interactive=manager.allowed)
-                use = gr.Button("Use in Generate", interactive=manager.allowed)
+                ui.start = gr.Button("Start", variant="primary", interactive=manager.allowed, elem_id="train-start")
+                ui.stop = gr.Button("Stop (checkpoint first)", variant="stop", interactive=manager.allowed,
+                                    elem_id="train-stop")
+                ui.resume = gr.Button("Resume", interactive=manager.allowed)
+                ui.use = gr.Button("Use in Generate", interactive=manager.allowed)
         with gr.Column(scale=5):
-            status = gr.Markdown("No run started yet.", elem_id="train-status")
-            loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=220)
-            gallery = gr.Gallery(label="Validation ([condition | image] per row, newest first)", columns=2,
-                                 height=260)
-            log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+            ui.status = gr.Markdown("No run started yet.", elem_id="train-status")
+            ui.loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=220)
+            ui.gallery = gr.Gallery(label="Validation ([condition | image] per row, newest first)", columns=2,
+                                    height=260)
+            ui.log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+    _wire(ui, manager)
+    return ui.use
 
-    mode.change(lambda m: gr.Radio(info=MODE_HELP[m]), mode, mode, queue=False, api_visibility="private")
-    fields = {"base_model": base_model, "dataset": dataset, "mode": mode, "max_steps": max_steps,
-              "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "resolution": resolution,
-              "empty_prompt_prob": empty_prob, "unlock_after": unlock_after, "init_controlnet": init_controlnet,
-              "checkpoint_every": checkpoint_every, "validate_every": validate_every, "fidelity": fidelity,
-              "validation_dataset": validation_dataset, "mixed_precision": mixed_precision, "preset": preset}
 
-    def settings_from(values: dict) -> dict[str, Any]:
-        out = {key: values[comp] for key, comp in fields.items()}
-        for key in ("max_steps", "batch_size", "grad_accum", "resolution", "unlock_after", "checkpoint_every",
-                    "validate_every"):
-            out[key] = as_int(out[key], key)
-        out["lr"], out["empty_prompt_prob"] = as_float(out["lr"], "lr"), as_float(out["empty_prompt_prob"],
-                                                                                    "empty_prompt_prob")
-        out["init_controlnet"] = out["init_controlnet"] or None
-        out["fidelity"] = out["fidelity"] or None
-        out["validation_dataset"] = out["validation_dataset"] or None
-        return out
+def _settings_form(ui: SimpleNamespace) -> None:
+    """The run's settings: `ui.fields` maps TrainConfig names (and the preset) to their components."""
+    ui.name = gr.Textbox(value="my-controlnet", label="Run name (folder under workspace/runs)")
+    base_model = gr.Textbox(value=DEFAULTS.base_model, label="Base model (Hub id or folder)")
+    dataset = gr.Textbox(label="Dataset (folder in the workspace, or a Hub dataset id such as fusing/fill50k)")
+    with gr.Row():
+        ui.quick = gr.Button("Quick start: the demo ControlNet (circles, CPU-friendly)", size="sm")
+    ui.mode = gr.Radio(list(MODE_HELP), value="default", label="Mode", info=MODE_HELP["default"])
+    with gr.Row():
+        max_steps = gr.Number(value=DEFAULTS.max_steps, precision=0, label="Max steps")
+        batch_size = gr.Number(value=DEFAULTS.batch_size, precision=0, label="Batch size")
+        grad_accum = gr.Number(value=DEFAULTS.grad_accum, precision=0, label="Gradient accumulation")
+    with gr.Row():
+        lr = gr.Number(value=DEFAULTS.lr, label="Learning rate")
+        resolution = gr.Number(value=DEFAULTS.resolution, precision=0, label="Resolution")
+        empty_prob = gr.Slider(0, 1, value=DEFAULTS.empty_prompt_prob, step=0.05,
+                               label="Empty-prompt share (the paper: 0.5)")
+    with gr.Accordion("More", open=False):
+        with gr.Row():
+            unlock_after = gr.Number(value=DEFAULTS.unlock_after, precision=0, label="Unlock after (large)")
+            init_controlnet = gr.Textbox(label="Start from a ControlNet (transfer learning; optional)")
+        with gr.Row():
+            checkpoint_every = gr.Number(value=DEFAULTS.checkpoint_every, precision=0, label="Checkpoint every")
+            validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
+            fidelity = gr.Dropdown([("none", ""), ("canny F1", "canny"), ("circles IoU", "shapes")], value="",
+                                   label="Fidelity score")
+        validation_dataset = gr.Textbox(label="Validation dataset (held-out rows, same layouts; optional: the "
+                                              "first training rows)")
+        with gr.Row():
+            mixed_precision = gr.Dropdown(list(PRECISIONS), value="no", label="Mixed precision")
+            preset = gr.Dropdown(["auto", "none", *PRESETS], value="auto", label="Memory preset",
+                                 info="auto: from the GPU's memory; fills only what you leave at default")
+    ui.fields = {"base_model": base_model, "dataset": dataset, "mode": ui.mode, "max_steps": max_steps,
+                 "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "resolution": resolution,
+                 "empty_prompt_prob": empty_prob, "unlock_after": unlock_after, "init_controlnet": init_controlnet,
+                 "checkpoint_every": checkpoint_every, "validate_every": validate_every, "fidelity": fidelity,
+                 "validation_dataset": validation_dataset, "mixed_precision": mixed_precision, "preset": preset}
 
-    def render(run_name: str | None = None) -> list[Any]:
-        s = manager.status(run_name)
-        plot = {"step": [m["step"] for m in s.metrics], "loss": [m["loss"] for m in s.metrics]}
-        import pandas as pd
 
-        return [s.message, pd.DataFrame(plot), s.validation[:6], s.log_tail]
+def _settings_from(ui: SimpleNamespace, values: dict) -> dict[str, Any]:
+    """TrainConfig settings from the form's values; numbers checked, empty optional fields as None."""
+    out = {key: values[comp] for key, comp in ui.fields.items()}
+    for key in ("max_steps", "batch_size", "grad_accum", "resolution", "unlock_after", "checkpoint_every",
+                "validate_every"):
+        out[key] = as_int(out[key], key)
+    out["lr"], out["empty_prompt_prob"] = as_float(out["lr"], "lr"), as_float(out["empty_prompt_prob"],
+                                                                                "empty_prompt_prob")
+    for optional in ("init_controlnet", "fidelity", "validation_dataset"):
+        out[optional] = out[optional] or None
+    return out
 
-    outputs = [status, loss_plot, gallery, log]
+
+def _render(manager: TrainingManager, run_name: str | None = None) -> list[Any]:
+    """Status, loss plot, validation images and log of the run being shown."""
+    import pandas as pd
+
+    s = manager.status(run_name)
+    plot = {"step": [m["step"] for m in s.metrics], "loss": [m["loss"] for m in s.metrics]}
+    return [s.message, pd.DataFrame(plot), s.validation[:6], s.log_tail]
+
+
+def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
+    outputs = [ui.status, ui.loss_plot, ui.gallery, ui.log]
+    form = {ui.name, *ui.fields.values()}
+    ui.mode.change(lambda m: gr.Radio(info=MODE_HELP[m]), ui.mode, ui.mode, queue=False, api_visibility="private")
 
     @user_errors
     def on_start(values: dict, resume_run: bool = False) -> list[Any]:
-        manager.start(values[name], settings_from(values), resume=resume_run)
-        return render()
+        manager.start(values[ui.name], _settings_from(ui, values), resume=resume_run)
+        return _render(manager)
 
-    start.click(on_start, {name, *fields.values()}, outputs, api_visibility="private", concurrency_limit=1)
-    resume.click(lambda values: on_start(values, True), {name, *fields.values()}, outputs,
-                 api_visibility="private", concurrency_limit=1)
+    ui.start.click(on_start, form, outputs, api_visibility="private", concurrency_limit=1)
+    ui.resume.click(lambda values: on_start(values, True), form, outputs, api_visibility="private",
+                    concurrency_limit=1)
 
     @user_errors
     def on_stop() -> list[Any]:
-        message = manager.stop()
-        return [message, *render()[1:]]
+        return [manager.stop(), *_render(manager)[1:]]
 
-    stop.click(on_stop, None, outputs, api_visibility="private")
-    timer = gr.Timer(2.0)
-    timer.tick(lambda: render(), None, outputs, queue=False, api_visibility="private", show_progress="hidden")
-
+    ui.stop.click(on_stop, None, outputs, api_visibility="private")
+    gr.Timer(2.0).tick(lambda: _render(manager), None, outputs, queue=False, api_visibility="private",
+                       show_progress="hidden")
     quick_fields = ["base_model", "dataset", "mode", "max_steps", "batch_size", "grad_accum", "lr", "resolution",
                     "checkpoint_every", "validate_every", "fidelity", "validation_dataset"]
 
@@ -129,5 +140,4 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
         run_name, settings = manager.demo_settings()
         return [run_name, *(settings[key] for key in quick_fields)]
 
-    quick.click(on_quick, None, [name, *(fields[key] for key in quick_fields)], api_visibility="private")
-    return use
+    ui.quick.click(on_quick, None, [ui.name, *(ui.fields[key] for key in quick_fields)], api_visibility="private")

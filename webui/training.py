@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from cnet.demo import DEMO_BASE
+from cnet.env import env_flag
+from cnet.models import parse_hub_id
 
 from .settings import AppSettings
 
@@ -52,7 +54,7 @@ class TrainingManager:
     def __init__(self, settings: AppSettings, workspace: str | Path | None = None) -> None:
         self.settings = settings
         self.workspace = Path(workspace or os.environ.get("CNET_WORKSPACE", "workspace")).resolve()
-        self.allowed = not settings.public or os.environ.get("CNET_ALLOW_TRAINING", "") in ("1", "true", "yes")
+        self.allowed = not settings.public or env_flag("CNET_ALLOW_TRAINING")
         self._process: subprocess.Popen | None = None
         self._run: Path | None = None
         self._stop_requested = False  # for the current run: a forced end after Stop still reads "stopped"
@@ -85,9 +87,10 @@ class TrainingManager:
             if not path.exists():
                 raise ValueError(f"{what}={value!r}: no such file or folder")
             return str(path)
-        if value.count("/") != 1 or ".." in value:
-            raise ValueError(f"{what}={value!r} is neither an existing path nor a Hub id (owner/name)")
-        return value
+        try:
+            return parse_hub_id(value, what=what).spec
+        except ValueError:
+            raise ValueError(f"{what}={value!r} is neither an existing path nor a Hub id (owner/name)") from None
 
     def demo_settings(self) -> tuple[str, dict[str, Any]]:
         """The quick start: (run name, settings) that train the demo ControlNet on circles, as the shipped one was
@@ -139,12 +142,13 @@ class TrainingManager:
                     command.append(flag if value else "--no-" + key.replace("_", "-"))
                 elif value is not None and key != "extra":
                     command += [flag, str(value)]
-            log = open(out / "train.log", "a")
-            log.write(f"\n$ {' '.join(command)}\n")
-            log.flush()
             root = Path(__file__).resolve().parents[1]
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root,
-                                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            with open(out / "train.log", "a") as log:  # the child keeps its own handle; ours closes here
+                log.write(f"\n$ {' '.join(command)}\n")
+                log.flush()
+                self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                                                 start_new_session=True,
+                                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
             self._run = out
             self._stop_requested = False
             return out
