@@ -67,3 +67,27 @@ def test_draw_choose_prompt_mode_generate(page, tmp_path):
     assert 0 < (drawn > 127).mean() < 0.2 and drawn[0, 0] == 0
     if os.environ.get("CNET_SCREENSHOT_DIR"):
         shutil.copy(path, shots / "map.png")
+
+
+def test_stop_ends_a_long_generation_and_the_next_one_runs_at_once(page):
+    """Stop during an 80-step run at 256x256 (~50 s here): the next request must not wait for it to finish."""
+    import time
+
+    for elem, value in (("steps", "80"), ("width", "256"), ("height", "256")):
+        box = page.locator(f"#{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#generate").click()
+    page.wait_for_timeout(4000)  # a few denoising steps in
+    page.locator("#stop").click()
+    page.locator("#prompt-mode label", has_text="Custom").click()
+    page.locator("#prompt textarea").fill("after the stop")
+    for elem, value in (("steps", "2"), ("width", "64"), ("height", "64")):
+        box = page.locator(f"#{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    started = time.monotonic()
+    page.locator("#generate").click()
+    page.wait_for_function("document.querySelector('#used-prompt textarea').value === 'after the stop'",
+                           timeout=60_000)
+    assert time.monotonic() - started < 25  # the stopped run had ~45 s left; it let go of the accelerator at once
