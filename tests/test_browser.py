@@ -1,5 +1,6 @@
 """A real browser (Debian's chromium via playwright): draw, pick a prompt mode, generate, see the image."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -18,17 +19,57 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(app_url)
-        page.wait_for_selector("#sketch canvas", timeout=60_000)
-        yield page
+        yield browser
         browser.close()
+
+
+def open_app(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(app_url)
+    page.wait_for_selector("#sketch canvas", timeout=60_000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    """One page the tests below share, in order (a drawing, then a stopped run)."""
+    return open_app(browser, app_url)
+
+
+@pytest.fixture
+def fresh_page(browser, app_url):
+    page = open_app(browser, app_url)
+    yield page
+    page.close()
+
+
+def test_the_canny_thresholds_show_on_first_load(fresh_page):
+    fresh_page.get_by_text("Annotator settings").click()
+    fresh_page.wait_for_timeout(500)
+    for label in ("low threshold", "high threshold"):
+        assert fresh_page.get_by_text(label, exact=True).first.is_visible(), label
+
+
+def test_loading_examples_keeps_the_custom_prompt_visible_and_editable(fresh_page):
+    """Example 1 (custom) then example 4 (custom again): the box must show the prompt that will be sent."""
+    rows = json.loads((Path(__file__).resolve().parents[1] / "examples" / "examples.json").read_text())["photos"]
+    examples = fresh_page.locator("tr.tr-body")  # the photo examples' rows come first
+    box = fresh_page.locator("#prompt textarea")
+    for index in (0, 3, 1, 3):  # custom, custom, auto (hidden), custom
+        examples.nth(index).click()
+        fresh_page.wait_for_timeout(1000)
+        if rows[index]["prompt_mode"] == "custom":
+            assert box.is_visible() and box.input_value() == rows[index]["prompt"], index
+            box.fill("my own words")
+            assert box.input_value() == "my own words"
+        else:
+            assert not box.is_visible(), index
 
 
 def test_draw_choose_prompt_mode_generate(page, tmp_path):

@@ -46,13 +46,15 @@ def load_examples() -> dict[str, list[list[str]]]:
             for group, rows in table.items()}
 
 
-def _param_component(name: str) -> gr.components.Component:
+def _param_component(name: str, first_annotator: str) -> gr.components.Component:
+    """The control of one annotator setting, shown when the chosen annotator has it (from the first load on)."""
     p = PARAMS[name]
+    visible = name in {q.name for q in ANNOTATORS[first_annotator].params}
     if isinstance(p.default, bool):
-        return gr.Checkbox(value=p.default, label=name.replace("_", " "), info=p.help, visible=False)
+        return gr.Checkbox(value=p.default, label=name.replace("_", " "), info=p.help, visible=visible)
     step = 1 if isinstance(p.default, int) else 0.01
     return gr.Slider(p.minimum, p.maximum, value=p.default, step=step, label=name.replace("_", " "), info=p.help,
-                     visible=False)
+                     visible=visible)
 
 
 def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def _condition_settings(ui: SimpleNamespace) -> None:
     with gr.Accordion("Annotator settings", open=False):
         ui.detect_resolution = gr.Slider(128, 1024, value=512, step=64, label="Detect resolution",
                                          info="short side the detector sees (384 suits depth and normal)")
-        ui.params = {name: _param_component(name) for name in PARAMS}
+        ui.params = {name: _param_component(name, "canny") for name in PARAMS}
     ui.preview = gr.Button("Preview map", elem_id="preview")
 
 
@@ -188,7 +190,16 @@ def _examples(ui: SimpleNamespace, demo_mode: bool) -> None:
     with gr.Row():
         for group, label in groups:
             if examples.get(group):
-                gr.Examples(examples[group], [ui.photo, ui.kind, ui.prompt_mode, ui.prompt], label=label)
+                loaded = gr.Examples(examples[group], [ui.photo, ui.kind, ui.prompt_mode, ui.prompt], label=label)
+                # Loading an example resets each component to its first props (the prompt box hidden), and the mode
+                # may not change (custom -> custom): show the box from the loaded mode every time.
+                loaded.load_input_event.then(_prompt_box, ui.prompt_mode, ui.prompt, queue=False,
+                                             api_visibility="private")
+
+
+def _prompt_box(mode: str) -> Any:
+    """The custom prompt box: shown (and editable) in Custom mode only."""
+    return gr.Textbox(visible=mode == "custom")
 
 
 # -- events ----------------------------------------------------------------------------------------------------------
@@ -216,7 +227,7 @@ def _wire_reactions(ui: SimpleNamespace) -> None:
     ui.map_editor.upload(lambda: ["map", gr.Tabs(selected="map")], None, [ui.source, ui.source_tabs], **private)
     ui.kind.change(on_kind, ui.kind, [ui.annotator, ui.detect_resolution], **private)
     ui.annotator.change(on_annotator, ui.annotator, list(ui.params.values()), **private)
-    ui.prompt_mode.change(lambda m: gr.Textbox(visible=m == "custom"), ui.prompt_mode, ui.prompt, **private)
+    ui.prompt_mode.change(_prompt_box, ui.prompt_mode, ui.prompt, **private)
     ui.presets.click(lambda: (ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT), None,
                      [ui.added_prompt, ui.negative_prompt], **private)
     ui.clear_presets.click(lambda: ("", ""), None, [ui.added_prompt, ui.negative_prompt], **private)
