@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -118,9 +119,14 @@ def test_stop_ends_a_long_generation_and_the_next_one_runs_at_once(page):
         box = page.locator(f"#{elem} input[type=number]")
         box.fill(value)
         box.press("Enter")
+    shown_before = page.locator("#gallery img").count()
     page.locator("#generate").click()
     page.wait_for_timeout(4000)  # a few denoising steps in
     page.locator("#stop").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped after step')",
+                           timeout=10_000)
+    assert re.search(r"Stopped after step \d+ of 80", page.locator("#status").inner_text())
+    assert page.locator("#gallery img").count() == shown_before >= 2  # the previous results stay
     page.locator("#prompt-mode label", has_text="Custom").click()
     page.locator("#prompt textarea").fill("after the stop")
     for elem, value in (("steps", "2"), ("width", "64"), ("height", "64")):
@@ -132,3 +138,16 @@ def test_stop_ends_a_long_generation_and_the_next_one_runs_at_once(page):
     page.wait_for_function("document.querySelector('#used-prompt textarea').value === 'after the stop'",
                            timeout=60_000)
     assert time.monotonic() - started < 25  # the stopped run had ~45 s left; it let go of the accelerator at once
+
+
+def test_an_error_is_shown_once_and_the_last_result_stays(page):
+    """Custom mode with an empty prompt: one notice and the message in the status line; the images stay."""
+    shown_before = page.locator("#gallery img").count()
+    assert shown_before >= 2
+    page.locator("#prompt textarea").fill("")
+    page.locator("#generate").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('needs a non-empty prompt')",
+                           timeout=30_000)
+    assert page.locator("#gallery img").count() == shown_before
+    assert page.get_by_text("Error", exact=True).count() == 0  # no error badge over every pane
+    assert page.locator(".toast-body").count() == 1

@@ -154,7 +154,7 @@ def test_a_closed_page_stops_the_generation_within_a_step(public_app, map_path, 
         wait_until(lambda: len(calls) >= 2)
         at_close = len(calls)
         stream.close()  # the visitor closed the tab: the event stream is gone
-        wait_until(lambda: not studio._stop_flags, timeout=60)  # the run ended
+        wait_until(lambda: not studio._runs, timeout=60)  # the run ended
     finally:
         hook.remove()
     assert len(calls) <= at_close + 2 + 8  # the server notices a dropped stream at its next message (a few steps)
@@ -444,7 +444,7 @@ def test_stop_presses_and_finished_runs_leave_no_state(tiny_models, cond_map, tm
         studio.stop(f"visitor-{session}")
     for session in range(3):
         studio.generate([UnitInput("map", cond_map)], session=f"run-{session}", num_inference_steps=1, seed=0)
-    assert studio._stop_flags == {}
+    assert studio._runs == {}
 
 
 # -- promises of SECURITY.md that had no test -----------------------------------------------------------------------

@@ -60,17 +60,19 @@ def test_generate_saves_pngs_and_stop_halts_within_a_step(local_models, cond_map
     assert result.prompt == ""
     steps = []
 
+    said = []
+
     def progress(i, n):
         steps.append(i)
         if i == 2:
-            studio.stop("visitor-a")  # what the Stop button does, from another request
+            said.append(studio.stop("visitor-a"))  # what the Stop button does, from another request
 
     with pytest.raises(GenerationCancelled):
         studio.generate([UnitInput("map", cond_map)], session="visitor-a", progress=progress,
                         num_inference_steps=10, seed=1)
-    assert steps == [1, 2]
+    assert steps == [1, 2] and said[0].startswith("Stopped after step 3 of 10")  # step 3 is the one running
     # Another visitor's stop does not touch this run, and a new run of the same visitor starts afresh.
-    studio.stop("visitor-b")
+    assert studio.stop("visitor-b") == "Nothing is running."
     assert len(studio.generate([UnitInput("map", cond_map)], session="visitor-a", num_inference_steps=2,
                                seed=1)[0].images) == 1
 

@@ -66,3 +66,26 @@ def _show_details() -> bool:
 def _is_ours(err: PermissionError) -> bool:
     # Our refusals carry a message written for visitors; an OS permission error names files: keep those private.
     return type(err) is not PermissionError and err.filename is None
+
+
+def keep_results(outputs: int, status: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For UI events that fill result panes: an error (already a `gr.Error` from `user_errors`) is shown once, as a
+    notice (and in the `status` output, when there is one), and the other panes keep what they showed: raising would
+    mark every pane with an error badge and clear it."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error as err:
+                title = err.title or "Cannot do that"
+                gr.Warning(err.message, title=title)
+                kept = [gr.skip()] * outputs
+                if status is not None:
+                    kept[status] = f"**{title}:** {err.message}"
+                return kept
+
+        return wrapper
+
+    return decorate

@@ -18,7 +18,7 @@ from annotators import ANNOTATORS
 from cnet.kinds import KINDS
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS
 
-from .errors import user_errors
+from .errors import keep_results, user_errors
 from .jobs import stop_requested
 from .service import Studio, UnitInput, as_float, as_int
 
@@ -177,7 +177,7 @@ def _results(ui: SimpleNamespace) -> None:
     ui.used_prompt = gr.Textbox(label="Prompt sent to the model", interactive=False, elem_id="used-prompt")
     with gr.Row():
         ui.used_seed = gr.Number(label="Seed used", interactive=False, precision=0)
-        ui.status = gr.Markdown()
+        ui.status = gr.Markdown(elem_id="status")
     ui.files = gr.File(label="Download (PNG with metadata)", file_count="multiple")
     ui.metadata = gr.JSON(label="Metadata of the first image")
 
@@ -248,6 +248,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
                   *ui.params.values()}
 
+    @keep_results(3)
     @user_errors
     @gpu
     def on_preview(v: dict) -> list[Any]:
@@ -261,6 +262,9 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
                                     ui.strength, ui.start, ui.end, ui.guess_mode, ui.scheduler, ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 
+    outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
+
+    @keep_results(len(outputs), status=outputs.index(ui.status))
     @user_errors
     @gpu
     def on_generate(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)
@@ -286,14 +290,13 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
             scheduler=v[ui.scheduler])
         return _shown(result, paths)
 
-    event = ui.run.click(on_generate, generate_inputs,
-                         [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata],
-                         concurrency_id="gpu", api_visibility="private")
+    event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private")
 
-    def on_stop(request: gr.Request) -> None:
-        studio.stop(request.session_hash or "")
+    def on_stop(request: gr.Request) -> str:
+        # The event is cancelled too (a queued run never starts); the results pane keeps the previous images.
+        return studio.stop(request.session_hash or "")
 
-    ui.stop.click(on_stop, None, None, cancels=[event], queue=False, api_visibility="private")
+    ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
 
 
 def _shown(result: Any, paths: list[Path]) -> list[Any]:

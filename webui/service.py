@@ -51,6 +51,15 @@ class UnitInput:
     controlnet: str | None = None  # None: the kind's default (or its CNET_CONTROLNET_<KIND>)
 
 
+@dataclass
+class RunInProgress:
+    """A generation running for a session: its stop flag and how far it got (for Stop's message)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    step: int = 0
+    total: int = 0
+
+
 @dataclass(frozen=True)
 class ModelStatus:
     role: str
@@ -89,7 +98,7 @@ class Studio:
         self._engine: Any = None
         self._engine_lock = threading.Lock()
         self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
-        self._stop_flags: dict[str, threading.Event] = {}  # only runs in progress: bounded by the queue
+        self._runs: dict[str, RunInProgress] = {}  # only runs in progress: bounded by the queue
         self._secret = secrets.token_bytes(32)  # names each public session's output folder; new each start
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
@@ -192,9 +201,15 @@ class Studio:
             settings["width"], settings["height"] = DEMO_SIZE, DEMO_SIZE
             nets = [net or str(DEMO_CONTROLNET) for net in nets]
         GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
-        stop = threading.Event()
-        self._stop_flags[session] = stop
-        stopped = lambda: stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
+        run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
+        self._runs[session] = run
+        stopped = lambda: run.stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
+
+        def on_step(step: int, total: int) -> None:
+            run.step, run.total = step, total
+            if progress is not None:
+                progress(step, total)
+
         try:
             with self._accelerator:
                 _raise_if_stopped(stopped, "generation")
@@ -208,12 +223,12 @@ class Studio:
                 request = GenerationRequest(units=control_units, source_image=photo, **settings)
                 request.validated(self.settings.limits)  # fail on bad settings before any model loads
                 engine = self.engine_for(base)
-                result = engine.generate(request, progress=progress, should_stop=stopped,
+                result = engine.generate(request, progress=on_step, should_stop=stopped,
                                          limits=self.settings.limits)
                 return result, self._save(result, session)  # under the lock: pruning never races a save
         finally:
-            if self._stop_flags.get(session) is stop:
-                del self._stop_flags[session]
+            if self._runs.get(session) is run:
+                del self._runs[session]
 
     def _save(self, result: Any, session: str) -> list[Path]:
         """Save under outputs/<date>/ locally; on public deployments under a folder per session whose name only the
@@ -238,11 +253,15 @@ class Studio:
             log.info("pruned %d old output file(s) from %s", removed, self.settings.output_dir)
         return paths
 
-    def stop(self, session: str = "") -> None:
-        """Ask the run of `session` to stop after its current denoising step (nothing happens when none runs)."""
-        flag = self._stop_flags.get(session)
-        if flag is not None:
-            flag.set()
+    def stop(self, session: str = "") -> str:
+        """Ask the run of `session` to stop after its current denoising step; say where it stops."""
+        run = self._runs.get(session)
+        if run is None:
+            return "Nothing is running."
+        run.stop.set()
+        if run.total and run.step < run.total:
+            return f"Stopped after step {run.step + 1} of {run.total}; the results shown are from before."
+        return "Stopped; the results shown are from before."
 
     def caption(self, image: Any, should_stop: StopCheck | None = None) -> str:
         """The BLIP caption the `auto` prompt mode would use for this image."""
