@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+log = logging.getLogger("cnet.models")
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -138,9 +140,17 @@ def load_with_hub_fallback(
     try:
         return loader(source.location, **kwargs)
     except OSError as err:
-        raise ModelUnavailableError(
-            f"Could not load {source.location!r} from the Hugging Face Hub: {err}. " + how_to_provide(source, env_var)
-        ) from err
+        raise _download_failed(source, env_var, err) from err
+
+
+def _download_failed(source: ModelSource, env_var: str | None, err: BaseException) -> ModelUnavailableError:
+    """One message for every failed download, whatever failed: the libraries' own texts differ between a name that
+    a local folder shadows and one that does not, which would tell a visitor what is on this machine's disk. The
+    details go to the log."""
+    log.warning("download of %r failed: %s: %s", source.location, type(err).__name__, err)
+    return ModelUnavailableError(f"Could not load {source.location!r} from the Hugging Face Hub (it may not exist, be "
+                                 "private, or the download failed; the server log has the details). "
+                                 + how_to_provide(source, env_var))
 
 
 def _unavailable(source: ModelSource, env_var: str | None) -> ModelUnavailableError:
@@ -163,9 +173,8 @@ def _hub_snapshot(source: ModelSource, env_var: str | None) -> str:
         return snapshot_download(source.location, revision=source.revision,
                                  allow_patterns=["*.json", "*.txt", "*/*.safetensors", "*.safetensors"],
                                  ignore_patterns=["*.fp16.*", "*non_ema*", "*.ema.*", "v1-*"])
-    except Exception as err:  # noqa: BLE001 - the Hub client raises many kinds; the message says what happened
-        raise ModelUnavailableError(f"Could not load {source.location!r} from the Hugging Face Hub: {err}. "
-                                    + how_to_provide(source, env_var)) from err
+    except Exception as err:  # noqa: BLE001 - the Hub client raises many kinds
+        raise _download_failed(source, env_var, err) from err
 
 
 def hub_revision(source: ModelSource) -> str | None:

@@ -63,8 +63,12 @@ def _summary(meta: dict[str, Any]) -> str:
 def png_info(meta: dict[str, Any]) -> PngInfo:
     """PNG text chunks: a summary in the style other SD tools read (the prompt sent, the negative prompt, the main
     settings), and our JSON with everything else. Each text is stored once, in the summary: the JSON keeps their
-    lengths, and `read_metadata` cuts them back out, and derives the user's custom prompt from the one sent."""
-    record = {k: v for k, v in meta.items() if k not in (*_SUMMARY_TEXTS, "prompt")}
+    lengths, `read_metadata` cuts them back out, and derives from the text sent the one the mode sent it for (the
+    custom prompt, or the BLIP caption), which the JSON then leaves out."""
+    record = {k: v for k, v in meta.items() if k not in _SUMMARY_TEXTS}
+    derived = _DERIVED.get(meta.get("prompt_mode"))
+    if derived and meta.get(derived) == _text_before_added(meta.get("prompt_used") or "", meta.get("added_prompt")):
+        del record[derived]
     record["text_lengths"] = {k: len(meta.get(k) or "") for k in _SUMMARY_TEXTS}
     info = PngInfo()
     info.add_text(METADATA_KEY, json.dumps(record, sort_keys=True))
@@ -87,11 +91,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         meta.update(prompt_used=sent, negative_prompt=summary[start: start + lengths["negative_prompt"]])
         if _summary(meta) != summary:
             raise ValueError(f"{path}: its '{PARAMETERS_KEY}' text was changed; the prompts cannot be read back")
-        added = (meta.get("added_prompt") or "").strip()
-        # Only `custom` mode sends the user's own text: the text sent, less ", <added prompt>".
-        meta["prompt"] = (sent[: -len(", " + added)] if added and sent.endswith(", " + added) else sent) \
-            if meta.get("prompt_mode") == "custom" else ""
+        derived = _DERIVED.get(meta.get("prompt_mode"))
+        if derived and derived not in meta:
+            meta[derived] = _text_before_added(sent, meta.get("added_prompt"))
+        meta.setdefault("prompt", "")
     return meta
+
+
+# The field whose text the prompt mode sends (followed by ", <added prompt>"): stored once, inside the text sent.
+_DERIVED = {"custom": "prompt", "auto": "caption"}
+
+
+def _text_before_added(sent: str, added: str | None) -> str:
+    added = (added or "").strip()
+    return sent[: -len(", " + added)] if added and sent.endswith(", " + added) else sent
 
 
 class Rerun(NamedTuple):

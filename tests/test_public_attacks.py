@@ -246,18 +246,22 @@ def test_outputs_are_pruned_oldest_first_to_size_and_age(tmp_path):
 
     now = time.time()
     files = []
-    for i in range(6):  # 6 files of 1000 bytes, one minute apart; the newest is the one just saved
-        path = tmp_path / f"day{i % 2}" / f"{i}.png"
+    for i in range(6):  # 6 outputs of 1000 bytes, one minute apart; the newest is the one just saved
+        path = tmp_path / f"2026-11-2{i % 2}" / (f"1200{i:02d}-7-0.png" if i % 3 else f"1200{i:02d}-7-control0.png")
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"x" * 1000)
         os.utime(path, (now - 60 * (6 - i), now - 60 * (6 - i)))
         files.append(path)
+    foreign = [tmp_path / "2026-11-20" / "holiday.png", tmp_path / "notes.txt"]  # not ours: never touched
+    for path in foreign:
+        path.write_bytes(b"y" * 5000)
+        os.utime(path, (now - 9999, now - 9999))
     assert prune_outputs(tmp_path, max_bytes=3500, keep=[files[-1]]) == 3
     assert [p.exists() for p in files] == [False, False, False, True, True, True]
     assert prune_outputs(tmp_path, max_bytes=0, max_age_seconds=90, keep=[files[-1]]) == 2  # older than 1.5 min
     assert [p.exists() for p in files] == [False] * 5 + [True]
     assert prune_outputs(tmp_path, max_bytes=10, keep=[files[-1]]) == 0  # never the file just saved
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["day1"]  # emptied folders go too
+    assert all(p.exists() for p in foreign)
 
 
 def test_output_bounds_are_configurable_and_tight_on_public_deployments(monkeypatch):
@@ -277,15 +281,18 @@ def test_a_studio_keeps_its_outputs_within_the_bound(tiny_models, cond_map, tmp_
 
     monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
     monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
-    studio = Studio(AppSettings(output_dir=tmp_path, output_max_mb=0))
-    studio.settings.__dict__["output_max_mb"] = 0
-    one = sum(p.stat().st_size for p in studio.generate([UnitInput("map", cond_map)], num_inference_steps=1,
-                                                        seed=0)[1])
-    bounded = Studio(AppSettings(output_dir=tmp_path / "b", output_max_mb=1))
-    for seed in range(4):
-        bounded.generate([UnitInput("map", cond_map)], num_inference_steps=1, seed=seed)
-    total = sum(p.stat().st_size for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert one > 0 and total <= 2**20
+    monkeypatch.setattr("webui.service.PRUNE_EVERY_SECONDS", 0.0)  # prune at every save, for the test
+    probe = Studio(AppSettings(output_dir=tmp_path / "probe", output_max_mb=0))
+    probe.generate([UnitInput("map", cond_map)], num_inference_steps=1, seed=0)
+    one_run = sum(p.stat().st_size for p in (tmp_path / "probe").rglob("*.png"))  # an image and its map
+    bounded = Studio(AppSettings(output_dir=tmp_path / "b", output_max_mb=2.5 * one_run / 2**20))
+    saved = []
+    for seed in range(5):
+        saved.append(bounded.generate([UnitInput("map", cond_map)], num_inference_steps=1, seed=seed)[1][0])
+        time.sleep(1.1)  # distinct modification times, oldest first
+    total = sum(p.stat().st_size for p in (tmp_path / "b").rglob("*.png"))
+    assert one_run > 0 and total <= 2.5 * one_run
+    assert saved[-1].exists() and saved[-2].exists() and not saved[0].exists()  # the oldest went first
 
 
 # -- 5. text is bounded and stored once ------------------------------------------------------------------------------
@@ -305,7 +312,7 @@ def test_long_texts_are_refused_naming_the_field(client, map_path, field, length
 
 
 @pytest.mark.parametrize("mode, added", [("custom", ""), ("custom", "best quality"), ("none", ""),
-                                         ("default", "extra")])
+                                         ("default", "extra"), ("auto", ""), ("auto", "best quality")])
 def test_a_saved_png_holds_each_text_once(engine, tiny_models, cond_map, tmp_path, mode, added):
     from cnet.request import ControlUnit, GenerationRequest
     from cnet.result import read_metadata
@@ -322,6 +329,8 @@ def test_a_saved_png_holds_each_text_once(engine, tiny_models, cond_map, tmp_pat
     assert meta["prompt_used"] == sent and meta["negative_prompt"] == negative
     if mode == "custom":
         assert meta["prompt"] == prompt and data.count(prompt.encode()) == 1
+    if mode == "auto":  # the BLIP caption is part of the text sent: stored once too, and read back
+        assert meta["caption"] == result.metadata[0]["caption"] and data.count(meta["caption"].encode()) == 1
 
 
 # -- 8. odd values get named errors ----------------------------------------------------------------------------------
@@ -427,7 +436,9 @@ def test_a_public_deployment_without_stable_diffusion_serves_the_demo(tmp_path, 
             handle_file(path), kind="scribble", prompt_mode="custom", prompt="red circle with blue background",
             steps=2, seed=0, api_name="/generate")
     assert Image.open(images[0]["image"]).size == (64, 64)
-    assert metadata[0]["controlnets"][0]["model"].endswith("shapes/model/controlnet")
+    # The server's own models are named, not located: no path of the server in what a visitor gets.
+    assert metadata[0]["controlnets"][0]["model"] == "server:controlnet"
+    assert metadata[0]["base_model"]["model"] == "server:base" and "/" not in json.dumps(metadata[0]["base_model"])
 
 
 # -- 10. no state per session beyond the runs in progress ------------------------------------------------------------
@@ -573,3 +584,33 @@ def test_two_runs_in_the_same_second_with_the_same_seed_keep_both_images(tiny_mo
     from cnet.result import read_metadata
 
     assert [read_metadata(p)["prompt"] for p in saved] == ["a red circle", "a blue circle"]
+
+
+def test_online_hub_failures_read_alike_for_shadowed_and_plain_names(tmp_path, monkeypatch):
+    """With the Hub reachable, the libraries' own errors differ between a name a local folder shadows (the cache
+    snapshot path) and one it does not (from_pretrained): the message a visitor sees must not."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    import cnet.models as models
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "somefolder" / "model").mkdir(parents=True)
+    monkeypatch.setattr(models, "hub_is_offline", lambda: False)
+
+    def snapshot(repo, revision=None, local_files_only=False, **kwargs):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not in the cache")
+        raise RuntimeError(f"404 Client Error. Repository Not Found for url: https://huggingface.co/api/models/{repo}")
+
+    def from_pretrained(location, local_files_only=False, **kwargs):
+        raise OSError("not cached" if local_files_only else
+                      f"{location} is not a local folder and is not a valid model identifier listed on the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    texts = set()
+    for name in ("somefolder/model", "nothere/model"):
+        with pytest.raises(models.ModelUnavailableError) as err:
+            models.load_with_hub_fallback(from_pretrained, models.parse_hub_id(name))
+        texts.add(str(err.value).replace(name, "NAME"))
+    assert len(texts) == 1 and "Could not load 'NAME' from the Hugging Face Hub" in texts.pop()

@@ -195,12 +195,23 @@ def test_a_stop_file_written_before_the_run_starts_is_honoured(tiny_models, circ
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.3, 2.0])
+def catches_sigterm(pid):
+    """Has process `pid` installed a SIGTERM handler yet? (its SigCgt mask in /proc)"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+@pytest.mark.parametrize("delay", [0.0, 2.0])
 def test_sigterm_while_loading_stops_cleanly(tiny_models, circles, tmp_path, delay):
     out = tmp_path / "run"
     proc = subprocess.Popen(train_args(tiny_models, circles, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(delay)  # importing torch/diffusers, loading the data or the models
+    deadline = time.monotonic() + 60
+    while not catches_sigterm(proc.pid) and time.monotonic() < deadline:  # as soon as it listens
+        time.sleep(0.01)
+    time.sleep(delay)  # then at once (importing torch, diffusers, ...), or later (loading data or models)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-2000:]
@@ -333,3 +344,41 @@ def test_sigterm_mid_run_writes_a_checkpoint_first(tiny_models, circles, tmp_pat
     checkpoints = complete_checkpoints(out)
     assert [step for step, _ in checkpoints] == [stopped[0]["step"]]  # written at the step it stopped at
     assert verify_checkpoint(checkpoints[0][1]) is None
+
+
+def test_a_trainer_that_outlives_its_launcher_is_still_running_and_then_killed(tmp_path):
+    """accelerate's launcher dies at SIGTERM, the trainer under it may not (it catches SIGTERM to checkpoint, and
+    can be stuck): the run reads as running until the whole group is gone, and SIGKILL follows."""
+    import threading
+
+    from webui.settings import AppSettings
+    from webui.training import TrainingManager, _group_alive
+
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    # A "launcher" shell that SIGTERM ends, with a "trainer" child that ignores SIGTERM.
+    manager._process = subprocess.Popen(["bash", "-c", "(trap '' TERM; exec sleep 120) & wait"],
+                                        start_new_session=True)
+    manager._run = tmp_path / "runs" / "stuck"
+    ender = threading.Thread(target=manager._terminate_later, args=(manager._process, 0.5, 3.0))
+    ender.start()
+    deadline = time.monotonic() + 10
+    while manager._process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manager._process.poll() is not None  # the launcher went at SIGTERM ...
+    assert manager._alive() and manager.status().running  # ... the trainer did not: still running
+    ender.join(timeout=20)
+    assert not _group_alive(manager._process.pid) and not manager._alive()  # SIGKILL ended it
+
+
+@pytest.mark.parametrize("keep", [1, 2])
+def test_the_checkpoint_just_written_is_never_pruned_for_a_stale_newer_one(tmp_path, keep):
+    """Resumed from step 2 past a damaged step 4: the new step 3 stays, step 4 is set aside (never resumed from)."""
+    write_checkpoint(tmp_path, 2)
+    truncate(write_checkpoint(tmp_path, 4) / "optimizer.pt")
+    assert find_resume(tmp_path, "latest", warn=lambda m: None).name == "step-00000002"
+    written = write_atomically(tmp_path, 3, lambda f: (f / "trainer_state.json").write_text("{}"), {}, keep=keep)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert written.is_dir() and find_resume(tmp_path, "latest").name == "step-00000003"
+    assert [n for n in names if n.startswith("step-")] == (["step-00000003"] if keep == 1 else
+                                                           ["step-00000002", "step-00000003"])
+    assert any(n.startswith("superseded-step-00000004") for n in names)  # set aside, not deleted

@@ -110,11 +110,21 @@ def describe_write_error(err: BaseException, path: Path) -> str:
     """What to tell the user when writing under `path` failed."""
     if is_disk_full(err):
         try:
-            free = f" ({shutil.disk_usage(path if path.exists() else path.parent).free / 2**20:.1f} MB free)"
+            free_mb = shutil.disk_usage(path if path.exists() else path.parent).free / 2**20
         except OSError:
-            free = ""
-        return f"no space left on {path}{free}"
+            free_mb = None
+        # torch's "unexpected pos" also follows other write failures: only a nearly full disk is called full.
+        if free_mb is None or free_mb < 64 or _says_enospc(err):
+            return f"no space left on {path}" + (f" ({free_mb:.1f} MB free)" if free_mb is not None else "")
     return f"{type(err).__name__}: {err}"
+
+
+def _says_enospc(err: BaseException | None) -> bool:
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def write_atomically(output_dir: str | Path, step: int, write: Any, info: dict[str, Any], keep: int) -> Path:
@@ -152,6 +162,12 @@ def write_atomically(output_dir: str | Path, step: int, write: Any, info: dict[s
         kept = f"; the previous checkpoint {previous[-1][1].name} is intact" if previous else ""
         raise CheckpointError(f"could not write the checkpoint for step {step}: "
                               f"{describe_write_error(err, root)}{kept}") from err
+    # Checkpoints of later steps belong to a timeline this run left (it resumed from an older one, perhaps past a
+    # damaged newer one): set aside, never resumed from or counted, never deleted. Then keep the `keep` newest,
+    # the one just written always among them.
+    for later_step, later in complete_checkpoints(output_dir):
+        if later_step > step:
+            os.replace(later, root / f"superseded-{later.name}-{os.getpid()}")
     for _, old in complete_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -167,7 +183,9 @@ def _sha256(path: Path) -> str:
 
 def _fsync(path: Path) -> None:
     """Flush a file's (or a folder's entries') data to the disk, so a power cut cannot leave a marked checkpoint
-    whose files were still in the page cache."""
+    whose files were still in the page cache. (Windows cannot open a folder for this; there, files only.)"""
+    if os.name == "nt" and path.is_dir():
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

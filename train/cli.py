@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if not (argv and argv[0] == "build-dataset"):
-        listen_for_signals()  # first: a Stop that arrives during the heavy imports and model loading is honoured
+        listen_for_signals()  # (python -m train did it already) a Stop during the imports and loading is honoured
     from annotators import AnnotatorError
     from cnet.models import ModelUnavailableError
 

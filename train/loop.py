@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import describe_write_error, find_resume, is_disk_full, write_atomically
+from .checkpoint import CheckpointError, describe_write_error, find_resume, is_disk_full, write_atomically
 from .config import TrainConfig
 from .data import ControlNetDataset, collate, load_rows
-from .stop import StopRequest, listen_for_signals
+from .stop import StopRequest
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -83,8 +83,9 @@ class Run:
     def unet(self) -> Any:
         return self.base["unet"]
 
-    def stop_agreed(self, local: bool) -> bool:
-        """Every process takes the same branch (or the collectives that follow would hang): stop if any asks."""
+    def any_process(self, local: bool) -> bool:
+        """True on every process when `local` is True on any: every process takes the same branch (a stop, a failed
+        write), or the collectives that follow would hang."""
         import torch
 
         if self.accelerator.num_processes == 1:
@@ -95,11 +96,17 @@ class Run:
 
 def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
-    run = setup(config.validated(), callback)
-    if run is None:  # stopped while loading
-        return None
-    stopped = loop(run)
-    return finish(run, stopped)
+    config = config.validated()
+    # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
+    # while the run is still loading: so it is listened for first, and a STOP file already there counts.
+    stop = StopRequest(Path(config.output_dir) / "STOP")
+    try:
+        run = setup(config, stop, callback)
+        if run is None:  # stopped while loading
+            return None
+        return finish(run, loop(run))
+    finally:
+        stop.release()
 
 
 def loop(run: Run) -> bool:
@@ -136,7 +143,7 @@ def loop(run: Run) -> bool:
                 _log(run, mean_loss, seconds_per_step=(time.monotonic() - started) / run_steps)
             if config.validate_every and run.step % config.validate_every == 0:
                 _validate(run)
-            want_stop = run.stop_agreed(run.stop() or (config.stop_after is not None
+            want_stop = run.any_process(run.stop() or (config.stop_after is not None
                                                        and run_steps >= config.stop_after))
             if run.step % config.checkpoint_every == 0 or want_stop or run.step == config.max_steps:
                 save_checkpoint(run)
@@ -148,17 +155,13 @@ def loop(run: Run) -> bool:
     return False
 
 
-def setup(config: TrainConfig, callback: Callback | None = None) -> Run | None:
+def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = None) -> Run | None:
     """Accelerate, data, models, optimizer, resume: a `Run`, or None when a stop arrived while loading."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
     out = Path(config.output_dir)
-    # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
-    # while the run is still loading: so it is listened for first, and a STOP file already there counts.
-    listen_for_signals()
-    stop = StopRequest(out / "STOP")
     # 1. Accelerate: one process or many (accelerate launch); only the main process writes files and logs.
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
@@ -173,7 +176,7 @@ def setup(config: TrainConfig, callback: Callback | None = None) -> Run | None:
     loaded, dataset, loader, validation_rows = _data(config)
     run = Run(config, accelerator, emit, stop, loaded, loader, validation_rows, base={}, controlnet=None,
               optimizer=None, rng=None, weight_dtype=weight_dtype)
-    if run.stop_agreed(stop()):
+    if run.any_process(stop()):
         return _stopped_while_loading(run)
     # 3. Models: the locked base and the trainable copy; 4. precomputed latents; 5. the optimizer.
     run.base, controlnet = _models(config, accelerator.device, weight_dtype)
@@ -186,7 +189,7 @@ def setup(config: TrainConfig, callback: Callback | None = None) -> Run | None:
     # 6. Resume: weights, optimizer, LR schedule, every process's generator, counters.
     if config.resume:
         _resume(run)
-    if run.stop_agreed(stop()):  # asked while the models loaded: nothing new to save
+    if run.any_process(stop()):  # asked while the models loaded: nothing new to save
         return _stopped_while_loading(run)
     run.writer = _tensorboard(out) if run.main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
@@ -348,7 +351,7 @@ def save_checkpoint(run: Run) -> Path | None:
 
     accelerator, step = run.accelerator, run.step
     states = accelerator.gather_for_metrics([run.rng.get_state()], use_gather_object=True)
-    path = None
+    path, failure = None, None
     if run.main:
         def write(tmp: Path) -> None:
             accelerator.unwrap_model(run.controlnet).save_pretrained(tmp / "controlnet")
@@ -357,8 +360,15 @@ def save_checkpoint(run: Run) -> Path | None:
             torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(states, tmp / "rng.pt")
             (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "stats": run.stats}))
-        path = write_atomically(run.out, step, write, {"mode": run.config.mode}, run.config.keep_checkpoints)
-        run.emit("checkpoint", {"step": step, "path": str(path)})
+        try:
+            path = write_atomically(run.out, step, write, {"mode": run.config.mode}, run.config.keep_checkpoints)
+            run.emit("checkpoint", {"step": step, "path": str(path)})
+        except CheckpointError as err:
+            failure = err
+    # Every process learns whether the write failed (a full disk, say) and stops with it, rather than the others
+    # waiting forever at the next collective for a main process that is gone.
+    if run.any_process(failure is not None):
+        raise failure or CheckpointError(f"the main process could not write the checkpoint for step {step}")
     accelerator.wait_for_everyone()
     return path
 

@@ -6,8 +6,9 @@ when the page is closed it marks the event dead; neither can stop the thread, wh
 the accelerator while the next visitor's job starts. So our functions ask, between denoising steps and before
 they start: is this event still one of the queue's live jobs?
 
-This reads the queue's `active_jobs` (gradio 6.31, pinned in requirements.txt); tests/test_security.py cancels and
-disconnects real clients, so an upgrade that changes it fails there, not in production.
+This reads the queue's `active_jobs` (gradio 6.31, pinned in requirements.txt); tests/test_public_attacks.py cancels
+and disconnects real clients (the slow tier, which CI runs), so an upgrade that changes it fails there, not in
+production; a queue without `active_jobs` is an error here, never a silent "still wanted".
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def event_still_wanted() -> Callable[[], bool]:
     queue = getattr(blocks, "_queue", None)
     if queue is None or not event_id:
         return lambda: True
+
+    queue.active_jobs  # noqa: B018 - an AttributeError at once if Gradio renamed it
 
     def wanted() -> bool:
         for job in list(queue.active_jobs):

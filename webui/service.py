@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ from .settings import AppSettings
 Source = Literal["draw", "photo", "map"]
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 StopCheck = Callable[[], bool]
+PRUNE_EVERY_SECONDS = 60.0
 log = logging.getLogger("cnet.app")
 
 
@@ -100,6 +102,7 @@ class Studio:
         self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
         self._runs: dict[str, RunInProgress] = {}  # only runs in progress: bounded by the queue
         self._secret = secrets.token_bytes(32)  # names each public session's output folder; new each start
+        self._pruned_at = -float("inf")
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
 
@@ -225,6 +228,8 @@ class Studio:
                 engine = self.engine_for(base)
                 result = engine.generate(request, progress=on_step, should_stop=stopped,
                                          limits=self.settings.limits)
+                if self.settings.public:  # visitors see the server's own models by name, not by where they live
+                    result.metadata = [_without_server_paths(m) for m in result.metadata]
                 return result, self._save(result, session)  # under the lock: pruning never races a save
         finally:
             if self._runs.get(session) is run:
@@ -247,10 +252,14 @@ class Studio:
             n += 1
             taken = f"{stem}-{n}"
         paths = result.save(folder, stem=taken)
-        removed = prune_outputs(self.settings.output_dir, max_bytes=self.settings.output_max_mb * 2**20,
-                                max_age_seconds=self.settings.output_max_age_hours * 3600, keep=paths)
-        if removed:
-            log.info("pruned %d old output file(s) from %s", removed, self.settings.output_dir)
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:  # a walk of the folder, at most once a minute
+            self._pruned_at = time.monotonic()
+            removed = prune_outputs(self.settings.output_dir, max_bytes=self.settings.output_max_mb * 2**20,
+                                    max_age_seconds=self.settings.output_max_age_hours * 3600, keep=paths)
+            if removed:
+                log.warning("pruned the %d oldest output file(s) from %s (CNET_OUTPUT_MAX_MB=%s, "
+                            "CNET_OUTPUT_MAX_AGE_HOURS=%s)", removed, self.settings.output_dir,
+                            self.settings.output_max_mb, self.settings.output_max_age_hours)
         return paths
 
     def stop(self, session: str = "") -> str:
@@ -296,6 +305,17 @@ def as_int(value: Any, name: str) -> int:
     raise ValueError(f"{name}={shown} must be a whole number")
 
 
+def _without_server_paths(meta: dict[str, Any]) -> dict[str, Any]:
+    """The metadata with each local model path (the server's own models: the demo, CNET_* folders) replaced by
+    `server:<folder name>`; Hub ids and hashes stay."""
+    def label(described: dict[str, Any]) -> dict[str, Any]:
+        model = str(described.get("model") or "")
+        return {**described, "model": f"server:{Path(model).name}"} if Path(model).is_absolute() else described
+
+    return {**meta, "base_model": label(meta["base_model"]),
+            "controlnets": [label(net) for net in meta.get("controlnets", [])]}
+
+
 def _raise_if_stopped(should_stop: StopCheck | None, what: str) -> None:
     if should_stop is not None and should_stop():
         from cnet.engine import GenerationCancelled
@@ -303,16 +323,22 @@ def _raise_if_stopped(should_stop: StopCheck | None, what: str) -> None:
         raise GenerationCancelled(f"the {what} was cancelled before it started")
 
 
-def prune_outputs(root: Path, *, max_bytes: int, max_age_seconds: float = 0, keep: list[Path] = ()) -> int:
-    """Delete the oldest files under `root` until they total at most `max_bytes` (0: no bound), and those older
-    than `max_age_seconds` (0: no bound); never the files in `keep`. Returns how many were removed."""
+# What `Studio._save` writes (images and their condition maps), and nothing else: pruning never touches a file it
+# did not make, even when CNET_OUTPUT_DIR points at a folder with other things in it.
+OUTPUT_NAME = re.compile(r"^\d{6}-\d+(-[0-9a-f]{16})?(-\d+)?-(\d+|control\d+)\.png$")
+
+
+def prune_outputs(root: Path, *, max_bytes: float, max_age_seconds: float = 0, keep: list[Path] = ()) -> int:
+    """Delete the oldest of our outputs under `root` until they total at most `max_bytes` (0: no bound), and those
+    older than `max_age_seconds` (0: no bound); never the files in `keep`, never a file of another name. Returns how
+    many were removed."""
     if not root.is_dir() or (max_bytes <= 0 and max_age_seconds <= 0):
         return 0
     kept = {Path(p).resolve() for p in keep}
     files = []
-    for path in root.rglob("*"):
+    for path in root.rglob("*.png"):
         try:
-            if path.is_file() and not path.is_symlink():
+            if OUTPUT_NAME.match(path.name) and path.is_file() and not path.is_symlink():
                 info = path.stat()
                 files.append((info.st_mtime, info.st_size, path))
         except OSError:  # removed meanwhile by another request
@@ -334,11 +360,12 @@ def prune_outputs(root: Path, *, max_bytes: int, max_age_seconds: float = 0, kee
             continue
         total -= size
         removed += 1
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        try:
-            folder.rmdir()  # only empty ones
-        except OSError:
-            pass
+    if removed:
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                folder.rmdir()  # only empty ones (saves happen under the same lock: none is being filled)
+            except OSError:
+                pass
     return removed
 
 

@@ -25,7 +25,7 @@ class AppSettings:
     max_queue: int = 16  # waiting requests beyond this get "queue full"
     output_dir: Path = Path("outputs")
     # outputs/ is pruned, oldest first, to this size (and, if set, this age) after each save; 0 turns a bound off.
-    output_max_mb: int = 20_000
+    output_max_mb: float = 20_000
     output_max_age_hours: float = 0
     max_file_size: str = "20mb"
     limits: Limits = field(default_factory=Limits)

@@ -115,7 +115,7 @@ class TrainingManager:
         """Launch `accelerate launch -m train` for run `name` with `settings` (TrainConfig field names)."""
         self.ensure_allowed()
         with self._lock:
-            if self._process is not None and self._process.poll() is None:
+            if self._alive():
                 raise ValueError(f"run {self._run.name!r} is still going: stop it first")
             out = self.run_dir(name)
             given = dict(settings)
@@ -153,10 +153,19 @@ class TrainingManager:
             self._stop_requested = False
             return out
 
+    def _alive(self) -> bool:
+        """Is anything of the current run still running? The launcher (accelerate) or the trainer under it: they
+        share a process group, and the trainer can outlive a launcher that a signal ended."""
+        if self._process is None:
+            return False
+        if self._process.poll() is None:
+            return True
+        return _group_alive(self._process.pid)
+
     def stop(self, grace_seconds: float = 120.0) -> str:
         """Ask the run to stop: it writes a checkpoint at the end of the current step, then exits."""
         self.ensure_allowed()
-        if self._process is None or self._process.poll() is not None:
+        if not self._alive():
             return "No run is going."
         # The trainer honours the file whenever it arrives, even while it is still loading.
         (self._run / "STOP").write_text("stop requested from the app\n")
@@ -164,20 +173,31 @@ class TrainingManager:
         threading.Thread(target=self._terminate_later, args=(self._process, grace_seconds), daemon=True).start()
         return f"Stopping {self._run.name}: a checkpoint is written first."
 
-    def _terminate_later(self, process: subprocess.Popen, grace: float) -> None:
+    def _terminate_later(self, process: subprocess.Popen, grace: float, kill_after: float = 30.0) -> None:
+        """After `grace` seconds, SIGTERM the whole process group (the trainer checkpoints first); `kill_after`
+        seconds later, SIGKILL whatever of it is left. Waits on the group, not only the launcher, which a signal
+        ends at once while the trainer under it goes on."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                process.wait(timeout=grace)
-                return
-            except subprocess.TimeoutExpired:  # stuck (e.g. a long validation): SIGTERM also checkpoints
-                try:
-                    os.killpg(process.pid, sig)
-                except ProcessLookupError:
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if process.poll() is not None and not _group_alive(process.pid):
                     return
-            grace = 30.0  # after SIGTERM: time to write the checkpoint, then SIGKILL
+                time.sleep(0.5)
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            grace = kill_after
 
     def wait(self, timeout: float | None = None) -> int | None:
-        return None if self._process is None else self._process.wait(timeout=timeout)
+        """Wait for the run (launcher and trainer) to end; the launcher's exit code."""
+        if self._process is None:
+            return None
+        code = self._process.wait(timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _group_alive(self._process.pid) and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.2)
+        return code
 
     def result_for_generate(self) -> str:
         """The finished ControlNet of the current run, for the Generate tab's ControlNet field."""
@@ -193,7 +213,7 @@ class TrainingManager:
         out = self.run_dir(name) if name else self._run
         if out is None:
             return RunStatus(message="No run started yet.")
-        running = self._run == out and self._process is not None and self._process.poll() is None
+        running = self._run == out and self._alive()
         status = RunStatus(name=out.name, running=running)
         progress = _read_json(out / "progress.json")
         if progress:
@@ -230,6 +250,27 @@ def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = F
     if status.step == 0:
         return f"{status.name} stopped at {where}, before its first training step."
     return f"{status.name} stopped at {where}; Resume continues from its last checkpoint."
+
+
+def _group_alive(pgid: int) -> bool:
+    """Does a live (not zombie) process of group `pgid` remain? /proc where there is one, else a null signal."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # ended meanwhile
+            if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
