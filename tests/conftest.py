@@ -203,11 +203,23 @@ class RawUI:
                     yield json.loads(line[5:])
 
     def call(self, elem_id: str, event: str = "click", session: str | None = None, **overrides) -> dict:
-        """The final message of the event: {"success": bool, "output": {...}} (errors in output["error"])."""
+        """The final message of the event: {"success": bool, "output": {...}} (errors in output["error"]), with the
+        notices shown on the way (gr.Warning / gr.Info) in "notices"."""
+        notices = []
         for message in self.messages(self.join(elem_id, event, session, **overrides)):
+            if message.get("msg") == "log":
+                notices.append(message.get("log", ""))
             if message.get("msg") == "process_completed":
-                return message
+                return {**message, "notices": notices}
         raise AssertionError("the event stream ended without a result")
+
+    @staticmethod
+    def error(reply: dict) -> str:
+        """What the visitor was told went wrong: a raised error, or the notice of an event that keeps its results."""
+        if not reply["success"]:
+            return reply["output"]["error"]
+        assert reply["notices"], f"no error and no notice: {reply}"
+        return reply["notices"][0]
 
 
 @pytest.fixture

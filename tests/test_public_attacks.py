@@ -208,14 +208,13 @@ def test_hub_id_shaped_names_never_reach_the_working_folder(public_app, raw_ui, 
     for field in ("controlnet", "base-model"):
         for name in ("somefolder/model", "somefolder/notes.txt", "nothere/model"):
             reply = ui.call("generate", sketch=sketch, steps=1, **{field: name})
-            assert not reply["success"]
-            texts[field, name] = reply["output"]["error"].replace(name, "NAME")
+            texts[field, name] = ui.error(reply).replace(name, "NAME")
     for field in ("controlnet", "base-model"):  # no oracle: existing folder, existing file and nothing read alike
         assert len({texts[field, n] for n in ("somefolder/model", "somefolder/notes.txt", "nothere/model")}) == 1
         assert "is not on this machine" in texts[field, "nothere/model"]
     for bad in ("/etc", "./somefolder/model", "~/.cache/huggingface", "a/b/c", "../x/y", "somefolder/.."):
         reply = ui.call("generate", sketch=sketch, steps=1, controlnet=bad)
-        assert "accepts Hub ids (owner/name) only" in reply["output"]["error"], bad
+        assert "accepts Hub ids (owner/name) only" in ui.error(reply), bad
 
 
 # -- 4. outputs: one unguessable folder per session, bounded ---------------------------------------------------------
