@@ -118,8 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         done, skipped = run_batch(args, params)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
-        print(f"{done} maps written to {args.output}, {len(skipped)} files skipped")
+        print(f"{_count(done, 'map')} written to {args.output}, {_count(len(skipped), 'file')} skipped")
         return 0
     except (AnnotatorError, ImageInputError, ModelUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 file', '2 files'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

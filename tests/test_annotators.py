@@ -303,7 +303,7 @@ def test_cli_batch_skips_and_reports_unreadable_files(tmp_path, astronaut):
     proc = run_cli("batch", "--kind", "canny", "--input", str(src), "--output", str(tmp_path / "maps"),
                    "--detect-resolution", "128", "--low", "50")
     assert proc.returncode == 0, proc.stderr
-    assert "2 maps written" in proc.stdout and "1 files skipped" in proc.stdout
+    assert "2 maps written" in proc.stdout and "1 file skipped" in proc.stdout
     assert "broken.png" in proc.stderr
     assert Image.open(tmp_path / "maps" / "a.png").size == (128, 128)
     assert Image.open(tmp_path / "maps" / "sub" / "b.png").size == (256, 128)

@@ -75,8 +75,8 @@ def test_detect_endpoint_matches_the_library(client, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=999), "num_inference_steps=999 is out of range"),
-    (dict(guidance=50), "guidance_scale=50.0 is out of range"),  # NaN cannot even travel as JSON
+    (dict(steps=999), "steps=999 is out of range"),  # the API's own parameter names
+    (dict(guidance=50), "guidance=50.0 is out of range"),  # NaN cannot even travel as JSON
     (dict(width=100, height=64), "width=100 must be a multiple of 8"),
     (dict(prompt_mode="custom"), "custom' needs a non-empty prompt"),
     (dict(kind="sketchy"), "kind='sketchy'"),
@@ -125,3 +125,13 @@ def test_offline_status_names_missing_models_and_how_to_get_them(monkeypatch, ti
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in text
     assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in text and "CNET_BASE_MODEL" in text
     assert "ControlNet: canny" not in text
+
+
+def test_the_progress_bar_shows_once_over_the_gallery(app_url):
+    import json
+    import urllib.request
+
+    config = json.load(urllib.request.urlopen(app_url + "config"))
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"] if c.get("props", {}).get("elem_id")}
+    (generate,) = [d for d in config["dependencies"] if [ids["generate"], "click"] in d["targets"]]
+    assert generate["show_progress_on"] == [ids["gallery"]] and len(generate["outputs"]) == 6

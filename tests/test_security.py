@@ -79,9 +79,10 @@ def test_tiny_image_works(client, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=500), "num_inference_steps=500 is out of range [1, 50]"),
+    (dict(steps=500), "steps=500 is out of range [1, 50]"),
+    (dict(steps=0), "steps=0 is out of range [1, 50]"),
     (dict(num_images=64), "num_images=64 is out of range [1, 4]"),
-    (dict(guidance=50), "guidance_scale=50.0 is out of range"),
+    (dict(guidance=50), "guidance=50.0 is out of range"),
     (dict(width=8192, height=8192), "width=8192 is out of range [64, 1024]"),
 ])
 def test_public_limits_hold_for_hidden_api_calls(client, tmp_path, cond_map, kwargs, message):

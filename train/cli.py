@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                                    default_text=args.text)
             for line in report["skipped"]:
                 print(f"skipped {line}", file=sys.stderr)
-            print(f"{report['rows']} rows written to {report['out']}/metadata.jsonl, "
-                  f"{len(report['skipped'])} files skipped")
+            rows, skipped = report["rows"], len(report["skipped"])
+            print(f"{rows} row{'' if rows == 1 else 's'} written to {report['out']}/metadata.jsonl, "
+                  f"{skipped} file{'' if skipped == 1 else 's'} skipped")
             return 0
         args = vars(build_parser().parse_args(argv))
         config_file = args.pop("config", None)

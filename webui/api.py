@@ -38,6 +38,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         out_text = gr.Textbox(label="caption")
 
     @user_errors
+    @_in_api_names
     @gpu
     def generate(image: Any, kind: str = "canny", prompt_mode: str = "default", prompt: str = "",
                  added_prompt: str = "", negative_prompt: str = "", steps: float = 20, guidance: float = 9.0,
@@ -95,3 +96,29 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         return studio.caption(image, should_stop=stop_requested())
 
     gr.Button(visible=False).click(caption, image, out_text, api_name="caption", concurrency_id="gpu")
+
+
+# The library's field names as the API calls them (so an error names the parameter the caller sent).
+API_NAMES = {"num_inference_steps": "steps", "guidance_scale": "guidance", "units[0].strength": "strength",
+             "units": "image"}
+
+
+def _in_api_names(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Rewrite a RequestError's field name into the API parameter's: `steps=0`, not `num_inference_steps=0`."""
+    import functools
+
+    from cnet.request import RequestError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RequestError as err:
+            message = str(err)
+            for field, name in API_NAMES.items():
+                if message.startswith(field + "=") or message.startswith(field + " "):
+                    message = name + message[len(field):]
+                    break
+            raise RequestError(message) from None
+
+    return wrapper

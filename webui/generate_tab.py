@@ -290,7 +290,9 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
             scheduler=v[ui.scheduler])
         return _shown(result, paths)
 
-    event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private")
+    # The progress bar shows once, over the gallery, not over each of the six result panes.
+    event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
+                         show_progress_on=ui.gallery)
 
     def on_stop(request: gr.Request) -> str:
         # The event is cancelled too (a queued run never starts); the results pane keeps the previous images.

@@ -36,8 +36,8 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
             _settings_form(ui)
             with gr.Row():
                 ui.start = gr.Button("Start", variant="primary", interactive=manager.allowed, elem_id="train-start")
-                ui.stop = gr.Button("Stop (checkpoint first)", variant="stop", interactive=manager.allowed,
-                                    elem_id="train-stop")
+                # "Stop (checkpoint first)" wrapped to three lines; the status it returns says a checkpoint comes first.
+                ui.stop = gr.Button("Stop", variant="stop", interactive=manager.allowed, elem_id="train-stop")
                 ui.resume = gr.Button("Resume", interactive=manager.allowed)
                 ui.use = gr.Button("Use in Generate", interactive=manager.allowed)
         with gr.Column(scale=5):
