@@ -34,6 +34,21 @@ def gpu_decorator() -> Callable[[Callable], Callable]:
     return lambda fn: fn
 
 
+def status_summary(studio: Studio) -> str:
+    """One line: what is running, and how many models are missing (the details are in `status_markdown`)."""
+    statuses = studio.model_status()
+    missing = sum(not s.available for s in statuses)
+    if studio.demo_mode:
+        running = ("**Demo mode**: Stable Diffusion is not on this machine and the Hub is unreachable, so a tiny "
+                   "model of coloured circles is running (draw a circle outline; prompt e.g. *red circle with blue "
+                   "background*).")
+    else:
+        running = f"Base model: `{statuses[0].reference}`."
+    if not missing:
+        return running + " Every model is on this machine."
+    return running + f" {missing} of {len(statuses)} models are not on this machine yet: see *Model details*."
+
+
 def status_markdown(studio: Studio) -> str:
     """What is missing, and how to get it; empty when every default model is on this machine."""
     missing = [s for s in studio.model_status() if not s.available]
@@ -72,7 +87,9 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nSketch, upload a photo or a ready map, choose a prompt mode, and generate. "
                     "Defaults are the paper's: DDIM, 20 steps, CFG 9.")
-        with gr.Accordion("Model status", open=studio.demo_mode):
+        # One line, always; the ten download hints stay folded (open, they pushed Generate below the fold).
+        gr.Markdown(status_summary(studio), elem_id="model-summary")
+        with gr.Accordion("Model details", open=False):
             gr.Markdown(status_markdown(studio) or "All default models are available locally.",
                         elem_id="model-status")
         with gr.Tab("Generate"):

@@ -125,6 +125,14 @@ def test_offline_status_names_missing_models_and_how_to_get_them(monkeypatch, ti
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in text
     assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in text and "CNET_BASE_MODEL" in text
     assert "ControlNet: canny" not in text
+    # The captioner and the annotators' weights fail offline just the same: they are listed too.
+    assert "hf download Salesforce/blip-image-captioning-base" in text and "CNET_CAPTION_MODEL" in text
+    assert "hf download lllyasviel/Annotators" in text and "CNET_ANNOTATORS" in text
+    from app import status_summary
+
+    missing = sum(not s.available for s in studio.model_status())
+    assert status_summary(studio).endswith(f"{missing} of {len(statuses)} models are not on this machine yet: "
+                                           "see *Model details*.") and "\n" not in status_summary(studio)
 
 
 def test_the_progress_bar_shows_once_over_the_gallery(app_url):

@@ -151,3 +151,22 @@ def test_an_error_is_shown_once_and_the_last_result_stays(page):
     assert page.locator("#gallery img").count() == shown_before
     assert page.get_by_text("Error", exact=True).count() == 0  # no error badge over every pane
     assert page.locator(".toast-body").count() == 1
+
+
+def test_in_demo_mode_the_first_screen_shows_one_status_line_and_the_generate_button(browser, tmp_path, monkeypatch):
+    """Offline without Stable Diffusion: one line says the demo is running; Generate is on the first screen."""
+    from conftest import launched
+
+    for name in [k for k in os.environ if k.startswith("CNET_")]:
+        monkeypatch.delenv(name)
+    with launched(False, tmp_path / "out", tmp_path / "ws") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#sketch canvas", timeout=60_000)
+        summary = page.locator("#model-summary").inner_text()
+        assert summary.startswith("Demo mode") and "Model details" in summary
+        assert not page.locator("#model-status").is_visible()  # the download hints are folded
+        box = page.locator("#generate").bounding_box()
+        assert box["y"] + box["height"] <= 1000, box  # no scrolling to find Generate
+        page.screenshot(path=str(tmp_path / "first-screen.png"))
+        page.close()

@@ -67,12 +67,13 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
             _condition_inputs(ui)
             _condition_settings(ui)
             _prompt_controls(ui)
-            with gr.Row():
-                ui.run = gr.Button("Generate", variant="primary", elem_id="generate")
-                ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
             _advanced_settings(ui, limits)
             _second_condition(ui, limits)
         with gr.Column(scale=4):
+            # At the top of the results: on the first screen of a 1400x1000 window, beside the canvas.
+            with gr.Row():
+                ui.run = gr.Button("Generate", variant="primary", elem_id="generate")
+                ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
             _results(ui)
     _examples(ui, studio.demo_mode)
     _wire_reactions(ui)

@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import threading
@@ -156,8 +157,16 @@ class Studio:
 
     def model_status(self) -> list[ModelStatus]:
         """Which models are on this machine now (no download, no loading), and how to get the missing ones."""
-        rows = [_status("base model", base_model_source(), BASE_MODEL_ENV)]
+        from annotators.registry import ANNOTATORS_ENV, ANNOTATORS_REPO
+        from cnet.captioner import CAPTION_MODEL_ENV, DEFAULT_CAPTION_MODEL
+
+        rows = [_status("base model", base_model_source(), BASE_MODEL_ENV, "model_index.json")]
         rows += [_status(f"ControlNet: {k.name}", k.controlnet_source(), k.env_var) for k in KINDS.values()]
+        # They fail offline just the same: the automatic prompt mode's captioner and the photo annotators' weights.
+        rows.append(_status("captioner (automatic prompt)", os.environ.get(CAPTION_MODEL_ENV) or DEFAULT_CAPTION_MODEL,
+                            CAPTION_MODEL_ENV))
+        rows.append(_status("annotator weights (depth, pose, edges...)", os.environ.get(ANNOTATORS_ENV) or
+                            ANNOTATORS_REPO, ANNOTATORS_ENV, "ControlNetHED.pth"))
         return rows
 
     # -- conditions ------------------------------------------------------------------------------------------------
@@ -376,7 +385,7 @@ def _normalise(reference: str | ModelSource) -> str:
     return str(path.resolve()) if path.exists() else reference.strip()
 
 
-def _status(role: str, reference: str, env_var: str) -> ModelStatus:
+def _status(role: str, reference: str, env_var: str, marker: str = "config.json") -> ModelStatus:
     try:
         source = parse_model_source(reference, what=env_var)
     except ValueError as err:
@@ -385,6 +394,5 @@ def _status(role: str, reference: str, env_var: str) -> ModelStatus:
         return ModelStatus(role, reference, True)
     from huggingface_hub import try_to_load_from_cache
 
-    marker = "model_index.json" if role == "base model" else "config.json"
     found = isinstance(try_to_load_from_cache(source.location, marker, revision=source.revision), str)
     return ModelStatus(role, reference, found, "" if found else how_to_provide(source, env_var))
