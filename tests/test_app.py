@@ -115,7 +115,8 @@ def test_offline_status_names_missing_models_and_how_to_get_them(monkeypatch, ti
     from webui.service import Studio
     from webui.settings import AppSettings
 
-    monkeypatch.delenv("CNET_BASE_MODEL", raising=False)
+    for name in ("CNET_BASE_MODEL", "CNET_CAPTION_MODEL", "CNET_ANNOTATORS"):  # the module's app sets some
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
     monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
     studio = Studio(AppSettings())
