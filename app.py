@@ -40,8 +40,9 @@ def status_summary(studio: Studio) -> str:
     missing = sum(not s.available for s in statuses)
     if studio.demo_mode:
         running = ("**Demo mode**: Stable Diffusion is not on this machine and the Hub is unreachable, so a tiny "
-                   "model of coloured circles is running (draw a circle outline; prompt e.g. *red circle with blue "
-                   "background*).")
+                   "model of coloured circles is running: draw a circle outline. The form is set for it (scribble, "
+                   "a Custom prompt such as *red circle with blue background*, 64x64, CFG 5): its small text "
+                   "encoder would cut the paper's default prompt to nonsense.")
     else:
         running = f"Base model: `{statuses[0].reference}`."
     if not missing:

@@ -169,4 +169,21 @@ def test_in_demo_mode_the_first_screen_shows_one_status_line_and_the_generate_bu
         box = page.locator("#generate").bounding_box()
         assert box["y"] + box["height"] <= 1000, box  # no scrolling to find Generate
         page.screenshot(path=str(tmp_path / "first-screen.png"))
+        # The form starts with what the demo understands: a scribble, a circle prompt, its size.
+        assert page.locator("#kind input").first.input_value().startswith("scribble")
+        assert page.locator("#prompt textarea").input_value() == "red circle with blue background"
+        page.locator("#advanced").get_by_text("Advanced settings").click()
+        assert page.locator("#width input[type=number]").input_value() == "64"
+        # Draw a circle outline and generate as is: the circle prompt is what is sent.
+        page.locator("#sketch button[aria-label='Brush']").click()
+        canvas = page.locator("#sketch canvas").first.bounding_box()
+        cx, cy = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
+        page.mouse.move(cx + 90, cy)
+        page.mouse.down()
+        for degrees in range(0, 370, 10):
+            page.mouse.move(cx + 90 * np.cos(np.radians(degrees)), cy + 90 * np.sin(np.radians(degrees)))
+        page.mouse.up()
+        page.locator("#generate").click()
+        page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=60_000)
+        assert page.locator("#used-prompt textarea").input_value() == "red circle with blue background"
         page.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,9 +66,10 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             _condition_inputs(ui)
-            _condition_settings(ui)
-            _prompt_controls(ui)
-            _advanced_settings(ui, limits)
+            defaults = form_defaults(studio.demo_mode)
+            _condition_settings(ui, defaults)
+            _prompt_controls(ui, defaults)
+            _advanced_settings(ui, limits, defaults)
             _second_condition(ui, limits)
         with gr.Column(scale=4):
             # At the top of the results: on the first screen of a 1400x1000 window, beside the canvas.
@@ -102,25 +104,51 @@ def _condition_inputs(ui: SimpleNamespace) -> None:
                                            elem_id="map-editor")
 
 
-def _condition_settings(ui: SimpleNamespace) -> None:
+@dataclass(frozen=True)
+class FormDefaults:
+    """What the form starts with: the paper's settings, or what the demo model understands."""
+
+    kind: str = "canny"
+    prompt_mode: str = "default"
+    prompt: str = ""
+    guidance: float = 9.0
+    size: int | None = None  # a fixed output size (the demo model's), shown in the width/height sliders
+
+
+def form_defaults(demo_mode: bool) -> FormDefaults:
+    """The paper's defaults; in demo mode, the demo's: it reads circle outlines, its text encoder knows only the
+    circle prompts (the paper's default prompt would be cut to nonsense), it makes 64x64 images, and CFG 5 measured
+    better than 9 for it (docs/demo-model.md)."""
+    if not demo_mode:
+        return FormDefaults()
+    from cnet.demo import DEMO_SIZE
+
+    return FormDefaults(kind="scribble", prompt_mode="custom", prompt="red circle with blue background",
+                        guidance=5.0, size=DEMO_SIZE)
+
+
+def _condition_settings(ui: SimpleNamespace, defaults: FormDefaults) -> None:
     """The condition kind, its annotator and that annotator's own settings, and Preview map."""
+    choices = annotators_for(defaults.kind)
     with gr.Row():
-        ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()], value="canny",
-                              label="Condition kind", scale=2, elem_id="kind")
-        ui.annotator = gr.Dropdown(annotators_for("canny"), value="canny", label="Annotator (for photos)", scale=2)
+        ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()],
+                              value=defaults.kind, label="Condition kind", scale=2, elem_id="kind")
+        ui.annotator = gr.Dropdown(choices, value=choices[0][1], label="Annotator (for photos)", scale=2)
     with gr.Accordion("Annotator settings", open=False):
-        ui.detect_resolution = gr.Slider(128, 1024, value=512, step=64, label="Detect resolution",
+        ui.detect_resolution = gr.Slider(128, 1024, value=ANNOTATORS[choices[0][1]].detect_resolution, step=64,
+                                         label="Detect resolution",
                                          info="short side the detector sees (384 suits depth and normal)")
-        ui.params = {name: _param_component(name, "canny") for name in PARAMS}
+        ui.params = {name: _param_component(name, choices[0][1]) for name in PARAMS}
     ui.preview = gr.Button("Preview map", elem_id="preview")
 
 
-def _prompt_controls(ui: SimpleNamespace) -> None:
+def _prompt_controls(ui: SimpleNamespace, defaults: FormDefaults) -> None:
     """The paper's four prompt modes, the custom prompt, and the added / negative prompts with their presets."""
-    ui.prompt_mode = gr.Radio(PROMPT_MODES, value="default", label="Prompt mode", elem_id="prompt-mode",
+    ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode", elem_id="prompt-mode",
                               info="the paper's four settings: the exact text sent is shown with each result")
-    ui.prompt = gr.Textbox(label="Prompt", placeholder="a cosy cottage in a forest, oil painting", visible=False,
-                           elem_id="prompt")
+    ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt",
+                           placeholder="a cosy cottage in a forest, oil painting",
+                           visible=defaults.prompt_mode == "custom", elem_id="prompt")
     with gr.Row():
         ui.added_prompt = gr.Textbox(label="Added prompt", placeholder="appended except in No prompt mode")
         ui.negative_prompt = gr.Textbox(label="Negative prompt")
@@ -129,21 +157,24 @@ def _prompt_controls(ui: SimpleNamespace) -> None:
         ui.clear_presets = gr.Button("Clear them", size="sm")
 
 
-def _advanced_settings(ui: SimpleNamespace, limits: Any) -> None:
+def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults) -> None:
     """Steps, guidance, seed, images, size, control strength/start/end, guess mode, sampler, models."""
     with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
         with gr.Row():
             ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id="steps")
-            ui.guidance = gr.Slider(0.0, limits.max_guidance, value=9.0, step=0.5, label="Guidance (CFG)")
+            ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5,
+                                    label="Guidance (CFG)")
         with gr.Row():
             ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
             ui.randomize = gr.Checkbox(value=True, label="Random seed")
             ui.num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Images")
         with gr.Row():
-            ui.width = gr.Slider(0, limits.max_side, value=0, step=64, label="Width (0: from the map)",
-                                 elem_id="width")
-            ui.height = gr.Slider(0, limits.max_side, value=0, step=64, label="Height (0: from the map)",
-                                  elem_id="height")
+            fixed = defaults.size is not None  # the demo model makes one size: show it, not a setting it ignores
+            side = f" (the demo model makes {defaults.size}x{defaults.size})" if fixed else " (0: from the map)"
+            ui.width = gr.Slider(0, limits.max_side, value=defaults.size or 0, step=64 if not fixed else 1,
+                                 label="Width" + side, interactive=not fixed, elem_id="width")
+            ui.height = gr.Slider(0, limits.max_side, value=defaults.size or 0, step=64 if not fixed else 1,
+                                  label="Height" + side, interactive=not fixed, elem_id="height")
         with gr.Row():
             ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
             ui.start = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Control start")
