@@ -51,8 +51,9 @@ def parse_hub_id(spec: str, *, what: str = "model") -> ModelSource:
     public deployment accepts from visitors. ValueError naming `what` otherwise."""
     spec = spec.strip() if isinstance(spec, str) else spec
     if not isinstance(spec, str) or not HUB_ID.match(spec) or ".." in spec:
-        shown = repr(spec) if len(repr(spec)) <= 80 else repr(spec)[:77] + "..."
-        raise ValueError(f"{what}={shown}: this deployment accepts Hub ids (owner/name) only")
+        from .request import short_repr
+
+        raise ValueError(f"{what}={short_repr(spec)}: this deployment accepts Hub ids (owner/name) only")
     repo, _, revision = spec.partition("@")
     return ModelSource(spec, "hub", revision or None)
 

@@ -94,7 +94,7 @@ class GenerationRequest:
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
         """Return a checked copy with `prompt_mode` as a PromptMode; raise RequestError on the first bad field."""
         if not isinstance(self.units, list) or not 1 <= len(self.units) <= limits.max_units:
-            raise RequestError(f"units={_short(self.units)}: give 1 to {limits.max_units} control units")
+            raise RequestError(f"units={short_repr(self.units)}: give 1 to {limits.max_units} control units")
         for i, unit in enumerate(self.units):
             _check_unit(i, unit, limits)
         return self.validate_settings(limits)
@@ -105,7 +105,7 @@ class GenerationRequest:
             mode = PromptMode(self.prompt_mode)
         except ValueError:
             raise RequestError(
-                f"prompt_mode={_short(self.prompt_mode)} is not one of {[m.value for m in PromptMode]}") from None
+                f"prompt_mode={short_repr(self.prompt_mode)} is not one of {[m.value for m in PromptMode]}") from None
         for name in ("prompt", "added_prompt", "negative_prompt", "caption"):
             _check_text(name, getattr(self, name), limits.max_prompt_chars, optional=name == "caption")
         if mode is PromptMode.CUSTOM and not self.prompt.strip():
@@ -178,7 +178,7 @@ def _check_text(name: str, value: Any, max_chars: int, optional: bool = False) -
     if optional and value is None:
         return
     if not isinstance(value, str):
-        raise RequestError(f"{name}={_short(value)} must be text")
+        raise RequestError(f"{name}={short_repr(value)} must be text")
     if len(value) > max_chars:
         raise RequestError(f"{name} is {len(value)} characters long; at most {max_chars} are accepted")
     try:
@@ -188,21 +188,22 @@ def _check_text(name: str, value: Any, max_chars: int, optional: bool = False) -
                            f"{value[err.start]!r}); remove it") from None
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: an error message names a value without repeating a 10 MB one."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name}={_short(value)} must be a whole number")
+        raise RequestError(f"{name}={short_repr(value)} must be a whole number")
     if not low <= value <= high:
         raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
 
 
 def _check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(f"{name}={_short(value)} must be a number")
+        raise RequestError(f"{name}={short_repr(value)} must be a number")
     if not math.isfinite(value) or not low <= value <= high:
         raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
 

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +96,8 @@ def find_resume(output_dir: str | Path, resume: str, warn: Callable[[str], None]
 def is_disk_full(err: BaseException) -> bool:
     """True when `err` (or what caused it) says the disk is full, in any of the ways libraries say it: OSError
     ENOSPC, safetensors' and torch's own wrappers ("No space left", "unexpected pos" from torch's zip writer)."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(err)
-        if "No space left" in text or "unexpected pos" in text or "Disk quota exceeded" in text:
-            return True
-        err = err.__cause__ or err.__context__
-    return False
+    return _says_enospc(err) or any("No space left" in str(e) or "unexpected pos" in str(e)
+                                    or "Disk quota exceeded" in str(e) for e in _causes(err))
 
 
 def describe_write_error(err: BaseException, path: Path) -> str:
@@ -119,12 +113,15 @@ def describe_write_error(err: BaseException, path: Path) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _says_enospc(err: BaseException | None) -> bool:
+def _says_enospc(err: BaseException) -> bool:
+    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in _causes(err))
+
+
+def _causes(err: BaseException | None) -> Iterator[BaseException]:
+    """`err`, then what caused it, and so on (libraries wrap the OSError that says what happened)."""
     while err is not None:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
+        yield err
         err = err.__cause__ or err.__context__
-    return False
 
 
 def write_atomically(output_dir: str | Path, step: int, write: Any, info: dict[str, Any], keep: int) -> Path:

@@ -47,10 +47,15 @@ def load_examples() -> dict[str, list[list[str]]]:
             for group, rows in table.items()}
 
 
+def _own_params(annotator: str | None) -> set[str]:
+    """The names of the settings `annotator` has (none for an unknown or empty choice)."""
+    return {p.name for p in ANNOTATORS[annotator].params} if annotator in ANNOTATORS else set()
+
+
 def _param_component(name: str, first_annotator: str) -> gr.components.Component:
     """The control of one annotator setting, shown when the chosen annotator has it (from the first load on)."""
     p = PARAMS[name]
-    visible = name in {q.name for q in ANNOTATORS[first_annotator].params}
+    visible = name in _own_params(first_annotator)
     if isinstance(p.default, bool):
         return gr.Checkbox(value=p.default, label=name.replace("_", " "), info=p.help, visible=visible)
     step = 1 if isinstance(p.default, int) else 0.01
@@ -250,7 +255,7 @@ def _wire_reactions(ui: SimpleNamespace) -> None:
                 gr.Slider(value=ANNOTATORS[KINDS[kind_name].annotator].detect_resolution)]
 
     def on_annotator(name: str | None) -> list[Any]:
-        own = {p.name for p in ANNOTATORS[name].params} if name in ANNOTATORS else set()
+        own = _own_params(name)
         return [gr.update(visible=n in own) for n in PARAMS]
 
     # A photo that arrives (upload or example) becomes the source; so does a map uploaded into the editor.
@@ -269,7 +274,7 @@ def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
     """The main condition from the form's values (`v`: component -> value)."""
     image = {"draw": v[ui.sketch], "photo": v[ui.photo], "map": v[ui.map_editor]}[v[ui.source]]
     chosen = v[ui.annotator] if v[ui.annotator] in ANNOTATORS else None
-    own = {p.name for p in ANNOTATORS[chosen].params} if chosen else set()
+    own = _own_params(chosen)
     return UnitInput(v[ui.source], image, kind=v[ui.kind], annotator=chosen,
                      params={n: v[c] for n, c in ui.params.items() if n in own},
                      detect_resolution=as_int(v[ui.detect_resolution], "detect resolution"))

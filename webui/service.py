@@ -27,7 +27,7 @@ from PIL import Image
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, detect, open_image, to_rgb_array
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
 from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
-from cnet.request import ControlUnit, GenerationRequest, RequestError
+from cnet.request import ControlUnit, GenerationRequest, RequestError, short_repr
 
 from .settings import AppSettings
 
@@ -298,8 +298,7 @@ def as_float(value: Any, name: str) -> float:
     except (TypeError, ValueError, OverflowError):
         number = float("nan")
     if isinstance(value, bool) or number != number:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise ValueError(f"{name}={shown} must be a number")
+        raise ValueError(f"{name}={short_repr(value, 40)} must be a number")
     return number
 
 
@@ -310,8 +309,7 @@ def as_int(value: Any, name: str) -> int:
             return int(float(value))
     except (TypeError, ValueError, OverflowError):
         pass
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-    raise ValueError(f"{name}={shown} must be a whole number")
+    raise ValueError(f"{name}={short_repr(value, 40)} must be a whole number")
 
 
 def _without_server_paths(meta: dict[str, Any]) -> dict[str, Any]:
