@@ -78,7 +78,11 @@ def build_clip_tokenizer(out_dir: str | Path, words: Iterable[str] = BASE_WORDS,
 
 
 def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
-    """Tiny SD1.5-shaped components (VAE factor 2, 32x32 latents) and a ControlNet, seeded random weights."""
+    """Tiny SD1.5-shaped components and a ControlNet, seeded random weights.
+
+    The VAE downsamples by 8 like Stable Diffusion's, so a 512x512 request makes 64x64 latents (not 256x256) and the
+    plumbing check over the app's real sizes takes seconds; the U-Net's `sample_size` makes 64x64 its default output.
+    """
     import tempfile
 
     import torch
@@ -88,16 +92,16 @@ def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None
     torch.manual_seed(seed)
     blocks = dict(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), block_out_channels=(32, 64),
                   layers_per_block=1, cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8)
-    unet = UNet2DConditionModel(sample_size=32, in_channels=4, out_channels=4,
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
-    # The conditioning encoder must downsample as much as the VAE (factor 2 here, 8 in SD1.5).
-    controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(16, 32), **blocks)
+    # The conditioning encoder must downsample as much as the VAE (factor 8, as in SD1.5): four widths, three halvings.
+    controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 16, 16), **blocks)
     with torch.no_grad():  # zero convolutions start at zero; give them small values so the control shows
         for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             for p in module.parameters():
                 p.normal_(0.0, 0.05)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=4,
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16), latent_channels=4,
                         norm_num_groups=8, sample_size=64)
     tok_dir = tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-")
     tokenizer = build_clip_tokenizer(tok_dir)

@@ -123,8 +123,8 @@ def test_an_api_cancel_stops_the_generation_within_a_step(public_app, map_path):
     url, studio = public_app
     calls, hook = count_unet_calls(studio)
     try:
-        # 50 steps at 256x256 take ~30 s on these cores; cancelled after the second step.
-        job = Client(url, verbose=False).submit(handle_file(map_path), steps=50, width=256, height=256, seed=1,
+        # 50 steps at 1024x1024 take ~45 s on these cores; cancelled after the second step.
+        job = Client(url, verbose=False).submit(handle_file(map_path), steps=50, width=1024, height=1024, seed=1,
                                                 api_name="/generate")
         wait_until(lambda: len(calls) >= 2)
         at_cancel = len(calls)
@@ -137,7 +137,7 @@ def test_an_api_cancel_stops_the_generation_within_a_step(public_app, map_path):
         hook.remove()
     first_run = len(calls) - 2  # the second visitor's 2 steps came after the first run let go
     assert first_run <= at_cancel + 2, (at_cancel, first_run)  # stopped within a step (or two, in flight)
-    assert metadata[0]["seed"] == 2 and waited < 20  # not the ~30 s the cancelled run had left
+    assert metadata[0]["seed"] == 2 and waited < 20  # not the ~40 s the cancelled run had left
 
 
 @pytest.mark.slow
@@ -146,7 +146,7 @@ def test_a_closed_page_stops_the_generation_within_a_step(public_app, map_path, 
     ui = raw_ui(url)
     calls, hook = count_unet_calls(studio)
     try:
-        session = ui.join("generate", "api", image=ui.upload(map_path), steps=50, width=256, height=256, seed=3)
+        session = ui.join("generate", "api", image=ui.upload(map_path), steps=50, width=1024, height=1024, seed=3)
         stream = ui.messages(session)
         for message in stream:
             if message.get("msg") == "progress" or len(calls) >= 2:
