@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from webui.api import create_api
-from webui.errors import user_errors
+from webui.errors import keep_results, user_errors
 from webui.generate_tab import create_generate_tab
 from webui.service import Studio
 from webui.settings import AppSettings
@@ -93,12 +93,23 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
         with gr.Accordion("Model details", open=False):
             gr.Markdown(status_markdown(studio) or "All default models are available locally.",
                         elem_id="model-status")
-        with gr.Tab("Generate"):
-            generate = create_generate_tab(studio, gpu)
-        with gr.Tab("Train"):
-            use_result = create_train_tab(studio.training)
-        use_result.click(user_errors(studio.training.result_for_generate), None, generate["controlnet"],
-                         api_visibility="private")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                generate = create_generate_tab(studio, gpu)
+            with gr.Tab("Train", id="train"):
+                use_result = create_train_tab(studio.training, demo)
+
+        @keep_results(4)  # a run without a result: one notice, the Generate form untouched
+        @user_errors
+        def use_in_generate() -> list[Any]:
+            """The shown run's ControlNet and its base model into Generate's fields, shown open, with a notice."""
+            controlnet, base_model = studio.training.result_and_base()
+            gr.Info(f"Generate now uses the trained ControlNet ({controlnet}) on its base model ({base_model}): "
+                    "see Advanced settings.")
+            return [gr.Tabs(selected="generate"), gr.Accordion(open=True), controlnet, base_model]
+
+        use_result.click(use_in_generate, None, [tabs, generate["advanced"], generate["controlnet"],
+                                                 generate["base_model"]], api_visibility="private")
         create_api(studio, gpu)
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
     return demo, studio

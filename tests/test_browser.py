@@ -187,3 +187,43 @@ def test_in_demo_mode_the_first_screen_shows_one_status_line_and_the_generate_bu
         page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=60_000)
         assert page.locator("#used-prompt textarea").input_value() == "red circle with blue background"
         page.close()
+
+
+def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(browser, tiny_models, circles,
+                                                                               tmp_path):
+    """A finished run in the workspace, a fresh page (a reload, or an app restart): the form shows that run's
+    settings, the fidelity curve is plotted, and "Use in Generate" switches tab, opens the fields it fills (the
+    ControlNet and its base model) and says so."""
+    from conftest import launched
+
+    from train.config import TrainConfig
+    from train.loop import train
+
+    workspace = tmp_path / "ws"
+    out = workspace / "runs" / "lab"
+    train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
+                      batch_size=2, max_steps=4, validate_every=2, num_validation=2, validation_steps=2,
+                      fidelity="shapes", checkpoint_every=100))
+    with launched(False, tmp_path / "out", workspace) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#sketch canvas", timeout=60_000)
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('lab finished')",
+                               timeout=30_000)
+        assert page.locator("#train-name textarea").input_value() == "lab"
+        assert page.locator("#train-base-model textarea").input_value() == str(tiny_models[0])
+        assert page.locator("#train-dataset textarea").input_value() == str(circles)
+        assert "Validation circles IoU" in page.locator("#train-status").inner_text()
+        assert page.locator("#train-fidelity").is_visible()
+        page.screenshot(path=str(tmp_path / "train-tab.png"))
+
+        page.locator("#train-use").click()
+        page.wait_for_function("document.querySelector('#controlnet textarea')?.value.endsWith('controlnet')",
+                               timeout=30_000)
+        assert page.locator("#generate").is_visible()  # the Generate tab is the one shown
+        assert page.locator("#controlnet textarea").is_visible()  # in Advanced settings, opened
+        assert page.locator("#controlnet textarea").input_value() == str(out / "controlnet")
+        assert page.locator("#base-model textarea").input_value() == str(tiny_models[0])
+        assert page.get_by_text("Generate now uses the trained ControlNet").first.is_visible()  # the notice
+        page.close()

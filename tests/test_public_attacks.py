@@ -366,7 +366,7 @@ def test_training_by_event_index_is_refused_without_a_traceback(public_app, raw_
     with caplog.at_level(logging.INFO, logger="cnet.app"):
         for target in ("train-start", "train-stop"):
             reply = ui.call(target)
-            assert "Training is off on this public deployment" in reply["output"]["error"]
+            assert "Training is off on this public deployment" in ui.error(reply)
     assert not [r for r in caplog.records if r.exc_info]
 
 

@@ -166,6 +166,46 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny_models, circl
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_latest_reuses_the_runs_saved_settings(tiny_models, circles, tmp_path):
+    """`--output-dir DIR --resume latest` alone continues the run on its own base model, data and settings (the
+    README's resume line works offline); a flag given still wins, and the first launch's --stop-after does not
+    carry over."""
+    from train.cli import main
+
+    out = tmp_path / "run"
+    first = ["--base-model", str(tiny_models[0]), "--dataset", str(circles), "--output-dir", str(out),
+             "--resolution", "64", "--batch-size", "2", "--max-steps", "4", "--stop-after", "2",
+             "--checkpoint-every", "100", "--validate-every", "0", "--preset", "none"]
+    assert main(first) == 0
+    assert [s for s, _ in complete_checkpoints(out)] == [2]
+    assert main(["--output-dir", str(out), "--resume", "latest", "--max-steps", "5"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["base_model"], saved["dataset"]) == (str(tiny_models[0]), str(circles))
+    assert (saved["resolution"], saved["batch_size"], saved["max_steps"], saved["stop_after"]) == (64, 2, 5, None)
+    assert json.loads((out / "progress.json").read_text())["step"] == 5
+    assert (out / "controlnet" / "config.json").exists()
+
+
+def test_resume_without_a_saved_run_names_what_is_missing(tmp_path, capsys):
+    from train.cli import main
+
+    assert main(["--output-dir", str(tmp_path / "never-ran"), "--resume", "latest"]) == 2
+    assert "dataset=''" in capsys.readouterr().err
+
+
+def test_progress_is_written_every_step_and_matches_the_checkpoint_of_a_stop(tiny_models, circles, tmp_path):
+    seen = []
+    out = tmp_path / "run"
+
+    def watch(event, info):
+        if event == "step":
+            seen.append(json.loads((out / "progress.json").read_text())["step"])
+
+    assert train(config(tiny_models, circles, out, max_steps=10, stop_after=3, log_every=10), callback=watch) is None
+    assert seen == [1, 2, 3]  # log_every=10, yet the status line followed each step
+    assert [s for s, _ in complete_checkpoints(out)] == [3]
+
+
 def test_interrupted_checkpoint_is_never_resumed_from(tmp_path):
     write_atomically(tmp_path, 3, lambda d: (d / "w").write_text("ok"), {}, keep=3)
     (tmp_path / "checkpoints" / "step-00000009").mkdir()  # renamed but never marked complete

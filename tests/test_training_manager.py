@@ -6,7 +6,7 @@ import time
 import pytest
 
 from webui.settings import AppSettings
-from webui.training import TrainingManager, TrainingRefused
+from webui.training import LOG_LINES, TrainingManager, TrainingRefused
 
 
 def tiny_settings(tiny_models, circles, **kw):
@@ -37,17 +37,42 @@ def test_start_watch_stop_resume_use(tiny_models, circles, tmp_path):
     assert manager.wait(timeout=240) == 0
     stopped = manager.status()
     assert not stopped.running and "stopped at step" in stopped.message and stopped.controlnet is None
-    assert list((out / "checkpoints").glob("step-*/COMPLETE.json"))  # Stop wrote a checkpoint
+    # The status names the step the checkpoint holds (progress is written every step, not every log line).
+    assert stopped.checkpoint == f"step-{stopped.step:08d}" and stopped.checkpoint in stopped.message
+    assert (out / "checkpoints" / stopped.checkpoint / "COMPLETE.json").exists()  # Stop wrote a checkpoint
     with pytest.raises(ValueError, match="no finished ControlNet"):
         manager.result_for_generate()
 
+    # The app restarted, the page reloaded: a new manager shows the newest run, and Resume with a form that lost
+    # its inputs continues on the run's own base model and dataset.
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    assert manager.status().name == "run-a" and manager.status().config["dataset"] == str(circles)
     resumed_from = stopped.step
-    manager.start("run-a", tiny_settings(tiny_models, circles, max_steps=resumed_from + 2), resume=True)
+    manager.start("run-a", tiny_settings(tiny_models, circles, max_steps=resumed_from + 2, base_model="",
+                                         dataset=""), resume=True)
+    early = manager.status()
+    assert early.eta_seconds is None or early.step > resumed_from  # never the previous part's ETA
     assert manager.wait(timeout=240) == 0
     done = manager.status()
     assert done.step == resumed_from + 2 and "finished" in done.message
     assert '"event": "resume"' in done.log_tail
     assert manager.result_for_generate() == str(out / "controlnet")
+    assert manager.result_and_base() == (str(out / "controlnet"), str(tiny_models[0]))
+    assert len(done.log_tail.splitlines()) <= LOG_LINES and "ControlNet saved to" in done.log_tail  # the newest
+
+
+def test_the_status_carries_the_validation_fidelity_the_trainer_wrote(tiny_models, circles, tmp_path):
+    from train.config import TrainConfig
+    from train.loop import train
+
+    out = tmp_path / "runs" / "scored"
+    train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
+                      batch_size=2, max_steps=4, validate_every=2, num_validation=2, validation_steps=2,
+                      fidelity="shapes", checkpoint_every=100))
+    status = TrainingManager(AppSettings(), workspace=tmp_path).status("scored")
+    assert [f["step"] for f in status.fidelity] == [2, 4]
+    assert all(0.0 <= f["fidelity"] <= 1.0 for f in status.fidelity)
+    assert status.config["fidelity"] == "shapes" and "finished at step 4/4" in status.message
 
 
 def test_bad_settings_are_refused_before_anything_starts(tiny_models, circles, tmp_path):

@@ -13,7 +13,7 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .config import MODES, PRECISIONS, ConfigError, TrainConfig
+from .config import MODES, PRECISIONS, ConfigError, TrainConfig, saved_settings
 
 CHOICES = {"mode": MODES, "mixed_precision": PRECISIONS}
 
@@ -54,11 +54,20 @@ def build_dataset_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .stop import listen_for_signals
+    from .stop import listen_for_signals, stop_listening
 
     argv = sys.argv[1:] if argv is None else argv
-    if not (argv and argv[0] == "build-dataset"):
-        listen_for_signals()  # (python -m train did it already) a Stop during the imports and loading is honoured
+    # (python -m train did it already) a Stop during the imports and loading is honoured; a caller in the same
+    # process (a notebook, a test) gets its own handlers back afterwards.
+    owns_signals = not (argv and argv[0] == "build-dataset") and listen_for_signals()
+    try:
+        return _main(argv)
+    finally:
+        if owns_signals:
+            stop_listening()
+
+
+def _main(argv: list[str]) -> int:
     from annotators import AnnotatorError
     from cnet.models import ModelUnavailableError
 
@@ -84,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         from .presets import apply_preset
 
         given = {**(TrainConfig.read_file(config_file) if config_file else {}), **args}  # flags beat the file
+        if given.get("resume") and given.get("output_dir"):
+            # A resumed run keeps its saved settings (base model, dataset, ...) unless a flag or file changes one.
+            given = {**saved_settings(given["output_dir"]), **given}
         settings, preset = apply_preset(given, given.pop("preset"))  # the preset fills only what neither gave
         if preset:
             print(json.dumps({"event": "preset", "name": preset}), flush=True)

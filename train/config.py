@@ -108,3 +108,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Settings that belong to one launch, not to the run: a resume must not inherit them from the saved config.
+PER_LAUNCH = ("resume", "stop_after")
+
+
+def saved_settings(output_dir: str | Path) -> dict[str, Any]:
+    """The settings a run saved in `output_dir/config.json` (less the per-launch ones); {} when there is none."""
+    path = Path(output_dir) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"the run's saved settings {str(path)!r} cannot be read: {err}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in saved.items() if k in known and k not in PER_LAUNCH}

@@ -138,6 +138,7 @@ def loop(run: Run) -> bool:
             run_steps += 1
             mean_loss = sum(window) / len(window)
             window.clear()
+            _write_progress(run, mean_loss, seconds_per_step=(time.monotonic() - started) / run_steps)
             run.emit("step", {"step": run.step, "loss": mean_loss, "max_steps": config.max_steps})
             if run.step % config.log_every == 0 or run.step == config.max_steps:
                 _log(run, mean_loss, seconds_per_step=(time.monotonic() - started) / run_steps)
@@ -509,9 +510,23 @@ def _append_metrics(out: Path, metrics: dict[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(metrics)
-    tmp = out / "progress.json.tmp"
-    tmp.write_text(json.dumps(metrics))
-    os.replace(tmp, out / "progress.json")
+
+
+def _write_progress(run: Run, loss: float, seconds_per_step: float) -> None:
+    """progress.json after every optimizer step (the Train tab's status line): the step, this process's loss, and
+    an ETA from this run's own speed, so a resumed run never shows the previous run's. A tiny atomic write."""
+    if not run.main:
+        return
+    progress = {"step": run.step, "max_steps": run.config.max_steps, "loss": loss,
+                "seconds_per_step": seconds_per_step,
+                "eta_seconds": seconds_per_step * (run.config.max_steps - run.step)}
+    tmp = run.out / "progress.json.tmp"
+    try:
+        tmp.write_text(json.dumps(progress))
+        os.replace(tmp, run.out / "progress.json")
+    except OSError as err:  # a full disk: the status line lags; the next checkpoint says so loudly
+        if not is_disk_full(err):
+            raise
 
 
 def _validate(run: Run) -> None:

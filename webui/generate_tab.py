@@ -65,7 +65,7 @@ def _param_component(name: str, first_annotator: str) -> gr.components.Component
 
 def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict[str, Any]:
     """Build the tab inside the current gr.Blocks; `gpu` wraps functions that need the accelerator (ZeroGPU).
-    Returns the components other tabs may fill (the ControlNet field, the kind)."""
+    Returns the components other tabs may fill (the ControlNet and base model fields, their accordion, the kind)."""
     limits = studio.settings.limits
     ui = SimpleNamespace(source=gr.State("draw"))
     with gr.Row(equal_height=False):
@@ -85,7 +85,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
     _examples(ui, studio.demo_mode)
     _wire_reactions(ui)
     _wire_actions(ui, studio, gpu)
-    return {"controlnet": ui.controlnet, "kind": ui.kind}
+    return {"controlnet": ui.controlnet, "base_model": ui.base_model, "advanced": ui.advanced, "kind": ui.kind}
 
 
 # -- sections: each adds its components to `ui` ------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def _prompt_controls(ui: SimpleNamespace, defaults: FormDefaults) -> None:
 
 def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults) -> None:
     """Steps, guidance, seed, images, size, control strength/start/end, guess mode, sampler, models."""
-    with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+    with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as ui.advanced:
         with gr.Row():
             ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id="steps")
             ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5,

@@ -13,9 +13,9 @@ import gradio as gr
 from train.config import PRECISIONS, TrainConfig
 from train.presets import PRESETS
 
-from .errors import user_errors
+from .errors import keep_results, user_errors
 from .service import as_float, as_int
-from .training import TrainingManager
+from .training import LOG_LINES, TrainingManager
 
 MODE_HELP = {
     "default": "all 13 links (12 skips + middle block): the paper's standard ControlNet",
@@ -23,10 +23,12 @@ MODE_HELP = {
     "large": "after 'unlock after' steps the base U-Net trains too, at a lower learning rate",
 }
 DEFAULTS = TrainConfig()
+FIDELITY_NAMES = {"canny": "canny F1", "shapes": "circles IoU"}
 
 
-def create_train_tab(manager: TrainingManager) -> gr.Button:
-    """Build the tab inside the current gr.Blocks; returns the 'Use in Generate' button for app.py to wire."""
+def create_train_tab(manager: TrainingManager, page: gr.Blocks) -> gr.Button:
+    """Build the tab inside `page` (the app's Blocks, whose load restores the form of the run shown); returns the
+    'Use in Generate' button for app.py to wire."""
     if not manager.allowed:
         gr.Markdown("**Training is off on this public deployment.** Run the app locally, or its operator can set "
                     "`CNET_ALLOW_TRAINING=1`.")
@@ -39,22 +41,35 @@ def create_train_tab(manager: TrainingManager) -> gr.Button:
                 # "Stop (checkpoint first)" wrapped to three lines; the status it returns says a checkpoint comes first.
                 ui.stop = gr.Button("Stop", variant="stop", interactive=manager.allowed, elem_id="train-stop")
                 ui.resume = gr.Button("Resume", interactive=manager.allowed)
-                ui.use = gr.Button("Use in Generate", interactive=manager.allowed)
+                ui.use = gr.Button("Use in Generate", interactive=manager.allowed, elem_id="train-use")
         with gr.Column(scale=5):
             ui.status = gr.Markdown("No run started yet.", elem_id="train-status")
-            ui.loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=220)
+            with gr.Row():
+                ui.loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=220, elem_id="train-loss")
+                # The moment users wait for: fidelity jumps when the model starts to follow its conditions
+                # ("sudden convergence"), while the loss stays flat.
+                ui.fidelity_plot = gr.LinePlot(x="step", y="fidelity", title="Fidelity (held-out)", height=220,
+                                               elem_id="train-fidelity", visible=False)
             ui.gallery = gr.Gallery(label="Validation ([condition | image] per row, newest first)", columns=2,
                                     height=260)
-            ui.log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+            ui.log = gr.Textbox(label=f"Log (the newest {LOG_LINES} lines of train.log)", lines=LOG_LINES,
+                                max_lines=LOG_LINES, autoscroll=True, interactive=False, elem_id="train-log")
     _wire(ui, manager)
+    # After a page reload (or an app restart) the tab shows a run: its form shows that run's settings, so Resume and
+    # Start act on what is on screen, not on the defaults.
+    page.load(lambda: _restore_form(ui, manager), None, [ui.name, *ui.fields.values()], queue=False,
+              api_visibility="private")
     return ui.use
 
 
 def _settings_form(ui: SimpleNamespace) -> None:
     """The run's settings: `ui.fields` maps TrainConfig names (and the preset) to their components."""
-    ui.name = gr.Textbox(value="my-controlnet", label="Run name (folder under workspace/runs)")
-    base_model = gr.Textbox(value=DEFAULTS.base_model, label="Base model (Hub id or folder)")
-    dataset = gr.Textbox(label="Dataset (folder in the workspace, or a Hub dataset id such as fusing/fill50k)")
+    ui.name = gr.Textbox(value="my-controlnet", label="Run name (folder under workspace/runs)",
+                         elem_id="train-name")
+    base_model = gr.Textbox(value=DEFAULTS.base_model, label="Base model (Hub id or folder)",
+                            elem_id="train-base-model")
+    dataset = gr.Textbox(label="Dataset (folder in the workspace, or a Hub dataset id such as fusing/fill50k)",
+                         elem_id="train-dataset")
     with gr.Row():
         ui.quick = gr.Button("Quick start: the demo ControlNet (circles, CPU-friendly)", size="sm")
     ui.mode = gr.Radio(list(MODE_HELP), value="default", label="Mode", info=MODE_HELP["default"])
@@ -103,19 +118,46 @@ def _settings_from(ui: SimpleNamespace, values: dict) -> dict[str, Any]:
 
 
 def _render(manager: TrainingManager, run_name: str | None = None) -> list[Any]:
-    """Status, loss plot, validation images and log of the run being shown."""
+    """Status, loss and fidelity plots, validation images and log of the run being shown."""
     import pandas as pd
 
     s = manager.status(run_name)
-    plot = {"step": [m["step"] for m in s.metrics], "loss": [m["loss"] for m in s.metrics]}
-    return [s.message, pd.DataFrame(plot), s.validation[:6], s.log_tail]
+    loss = pd.DataFrame({"step": [m["step"] for m in s.metrics], "loss": [m["loss"] for m in s.metrics]})
+    fidelity = pd.DataFrame({"step": [f["step"] for f in s.fidelity], "fidelity": [f["fidelity"] for f in s.fidelity]})
+    scored = s.config.get("fidelity")
+    if s.fidelity:
+        last = s.fidelity[-1]
+        score = FIDELITY_NAMES.get(scored, "fidelity")
+        message = f"{s.message} Validation {score} {last['fidelity']:.2f} at step {last['step']}."
+    else:
+        message = s.message
+    return [message, loss, gr.LinePlot(value=fidelity, visible=bool(scored) or bool(s.fidelity)), s.validation[:6],
+            s.log_tail]
+
+
+def _restore_form(ui: SimpleNamespace, manager: TrainingManager) -> list[Any]:
+    """The shown run's saved settings in the form (unchanged fields where it saved none, or no run is shown)."""
+    status = manager.status()
+    saved = status.config
+    if not saved:
+        return [gr.update()] * (1 + len(ui.fields))
+    values = []
+    for key in ui.fields:
+        if key == "preset":  # the saved values already include what a preset filled in
+            values.append("none")
+        elif key in saved:
+            values.append("" if saved[key] is None else saved[key])
+        else:
+            values.append(gr.update())
+    return [status.name, *values]
 
 
 def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
-    outputs = [ui.status, ui.loss_plot, ui.gallery, ui.log]
+    outputs = [ui.status, ui.loss_plot, ui.fidelity_plot, ui.gallery, ui.log]
     form = {ui.name, *ui.fields.values()}
     ui.mode.change(lambda m: gr.Radio(info=MODE_HELP[m]), ui.mode, ui.mode, queue=False, api_visibility="private")
 
+    @keep_results(len(outputs), status=0)  # a refused start: the message in the status line, the plots kept
     @user_errors
     def on_start(values: dict, resume_run: bool = False) -> list[Any]:
         manager.start(values[ui.name], _settings_from(ui, values), resume=resume_run)
@@ -125,6 +167,7 @@ def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
     ui.resume.click(lambda values: on_start(values, True), form, outputs, api_visibility="private",
                     concurrency_limit=1)
 
+    @keep_results(len(outputs), status=0)
     @user_errors
     def on_stop() -> list[Any]:
         return [manager.stop(), *_render(manager)[1:]]

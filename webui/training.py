@@ -26,6 +26,7 @@ from cnet.models import parse_hub_id
 from .settings import AppSettings
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LOG_LINES = 12  # the Log box's height: the newest lines, so the box never needs scrolling to show them
 DEMO_FOLDER = DEMO_BASE.parent  # the shipped demo models and data recipe: read-only inputs
 
 
@@ -44,6 +45,9 @@ class RunStatus:
     message: str = ""
     log_tail: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    fidelity: list[dict[str, Any]] = field(default_factory=list)  # {"step", "fidelity"} from validation.jsonl
+    checkpoint: str | None = None  # the newest complete checkpoint's folder name
+    config: dict[str, Any] = field(default_factory=dict)  # the run's saved settings (config.json)
     validation: list[str] = field(default_factory=list)  # newest first
     controlnet: str | None = None  # the finished ControlNet folder, when there is one
 
@@ -58,6 +62,7 @@ class TrainingManager:
         self._process: subprocess.Popen | None = None
         self._run: Path | None = None
         self._stop_requested = False  # for the current run: a forced end after Stop still reads "stopped"
+        self._started = 0.0  # when the current run was launched: older progress files belong to its previous part
         self._lock = threading.Lock()
 
     # -- checks ------------------------------------------------------------------------------------------------------
@@ -119,14 +124,20 @@ class TrainingManager:
                 raise ValueError(f"run {self._run.name!r} is still going: stop it first")
             out = self.run_dir(name)
             given = dict(settings)
-            given["dataset"] = self.resolve_input(given.get("dataset", ""), "dataset")
-            given["base_model"] = self.resolve_input(given.get("base_model", ""), "base_model")
             for optional in ("init_controlnet", "validation_dataset"):
                 if given.get(optional):
                     given[optional] = self.resolve_input(given[optional], optional)
             given["output_dir"] = str(out)
             if resume:
                 given["resume"] = "latest"
+                from train.config import saved_settings
+
+                saved = saved_settings(out)  # a run continues on its own base model and data, whatever the form says
+                for key in ("base_model", "dataset"):
+                    if saved.get(key):
+                        given[key] = saved[key]
+            given["dataset"] = self.resolve_input(given.get("dataset", ""), "dataset")
+            given["base_model"] = self.resolve_input(given.get("base_model", ""), "base_model")
             preset = given.pop("preset", "auto")
             from train.config import TrainConfig
 
@@ -151,6 +162,7 @@ class TrainingManager:
                                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
             self._run = out
             self._stop_requested = False
+            self._started = time.time()
             return out
 
     def _alive(self) -> bool:
@@ -200,32 +212,51 @@ class TrainingManager:
         return code
 
     def result_for_generate(self) -> str:
-        """The finished ControlNet of the current run, for the Generate tab's ControlNet field."""
+        """The finished ControlNet of the run being shown, for the Generate tab's ControlNet field."""
+        return self.result_and_base()[0]
+
+    def result_and_base(self) -> tuple[str, str]:
+        """(the finished ControlNet, the base model it was trained on) of the run being shown."""
         self.ensure_allowed()
-        found = self.status().controlnet
-        if not found:
+        status = self.status()
+        if not status.controlnet:
             raise ValueError("The run has no finished ControlNet yet (it appears when training ends).")
-        return found
+        return status.controlnet, status.config.get("base_model") or ""
+
+    def shown_run(self) -> Path | None:
+        """The run the tab shows: the one started here, else the newest in the workspace (after an app restart)."""
+        if self._run is not None:
+            return self._run
+        runs = [p.parent for p in (self.workspace / "runs").glob("*/config.json") if RUN_NAME.match(p.parent.name)]
+        return max(runs, key=lambda p: (p / "config.json").stat().st_mtime, default=None)
 
     # -- watching ----------------------------------------------------------------------------------------------------
     def status(self, name: str | None = None) -> RunStatus:
         """What the run's files say now (the current run, or run `name`)."""
-        out = self.run_dir(name) if name else self._run
+        from train.checkpoint import complete_checkpoints
+
+        out = self.run_dir(name) if name else self.shown_run()
         if out is None:
             return RunStatus(message="No run started yet.")
         running = self._run == out and self._alive()
         status = RunStatus(name=out.name, running=running)
         progress = _read_json(out / "progress.json")
         if progress:
-            status.step, status.loss, status.eta_seconds = progress["step"], progress["loss"], progress["eta_seconds"]
-        config = _read_json(out / "config.json") or {}
-        status.max_steps = config.get("max_steps", 0)
-        metrics_file = out / "metrics.jsonl"
-        if metrics_file.exists():
-            status.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+            status.step, status.loss = progress["step"], progress["loss"]
+            # A resumed run reads its previous part's file until its own first step: no ETA from that one.
+            fresh = not running or _mtime(out / "progress.json") >= self._started
+            status.eta_seconds = progress.get("eta_seconds") if fresh else None
+        status.config = _read_json(out / "config.json") or {}
+        status.max_steps = status.config.get("max_steps", 0)
+        status.metrics = _read_jsonl(out / "metrics.jsonl")
+        status.fidelity = [{"step": r["step"], "fidelity": r["fidelity"]} for r in _read_jsonl(out / "validation.jsonl")
+                           if isinstance(r.get("fidelity"), (int, float))]
         status.validation = [str(p) for p in sorted((out / "validation").glob("step-*.png"), reverse=True)]
         if (out / "train.log").exists():
-            status.log_tail = "\n".join((out / "train.log").read_text(errors="replace").splitlines()[-40:])
+            lines = (out / "train.log").read_text(errors="replace").splitlines()
+            status.log_tail = "\n".join(lines[-LOG_LINES:])
+        found = complete_checkpoints(out)
+        status.checkpoint = found[-1][1].name if found else None
         if (out / "controlnet" / "config.json").exists():
             status.controlnet = str(out / "controlnet")
         exit_code = None if running or self._process is None or self._run != out else self._process.poll()
@@ -249,7 +280,8 @@ def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = F
         return f"{status.name} ended with an error (exit {exit_code}) at {where}: see the log."
     if status.step == 0:
         return f"{status.name} stopped at {where}, before its first training step."
-    return f"{status.name} stopped at {where}; Resume continues from its last checkpoint."
+    saved = f" from {status.checkpoint}" if status.checkpoint else " from its last checkpoint"
+    return f"{status.name} stopped at {where}; Resume continues{saved}."
 
 
 def _group_alive(pgid: int) -> bool:
@@ -271,6 +303,28 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a JSON-lines file the trainer appends to (a line being written is skipped)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
