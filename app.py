@@ -66,6 +66,14 @@ def status_markdown(studio: Studio) -> str:
     return "\n".join(lines)
 
 
+# Small layout fixes over the theme: a dropdown's text stops before its caret (it ran under it), and the captions
+# above the canvases sit close to them.
+CSS = """
+.secondary-wrap input { padding-right: 1.75rem !important; text-overflow: ellipsis; }
+.canvas-caption p { margin: 0.25rem 0 0.1rem; font-weight: 600; }
+"""
+
+
 def harden_image_decoding() -> None:
     """Refuse decompression bombs before they are decoded, wherever an upload is opened (Gradio or us)."""
     import warnings
@@ -127,7 +135,7 @@ def launch_options(settings: AppSettings) -> dict[str, Any]:
                 blocked_paths=blocked, enable_monitoring=False,
                 # Gradio's own errors (bad payloads, paths) name internals such as the working folder: only our
                 # gr.Error messages, written for visitors, are shown on public deployments.
-                show_error=not settings.public, theme=gr.themes.Soft())
+                show_error=not settings.public, theme=gr.themes.Soft(), css=CSS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -57,6 +57,37 @@ def test_the_canny_thresholds_show_on_first_load(fresh_page):
         assert fresh_page.get_by_text(label, exact=True).first.is_visible(), label
 
 
+def test_no_label_covers_a_canvas_and_no_dropdown_text_runs_under_its_caret(fresh_page):
+    page = fresh_page
+    for tab, canvas, caption in (("Draw", "#sketch", "Sketch: black strokes"),
+                                 ("Photo", "#photo", "Photo: the annotator extracts the map"),
+                                 ("Map", "#map-editor", "Condition map: upload a ready map")):
+        page.get_by_role("tab", name=tab, exact=True).click()
+        page.wait_for_timeout(300)
+        covered = page.evaluate("""(sel) => {
+            const box = document.querySelector(sel).querySelector('.image-container, canvas, .upload-container')
+                .getBoundingClientRect();
+            return [...document.querySelector(sel).querySelectorAll('label')].filter(l => {
+                const r = l.getBoundingClientRect();
+                return r.width > 0 && r.bottom > box.top + 1 && r.top < box.bottom && r.right > box.left
+                    && r.left < box.right && getComputedStyle(l).display !== 'none' && l.innerText.trim();
+            }).map(l => l.innerText);
+        }""", canvas)
+        assert covered == [], (tab, covered)
+        label = page.locator(".canvas-caption").get_by_text(caption)
+        assert label.is_visible()  # its caption, above it
+        assert label.bounding_box()["y"] < page.locator(canvas).bounding_box()["y"]
+    page.get_by_role("tab", name="Draw", exact=True).click()
+    for dropdown in ("#kind", "#annotator"):
+        gap = page.evaluate("""(sel) => {
+            const input = document.querySelector(sel + ' input');
+            const caret = document.querySelector(sel + ' .icon-wrap').getBoundingClientRect();
+            const textEnd = input.getBoundingClientRect().right - parseFloat(getComputedStyle(input).paddingRight);
+            return caret.left - textEnd;
+        }""", dropdown)
+        assert gap >= 0, (dropdown, gap)
+
+
 def test_loading_examples_keeps_the_custom_prompt_visible_and_editable(fresh_page):
     """Example 1 (custom) then example 4 (custom again): the box must show the prompt that will be sent."""
     rows = json.loads((Path(__file__).resolve().parents[1] / "examples" / "examples.json").read_text())["photos"]

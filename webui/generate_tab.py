@@ -93,20 +93,28 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
 
 def _condition_inputs(ui: SimpleNamespace) -> None:
     """Three ways in: draw on a canvas, a photo for an annotator, or a ready map (also the preview's editor)."""
+    # Each canvas's caption sits above it: Gradio's floating label covered the top of the drawing or photo.
     with gr.Tabs(selected="draw") as ui.source_tabs:
         with gr.Tab("Draw", id="draw") as ui.draw_tab:
-            ui.sketch = gr.Sketchpad(label="Sketch (black strokes; becomes white-on-black scribble)",
+            _caption("Sketch: black strokes, which become a white-on-black scribble")
+            ui.sketch = gr.Sketchpad(label="Sketch", show_label=False,
                                      type="numpy", image_mode="RGBA", canvas_size=(512, 512),
                                      brush=gr.Brush(default_size=6, colors=["#000000"], color_mode="fixed"),
                                      eraser=gr.Eraser(default_size=24), elem_id="sketch")
         with gr.Tab("Photo", id="photo") as ui.photo_tab:
-            ui.photo = gr.Image(label="Photo: the annotator extracts the map", type="filepath",
+            _caption("Photo: the annotator extracts the map")
+            ui.photo = gr.Image(label="Photo", show_label=False, type="filepath",
                                 sources=["upload", "webcam", "clipboard"], elem_id="photo")
         with gr.Tab("Map", id="map") as ui.map_tab:
-            ui.map_editor = gr.ImageEditor(label="Condition map: upload a ready map, or edit the preview",
+            _caption("Condition map: upload a ready map, or edit the preview")
+            ui.map_editor = gr.ImageEditor(label="Condition map", show_label=False,
                                            type="numpy", image_mode="RGB", canvas_size=(512, 512),
                                            brush=gr.Brush(default_size=4, colors=["#FFFFFF", "#000000"]),
                                            elem_id="map-editor")
+
+
+def _caption(text: str) -> gr.Markdown:
+    return gr.Markdown(text, elem_classes="canvas-caption")
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,8 @@ def _condition_settings(ui: SimpleNamespace, defaults: FormDefaults) -> None:
     with gr.Row():
         ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()],
                               value=defaults.kind, label="Condition kind", scale=2, elem_id="kind")
-        ui.annotator = gr.Dropdown(choices, value=choices[0][1], label="Annotator (for photos)", scale=2)
+        ui.annotator = gr.Dropdown(choices, value=choices[0][1], label="Annotator (for photos)", scale=2,
+                                   elem_id="annotator")
     with gr.Accordion("Annotator settings", open=False):
         ui.detect_resolution = gr.Slider(128, 1024, value=ANNOTATORS[choices[0][1]].detect_resolution, step=64,
                                          label="Detect resolution",
