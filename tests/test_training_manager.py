@@ -109,15 +109,19 @@ def test_quick_start_prepares_the_demo_run_in_the_workspace(tmp_path, monkeypatc
 
     monkeypatch.setenv("CNET_ALLOW_TRAINING", "1")
     manager = TrainingManager(AppSettings(public=True), workspace=tmp_path)
-    name, settings = manager.demo_settings()
-    assert manager.run_dir(name).parent == tmp_path / "runs"
+    for recipe, steps, effective_batch in (("quick", 600, 64), ("full", 2000, 32)):
+        name, settings = manager.demo_settings(recipe)
+        assert manager.run_dir(name).parent == tmp_path / "runs" and recipe in name
+        assert settings["max_steps"] == steps and settings["batch_size"] * settings["grad_accum"] == effective_batch
+        # Every path passes the public deployment's rules (the shipped demo base is an allowed, read-only input)...
+        for key in ("base_model", "dataset", "validation_dataset"):
+            assert manager.resolve_input(settings[key], key) == settings[key]
+        # ...and the settings are a valid training configuration.
+        TrainConfig(**settings, output_dir=str(manager.run_dir(name))).validated()
     assert (tmp_path / "datasets" / "circles" / "prompt.json").read_text().count("\n") == 2000
     assert (tmp_path / "datasets" / "circles-held-out" / "prompt.json").read_text().count("\n") == 16
-    # Every path passes the public deployment's rules (the shipped demo base is an allowed, read-only input)...
-    for key in ("base_model", "dataset", "validation_dataset"):
-        assert manager.resolve_input(settings[key], key) == settings[key]
-    # ...and the settings are a valid training configuration.
-    TrainConfig(**settings, output_dir=str(manager.run_dir(name))).validated()
+    with pytest.raises(ValueError, match="recipe='fast'"):
+        manager.demo_settings("fast")
     monkeypatch.delenv("CNET_ALLOW_TRAINING")
     with pytest.raises(TrainingRefused):
         TrainingManager(AppSettings(public=True), workspace=tmp_path / "other").demo_settings()

@@ -5,6 +5,7 @@ Runs are subprocesses (`accelerate launch -m train`) managed by webui/training.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -70,8 +71,9 @@ def _settings_form(ui: SimpleNamespace) -> None:
                             elem_id="train-base-model")
     dataset = gr.Textbox(label="Dataset (folder in the workspace, or a Hub dataset id such as fusing/fill50k)",
                          elem_id="train-dataset")
-    with gr.Row():
-        ui.quick = gr.Button("Quick start: the demo ControlNet (circles, CPU-friendly)", size="sm")
+    with gr.Row():  # the demo ControlNet on circles: the sudden convergence on a CPU (webui/training.py)
+        ui.quick = gr.Button("Quick start: demo circles, ~12 min on a CPU", size="sm", elem_id="train-quick")
+        ui.full = gr.Button("Full demo recipe: 2,000 steps", size="sm", elem_id="train-full")
     ui.mode = gr.Radio(list(MODE_HELP), value="default", label="Mode", info=MODE_HELP["default"])
     with gr.Row():
         max_steps = gr.Number(value=DEFAULTS.max_steps, precision=0, label="Max steps")
@@ -178,9 +180,14 @@ def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
     quick_fields = ["base_model", "dataset", "mode", "max_steps", "batch_size", "grad_accum", "lr", "resolution",
                     "checkpoint_every", "validate_every", "fidelity", "validation_dataset"]
 
-    @user_errors
-    def on_quick() -> list[Any]:
-        run_name, settings = manager.demo_settings()
-        return [run_name, *(settings[key] for key in quick_fields)]
+    def fill_with(recipe: str) -> Callable[[], list[Any]]:
+        @user_errors
+        def fill() -> list[Any]:
+            run_name, settings = manager.demo_settings(recipe)
+            return [run_name, *(settings[key] for key in quick_fields)]
 
-    ui.quick.click(on_quick, None, [ui.name, *(ui.fields[key] for key in quick_fields)], api_visibility="private")
+        return fill
+
+    for button, recipe in ((ui.quick, "quick"), (ui.full, "full")):
+        button.click(fill_with(recipe), None, [ui.name, *(ui.fields[key] for key in quick_fields)],
+                     api_visibility="private")
