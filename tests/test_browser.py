@@ -257,4 +257,11 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
         assert page.locator("#controlnet textarea").input_value() == str(out / "controlnet")
         assert page.locator("#base-model textarea").input_value() == str(tiny_models[0])
         assert page.get_by_text("Generate now uses the trained ControlNet").first.is_visible()  # the notice
+
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-quick").click()  # the quick start fills the form with the demo's 12-minute recipe
+        page.wait_for_function("document.querySelector('#train-name textarea').value === 'demo-circles-quick'",
+                               timeout=30_000)
+        assert page.get_by_label("Max steps").input_value() == "600"
+        assert page.get_by_label("Gradient accumulation").input_value() == "2"
         page.close()

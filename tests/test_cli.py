@@ -23,6 +23,21 @@ def test_tiny_model_command_writes_loadable_folders(tmp_path):
     assert (tmp_path / "m" / "base" / "model_index.json").is_file()
 
 
+def test_the_tiny_model_downsamples_like_stable_diffusion(tiny_models):
+    """A VAE factor of 8 (a 512 canvas makes 64x64 latents, not 256x256) and a 64x64 default output."""
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    vae = AutoencoderKL.from_pretrained(tiny_models[0], subfolder="vae")
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, 512, 768)).latent_dist.mean
+        condition = ControlNetModel.from_pretrained(tiny_models[1]).controlnet_cond_embedding(
+            torch.zeros(1, 3, 512, 768))
+    assert latents.shape[-2:] == condition.shape[-2:] == (64, 96)
+    unet = UNet2DConditionModel.from_pretrained(tiny_models[0], subfolder="unet")
+    assert unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1) == 64
+
+
 def test_generate_writes_pngs_with_metadata_and_reruns(tiny_models, cond_map, tmp_path):
     cond_map.save(tmp_path / "cond.png")
     out = tmp_path / "out"
