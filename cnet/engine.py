@@ -41,6 +41,13 @@ from .request import (
 )
 from .result import GenerationResult
 
+# Request mode -> the diffusers pipeline that runs it; all share the engine's loaded base and ControlNets.
+PIPELINE_CLASSES = {
+    "txt2img": "StableDiffusionControlNetPipeline",
+    "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+    "inpaint": "StableDiffusionControlNetInpaintPipeline",
+}
+
 # name -> (diffusers class, extra config); built from the base model's own scheduler config.
 SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
     "ddim": ("DDIMScheduler", {}),  # the paper's sampler
@@ -226,14 +233,17 @@ class Engine:
         kind = KINDS[unit.kind]
         return kind.controlnet_source(), kind.env_var
 
-    def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim") -> Any:
-        """A `StableDiffusionControlNetPipeline` over the shared base modules and the units' ControlNets."""
-        from diffusers import StableDiffusionControlNetPipeline
+    def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim", mode: str = "txt2img") -> Any:
+        """The ControlNet pipeline for `mode` (PIPELINE_CLASSES) over the shared base modules and the units'
+        ControlNets."""
+        import diffusers
 
+        if mode not in PIPELINE_CLASSES:
+            raise RequestError(f"mode={mode!r} is not one of {list(PIPELINE_CLASSES)}")
         base = self.load_base()
         nets = [self.load_controlnet(*self.controlnet_spec(u)) for u in units]
         components = {k: v for k, v in base.items() if k != "scheduler"}
-        pipe = StableDiffusionControlNetPipeline(
+        pipe = getattr(diffusers, PIPELINE_CLASSES[mode])(
             **components,
             controlnet=nets[0] if len(nets) == 1 else nets,
             scheduler=make_scheduler(scheduler, base["scheduler"].config),
@@ -258,11 +268,13 @@ class Engine:
 
         request = request.validated(limits)
         maps = [u.image.convert("RGB") for u in request.units]
-        width = request.width or maps[0].width // 8 * 8
-        height = request.height or maps[0].height // 8 * 8
+        picture = request.init_image.convert("RGB") if request.init_image is not None else None
+        sized_by, source = (picture, "init_image") if picture is not None else (maps[0], "units[0].image")
+        width = request.width or sized_by.width // 8 * 8
+        height = request.height or sized_by.height // 8 * 8
         for name, value in (("width", width), ("height", height)):
             if not limits.min_side <= value <= limits.max_side:
-                raise RequestError(f"{name}={value} (from units[0].image) is out of range "
+                raise RequestError(f"{name}={value} (from {source}) is out of range "
                                    f"[{limits.min_side}, {limits.max_side}]; pass {name} explicitly")
         caption = None
         if request.prompt_mode is PromptMode.AUTO and request.caption is None:
@@ -279,15 +291,31 @@ class Engine:
                 raise GenerationCancelled(f"stopped after step {step + 1} of {total}")
             return {}
 
+        single = len(maps) == 1
+        control = maps[0] if single else maps
+        # Text-to-image takes the maps as `image`; the editing pipelines take the picture as `image` and the maps as
+        # `control_image`, plus how much to redraw and, to inpaint, the mask.
+        edit: dict[str, Any] = {"image": control}
+        masks = None
+        if picture is not None:
+            edit = {"image": picture, "control_image": control, "strength": float(request.denoise)}
+        if request.mode == "inpaint":
+            from .edit import prepare_mask
+
+            masks = prepare_mask(request.mask, picture.size, request.mask_blur)
+            edit["mask_image"] = masks.for_pipeline
+            if request.inpaint_padding is not None:
+                edit["padding_mask_crop"] = request.inpaint_padding
+        # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
+        output_type = "pil" if "padding_mask_crop" in edit else "np"
         with self._run_lock:
-            pipe = self.pipeline(request.units, request.scheduler)
+            pipe = self.pipeline(request.units, request.scheduler, request.mode)
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
-            single = len(maps) == 1
             try:
                 output = self._run_pipeline(pipe, dict(
                 prompt=prompt,
-                image=maps[0] if single else maps,
+                **edit,
                 height=height,
                 width=width,
                 num_inference_steps=request.num_inference_steps,
@@ -303,17 +331,25 @@ class Engine:
                 control_guidance_end=_one_or_list([float(u.end) for u in request.units]),
                 callback_on_step_end=on_step_end,
                 # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
-                output_type="np",
+                output_type=output_type,
                 ), request, width, height)
             except BaseException:
                 free_accelerator_memory()  # a failed run must not starve the next one
                 raise
-        images = pipe.numpy_to_pil(output.images)  # the conversion diffusers itself applies for output_type="pil"
+        # The conversion diffusers itself applies for output_type="pil".
+        images = pipe.numpy_to_pil(output.images) if output_type == "np" else list(output.images)
+        if masks is not None and request.keep_unmasked:
+            from .edit import keep_unmasked
+
+            images = keep_unmasked(images, picture, masks.for_composite)
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
         common = self._metadata(request, prompt, caption if caption is not None else request.caption, width, height)
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
                     for i, (s, flag) in enumerate(zip(seeds, nsfw))]
-        return GenerationResult(images=list(images), condition_maps=maps, metadata=metadata)
+        inputs = {} if picture is None else {"init": picture}
+        if request.mask is not None:
+            inputs["mask"] = request.mask
+        return GenerationResult(images=list(images), condition_maps=maps, metadata=metadata, edit_inputs=inputs)
 
     def _run_pipeline(self, pipe: Any, kwargs: dict[str, Any], request: GenerationRequest, width: int,
                       height: int) -> Any:
@@ -332,7 +368,7 @@ class Engine:
                 + ("; on a GPU, CNET_DTYPE=float16 halves the weights" if self._full_precision_on_gpu() else "")
                 + "."
             ) from err
-        if not np.isfinite(output.images).all():
+        if isinstance(output.images, np.ndarray) and not np.isfinite(output.images).all():
             raise GenerationFailed(
                 f"The model produced invalid numbers (NaN) in {self.dtype} on {self.device}: the image would be "
                 "black. Try CNET_DTYPE=float32 or bfloat16, or a VAE that is stable in half precision.")

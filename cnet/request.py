@@ -90,6 +90,21 @@ class GenerationRequest:
     height: int | None = None
     guess_mode: bool = False  # diffusers' guess mode (control scales 0.1 -> 1.0, conditional half only)
     scheduler: str = "ddim"
+    # -- editing your own picture (the paper's "image editing"); all unset: text-to-image -------------------------
+    init_image: Image.Image | None = None  # img2img / inpaint: the picture to edit (its size is the default size)
+    mask: Image.Image | None = None  # inpaint: white = repaint, black = keep (resized to the picture's size)
+    denoise: float = 0.75  # how much of the picture is redrawn (diffusers' `strength`): 0 keeps it, 1 redraws all
+    mask_blur: int = 4  # px of Gaussian blur on the mask edge (A1111's "mask blur"); it feathers inward only
+    inpaint_padding: int | None = None  # "inpaint only the masked area": redraw a crop around the mask, padded by this
+    # many px, at full resolution, and paste it back (diffusers' `padding_mask_crop`); None: the whole picture
+    keep_unmasked: bool = False  # paste the result onto the original through the mask: unmasked pixels stay exact
+
+    @property
+    def mode(self) -> str:
+        """'txt2img' (from noise), 'img2img' (a picture to redraw) or 'inpaint' (a picture and a mask)."""
+        if self.init_image is None:
+            return "txt2img"
+        return "inpaint" if self.mask is not None else "img2img"
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
         """Return a checked copy with `prompt_mode` as a PromptMode; raise RequestError on the first bad field."""
@@ -128,13 +143,42 @@ class GenerationRequest:
             raise RequestError(f"guess_mode={self.guess_mode!r} must be true or false")
         if self.source_image is not None and not isinstance(self.source_image, Image.Image):
             raise RequestError(f"source_image={type(self.source_image).__name__} must be a PIL image")
+        self._validate_edit()
         return replace(self, prompt_mode=mode)
+
+    def _validate_edit(self) -> None:
+        for name in ("init_image", "mask"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Image.Image):
+                raise RequestError(f"{name}={type(value).__name__} must be a PIL image")
+        if self.mask is not None and self.init_image is None:
+            raise RequestError("mask given without init_image: inpainting needs the picture the mask applies to")
+        if self.mask is not None:
+            (w, h), (mw, mh) = self.init_image.size, self.mask.size
+            if abs(w / h - mw / mh) > 0.01:
+                raise RequestError(f"mask is {mw}x{mh} but init_image is {w}x{h}: their shapes must match")
+        _check_float("denoise", self.denoise, 0.0, 1.0)
+        if self.init_image is not None and self.denoise * self.num_inference_steps < 1:
+            raise RequestError(f"denoise={self.denoise} with num_inference_steps={self.num_inference_steps} runs no "
+                               "step: raise either")
+        _check_int("mask_blur", self.mask_blur, 0, 64)
+        if self.inpaint_padding is not None:
+            _check_int("inpaint_padding", self.inpaint_padding, 0, 1024)
+        if not isinstance(self.keep_unmasked, bool):
+            raise RequestError(f"keep_unmasked={self.keep_unmasked!r} must be true or false")
 
     def settings(self) -> dict[str, Any]:
         """The scalar fields, as recorded in metadata (images and units are recorded separately)."""
-        skip = {"units", "source_image"}
+        skip = {"units", "source_image", "init_image", "mask"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out["prompt_mode"] = PromptMode(self.prompt_mode).value
+        out["mode"] = self.mode
+        if self.mode == "txt2img":  # the editing settings mean nothing without a picture: not recorded
+            for name in ("denoise", "mask_blur", "inpaint_padding", "keep_unmasked"):
+                del out[name]
+        elif self.mode == "img2img":
+            for name in ("mask_blur", "inpaint_padding", "keep_unmasked"):
+                del out[name]
         return out
 
 

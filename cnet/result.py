@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,6 +21,8 @@ class GenerationResult:
     images: list[Image.Image]
     condition_maps: list[Image.Image]
     metadata: list[dict[str, Any]]
+    # The edited picture and its mask ("init", "mask"), saved beside the images so a re-run finds them.
+    edit_inputs: dict[str, Image.Image] = field(default_factory=dict)
 
     @property
     def prompt(self) -> str:
@@ -39,9 +41,12 @@ class GenerationResult:
         map_names = [f"{stem}-control{j}.png" for j in range(len(self.condition_maps))]
         for name, cond in zip(map_names, self.condition_maps):
             cond.save(out / name)
+        inputs = {f"{role}_image": f"{stem}-{role}.png" for role in self.edit_inputs}  # init_image, mask_image
+        for role, image in self.edit_inputs.items():
+            image.save(out / inputs[f"{role}_image"])
         paths = []
         for i, (image, meta) in enumerate(zip(self.images, self.metadata)):
-            meta = {**meta, "control_images": map_names}
+            meta = {**meta, "control_images": map_names, **inputs}
             path = out / f"{stem}-{i}.png"
             image.save(path, pnginfo=png_info(meta))
             paths.append(path)
@@ -139,9 +144,19 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
         with Image.open(path) as image:
             units.append(ControlUnit(image.convert("RGB"), kind=net["kind"], controlnet=net["model"],
                                      strength=net["strength"], start=net["start"], end=net["end"]))
+    edit = {}
+    for role in ("init_image", "mask"):
+        name = meta.get("mask_image" if role == "mask" else role)
+        if name:
+            path = folder / Path(name).name
+            if not path.is_file():
+                raise ValueError(f"{role.replace('_', ' ')} {path} is missing; it is saved beside the image")
+            with Image.open(path) as image:
+                edit[role] = image.copy()
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
-              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler")
+              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "denoise", "mask_blur",
+              "inpaint_padding", "keep_unmasked")
     index = int(meta.get("image_index", 0))
     request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,
-                                **{k: meta[k] for k in fields if k in meta})
+                                **edit, **{k: meta[k] for k in fields if k in meta})
     return Rerun(request, meta["base_model"]["model"], index)

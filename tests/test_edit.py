@@ -1,0 +1,174 @@
+"""Editing a picture under ControlNet (img2img, inpaint, outpaint, the tile upscale's map) on the tiny models: the
+same pixels as the direct diffusers call, and the promises of each option."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnet.edit import keep_unmasked, outpaint_canvas, prepare_mask, tile_condition, upscale_size
+from cnet.engine import Engine
+from cnet.request import DEFAULT_PROMPT, ControlUnit, GenerationRequest, RequestError
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models):
+    return Engine(str(tiny_models[0]), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def picture():
+    """A 64x64 picture with structure in every corner (so a changed pixel shows)."""
+    yy, xx = np.mgrid[:64, :64]
+    rgb = np.stack([xx * 4, yy * 4, (xx + yy) * 2], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb)
+
+
+@pytest.fixture(scope="module")
+def mask():
+    """White (repaint) over a 24x20 box; black elsewhere."""
+    m = np.zeros((64, 64), np.uint8)
+    m[20:40, 16:40] = 255
+    return Image.fromarray(m)
+
+
+def pixels(image):
+    return np.asarray(image, dtype=np.int16)
+
+
+def direct(tiny_models, class_name, **kwargs):
+    """The diffusers pipeline called directly, from the saved folders, with DDIM (the engine's default)."""
+    import diffusers
+    from diffusers import ControlNetModel, DDIMScheduler
+
+    base, cn = tiny_models
+    pipe = getattr(diffusers, class_name).from_pretrained(
+        base, controlnet=ControlNetModel.from_pretrained(cn), safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    return pipe(DEFAULT_PROMPT, num_inference_steps=STEPS, guidance_scale=9.0, negative_prompt="",
+                generator=[torch.Generator().manual_seed(5)], **kwargs).images[0]
+
+
+def edit(engine, tiny_models, cond_map, **kwargs):
+    request = GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]), strength=0.9)],
+                                num_inference_steps=STEPS, seed=5, **kwargs)
+    return engine.generate(request)
+
+
+def test_img2img_matches_the_direct_diffusers_call(engine, tiny_models, cond_map, picture):
+    ours = edit(engine, tiny_models, cond_map, init_image=picture, denoise=0.6)
+    theirs = direct(tiny_models, "StableDiffusionControlNetImg2ImgPipeline", image=picture, control_image=cond_map,
+                    strength=0.6, controlnet_conditioning_scale=0.9)
+    assert np.array_equal(pixels(ours.images[0]), pixels(theirs))
+    assert ours.metadata[0]["mode"] == "img2img" and ours.metadata[0]["denoise"] == 0.6
+    assert "mask_blur" not in ours.metadata[0]
+    # The picture steers: another picture, same everything else, other pixels.
+    other = edit(engine, tiny_models, cond_map, init_image=picture.transpose(Image.Transpose.ROTATE_90), denoise=0.6)
+    assert not np.array_equal(pixels(ours.images[0]), pixels(other.images[0]))
+
+
+@pytest.mark.parametrize("padding", [None, 8])
+def test_inpaint_matches_the_direct_diffusers_call(engine, tiny_models, cond_map, picture, mask, padding):
+    ours = edit(engine, tiny_models, cond_map, init_image=picture, mask=mask, denoise=1.0, mask_blur=4,
+                inpaint_padding=padding)
+    extra = {} if padding is None else {"padding_mask_crop": padding}
+    theirs = direct(tiny_models, "StableDiffusionControlNetInpaintPipeline", image=picture,
+                    mask_image=prepare_mask(mask, picture.size, 4).for_pipeline, control_image=cond_map,
+                    strength=1.0, controlnet_conditioning_scale=0.9, **extra)
+    assert np.array_equal(pixels(ours.images[0]), pixels(theirs))
+    assert ours.metadata[0]["mode"] == "inpaint" and ours.metadata[0]["inpaint_padding"] == padding
+
+
+def test_keep_unmasked_leaves_every_unpainted_pixel_exact(engine, tiny_models, cond_map, picture, mask):
+    result = edit(engine, tiny_models, cond_map, init_image=picture, mask=mask, denoise=1.0, mask_blur=6,
+                  keep_unmasked=True)
+    painted = np.asarray(mask) > 127
+    out, original = pixels(result.images[0]), pixels(picture)
+    assert np.array_equal(out[~painted], original[~painted])  # outside the drawn (unblurred) mask: exact
+    assert np.abs(out[painted] - original[painted]).mean() > 5  # inside: redrawn
+    plain = edit(engine, tiny_models, cond_map, init_image=picture, mask=mask, denoise=1.0, mask_blur=6)
+    assert not np.array_equal(pixels(plain.images[0])[~painted], original[~painted])  # the VAE alone changes them
+
+
+def test_masks_feather_inward_only(mask):
+    masks = prepare_mask(mask, (64, 64), 4)
+    sharp = np.asarray(mask) > 127
+    composite, blurred = np.asarray(masks.for_composite), np.asarray(masks.for_pipeline)
+    assert composite[~sharp].max() == 0 and blurred[~sharp].max() > 0  # the blur spreads; the composite does not
+    assert 0 < composite[sharp].min() < 128 and composite[30, 28] > 250  # soft edge inside, solid centre
+    rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (8, 8, 16, 16))  # a painted layer: its alpha is the mask
+    assert prepare_mask(rgba, (64, 64), 0).for_pipeline.getbbox() == (16, 16, 32, 32)
+    with pytest.raises(RequestError, match="mask is empty"):
+        prepare_mask(Image.new("L", (64, 64)), (64, 64), 4)
+
+
+def test_keep_unmasked_resizes_the_picture_to_the_result(picture, mask):
+    result = Image.new("RGB", (128, 128), "red")
+    out = keep_unmasked([result], picture, mask)[0]
+    assert out.size == (128, 128) and out.getpixel((100, 100)) != (255, 0, 0) and out.getpixel((56, 60)) == (255, 0, 0)
+
+
+def test_outpaint_canvas_extends_pads_and_masks_the_border(picture):
+    canvas, border = outpaint_canvas(picture, left=16, right=10, top=0, bottom=0, overlap=4)
+    assert canvas.size == (64 + 16 + 16, 64) and border.size == canvas.size  # right rounded up to a multiple of 8
+    rgb, m = np.asarray(canvas), np.asarray(border)
+    assert np.array_equal(rgb[:, 16:80], np.asarray(picture))  # the picture, untouched, in place
+    assert np.array_equal(rgb[:, 0], rgb[:, 16])  # the new border repeats the edge
+    assert m[:, :20].min() == 255 and m[:, 20:76].max() == 0 and m[:, 76:].min() == 255  # border + 4 px overlap
+    with pytest.raises(RequestError, match="all 0"):
+        outpaint_canvas(picture)
+    with pytest.raises(RequestError, match="left=-5"):
+        outpaint_canvas(picture, left=-5)
+
+
+def test_outpaint_runs_as_an_inpaint_of_the_border(engine, tiny_models, picture):
+    canvas, border = outpaint_canvas(picture, right=32)
+    result = GenerationRequest(units=[ControlUnit(Image.new("RGB", canvas.size), controlnet=str(tiny_models[1]))],
+                               init_image=canvas, mask=border, denoise=1.0, keep_unmasked=True, seed=1,
+                               num_inference_steps=2)
+    out = engine.generate(result).images[0]
+    assert out.size == (96, 64)
+    keep = np.asarray(border) < 128
+    assert np.array_equal(pixels(out)[keep], pixels(canvas)[keep])
+
+
+def test_upscale_sizes_and_the_tile_map(picture):
+    assert upscale_size(picture, 2) == (128, 128) and upscale_size(Image.new("RGB", (100, 60)), 1.5) == (144, 88)
+    checks = Image.fromarray(((np.indices((64, 64)).sum(0) // 2 % 2) * 255).astype(np.uint8)).convert("RGB")
+    plain, resampled = tile_condition(checks, (128, 128)), tile_condition(checks, (128, 128), down_sampling=4)
+    assert plain.size == resampled.size == (128, 128)
+    assert np.abs(pixels(plain) - pixels(resampled)).mean() > 50  # the resample drops the fine detail
+    for bad in (0.5, 5, "2"):
+        with pytest.raises(RequestError, match="factor="):
+            upscale_size(picture, bad)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mask="m"), "mask given without init_image"),
+    (dict(init_image="p"), "init_image=str must be a PIL image"),
+    (dict(init_image="p_ok", denoise=1.5), r"denoise=1.5 is out of range \[0.0, 1.0\]"),
+    (dict(init_image="p_ok", denoise=0.1, num_inference_steps=4), "runs no step"),
+    (dict(init_image="p_ok", mask="m_wide"), "mask is 128x64 but init_image is 64x64"),
+    (dict(init_image="p_ok", mask_blur=-1), r"mask_blur=-1 is out of range"),
+    (dict(init_image="p_ok", keep_unmasked="yes"), "keep_unmasked='yes' must be true or false"),
+])
+def test_edit_settings_are_checked_naming_the_field(cond_map, picture, kwargs, message):
+    images = {"m": Image.new("L", (64, 64), 255), "p_ok": picture, "m_wide": Image.new("L", (128, 64), 255)}
+    kwargs = {k: images.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    with pytest.raises(RequestError, match=message):
+        GenerationRequest(units=[ControlUnit(cond_map)], **kwargs).validated()
+
+
+def test_a_saved_inpaint_reruns_to_the_same_pixels(engine, tiny_models, cond_map, picture, mask, tmp_path):
+    from cnet.result import read_metadata, request_from_metadata
+
+    first = edit(engine, tiny_models, cond_map, init_image=picture, mask=mask, denoise=0.8, mask_blur=2,
+                 keep_unmasked=True)
+    saved = first.save(tmp_path)[0]
+    assert (tmp_path / "cnet-5-init.png").is_file() and (tmp_path / "cnet-5-mask.png").is_file()
+    again = engine.generate(request_from_metadata(read_metadata(saved), tmp_path).request)
+    assert np.array_equal(pixels(again.images[0]), pixels(first.images[0]))
+    assert again.metadata[0]["keep_unmasked"] is True and again.metadata[0]["denoise"] == 0.8
