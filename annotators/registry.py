@@ -126,6 +126,17 @@ def _run_scribble(model: Any, drawing: Any, p: Mapping[str, Any]) -> np.ndarray:
     return scribble_from_drawing(drawing).map
 
 
+def _run_tile_resample(model: Any, rgb: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """The tile ControlNet's preprocessor ("tile_resample" in the original extension): the picture shrunk by
+    `down_sampling_rate` and blown back up, so the model re-invents the detail that was lost."""
+    rate = float(p["down_sampling_rate"])
+    if rate <= 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (max(1, round(w / rate)), max(1, round(h / rate))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
 def _run_depth_transformers(model: Any, rgb: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
     import torch
     from PIL import Image
@@ -228,6 +239,9 @@ ANNOTATORS: Mapping[str, Annotator] = MappingProxyType({a.name: a for a in (
          params=(Param("coarse", False, help="the coarser model"),)),
     _aux("normal", "normal", "Surface normals from NormalBae (controlnet-aux)", "NormalBaeDetector",
          detect_resolution=384),
+    Annotator("tile_resample", "tile", "The picture itself, optionally shrunk and blown back up (for upscaling "
+              "with the tile ControlNet)", _run_tile_resample, interpolation=cv2.INTER_CUBIC, params=(
+                  Param("down_sampling_rate", 1.0, 1.0, 8.0, "shrink by this much first: more invented detail"),)),
     _hf("seg", "seg", "ADE20K semantic segmentation from UperNet (transformers), in the ADE palette",
         "UperNetForSemanticSegmentation", "openmmlab/upernet-convnext-small", _run_segmentation,
         interpolation=cv2.INTER_NEAREST),

@@ -20,6 +20,37 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--detect", action="store_true",
                      help="--image is a photo: run the kind's annotator on it first (the photo feeds 'auto' mode)")
     gen.add_argument("--from-png", help="re-run the request saved in a PNG written by cnet")
+    _add_common_arguments(gen)
+
+    edit = sub.add_parser("edit", help="redraw your own picture under control: img2img, inpaint, outpaint, upscale",
+                          description="Without --image the condition is made from the picture by the kind's "
+                          "annotator (the tile kind: the picture itself). --mask inpaints; --outpaint-* extends the "
+                          "canvas and inpaints the border; --upscale re-renders at a larger size (use --kind tile).")
+    edit.add_argument("--picture", required=True, help="the picture to edit")
+    edit.add_argument("--mask", help="inpaint: white = repaint, black = keep (or a transparent PNG's painted area)")
+    edit.add_argument("--image", action="append", help="condition map(s); default: detected from the picture")
+    edit.add_argument("--denoise", type=float, default=0.75, help="how much is redrawn: 0 keeps, 1 redraws (0.75)")
+    edit.add_argument("--mask-blur", type=int, default=4, help="px of feathering at the mask's edge (4)")
+    edit.add_argument("--inpaint-padding", type=int,
+                      help="inpaint only the masked area, cropped with this much padding, at full resolution")
+    edit.add_argument("--keep-unmasked", action="store_true", help="unmasked pixels stay exactly as they were")
+    for side in ("left", "right", "top", "bottom"):
+        edit.add_argument(f"--outpaint-{side}", type=int, default=0, help=f"extend the canvas {side} by N px")
+    edit.add_argument("--upscale", type=float, help="re-render at this factor (1-4), e.g. 2 with --kind tile")
+    edit.add_argument("--tile-down-sampling", type=float, default=1.0,
+                      help="tile kind: shrink the picture by this much first, for more invented detail (1)")
+    _add_common_arguments(edit)
+
+    tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
+    tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
+                      help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
+    return parser
+
+
+def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
+    """The settings `generate` and `edit` share: output, conditions, prompt, sampling, models, device."""
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--kind", action="append", choices=sorted(KINDS),
                      help="condition kind per --image (default canny; one value applies to all)")
@@ -50,13 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--offload", choices=OFFLOAD_MODES,
                      help="'model': low-VRAM mode for ~4 GB GPUs, weights wait in CPU memory (default: CNET_OFFLOAD)")
 
-    tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
-    tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
-                      help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
-    return parser
-
 
 def _per_unit(values: list | None, n: int, name: str, default: object) -> list:
     if not values:
@@ -78,12 +102,59 @@ def _load_image(path: str, what: str):
         raise ValueError(f"{what}={path!r} is not a readable image: {err}") from None
 
 
-def _detect(kind_name: str, photo):
-    """The kind's annotator with the kind's default parameters (e.g. Canny 100/200 at 512)."""
+def _detect(kind_name: str, photo, width: int | None = None, height: int | None = None):
+    """The kind's annotator with the kind's default parameters (e.g. Canny 100/200 at 512); the map is made at
+    `width` x `height` when given (centre-cropped, never stretched), else at the detection size."""
     from annotators import detect
 
     kind = KINDS[kind_name]
-    return detect(kind.annotator, photo)  # the annotator registry holds the defaults
+    if (width is None) != (height is None):
+        width = height = None  # one side alone: the other follows from the map, as generation does
+    return detect(kind.annotator, photo, width=width, height=height)  # the registry holds the defaults
+
+
+def _edit_inputs(args: argparse.Namespace) -> dict:
+    """The picture (extended for an outpaint, enlarged for an upscale), its mask, and the editing settings."""
+    from PIL import Image
+
+    from .edit import outpaint_canvas, upscale_size
+
+    picture = _load_image(args.picture, "--picture")
+    mask = None
+    if args.mask:
+        try:
+            with Image.open(args.mask) as opened:
+                mask = opened.copy()
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--mask={args.mask!r} is not a readable image: {err}") from None
+    sides = {side: getattr(args, f"outpaint_{side}") for side in ("left", "right", "top", "bottom")}
+    if any(sides.values()):
+        if mask is not None:
+            raise ValueError("--mask and --outpaint-* cannot be combined: an outpaint masks the new border itself")
+        picture, mask = outpaint_canvas(picture, **sides)
+        args.keep_unmasked = True  # the picture's own pixels stay; only the border (and a seam) is drawn
+    if args.upscale is not None:
+        if mask is not None:
+            raise ValueError("--upscale cannot be combined with --mask or --outpaint-*")
+        size = upscale_size(picture, args.upscale)
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
+        args.width, args.height = args.width or size[0], args.height or size[1]
+    return {"init_image": picture, "mask": mask, "denoise": args.denoise, "mask_blur": args.mask_blur,
+            "inpaint_padding": args.inpaint_padding, "keep_unmasked": args.keep_unmasked}
+
+
+def _condition_of(kind: str, image, edit: dict, args: argparse.Namespace):
+    """A condition map from a photo (a path, or the edited picture): the kind's annotator; for the tile kind, the
+    picture at the output size through the tile preprocessor."""
+    if kind == "tile":
+        from .edit import tile_condition
+
+        picture = image if not isinstance(image, str) else _load_image(image, "--image")
+        return tile_condition(picture, picture.size, getattr(args, "tile_down_sampling", 1.0))
+    if edit and args.width is None and args.height is None:  # the map at the edited picture's size
+        picture = edit["init_image"]
+        return _detect(kind, image, picture.width // 8 * 8, picture.height // 8 * 8)
+    return _detect(kind, image, args.width, args.height)
 
 
 def _generate(args: argparse.Namespace) -> list[Path]:
@@ -92,7 +163,12 @@ def _generate(args: argparse.Namespace) -> list[Path]:
     from .result import GenerationResult, read_metadata, request_from_metadata
 
     keep = None  # --from-png: the batch is re-run whole (same pixels everywhere); only the saved image is kept
-    if args.from_png:
+    edit: dict = {}
+    if args.command == "edit":
+        edit = _edit_inputs(args)
+        if not args.image:  # the condition comes from the picture, by the kind's annotator
+            args.image, args.detect = [edit["init_image"]], True
+    if getattr(args, "from_png", None):
         request, base, keep = request_from_metadata(read_metadata(args.from_png), Path(args.from_png).parent)
         if args.controlnet:
             for unit, net in zip(request.units, _per_unit(args.controlnet, len(request.units), "controlnet", None)):
@@ -107,8 +183,8 @@ def _generate(args: argparse.Namespace) -> list[Path]:
         strengths = _per_unit(args.strength, n, "strength", 1.0)
         source = _load_image(args.source_image, "--source-image") if args.source_image else None
         if args.detect:  # the annotator opens the file itself: a drawing keeps its transparency
-            source = source or _load_image(args.image[0], "--image")
-            images = [_detect(kind, path) for kind, path in zip(kinds, args.image)]
+            source = source or (args.image[0] if edit else _load_image(args.image[0], "--image"))
+            images = [_condition_of(kind, path, edit, args) for kind, path in zip(kinds, args.image)]
         else:
             images = [_load_image(p, "--image") for p in args.image]
         units = [ControlUnit(image, kind=k, controlnet=c, strength=s, start=args.control_start, end=args.control_end)
@@ -118,7 +194,7 @@ def _generate(args: argparse.Namespace) -> list[Path]:
             units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,
             negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
             eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
-            guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source)
+            guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source, **edit)
         base = args.base_model
     if base is None and not any(u.controlnet for u in request.units):
         from .demo import DEMO_BASE, DEMO_CONTROLNET, DEMO_NOTICE, DEMO_SIZE, use_demo
@@ -133,7 +209,8 @@ def _generate(args: argparse.Namespace) -> list[Path]:
                     single_file_config=args.single_file_config, offload=args.offload)
     result = engine.generate(request)
     if keep is not None:
-        result = GenerationResult([result.images[keep]], result.condition_maps, [result.metadata[keep]])
+        result = GenerationResult([result.images[keep]], result.condition_maps, [result.metadata[keep]],
+                                  result.edit_inputs)
     print(f"prompt used: {result.prompt!r}  seed: {result.seed}", file=sys.stderr)
     return result.save(args.out)
 
@@ -150,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset):
                 print(path)
         else:
-            for path in _generate(args):
+            for path in _generate(args):  # generate and edit
                 print(path)
     except (ValueError, ModelUnavailableError, GenerationCancelled, GenerationFailed) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -87,14 +87,15 @@ def upscale_size(picture: Image.Image, factor: float) -> tuple[int, int]:
 
 
 def tile_condition(picture: Image.Image, size: tuple[int, int], down_sampling: float = 1.0) -> Image.Image:
-    """The tile ControlNet's map (`control_v11f1e_sd15_tile`): the picture resized to the output `size`; with
-    `down_sampling` > 1 it is first shrunk by that factor (the "tile_resample" preprocessor), which leaves the
-    model more freedom to invent detail."""
-    if isinstance(down_sampling, bool) or not isinstance(down_sampling, (int, float)) or \
-            not 1.0 <= down_sampling <= 8.0:
-        raise RequestError(f"down_sampling={down_sampling!r} must be a number in [1, 8]")
-    rgb = picture.convert("RGB")
-    if down_sampling > 1.0:
-        small = (max(1, round(rgb.width / down_sampling)), max(1, round(rgb.height / down_sampling)))
-        rgb = rgb.resize(small, Image.Resampling.BICUBIC)
-    return rgb.resize(size, Image.Resampling.BICUBIC)
+    """The tile ControlNet's map (`control_v11f1e_sd15_tile`) for an output of `size`: the picture resized to it,
+    through the `tile_resample` annotator (shrunk by `down_sampling` first, when > 1, so the model re-invents more
+    detail). Run at the exact output size: the annotators' usual 64-px rounding would shift the map."""
+    from annotators import AnnotatorError, get_annotator
+
+    annotator = get_annotator("tile_resample")
+    try:
+        params = annotator.resolve_params({"down_sampling_rate": down_sampling})
+    except AnnotatorError as err:
+        raise RequestError(str(err)) from None
+    rgb = np.asarray(picture.convert("RGB").resize(size, Image.Resampling.BICUBIC))
+    return Image.fromarray(annotator.run(None, rgb, params))

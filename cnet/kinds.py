@@ -55,6 +55,9 @@ KINDS: Mapping[str, ConditionKind] = MappingProxyType(
             _kind("lineart", "lllyasviel/control_v11p_sd15_lineart", "lineart", "Line art drawing"),
             _kind("normal", "lllyasviel/control_v11p_sd15_normalbae", "normal", "Surface normals (NormalBae)"),
             _kind("seg", "lllyasviel/control_v11p_sd15_seg", "seg", "Semantic segmentation (ADE20K colours)"),
+            # For editing: the tile model re-renders a picture with more detail (upscaling).
+            _kind("tile", "lllyasviel/control_v11f1e_sd15_tile", "tile_resample",
+                  "The picture itself (tile): re-render with more detail, for upscaling"),
         )
     }
 )

@@ -9,6 +9,7 @@ from PIL import Image
 from cnet.edit import keep_unmasked, outpaint_canvas, prepare_mask, tile_condition, upscale_size
 from cnet.engine import Engine
 from cnet.request import DEFAULT_PROMPT, ControlUnit, GenerationRequest, RequestError
+from cnet.result import read_metadata
 
 STEPS = 4
 
@@ -144,6 +145,8 @@ def test_upscale_sizes_and_the_tile_map(picture):
     for bad in (0.5, 5, "2"):
         with pytest.raises(RequestError, match="factor="):
             upscale_size(picture, bad)
+    with pytest.raises(RequestError, match=r"down_sampling_rate=0.5 is out of range"):
+        tile_condition(picture, (128, 128), down_sampling=0.5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -163,7 +166,7 @@ def test_edit_settings_are_checked_naming_the_field(cond_map, picture, kwargs, m
 
 
 def test_a_saved_inpaint_reruns_to_the_same_pixels(engine, tiny_models, cond_map, picture, mask, tmp_path):
-    from cnet.result import read_metadata, request_from_metadata
+    from cnet.result import request_from_metadata
 
     first = edit(engine, tiny_models, cond_map, init_image=picture, mask=mask, denoise=0.8, mask_blur=2,
                  keep_unmasked=True)
@@ -172,3 +175,58 @@ def test_a_saved_inpaint_reruns_to_the_same_pixels(engine, tiny_models, cond_map
     again = engine.generate(request_from_metadata(read_metadata(saved), tmp_path).request)
     assert np.array_equal(pixels(again.images[0]), pixels(first.images[0]))
     assert again.metadata[0]["keep_unmasked"] is True and again.metadata[0]["denoise"] == 0.8
+
+
+def cli(tiny_models, tmp_path, *args):
+    from cnet.cli import main
+
+    return main(["edit", "--base-model", str(tiny_models[0]), "--controlnet", str(tiny_models[1]), "--steps", "2",
+                 "--seed", "4", "--out", str(tmp_path / "out"), *args])
+
+
+def test_cli_edit_makes_the_condition_from_the_picture_at_its_size(tiny_models, tmp_path, picture, capsys):
+    from annotators import detect
+
+    picture.resize((96, 64)).save(tmp_path / "p.png")
+    assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), "--kind", "canny", "--denoise",
+               "0.5") == 0
+    out = tmp_path / "out"
+    meta = read_metadata(out / "cnet-4-0.png")
+    assert meta["mode"] == "img2img" and meta["denoise"] == 0.5 and (meta["width"], meta["height"]) == (96, 64)
+    made = np.asarray(Image.open(out / "cnet-4-control0.png"))
+    assert np.array_equal(made, np.asarray(detect("canny", tmp_path / "p.png", width=96, height=64)))
+
+
+def test_cli_outpaint_keeps_the_picture_and_draws_the_border(tiny_models, tmp_path, picture):
+    picture.save(tmp_path / "p.png")
+    assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), "--outpaint-left", "32",
+               "--denoise", "1") == 0
+    out = np.asarray(Image.open(tmp_path / "out" / "cnet-4-0.png"), dtype=np.int16)
+    assert out.shape == (64, 96, 3)
+    assert np.array_equal(out[:, 32 + 8:], pixels(picture)[:, 8:])  # beyond the 8-px seam: the picture, exact
+    assert read_metadata(tmp_path / "out" / "cnet-4-0.png")["keep_unmasked"] is True
+
+
+def test_cli_upscale_renders_the_tile_map_at_twice_the_size(tiny_models, tmp_path, picture):
+    picture.save(tmp_path / "p.png")
+    assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), "--upscale", "2", "--kind", "tile",
+               "--denoise", "0.5", "--tile-down-sampling", "2") == 0
+    assert Image.open(tmp_path / "out" / "cnet-4-0.png").size == (128, 128)
+    tile_map = Image.open(tmp_path / "out" / "cnet-4-control0.png")
+    enlarged = picture.resize((128, 128), Image.Resampling.LANCZOS)
+    assert np.array_equal(pixels(tile_map), pixels(tile_condition(enlarged, (128, 128), 2)))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mask", "nowhere.png"], "--mask='nowhere.png' is not a readable image"),
+    (["--outpaint-top", "8", "--mask", "MASK"], "--mask and --outpaint-\\* cannot be combined"),
+    (["--upscale", "9", "--kind", "tile"], "factor=9.0 must be a number in"),
+])
+def test_cli_edit_errors_name_the_flag(tiny_models, tmp_path, picture, capsys, args, message):
+    import re
+
+    picture.save(tmp_path / "p.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "m.png")
+    args = [str(tmp_path / "m.png") if a == "MASK" else a for a in args]
+    assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), *args) == 2
+    assert re.search(message, capsys.readouterr().err)
