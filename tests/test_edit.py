@@ -230,3 +230,46 @@ def test_cli_edit_errors_name_the_flag(tiny_models, tmp_path, picture, capsys, a
     args = [str(tmp_path / "m.png") if a == "MASK" else a for a in args]
     assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), *args) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+# -- the /edit API, over HTTP as gradio_client calls it --------------------------------------------------------------
+
+
+def test_the_edit_api_inpaints_keeping_the_unmasked_pixels(app_url, tmp_path, picture, mask):
+    from gradio_client import Client, handle_file
+
+    picture.save(tmp_path / "p.png")
+    mask.save(tmp_path / "m.png")
+    images, control_map, metadata = Client(app_url, verbose=False).predict(
+        handle_file(str(tmp_path / "p.png")), mask=handle_file(str(tmp_path / "m.png")), operation="inpaint",
+        kind="canny", denoise=1.0, keep_unmasked=True, steps=2, seed=3, api_name="/edit")
+    out = pixels(Image.open(images[0]["image"]).convert("RGB"))
+    keep = np.asarray(mask) < 128
+    assert out.shape == (64, 64, 3) and np.array_equal(out[keep], pixels(picture)[keep])
+    assert metadata[0]["mode"] == "inpaint" and metadata[0]["keep_unmasked"] is True
+    assert Image.open(control_map).size == (64, 64)  # the canny map of the picture, at its size
+
+
+def test_the_edit_api_outpaints_and_names_bad_values(app_url, tmp_path, picture):
+    from gradio_client import Client, handle_file
+
+    picture.save(tmp_path / "p.png")
+    client = Client(app_url, verbose=False)
+    images, _, metadata = client.predict(handle_file(str(tmp_path / "p.png")), operation="outpaint",
+                                         outpaint_top=32, steps=2, seed=1, api_name="/edit")
+    assert Image.open(images[0]["image"]).size == (64, 96) and metadata[0]["mode"] == "inpaint"
+    for kwargs, message in ((dict(operation="inpaint"), "needs a mask"),
+                            (dict(operation="paint"), "operation='paint' is not one of"),
+                            (dict(denoise=2), r"denoise=2.0 is out of range"),
+                            (dict(operation="upscale", upscale=5), "factor=5.0 must be a number in")):
+        with pytest.raises(Exception, match=message):
+            client.predict(handle_file(str(tmp_path / "p.png")), steps=2, api_name="/edit", **kwargs)
+
+
+def test_a_public_upscale_obeys_the_side_limit(client, tmp_path):
+    from gradio_client import handle_file
+
+    Image.new("RGB", (600, 400), "gray").save(tmp_path / "big.png")
+    with pytest.raises(Exception, match=r"width=1200 .*out of range \[64, 1024\]"):
+        client.predict(handle_file(str(tmp_path / "big.png")), operation="upscale", upscale=2, steps=1,
+                       api_name="/edit")

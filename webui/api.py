@@ -1,4 +1,4 @@
-"""Named API endpoints for gradio_client: /generate, /detect and /caption.
+"""Named API endpoints for gradio_client: /generate, /edit, /detect and /caption.
 
 They take plain values (an image file, text, numbers) rather than the UI's canvas widgets, and run through the same
 `Studio` functions and limits as the UI. The components below are never shown; they only give the API its types.
@@ -65,6 +65,52 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                    numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
                    numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"]],
         [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
+
+    with gr.Column(visible=False):
+        picture, mask = gr.File(type="filepath", label="picture"), gr.File(type="filepath", label="mask")
+        operation = gr.Textbox(value="img2img", label="operation")
+        edit_numbers = {n: gr.Number(value=v, label=n) for n, v in (
+            ("denoise", 0.75), ("mask_blur", 4), ("inpaint_padding", -1), ("outpaint_left", 0),
+            ("outpaint_right", 0), ("outpaint_top", 0), ("outpaint_bottom", 0), ("upscale", 2.0),
+            ("tile_down_sampling", 1.0))}
+        keep = gr.Checkbox(value=False, label="keep_unmasked")
+
+    @user_errors
+    @_in_api_names
+    @gpu
+    def edit(picture: Any, image: Any = None, mask: Any = None, operation: str = "img2img", kind: str = "canny",
+             prompt_mode: str = "default", prompt: str = "", negative_prompt: str = "", steps: float = 20,
+             guidance: float = 9.0, seed: float | None = None, strength: float = 1.0, denoise: float = 0.75,
+             mask_blur: float = 4, inpaint_padding: float = -1, keep_unmasked: bool = False,
+             outpaint_left: float = 0, outpaint_right: float = 0, outpaint_top: float = 0, outpaint_bottom: float = 0,
+             upscale: float = 2.0, tile_down_sampling: float = 1.0, request: gr.Request = None) -> tuple:
+        """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
+        Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
+        picture; >= 0: only the masked area, with that padding. seed < 0 or empty: random."""
+        seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
+        padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
+        unit = UnitInput("map", image, kind=kind or "canny", strength=as_float(strength, "strength")) \
+            if image else UnitInput("photo", None, kind=kind or "canny", strength=as_float(strength, "strength"))
+        sides = {side: as_int(value or 0, f"outpaint_{side}") for side, value in (
+            ("left", outpaint_left), ("right", outpaint_right), ("top", outpaint_top), ("bottom", outpaint_bottom))}
+        result, _ = studio.edit(
+            picture, [unit], operation=operation or "img2img", mask=mask or None, outpaint=sides,
+            upscale=as_float(upscale, "upscale"), tile_down_sampling=as_float(tile_down_sampling, "tile_down_sampling"),
+            session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
+            prompt_mode=prompt_mode or "default", prompt=prompt or "", negative_prompt=negative_prompt or "",
+            num_inference_steps=as_int(steps, "steps"), guidance_scale=as_float(guidance, "guidance"),
+            seed=None if seed_value is None or seed_value < 0 else seed_value, denoise=as_float(denoise, "denoise"),
+            mask_blur=as_int(mask_blur, "mask_blur"), inpaint_padding=None if padding < 0 else padding,
+            keep_unmasked=bool(keep_unmasked))
+        return list(result.images), result.condition_maps[0], result.metadata
+
+    gr.Button(visible=False).click(
+        edit, [picture, image, mask, operation, kind, text["prompt_mode"], text["prompt"], text["negative_prompt"],
+               numbers["steps"], numbers["guidance"], numbers["seed"], numbers["strength"],
+               *(edit_numbers[n] for n in ("denoise", "mask_blur", "inpaint_padding")), keep,
+               *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
+                                           "upscale", "tile_down_sampling"))],
+        [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
 
     @user_errors
     @gpu

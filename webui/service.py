@@ -88,6 +88,30 @@ def canvas_image(value: Any, what: str = "image") -> Image.Image | None:
     return Image.fromarray(to_rgb_array(value, what=what))
 
 
+EDIT_OPERATIONS = ("img2img", "inpaint", "outpaint", "upscale")
+
+
+def editor_picture_and_mask(value: Any) -> tuple[Image.Image | None, Image.Image | None]:
+    """From gr.ImageEditor's value: the picture (its background) and the mask (every painted layer's opaque
+    pixels; None when nothing was painted). A plain image or upload is a picture without a mask."""
+    if not isinstance(value, dict):
+        picture = canvas_image(value, what="picture")
+        return (None if picture is None else Image.fromarray(to_rgb_array(picture, what="picture"))), None
+    background = value.get("background")
+    if background is None:
+        return None, None
+    picture = Image.fromarray(to_rgb_array(canvas_image(background, what="picture"), what="picture"))
+    painted = None
+    for layer in value.get("layers") or []:
+        array = np.asarray(canvas_image(layer, what="mask layer"))
+        if array.ndim == 3 and array.shape[2] == 4:
+            alpha = array[..., 3] > 0
+            painted = alpha if painted is None else painted | alpha
+    if painted is None or not painted.any():
+        return picture, None
+    return picture, Image.fromarray(painted.astype(np.uint8) * 255)
+
+
 class Studio:
     """The app's back end: one engine (loaded lazily), the annotators, and per-run stop flags.
 
@@ -243,6 +267,49 @@ class Studio:
         finally:
             if self._runs.get(session) is run:
                 del self._runs[session]
+
+    def edit(self, picture: Any, units: list[UnitInput], *, operation: str = "img2img", mask: Any = None,
+             outpaint: dict[str, int] | None = None, upscale: float = 2.0, tile_down_sampling: float = 1.0,
+             **generate_args: Any) -> tuple[Any, list[Path]]:
+        """Edit a picture (`operation`: img2img, inpaint, outpaint or upscale) under the units' control, through
+        `generate`. A unit whose image is None takes its condition from the picture (its kind's annotator; the tile
+        kind: the picture itself at the output size). `generate_args` as for `generate` (settings included)."""
+        from cnet.edit import outpaint_canvas, tile_condition, upscale_size
+
+        if operation not in EDIT_OPERATIONS:
+            raise RequestError(f"operation={short_repr(operation)} is not one of {list(EDIT_OPERATIONS)}")
+        image = canvas_image(picture, what="picture") if not isinstance(picture, Image.Image) else picture
+        if image is None:
+            raise ImageInputError("no picture: upload the picture to edit first")
+        image = Image.fromarray(to_rgb_array(image, what="picture"))
+        if mask is not None and not isinstance(mask, Image.Image):
+            mask = canvas_image(mask, what="mask")
+        if operation == "inpaint" and mask is None:
+            raise RequestError("operation='inpaint' needs a mask: paint over what should change")
+        if operation != "inpaint":
+            mask = None
+        if operation == "outpaint":
+            image, mask = outpaint_canvas(image, **(outpaint or {}))
+            generate_args["keep_unmasked"] = True  # the picture's own pixels stay; the border and a seam are drawn
+        size = upscale_size(image, upscale) if operation == "upscale" else (image.width // 8 * 8,
+                                                                             image.height // 8 * 8)
+        if operation == "upscale":
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        generate_args["width"] = generate_args.get("width") or size[0]
+        generate_args["height"] = generate_args.get("height") or size[1]
+        filled = []
+        for unit in units:
+            if unit.image is not None:
+                filled.append(unit)
+            elif unit.kind == "tile":
+                made = tile_condition(image, (generate_args["width"], generate_args["height"]), tile_down_sampling)
+                filled.append(UnitInput("map", made, kind="tile", strength=unit.strength, start=unit.start,
+                                        end=unit.end, controlnet=unit.controlnet))
+            else:
+                filled.append(UnitInput("photo", image, kind=unit.kind, annotator=unit.annotator, params=unit.params,
+                                        detect_resolution=unit.detect_resolution, strength=unit.strength,
+                                        start=unit.start, end=unit.end, controlnet=unit.controlnet))
+        return self.generate(filled, init_image=image, mask=mask, **generate_args)
 
     def _save(self, result: Any, session: str) -> list[Path]:
         """Save under outputs/<date>/ locally; on public deployments under a folder per session whose name only the
