@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from webui.api import create_api
+from webui.edit_tab import create_edit_tab
 from webui.errors import keep_results, user_errors
 from webui.generate_tab import create_generate_tab
 from webui.service import Studio
@@ -104,6 +105,8 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 generate = create_generate_tab(studio, gpu)
+            with gr.Tab("Edit", id="edit"):
+                create_edit_tab(studio, gpu)
             with gr.Tab("Train", id="train"):
                 use_result = create_train_tab(studio.training, demo)
 

@@ -41,6 +41,15 @@ def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int) -> Masks:
     return Masks(for_pipeline=blurred, for_composite=ImageChops.darker(blurred, sharp))
 
 
+def mask_preview(picture: Image.Image, mask: Image.Image | None) -> Image.Image:
+    """The picture with the area to repaint tinted red (the picture alone when there is no mask): what will run."""
+    rgb = picture.convert("RGB")
+    if mask is None:
+        return rgb
+    shaped = mask.convert("L").resize(rgb.size, Image.Resampling.NEAREST).point(lambda v: 140 if v >= 128 else 0)
+    return Image.composite(Image.new("RGB", rgb.size, (255, 0, 0)), rgb, shaped)
+
+
 def keep_unmasked(images: list[Image.Image], picture: Image.Image, mask: Image.Image) -> list[Image.Image]:
     """Each result pasted onto `picture` (resized to the result's size) through `mask`, with diffusers'
     `VaeImageProcessor.apply_overlay`: where the mask is black the pixels are the picture's, exactly."""

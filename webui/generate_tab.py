@@ -81,7 +81,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
             with gr.Row():
                 ui.run = gr.Button("Generate", variant="primary", elem_id="generate")
                 ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
-            _results(ui)
+            results_column(ui)
     _examples(ui, studio.demo_mode)
     _wire_reactions(ui)
     _wire_actions(ui, studio, gpu)
@@ -216,15 +216,16 @@ def _second_condition(ui: SimpleNamespace, limits: Any) -> None:
         ui.image2 = gr.Image(label="Image for the second condition", type="filepath")
 
 
-def _results(ui: SimpleNamespace) -> None:
-    """The images with their maps, the prompt actually sent, the seed used, downloads and metadata."""
+def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
+    """The images with their maps, the prompt actually sent, the seed used, downloads and metadata (the Edit tab
+    shows the same, its element ids prefixed)."""
     ui.gallery = gr.Gallery(label="Results (and condition maps)", columns=2, height=520, format="png",
-                            elem_id="gallery")
-    ui.used_prompt = gr.Textbox(label="Prompt sent to the model", interactive=False, elem_id="used-prompt")
+                            elem_id=f"{prefix}gallery")
+    ui.used_prompt = gr.Textbox(label="Prompt sent to the model", interactive=False, elem_id=f"{prefix}used-prompt")
     with gr.Row():
         ui.used_seed = gr.Number(label="Seed used", interactive=False, precision=0)
-        ui.status = gr.Markdown(elem_id="status")
-    ui.files = gr.File(label="Download (PNG with metadata)", file_count="multiple")
+        ui.status = gr.Markdown(elem_id=f"{prefix}status")
+    ui.files = gr.File(label="Download (PNG with metadata)", file_count="multiple", elem_id=f"{prefix}files")
     ui.metadata = gr.JSON(label="Metadata of the first image")
 
 
@@ -334,7 +335,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
             num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
             height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
             scheduler=v[ui.scheduler])
-        return _shown(result, paths)
+        return shown_results(result, paths)
 
     # The progress bar shows once, over the gallery, not over each of the six result panes.
     event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
@@ -347,7 +348,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
 
 
-def _shown(result: Any, paths: list[Path]) -> list[Any]:
+def shown_results(result: Any, paths: list[Path]) -> list[Any]:
     """What the results column shows of a generation."""
     shown = [(im, f"seed {m['seed']}" + (" · blocked by the safety checker" if m["nsfw_content_detected"] else ""))
              for im, m in zip(result.images, result.metadata)]

@@ -1,0 +1,152 @@
+"""The Edit tab: redraw your own picture under ControlNet (the paper's "image editing").
+
+Upload a picture, paint over what should change (inpaint), or extend it (outpaint), or re-render it larger with the
+tile ControlNet (upscale), or redraw it whole (img2img). The condition is made from the picture by the kind's
+annotator. Everything runs through `Studio.edit`, the same path as the /edit API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from cnet.kinds import KINDS
+
+from .errors import keep_results, user_errors
+from .generate_tab import PROMPT_MODES, results_column, shown_results
+from .jobs import stop_requested
+from .service import EDIT_OPERATIONS, Studio, UnitInput, as_float, as_int, editor_picture_and_mask
+
+OPERATION_HELP = {
+    "img2img": "redraw the whole picture; Denoise says how much changes",
+    "inpaint": "repaint only what you painted over (white brush) on the picture",
+    "outpaint": "extend the canvas on the sides you choose and draw what is beyond",
+    "upscale": "re-render larger with added detail (the tile ControlNet)",
+}
+# The condition each operation starts with: upscaling is what the tile model is for.
+OPERATION_KIND = {"img2img": "canny", "inpaint": "canny", "outpaint": "canny", "upscale": "tile"}
+
+
+def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
+    """Build the tab inside the current gr.Blocks."""
+    limits = studio.settings.limits
+    ui = SimpleNamespace()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            gr.Markdown("Picture: upload it, then (to inpaint) paint over what should change",
+                        elem_classes="canvas-caption")
+            # RGBA: the painted layers keep their alpha, which is the mask.
+            ui.editor = gr.ImageEditor(label="Picture", show_label=False, type="pil", image_mode="RGBA",
+                                       sources=["upload", "clipboard"], layers=True, elem_id="edit-picture",
+                                       brush=gr.Brush(default_size=24, colors=["#FFFFFF"], color_mode="fixed"))
+            ui.operation = gr.Radio(list(EDIT_OPERATIONS), value="img2img", label="Operation",
+                                    info=OPERATION_HELP["img2img"], elem_id="edit-operation")
+            with gr.Row():
+                ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()],
+                                      value="canny", label="Condition (made from the picture)", scale=2,
+                                      elem_id="edit-kind")
+                ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
+            ui.denoise = gr.Slider(0.0, 1.0, value=0.75, step=0.05, label="Denoise (0 keeps the picture, 1 redraws)",
+                                   elem_id="edit-denoise")
+            with gr.Group(visible=False) as ui.inpaint_group:
+                with gr.Row():
+                    ui.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px, feathered inward)")
+                    ui.keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly", elem_id="edit-keep")
+                with gr.Row():
+                    ui.only_masked = gr.Checkbox(value=False, label="Inpaint only the masked area (full resolution)")
+                    ui.padding = gr.Slider(0, 256, value=32, step=8, label="Padding around the mask (px)")
+            with gr.Group(visible=False) as ui.outpaint_group, gr.Row():
+                ui.sides = {side: gr.Slider(0, 512, value=128 if side == "right" else 0, step=8,
+                                            label=f"Extend {side} (px)", elem_id=f"edit-outpaint-{side}")
+                            for side in ("left", "right", "top", "bottom")}
+            with gr.Group(visible=False) as ui.upscale_group, gr.Row():
+                ui.factor = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
+                ui.down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
+                                             label="Tile down-sampling (more: more invented detail)")
+            ui.prompt_mode = gr.Radio(PROMPT_MODES, value="default", label="Prompt mode",
+                                      elem_id="edit-prompt-mode")
+            ui.prompt = gr.Textbox(label="Prompt", visible=False, elem_id="edit-prompt")
+            with gr.Accordion("Steps, guidance, seed", open=False):
+                with gr.Row():
+                    ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id="edit-steps")
+                    ui.guidance = gr.Slider(0.0, limits.max_guidance, value=9.0, step=0.5, label="Guidance (CFG)")
+                with gr.Row():
+                    ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                    ui.randomize = gr.Checkbox(value=True, label="Random seed")
+        with gr.Column(scale=4):
+            with gr.Row():
+                ui.run = gr.Button("Edit", variant="primary", elem_id="edit-run")
+                ui.stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
+                ui.preview = gr.Button("Preview what runs", elem_id="edit-preview")
+            ui.preview_image = gr.Image(label="Picture and mask (red: repainted)", type="pil", interactive=False,
+                                        height=240, elem_id="edit-preview-image")
+            results_column(ui, prefix="edit-")
+    _wire(ui, studio, gpu)
+
+
+def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
+    def on_operation(operation: str) -> list[Any]:
+        return [gr.Radio(info=OPERATION_HELP[operation]), gr.Group(visible=operation == "inpaint"),
+                gr.Group(visible=operation == "outpaint"), gr.Group(visible=operation == "upscale"),
+                OPERATION_KIND[operation], 0.5 if operation == "upscale" else 1.0 if operation == "outpaint" else 0.75]
+
+    ui.operation.change(on_operation, ui.operation, [ui.operation, ui.inpaint_group, ui.outpaint_group,
+                                                     ui.upscale_group, ui.kind, ui.denoise],
+                        queue=False, api_visibility="private")
+    ui.prompt_mode.change(lambda m: gr.Textbox(visible=m == "custom"), ui.prompt_mode, ui.prompt, queue=False,
+                          api_visibility="private")
+    sides = list(ui.sides.values())
+
+    @keep_results(1)
+    @user_errors
+    def on_preview(editor: Any, operation: str, *values: Any) -> Any:
+        from cnet.edit import mask_preview, outpaint_canvas
+
+        picture, mask = editor_picture_and_mask(editor)
+        if picture is None:
+            raise ValueError("no picture: upload the picture to edit first")
+        if operation == "outpaint":
+            picture, mask = outpaint_canvas(picture, **_sides(values))
+        return mask_preview(picture, mask if operation in ("inpaint", "outpaint") else None)
+
+    ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
+
+    inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.denoise, ui.mask_blur, ui.keep, ui.only_masked,
+              ui.padding, *sides, ui.factor, ui.down_sampling, ui.prompt_mode, ui.prompt, ui.steps, ui.guidance,
+              ui.seed, ui.randomize}
+    outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
+
+    @keep_results(len(outputs), status=outputs.index(ui.status))
+    @user_errors
+    @gpu
+    def on_edit(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
+        picture, mask = editor_picture_and_mask(v[ui.editor])
+        unit = UnitInput("photo", None, kind=v[ui.kind], strength=as_float(v[ui.strength], "strength"))
+        result, paths = studio.edit(
+            picture, [unit], operation=v[ui.operation], mask=mask,
+            outpaint=_sides([v[s] for s in sides]), upscale=as_float(v[ui.factor], "upscale"),
+            tile_down_sampling=as_float(v[ui.down_sampling], "tile_down_sampling"),
+            session=request.session_hash or "", should_stop=stop_requested(),
+            progress=lambda i, n: progress((i, n), desc="Denoising"),
+            prompt_mode=v[ui.prompt_mode], prompt=v[ui.prompt] or "",
+            num_inference_steps=as_int(v[ui.steps], "steps"), guidance_scale=as_float(v[ui.guidance], "guidance"),
+            seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
+            denoise=as_float(v[ui.denoise], "denoise"), mask_blur=as_int(v[ui.mask_blur], "mask_blur"),
+            inpaint_padding=as_int(v[ui.padding], "inpaint_padding") if v[ui.only_masked] else None,
+            keep_unmasked=bool(v[ui.keep]))
+        return shown_results(result, paths)
+
+    event = ui.run.click(on_edit, inputs, outputs, concurrency_id="gpu", api_visibility="private",
+                         show_progress_on=ui.gallery)
+    def on_stop(request: gr.Request) -> str:
+        return studio.stop(request.session_hash or "")
+
+    ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
+
+
+def _sides(values: Any) -> dict[str, int]:
+    return {side: as_int(value or 0, f"outpaint_{side}")
+            for side, value in zip(("left", "right", "top", "bottom"), values)}
