@@ -146,6 +146,8 @@ def _edit_inputs(args: argparse.Namespace) -> dict:
 def _condition_of(kind: str, image, edit: dict, args: argparse.Namespace):
     """A condition map from a photo (a path, or the edited picture): the kind's annotator; for the tile kind, the
     picture at the output size through the tile preprocessor."""
+    if KINDS[kind].needs_mask:  # the engine makes it from the picture and the mask
+        return image if not isinstance(image, str) else _load_image(image, "--image")
     if kind == "tile":
         from .edit import tile_condition
 

@@ -13,7 +13,7 @@ them (the mask blur, the paste-back):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -86,6 +86,20 @@ def outpaint_canvas(picture: Image.Image, left: int = 0, right: int = 0, top: in
     y1, x1 = top + h - (inner if bottom else 0), left + w - (inner if right else 0)
     mask[y0:y1, x0:x1] = 0
     return Image.fromarray(canvas), Image.fromarray(mask)
+
+
+def inpaint_condition(picture: Image.Image, mask: Image.Image, size: tuple[int, int]) -> tuple[Any, Image.Image]:
+    """The inpaint ControlNet's condition (`control_v11p_sd15_inpaint`), as its authors make it: the picture in
+    [0, 1] with the masked pixels set to -1, a 1x3xHxW tensor at the output `size`; and a picture of it to show
+    (the masked area grey)."""
+    import torch
+
+    rgb = np.asarray(picture.convert("RGB").resize(size, Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+    masked = np.asarray(mask.convert("L").resize(size, Image.Resampling.NEAREST)) > 127
+    rgb[masked] = -1.0
+    shown = np.where(masked[..., None], 0.5, rgb)
+    tensor = torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy())
+    return tensor, Image.fromarray((shown * 255).round().astype(np.uint8))
 
 
 def upscale_size(picture: Image.Image, factor: float) -> tuple[int, int]:

@@ -291,8 +291,20 @@ class Engine:
                 raise GenerationCancelled(f"stopped after step {step + 1} of {total}")
             return {}
 
+        needs_mask = [KINDS[u.kind].needs_mask if u.kind in KINDS else False for u in request.units]
+        if any(needs_mask):  # the inpaint ControlNet reads the picture with the mask blanked, made here
+            from .edit import inpaint_condition
+
+            if request.mask is None:
+                raise RequestError("kind='inpaint' needs a picture and a mask (an inpaint request)")
+            made = [inpaint_condition(picture, request.mask, (width, height)) if flag else None
+                    for flag in needs_mask]
+            conditions = [m[0] if m else image for m, image in zip(made, maps)]
+            maps = [m[1] if m else image for m, image in zip(made, maps)]
+        else:
+            conditions = maps
         single = len(maps) == 1
-        control = maps[0] if single else maps
+        control = conditions[0] if single else conditions
         # Text-to-image takes the maps as `image`; the editing pipelines take the picture as `image` and the maps as
         # `control_image`, plus how much to redraw and, to inpaint, the mask.
         edit: dict[str, Any] = {"image": control}

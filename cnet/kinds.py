@@ -25,8 +25,9 @@ class ConditionKind:
 
     name: str
     controlnet: str
-    annotator: str
+    annotator: str  # "" for a kind whose map is not made from one image (inpaint: the picture and its mask)
     description: str
+    needs_mask: bool = False  # an editing kind: its map is the edited picture with the mask blanked out
 
     @property
     def env_var(self) -> str:
@@ -37,8 +38,8 @@ class ConditionKind:
         return os.environ.get(self.env_var) or self.controlnet
 
 
-def _kind(name: str, controlnet: str, annotator: str, description: str) -> ConditionKind:
-    return ConditionKind(name, controlnet, annotator, description)
+def _kind(name: str, controlnet: str, annotator: str, description: str, needs_mask: bool = False) -> ConditionKind:
+    return ConditionKind(name, controlnet, annotator, description, needs_mask)
 
 
 KINDS: Mapping[str, ConditionKind] = MappingProxyType(
@@ -58,9 +59,17 @@ KINDS: Mapping[str, ConditionKind] = MappingProxyType(
             # For editing: the tile model re-renders a picture with more detail (upscaling).
             _kind("tile", "lllyasviel/control_v11f1e_sd15_tile", "tile_resample",
                   "The picture itself (tile): re-render with more detail, for upscaling"),
+            # For inpainting: the picture with the masked pixels set to -1, as the model's authors specify.
+            _kind("inpaint", "lllyasviel/control_v11p_sd15_inpaint", "",
+                  "The picture with the masked area blanked (inpaint ControlNet; Edit tab, inpaint)", needs_mask=True),
         )
     }
 )
+
+
+def map_kinds() -> list[ConditionKind]:
+    """The kinds whose map comes from one image (a photo, a drawing, a ready map): all but the editing-only ones."""
+    return [k for k in KINDS.values() if not k.needs_mask]
 
 
 def get_kind(name: str) -> ConditionKind:

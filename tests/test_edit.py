@@ -273,3 +273,24 @@ def test_a_public_upscale_obeys_the_side_limit(client, tmp_path):
     with pytest.raises(Exception, match=r"width=1200 .*out of range \[64, 1024\]"):
         client.predict(handle_file(str(tmp_path / "big.png")), operation="upscale", upscale=2, steps=1,
                        api_name="/edit")
+
+
+def test_the_inpaint_controlnet_gets_the_picture_with_the_mask_blanked(engine, tiny_models, picture, mask):
+    """The inpaint kind's condition as its authors make it (masked pixels -1), pixel-equal to diffusers."""
+    masked = np.asarray(picture, dtype=np.float32) / 255.0
+    masked[np.asarray(mask) > 127] = -1.0
+    condition = torch.from_numpy(masked.transpose(2, 0, 1)[None].copy())
+    theirs = direct(tiny_models, "StableDiffusionControlNetInpaintPipeline", image=picture,
+                    mask_image=prepare_mask(mask, picture.size, 0).for_pipeline, control_image=condition,
+                    strength=1.0, controlnet_conditioning_scale=0.9)
+    request = GenerationRequest(units=[ControlUnit(picture, kind="inpaint", controlnet=str(tiny_models[1]),
+                                                   strength=0.9)], num_inference_steps=STEPS, seed=5,
+                                init_image=picture, mask=mask, denoise=1.0, mask_blur=0)
+    ours = engine.generate(request)
+    assert np.array_equal(pixels(ours.images[0]), pixels(theirs))
+    shown = pixels(ours.condition_maps[0])
+    assert (shown[np.asarray(mask) > 127] == 128).all()  # the blanked area, shown grey
+    with pytest.raises(RequestError, match="kind='inpaint' needs a picture and a mask"):
+        engine.generate(GenerationRequest(units=[ControlUnit(picture, kind="inpaint",
+                                                             controlnet=str(tiny_models[1]))],
+                                          init_image=picture, num_inference_steps=2))

@@ -26,6 +26,8 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     if caption not in ("blip", "none"):
         raise ValueError(f"--caption={caption!r} must be 'blip' or 'none'")
     condition = get_kind(kind)
+    if condition.needs_mask:
+        raise ValueError(f"--kind={kind!r} is made from a picture and a mask when editing, not from one photo")
     captioner = None
     if caption == "blip":
         from cnet.captioner import Captioner

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from annotators import ANNOTATORS
-from cnet.kinds import KINDS
+from cnet.kinds import KINDS, map_kinds
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS
 
 from .errors import keep_results, user_errors
@@ -144,7 +144,7 @@ def _condition_settings(ui: SimpleNamespace, defaults: FormDefaults) -> None:
     """The condition kind, its annotator and that annotator's own settings, and Preview map."""
     choices = annotators_for(defaults.kind)
     with gr.Row():
-        ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()],
+        ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in map_kinds()],
                               value=defaults.kind, label="Condition kind", scale=2, elem_id="kind")
         ui.annotator = gr.Dropdown(choices, value=choices[0][1], label="Annotator (for photos)", scale=2,
                                    elem_id="annotator")
@@ -209,7 +209,7 @@ def _second_condition(ui: SimpleNamespace, limits: Any) -> None:
     with gr.Accordion("Second condition (multi-ControlNet)", open=False):
         ui.use_second = gr.Checkbox(label="Use a second condition")
         with gr.Row():
-            ui.kind2 = gr.Dropdown(list(KINDS), value="depth", label="Kind")
+            ui.kind2 = gr.Dropdown([k.name for k in map_kinds()], value="depth", label="Kind")
             ui.source2 = gr.Radio([("Photo → detect", "photo"), ("Ready map", "map")], value="photo",
                                   label="Source")
             ui.strength2 = gr.Slider(0.0, limits.max_strength, value=0.6, step=0.05, label="Strength")

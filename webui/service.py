@@ -301,6 +301,9 @@ class Studio:
         for unit in units:
             if unit.image is not None:
                 filled.append(unit)
+            elif get_kind(unit.kind).needs_mask:  # the engine blanks the mask out of the picture itself
+                filled.append(UnitInput("map", image, kind=unit.kind, strength=unit.strength, start=unit.start,
+                                        end=unit.end, controlnet=unit.controlnet))
             elif unit.kind == "tile":
                 made = tile_condition(image, (generate_args["width"], generate_args["height"]), tile_down_sampling)
                 filled.append(UnitInput("map", made, kind="tile", strength=unit.strength, start=unit.start,
