@@ -187,8 +187,13 @@ def test_env_var_points_at_local_weights(monkeypatch, annotator_weights, astrona
 
 
 def test_each_kind_has_an_annotator():
-    for kind in KINDS.values():
+    """Every kind whose map comes from one image has its annotator; the editing-only ones (inpaint) have none."""
+    from cnet.kinds import map_kinds
+
+    for kind in map_kinds():
         assert ANNOTATORS[kind.annotator].kind == kind.name
+    assert [k.name for k in KINDS.values() if k not in map_kinds()] == ["inpaint"]
+    assert KINDS["inpaint"].annotator == ""
 
 
 # -- parameters and bad inputs --------------------------------------------------------------------------------------
