@@ -16,6 +16,7 @@ from PIL import Image
 
 from .cache import LRUCache, free_accelerator_memory
 from .captioner import Captioner
+from .control_mode import install_control_modes, set_control_mode
 from .env import env_flag
 from .fastpath import skip_inactive_controlnet
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
@@ -47,6 +48,9 @@ PIPELINE_CLASSES = {
     "img2img": "StableDiffusionControlNetImg2ImgPipeline",
     "inpaint": "StableDiffusionControlNetInpaintPipeline",
 }
+
+# Images with a side above this are encoded and decoded tile by tile (diffusers' VAE tiling) unless asked always.
+AUTO_TILING_SIDE = 1024
 
 # name -> (diffusers class, extra config); built from the base model's own scheduler config.
 SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -132,7 +136,8 @@ class Engine:
             the output is identical (see cnet/fastpath.py).
         channels_last: NHWC memory format for the U-Net, ControlNets and VAE (faster convolutions on GPUs).
         compile: `torch.compile` the U-Net and ControlNets (first run pays the compile; CNET_COMPILE=1).
-        vae_tiling: decode large images tile by tile (CNET_VAE_TILING=1): less memory above 1024 px.
+        vae_tiling: encode and decode tile by tile always (CNET_VAE_TILING=1); by default only images with a side
+            over 1024 px are tiled (an upscale to 2048 px), where the whole-image VAE is the memory peak.
         offload: the low-VRAM mode (CNET_OFFLOAD): "model" keeps weights in CPU memory and moves one whole model
             at a time to the GPU while it runs (diffusers' `enable_model_cpu_offload`), and decodes one image at a
             time. SD1.5 + one ControlNet in fp16 then holds at most ~2.4 GB of weights on the GPU (U-Net +
@@ -182,8 +187,6 @@ class Engine:
                     pipe.to(self.device)  # with offload the weights stay in CPU memory; hooks move them per call
                 else:
                     pipe.vae.enable_slicing()  # decode one image at a time: the VAE decode is the activation peak
-                if self.vae_tiling:
-                    pipe.vae.enable_tiling()
                 for name in ("unet", "vae"):
                     getattr(pipe, name).to(memory_format=_memory_format(self.channels_last))
                 if self.compile:
@@ -204,6 +207,7 @@ class Engine:
         if self.offload == "none":
             model.to(self.device)
         model.to(memory_format=_memory_format(self.channels_last))
+        install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
         if self.skip_inactive_controlnet:
             skip_inactive_controlnet(model)
         if self.compile:
@@ -324,6 +328,15 @@ class Engine:
             pipe = self.pipeline(request.units, request.scheduler, request.mode)
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
+            nets = pipe.controlnet.nets if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
+            cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
+            for net, unit in zip(nets, request.units):
+                set_control_mode(net, unit.control_mode, cfg_batch)
+            # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
+            if self.vae_tiling or max(width, height) > AUTO_TILING_SIDE:
+                pipe.vae.enable_tiling()
+            else:
+                pipe.vae.disable_tiling()
             try:
                 output = self._run_pipeline(pipe, dict(
                 prompt=prompt,
@@ -405,7 +418,8 @@ class Engine:
         for unit in request.units:
             spec, _ = self.controlnet_spec(unit)
             controlnets.append({"kind": unit.kind, **describe_source(parse_model_source(spec)),
-                                "strength": unit.strength, "start": unit.start, "end": unit.end})
+                                "strength": unit.strength, "start": unit.start, "end": unit.end,
+                                "control_mode": unit.control_mode})
         return {
             **settings,
             "base_model": describe_source(self.base_source),

@@ -68,6 +68,7 @@ class ControlUnit:
     strength: float = 1.0  # diffusers' controlnet_conditioning_scale
     start: float = 0.0  # control_guidance_start, as a fraction of the steps
     end: float = 1.0  # control_guidance_end
+    control_mode: str = "balanced"  # balanced | prompt | control, as the A1111 extension (see cnet/control_mode.py)
 
 
 @dataclass
@@ -141,6 +142,9 @@ class GenerationRequest:
             raise RequestError(f"scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
         if not isinstance(self.guess_mode, bool):
             raise RequestError(f"guess_mode={self.guess_mode!r} must be true or false")
+        if self.guess_mode and any(getattr(u, "control_mode", "balanced") != "balanced" for u in self.units):
+            raise RequestError("guess_mode=True is diffusers' 'control' mode for every ControlNet: leave the units' "
+                               "control_mode at 'balanced', or use control_mode instead of guess_mode")
         if self.source_image is not None and not isinstance(self.source_image, Image.Image):
             raise RequestError(f"source_image={type(self.source_image).__name__} must be a PIL image")
         self._validate_edit()
@@ -216,6 +220,11 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
     _check_float(f"{where}.end", unit.end, 0.0, 1.0)
     if unit.start >= unit.end:
         raise RequestError(f"{where}.start={unit.start} must be below {where}.end={unit.end}")
+    from .control_mode import CONTROL_MODES
+
+    if unit.control_mode not in CONTROL_MODES:
+        raise RequestError(f"{where}.control_mode={short_repr(unit.control_mode)} is not one of "
+                           f"{list(CONTROL_MODES)}")
 
 
 def _check_text(name: str, value: Any, max_chars: int, optional: bool = False) -> None:

@@ -143,7 +143,8 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
             raise ValueError(f"condition map {path} is missing; it is saved beside the image")
         with Image.open(path) as image:
             units.append(ControlUnit(image.convert("RGB"), kind=net["kind"], controlnet=net["model"],
-                                     strength=net["strength"], start=net["start"], end=net["end"]))
+                                     strength=net["strength"], start=net["start"], end=net["end"],
+                                     control_mode=net.get("control_mode", "balanced")))
     edit = {}
     for role in ("init_image", "mask"):
         name = meta.get("mask_image" if role == "mask" else role)

@@ -24,7 +24,7 @@ HELDOUT_SEED = 12345  # training data uses seed 1; this seed's circles are never
 
 def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_CONTROLNET, *, n: int = 32,
                     steps: int = 20, guidance: float = 5.0, strength: float = 1.0, seed: int = HELDOUT_SEED,
-                    engine: Any = None) -> dict[str, Any]:
+                    engine: Any = None, control_mode: str = "balanced") -> dict[str, Any]:
     """Median IoU, share with IoU > 0.5, and share with the right circle colour, over `n` held-out circles."""
     from cnet.engine import Engine
     from cnet.request import ControlUnit, GenerationRequest
@@ -40,14 +40,15 @@ def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_
         _, condition, truth = draw(circle, palette)
         result = engine.generate(GenerationRequest(
             units=[ControlUnit(Image.fromarray(condition), kind="scribble", controlnet=str(controlnet),
-                               strength=strength)],
+                               strength=strength, control_mode=control_mode)],
             prompt_mode="custom", prompt=circle.prompt, num_inference_steps=steps, guidance_scale=guidance,
             seed=i, width=64, height=64))
         image = np.asarray(result.images[0])
         mask = segment(image, palette[circle.colour], palette[circle.background])
         ious.append(iou(mask, truth))
         colours.append(nearest_colour(image, mask, palette) == circle.colour)
-    return {"n": n, "guidance": guidance, "strength": strength, "median_iou": statistics.median(ious),
+    return {"n": n, "guidance": guidance, "strength": strength, "control_mode": control_mode,
+            "median_iou": statistics.median(ious),
             "share_iou_above_0.5": float(np.mean([v > 0.5 for v in ious])),
             "colour_right": float(np.mean(colours)), "ious": ious}
 

@@ -112,3 +112,17 @@ def test_cli_falls_back_with_a_notice(tmp_path):
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+def test_control_modes_move_the_result_the_documented_way():
+    """A1111's control modes on 8 held-out circles at the paper's CFG 9, 10 DDIM steps. Measured (CPU): mean IoU
+    0.668 "My prompt is more important", 0.694 balanced, 0.858 "ControlNet is more important" (median 0.753 /
+    0.791 / 0.896): the ControlNet mode follows the outline more, the prompt mode less."""
+    from cnet.engine import Engine
+    from shapes.eval import evaluate_shapes
+
+    engine = Engine(str(DEMO_BASE), device="cpu")
+    prompt = evaluate_shapes(n=8, steps=10, guidance=9.0, engine=engine, control_mode="prompt")
+    control = evaluate_shapes(n=8, steps=10, guidance=9.0, engine=engine, control_mode="control")
+    assert np.mean(control["ious"]) > np.mean(prompt["ious"]) + 0.1
+    assert control["median_iou"] > prompt["median_iou"] and control["colour_right"] >= 0.85

@@ -1,0 +1,84 @@
+"""A1111's control modes on diffusers' ControlNet: the factors, the unconditional half, the request rules."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnet.control_mode import SOFT_RATIO, set_control_mode, soft_weights
+from cnet.engine import Engine
+from cnet.request import ControlUnit, GenerationRequest, RequestError
+
+
+@pytest.fixture(scope="module")
+def controlnet(tiny_models):
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_pretrained(tiny_models[1]).eval()
+
+
+def residuals(net, mode, cfg_batch):
+    set_control_mode(net, mode, cfg_batch)
+    torch.manual_seed(0)
+    sample, cond = torch.randn(2, 4, 8, 8), torch.rand(2, 3, 64, 64)
+    text = torch.randn(2, 77, 32)
+    with torch.no_grad():
+        out = net(sample, torch.tensor([500, 500]), text, cond, conditioning_scale=0.8)
+    return [*out.down_block_res_samples, out.mid_block_res_sample]
+
+
+def test_the_soft_weights_are_the_extensions():
+    weights = soft_weights()
+    assert len(weights) == 13 and weights[-1] == 1.0 and weights[0] == pytest.approx(SOFT_RATIO ** 12)
+    assert weights[0] == pytest.approx(0.0994, abs=1e-4)
+    # diffusers' guess mode uses 10^(-1 + i/12): the same ratio, to 4 digits
+    assert np.allclose(weights, np.logspace(-1, 0, 13), rtol=0.02)
+
+
+def test_prompt_mode_damps_the_shallow_outputs_on_both_halves(controlnet):
+    balanced = residuals(controlnet, "balanced", True)
+    prompt = residuals(controlnet, "prompt", True)
+    weights = soft_weights(len(balanced))
+    for plain, soft, w in zip(balanced, prompt, weights):
+        assert torch.allclose(soft, plain * w, atol=1e-6) and plain.abs().max() > 0
+    assert weights[0] < 0.9 and weights[-1] == 1.0
+
+
+def test_control_mode_leaves_the_unconditional_half_without_control(controlnet):
+    prompt = residuals(controlnet, "prompt", True)
+    control = residuals(controlnet, "control", True)
+    for soft, ctl in zip(prompt, control):
+        assert (ctl[0] == 0).all() and torch.equal(ctl[1], soft[1])
+    without_cfg = residuals(controlnet, "control", False)  # no [uncond, cond] batch: nothing to leave out
+    assert all(torch.equal(a, b) for a, b in zip(without_cfg, prompt))
+    set_control_mode(controlnet, "balanced", True)
+
+
+def test_the_engine_applies_each_units_mode_and_records_it(tiny_models, cond_map, tmp_path):
+    from cnet.result import read_metadata, request_from_metadata
+
+    engine = Engine(str(tiny_models[0]), device="cpu")
+
+    def run(mode):
+        return engine.generate(GenerationRequest(
+            units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode=mode)],
+            num_inference_steps=3, seed=2))
+
+    images = {mode: np.asarray(run(mode).images[0], dtype=np.int16) for mode in ("balanced", "prompt", "control")}
+    assert not np.array_equal(images["balanced"], images["prompt"])
+    assert not np.array_equal(images["prompt"], images["control"])
+    again = run("balanced")
+    assert np.array_equal(np.asarray(again.images[0], dtype=np.int16), images["balanced"])  # modes do not linger
+    saved = run("control").save(tmp_path)[0]
+    rerun = engine.generate(request_from_metadata(read_metadata(saved), tmp_path).request)
+    assert rerun.metadata[0]["controlnets"][0]["control_mode"] == "control"
+    assert np.array_equal(np.asarray(rerun.images[0], dtype=np.int16), images["control"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(control_mode="strong"), r"units\[0\].control_mode='strong' is not one of"),
+    (dict(control_mode="control", guess=True), "guess_mode=True is diffusers' 'control' mode"),
+])
+def test_bad_control_modes_are_named(cond_map, kwargs, message):
+    guess = kwargs.pop("guess", False)
+    with pytest.raises(RequestError, match=message):
+        GenerationRequest(units=[ControlUnit(cond_map, **kwargs)], guess_mode=guess).validated()
