@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .control_mode import CONTROL_MODES
 from .engine import OFFLOAD_MODES
 from .kinds import KINDS
 from .request import SCHEDULERS, PromptMode
@@ -57,6 +58,9 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--controlnet", action="append", help="ControlNet per --image: Hub id, folder or file")
     gen.add_argument("--strength", action="append", type=float, help="control strength per --image (1.0)")
     gen.add_argument("--control-start", type=float, default=0.0, help="fraction of steps before control starts")
+    gen.add_argument("--control-mode", action="append", choices=CONTROL_MODES,
+                     help="per --image: balanced | prompt (my prompt is more important) | control (ControlNet is "
+                          "more important), as in the A1111 extension (default balanced)")
     gen.add_argument("--control-end", type=float, default=1.0, help="fraction of steps after which control stops")
     gen.add_argument("--prompt-mode", choices=[m.value for m in PromptMode],
                      help="none | default | auto (BLIP) | custom (default: custom if --prompt, else default)")
@@ -189,8 +193,9 @@ def _generate(args: argparse.Namespace) -> list[Path]:
             images = [_condition_of(kind, path, edit, args) for kind, path in zip(kinds, args.image)]
         else:
             images = [_load_image(p, "--image") for p in args.image]
-        units = [ControlUnit(image, kind=k, controlnet=c, strength=s, start=args.control_start, end=args.control_end)
-                 for image, k, c, s in zip(images, kinds, nets, strengths)]
+        modes = _per_unit(args.control_mode, n, "control-mode", "balanced")
+        units = [ControlUnit(image, kind=k, controlnet=c, strength=s, start=args.control_start, end=args.control_end,
+                             control_mode=m) for image, k, c, s, m in zip(images, kinds, nets, strengths, modes)]
         mode = args.prompt_mode or (PromptMode.CUSTOM if args.prompt else PromptMode.DEFAULT)
         request = GenerationRequest(
             units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,

@@ -82,3 +82,15 @@ def test_bad_control_modes_are_named(cond_map, kwargs, message):
     guess = kwargs.pop("guess", False)
     with pytest.raises(RequestError, match=message):
         GenerationRequest(units=[ControlUnit(cond_map, **kwargs)], guess_mode=guess).validated()
+
+
+def test_the_api_takes_a_control_mode_and_names_a_bad_one(app_url, cond_map, tmp_path):
+    from gradio_client import Client, handle_file
+
+    cond_map.save(tmp_path / "map.png")
+    client = Client(app_url, verbose=False)
+    _, _, metadata = client.predict(handle_file(str(tmp_path / "map.png")), control_mode="control", steps=2, seed=1,
+                                    api_name="/generate")
+    assert metadata[0]["controlnets"][0]["control_mode"] == "control"
+    with pytest.raises(Exception, match=r"control_mode='strong' is not one of"):
+        client.predict(handle_file(str(tmp_path / "map.png")), control_mode="strong", steps=2, api_name="/generate")

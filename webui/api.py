@@ -27,7 +27,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         # Initial values are the API's defaults (gradio_client treats them as optional arguments).
         text = {n: gr.Textbox(value=v, label=n) for n, v in (
             ("prompt_mode", "default"), ("prompt", ""), ("added_prompt", ""), ("negative_prompt", ""),
-            ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""))}
+            ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""), ("control_mode", "balanced"))}
         numbers = {n: gr.Number(value=v, label=n) for n, v in (
             ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
             ("strength", 1.0), ("detect_resolution", 0))}
@@ -44,11 +44,12 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                  added_prompt: str = "", negative_prompt: str = "", steps: float = 20, guidance: float = 9.0,
                  seed: float | None = None, num_images: float = 1, width: float | None = None,
                  height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
-                 scheduler: str = "ddim", detect: bool = False, request: gr.Request = None) -> tuple:
+                 scheduler: str = "ddim", detect: bool = False, control_mode: str = "balanced",
+                 request: gr.Request = None) -> tuple:
         """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
-                         strength=as_float(strength, "strength"))
+                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced")
         result, _ = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
             prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
@@ -63,7 +64,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     gr.Button(visible=False).click(
         generate, [image, kind, text["prompt_mode"], text["prompt"], text["added_prompt"], text["negative_prompt"],
                    numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
-                   numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"]],
+                   numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"],
+                   text["control_mode"]],
         [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
 
     with gr.Column(visible=False):
@@ -83,14 +85,15 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
              guidance: float = 9.0, seed: float | None = None, strength: float = 1.0, denoise: float = 0.75,
              mask_blur: float = 4, inpaint_padding: float = -1, keep_unmasked: bool = False,
              outpaint_left: float = 0, outpaint_right: float = 0, outpaint_top: float = 0, outpaint_bottom: float = 0,
-             upscale: float = 2.0, tile_down_sampling: float = 1.0, request: gr.Request = None) -> tuple:
+             upscale: float = 2.0, tile_down_sampling: float = 1.0, control_mode: str = "balanced",
+             request: gr.Request = None) -> tuple:
         """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
         Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
         picture; >= 0: only the masked area, with that padding. seed < 0 or empty: random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
-        unit = UnitInput("map", image, kind=kind or "canny", strength=as_float(strength, "strength")) \
-            if image else UnitInput("photo", None, kind=kind or "canny", strength=as_float(strength, "strength"))
+        unit = UnitInput("map" if image else "photo", image or None, kind=kind or "canny",
+                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced")
         sides = {side: as_int(value or 0, f"outpaint_{side}") for side, value in (
             ("left", outpaint_left), ("right", outpaint_right), ("top", outpaint_top), ("bottom", outpaint_bottom))}
         result, _ = studio.edit(
@@ -109,7 +112,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                numbers["steps"], numbers["guidance"], numbers["seed"], numbers["strength"],
                *(edit_numbers[n] for n in ("denoise", "mask_blur", "inpaint_padding")), keep,
                *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
-                                           "upscale", "tile_down_sampling"))],
+                                           "upscale", "tile_down_sampling")), text["control_mode"]],
         [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
 
     @user_errors
@@ -146,7 +149,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
 
 # The library's field names as the API calls them (so an error names the parameter the caller sent).
 API_NAMES = {"num_inference_steps": "steps", "guidance_scale": "guidance", "units[0].strength": "strength",
-             "units": "image"}
+             "units[0].control_mode": "control_mode", "units": "image"}
 
 
 def _in_api_names(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,7 +16,7 @@ import gradio as gr
 from cnet.kinds import KINDS
 
 from .errors import keep_results, user_errors
-from .generate_tab import PROMPT_MODES, results_column, shown_results
+from .generate_tab import CONTROL_MODE_CHOICES, PROMPT_MODES, results_column, shown_results
 from .jobs import stop_requested
 from .service import EDIT_OPERATIONS, Studio, UnitInput, as_float, as_int, editor_picture_and_mask
 
@@ -49,6 +49,7 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> None
                                       value="canny", label="Condition (made from the picture)", scale=2,
                                       elem_id="edit-kind")
                 ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
+            ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode")
             ui.denoise = gr.Slider(0.0, 1.0, value=0.75, step=0.05, label="Denoise (0 keeps the picture, 1 redraws)",
                                    elem_id="edit-denoise")
             with gr.Group(visible=False) as ui.inpaint_group:
@@ -114,9 +115,9 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
 
     ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
 
-    inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.denoise, ui.mask_blur, ui.keep, ui.only_masked,
-              ui.padding, *sides, ui.factor, ui.down_sampling, ui.prompt_mode, ui.prompt, ui.steps, ui.guidance,
-              ui.seed, ui.randomize}
+    inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.control_mode, ui.denoise, ui.mask_blur, ui.keep,
+              ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.prompt_mode, ui.prompt, ui.steps,
+              ui.guidance, ui.seed, ui.randomize}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
@@ -124,7 +125,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
     @gpu
     def on_edit(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
         picture, mask = editor_picture_and_mask(v[ui.editor])
-        unit = UnitInput("photo", None, kind=v[ui.kind], strength=as_float(v[ui.strength], "strength"))
+        unit = UnitInput("photo", None, kind=v[ui.kind], strength=as_float(v[ui.strength], "strength"),
+                         control_mode=v[ui.control_mode] or "balanced")
         result, paths = studio.edit(
             picture, [unit], operation=v[ui.operation], mask=mask,
             outpaint=_sides([v[s] for s in sides]), upscale=as_float(v[ui.factor], "upscale"),

@@ -26,6 +26,8 @@ from .service import Studio, UnitInput, as_float, as_int
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROMPT_MODES = [("No prompt", "none"), ("Default prompt", "default"), ("Automatic (BLIP caption)", "auto"),
                 ("Custom", "custom")]
+CONTROL_MODE_CHOICES = [("Balanced", "balanced"), ("My prompt is more important", "prompt"),
+                        ("ControlNet is more important", "control")]
 SCHEDULER_LABELS = {"ddim": "DDIM (paper)", "unipc": "UniPC", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M",
                     "dpmpp_2m_karras": "DPM++ 2M Karras"}
 # One control per distinct annotator parameter name; shown only for the annotators that have it.
@@ -194,6 +196,10 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.start = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Control start")
             ui.end = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Control end")
         with gr.Row():
+            ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode",
+                                       elem_id="control-mode", info="as in the A1111 extension: how the prompt and "
+                                       "the condition share the image")
+        with gr.Row():
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
             ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                        label="Sampler")
@@ -306,7 +312,8 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
                      api_visibility="private")
     generate_inputs = map_inputs | {ui.prompt_mode, ui.prompt, ui.added_prompt, ui.negative_prompt, ui.steps,
                                     ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
-                                    ui.strength, ui.start, ui.end, ui.guess_mode, ui.scheduler, ui.base_model,
+                                    ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
+                                    ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
@@ -320,6 +327,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
         unit.strength, unit.start, unit.end = (as_float(v[c], n) for c, n in (
             (ui.strength, "strength"), (ui.start, "start"), (ui.end, "end")))
         unit.controlnet = v[ui.controlnet] or None
+        unit.control_mode = v[ui.control_mode] or "balanced"
         units = [unit]
         if v[ui.use_second]:
             units.append(UnitInput(v[ui.source2], v[ui.image2], kind=v[ui.kind2],

@@ -52,6 +52,7 @@ class UnitInput:
     start: float = 0.0
     end: float = 1.0
     controlnet: str | None = None  # None: the kind's default (or its CNET_CONTROLNET_<KIND>)
+    control_mode: str = "balanced"  # balanced | prompt | control (cnet/control_mode.py)
 
 
 @dataclass
@@ -255,7 +256,7 @@ class Studio:
                     made, source_photo = self.condition_map(unit, width=width, height=height, should_stop=stopped)
                     photo = photo or source_photo
                     control_units.append(ControlUnit(made, kind=unit.kind, strength=unit.strength, start=unit.start,
-                                                     end=unit.end, controlnet=net))
+                                                     end=unit.end, controlnet=net, control_mode=unit.control_mode))
                 request = GenerationRequest(units=control_units, source_image=photo, **settings)
                 request.validated(self.settings.limits)  # fail on bad settings before any model loads
                 engine = self.engine_for(base)
@@ -303,15 +304,16 @@ class Studio:
                 filled.append(unit)
             elif get_kind(unit.kind).needs_mask:  # the engine blanks the mask out of the picture itself
                 filled.append(UnitInput("map", image, kind=unit.kind, strength=unit.strength, start=unit.start,
-                                        end=unit.end, controlnet=unit.controlnet))
+                                        end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
             elif unit.kind == "tile":
                 made = tile_condition(image, (generate_args["width"], generate_args["height"]), tile_down_sampling)
                 filled.append(UnitInput("map", made, kind="tile", strength=unit.strength, start=unit.start,
-                                        end=unit.end, controlnet=unit.controlnet))
+                                        end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
             else:
                 filled.append(UnitInput("photo", image, kind=unit.kind, annotator=unit.annotator, params=unit.params,
                                         detect_resolution=unit.detect_resolution, strength=unit.strength,
-                                        start=unit.start, end=unit.end, controlnet=unit.controlnet))
+                                        start=unit.start, end=unit.end, controlnet=unit.controlnet,
+                                        control_mode=unit.control_mode))
         return self.generate(filled, init_image=image, mask=mask, **generate_args)
 
     def _save(self, result: Any, session: str) -> list[Path]:
