@@ -10,6 +10,7 @@ from .control_mode import CONTROL_MODES
 from .engine import OFFLOAD_MODES
 from .kinds import KINDS
 from .request import SCHEDULERS, PromptMode
+from .resize import RESIZE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +59,12 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--controlnet", action="append", help="ControlNet per --image: Hub id, folder or file")
     gen.add_argument("--strength", action="append", type=float, help="control strength per --image (1.0)")
     gen.add_argument("--control-start", type=float, default=0.0, help="fraction of steps before control starts")
+    gen.add_argument("--resize-mode", choices=list(RESIZE_MODES), default="crop_and_resize",
+                     help="a map or picture of another shape than the output: crop_and_resize (keep the centre), "
+                          "just_resize (stretch) or resize_and_fill (fit inside, fill the bands)")
+    gen.add_argument("--pixel-perfect", action="store_true",
+                     help="with --detect and --width/--height: detect at the resolution that makes the map the "
+                          "output's size, so it is not resampled")
     gen.add_argument("--control-mode", action="append", choices=CONTROL_MODES,
                      help="per --image: balanced | prompt (my prompt is more important) | control (ControlNet is "
                           "more important), as in the A1111 extension (default balanced)")
@@ -106,15 +113,25 @@ def _load_image(path: str, what: str):
         raise ValueError(f"{what}={path!r} is not a readable image: {err}") from None
 
 
-def _detect(kind_name: str, photo, width: int | None = None, height: int | None = None):
-    """The kind's annotator with the kind's default parameters (e.g. Canny 100/200 at 512); the map is made at
-    `width` x `height` when given (centre-cropped, never stretched), else at the detection size."""
+def _detect(kind_name: str, photo, width: int | None = None, height: int | None = None,
+            resize_mode: str = "crop_and_resize", pixel_perfect: bool = False):
+    """The kind's annotator with the kind's default parameters (e.g. Canny 100/200 at 512). With both `width` and
+    `height` the crop mode makes the map at that size (centre-cropped, as the annotators do); the other modes
+    leave it at the detection size for the engine to fit. `pixel_perfect` picks the detect resolution from them."""
     from annotators import detect
 
+    from .resize import pixel_perfect_resolution
+
     kind = KINDS[kind_name]
-    if (width is None) != (height is None):
+    if width is None or height is None:
         width = height = None  # one side alone: the other follows from the map, as generation does
-    return detect(kind.annotator, photo, width=width, height=height)  # the registry holds the defaults
+    resolution = None
+    if pixel_perfect and width:
+        size = photo.size if not isinstance(photo, str) else _load_image(photo, "--image").size
+        resolution = pixel_perfect_resolution(size, (width, height), resize_mode)
+    if resize_mode != "crop_and_resize":
+        width = height = None
+    return detect(kind.annotator, photo, width=width, height=height, detect_resolution=resolution)
 
 
 def _edit_inputs(args: argparse.Namespace) -> dict:
@@ -157,10 +174,10 @@ def _condition_of(kind: str, image, edit: dict, args: argparse.Namespace):
 
         picture = image if not isinstance(image, str) else _load_image(image, "--image")
         return tile_condition(picture, picture.size, getattr(args, "tile_down_sampling", 1.0))
-    if edit and args.width is None and args.height is None:  # the map at the edited picture's size
-        picture = edit["init_image"]
-        return _detect(kind, image, picture.width // 8 * 8, picture.height // 8 * 8)
-    return _detect(kind, image, args.width, args.height)
+    width, height = args.width, args.height
+    if edit and width is None and height is None:  # the map at the edited picture's size
+        width, height = edit["init_image"].width // 8 * 8, edit["init_image"].height // 8 * 8
+    return _detect(kind, image, width, height, args.resize_mode, args.pixel_perfect)
 
 
 def _generate(args: argparse.Namespace) -> list[Path]:
@@ -201,7 +218,8 @@ def _generate(args: argparse.Namespace) -> list[Path]:
             units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,
             negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
             eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
-            guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source, **edit)
+            guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source, resize_mode=args.resize_mode,
+            **edit)
         base = args.base_model
     if base is None and not any(u.controlnet for u in request.units):
         from .demo import DEMO_BASE, DEMO_CONTROLNET, DEMO_NOTICE, DEMO_SIZE, use_demo

@@ -40,6 +40,7 @@ from .request import (
     RequestError,
     resolve_prompt,
 )
+from .resize import fit
 from .result import GenerationResult
 
 # Request mode -> the diffusers pipeline that runs it; all share the engine's loaded base and ControlNets.
@@ -280,6 +281,17 @@ class Engine:
             if not limits.min_side <= value <= limits.max_side:
                 raise RequestError(f"{name}={value} (from {source}) is out of range "
                                    f"[{limits.min_side}, {limits.max_side}]; pass {name} explicitly")
+        # Every map and the picture meet the output size by the request's resize mode (not silently stretched).
+        maps = [fit(m, width, height, request.resize_mode) for m in maps]
+        mask = None
+        if picture is not None:
+            from .edit import mask_channel
+
+            mask = mask_channel(request.mask) if request.mask is not None else None
+            if mask is not None and mask.size != picture.size:
+                mask = mask.resize(picture.size, Image.Resampling.NEAREST)  # same shape (checked): same geometry
+            picture = fit(picture, width, height, request.resize_mode)
+            mask = fit(mask, width, height, request.resize_mode) if mask is not None else None
         caption = None
         if request.prompt_mode is PromptMode.AUTO and request.caption is None:
             caption = self.caption(request.source_image or maps[0])
@@ -301,7 +313,7 @@ class Engine:
 
             if request.mask is None:
                 raise RequestError("kind='inpaint' needs a picture and a mask (an inpaint request)")
-            made = [inpaint_condition(picture, request.mask, (width, height)) if flag else None
+            made = [inpaint_condition(picture, mask, (width, height)) if flag else None
                     for flag in needs_mask]
             conditions = [m[0] if m else image for m, image in zip(made, maps)]
             maps = [m[1] if m else image for m, image in zip(made, maps)]
@@ -318,7 +330,7 @@ class Engine:
         if request.mode == "inpaint":
             from .edit import prepare_mask
 
-            masks = prepare_mask(request.mask, picture.size, request.mask_blur)
+            masks = prepare_mask(mask, picture.size, request.mask_blur)
             edit["mask_image"] = masks.for_pipeline
             if request.inpaint_padding is not None:
                 edit["padding_mask_crop"] = request.inpaint_padding
@@ -372,8 +384,8 @@ class Engine:
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
                     for i, (s, flag) in enumerate(zip(seeds, nsfw))]
         inputs = {} if picture is None else {"init": picture}
-        if request.mask is not None:
-            inputs["mask"] = request.mask
+        if mask is not None:
+            inputs["mask"] = mask
         return GenerationResult(images=list(images), condition_maps=maps, metadata=metadata, edit_inputs=inputs)
 
     def _run_pipeline(self, pipe: Any, kwargs: dict[str, Any], request: GenerationRequest, width: int,

@@ -91,6 +91,9 @@ class GenerationRequest:
     height: int | None = None
     guess_mode: bool = False  # diffusers' guess mode (control scales 0.1 -> 1.0, conditional half only)
     scheduler: str = "ddim"
+    # How a map or picture of another shape meets the output: crop_and_resize (keep the centre), just_resize
+    # (stretch) or resize_and_fill (fit inside, fill the bands); see cnet/resize.py.
+    resize_mode: str = "crop_and_resize"
     # -- editing your own picture (the paper's "image editing"); all unset: text-to-image -------------------------
     init_image: Image.Image | None = None  # img2img / inpaint: the picture to edit (its size is the default size)
     mask: Image.Image | None = None  # inpaint: white = repaint, black = keep (resized to the picture's size)
@@ -138,6 +141,10 @@ class GenerationRequest:
                 _check_int(name, value, limits.min_side, limits.max_side)
                 if value % 8:
                     raise RequestError(f"{name}={value} must be a multiple of 8")
+        from .resize import RESIZE_MODES
+
+        if self.resize_mode not in RESIZE_MODES:
+            raise RequestError(f"resize_mode={short_repr(self.resize_mode)} is not one of {list(RESIZE_MODES)}")
         if self.scheduler not in SCHEDULERS:
             raise RequestError(f"scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
         if not isinstance(self.guess_mode, bool):

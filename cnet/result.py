@@ -155,7 +155,8 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
             with Image.open(path) as image:
                 edit[role] = image.copy()
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
-              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "denoise", "mask_blur",
+              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "resize_mode", "denoise",
+              "mask_blur",
               "inpaint_padding", "keep_unmasked")
     index = int(meta.get("image_index", 0))
     request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,

@@ -201,7 +201,8 @@ def test_env_var_overrides_pick_local_models(monkeypatch, tiny_models, cond_map)
     assert engine._base is None  # nothing is loaded before the first request
     result = engine.generate(GenerationRequest(units=[ControlUnit(cond_map, kind="scribble")], seed=0, **FAST))
     assert result.metadata[0]["controlnets"][0] == {"kind": "scribble", "model": str(tiny_models[1]),
-                                                    "revision": None, "strength": 1.0, "start": 0.0, "end": 1.0}
+                                                    "revision": None, "strength": 1.0, "start": 0.0, "end": 1.0,
+                                                    "control_mode": "balanced"}
 
 
 def test_single_file_controlnet_loads_with_a_config_folder(tiny_models, tmp_path, cond_map):

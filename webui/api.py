@@ -27,11 +27,12 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         # Initial values are the API's defaults (gradio_client treats them as optional arguments).
         text = {n: gr.Textbox(value=v, label=n) for n, v in (
             ("prompt_mode", "default"), ("prompt", ""), ("added_prompt", ""), ("negative_prompt", ""),
-            ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""), ("control_mode", "balanced"))}
+            ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""), ("control_mode", "balanced"),
+            ("resize_mode", "crop_and_resize"))}
         numbers = {n: gr.Number(value=v, label=n) for n, v in (
             ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
             ("strength", 1.0), ("detect_resolution", 0))}
-        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode")}
+        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode", "pixel_perfect")}
         out_gallery = gr.Gallery(label="images", format="png")
         out_image = gr.Image(type="pil", label="map", format="png")
         out_json = gr.JSON(label="metadata")
@@ -45,11 +46,13 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                  seed: float | None = None, num_images: float = 1, width: float | None = None,
                  height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
                  scheduler: str = "ddim", detect: bool = False, control_mode: str = "balanced",
+                 resize_mode: str = "crop_and_resize", pixel_perfect: bool = False,
                  request: gr.Request = None) -> tuple:
         """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
-                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced")
+                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
+                         pixel_perfect=bool(pixel_perfect))
         result, _ = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
             prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
@@ -58,14 +61,14 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             seed=None if seed_value is None or seed_value < 0 else seed_value,
             num_images=as_int(num_images, "num_images"),
             width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
-            guess_mode=bool(guess_mode), scheduler=scheduler or "ddim")
+            guess_mode=bool(guess_mode), scheduler=scheduler or "ddim", resize_mode=resize_mode or "crop_and_resize")
         return list(result.images), result.condition_maps[0], result.metadata
 
     gr.Button(visible=False).click(
         generate, [image, kind, text["prompt_mode"], text["prompt"], text["added_prompt"], text["negative_prompt"],
                    numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
                    numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"],
-                   text["control_mode"]],
+                   text["control_mode"], text["resize_mode"], flags["pixel_perfect"]],
         [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
 
     with gr.Column(visible=False):

@@ -28,6 +28,8 @@ PROMPT_MODES = [("No prompt", "none"), ("Default prompt", "default"), ("Automati
                 ("Custom", "custom")]
 CONTROL_MODE_CHOICES = [("Balanced", "balanced"), ("My prompt is more important", "prompt"),
                         ("ControlNet is more important", "control")]
+RESIZE_MODE_CHOICES = [("Crop and resize", "crop_and_resize"), ("Just resize", "just_resize"),
+                       ("Resize and fill", "resize_and_fill")]
 SCHEDULER_LABELS = {"ddim": "DDIM (paper)", "unipc": "UniPC", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M",
                     "dpmpp_2m_karras": "DPM++ 2M Karras"}
 # One control per distinct annotator parameter name; shown only for the annotators that have it.
@@ -200,6 +202,10 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
                                        elem_id="control-mode", info="as in the A1111 extension: how the prompt and "
                                        "the condition share the image")
         with gr.Row():
+            ui.resize_mode = gr.Dropdown(RESIZE_MODE_CHOICES, value="crop_and_resize", elem_id="resize-mode",
+                                         label="Resize mode (a map of another shape than the output)")
+            ui.pixel_perfect = gr.Checkbox(label="Pixel perfect (detect at the output's resolution)")
+        with gr.Row():
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
             ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                        label="Sampler")
@@ -313,6 +319,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     generate_inputs = map_inputs | {ui.prompt_mode, ui.prompt, ui.added_prompt, ui.negative_prompt, ui.steps,
                                     ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
                                     ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
+                                    ui.resize_mode, ui.pixel_perfect,
                                     ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 
@@ -328,6 +335,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
             (ui.strength, "strength"), (ui.start, "start"), (ui.end, "end")))
         unit.controlnet = v[ui.controlnet] or None
         unit.control_mode = v[ui.control_mode] or "balanced"
+        unit.pixel_perfect = bool(v[ui.pixel_perfect])
         units = [unit]
         if v[ui.use_second]:
             units.append(UnitInput(v[ui.source2], v[ui.image2], kind=v[ui.kind2],
@@ -342,7 +350,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
             seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
             num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
             height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
-            scheduler=v[ui.scheduler])
+            scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize")
         return shown_results(result, paths)
 
     # The progress bar shows once, over the gallery, not over each of the six result panes.

@@ -53,6 +53,7 @@ class UnitInput:
     end: float = 1.0
     controlnet: str | None = None  # None: the kind's default (or its CNET_CONTROLNET_<KIND>)
     control_mode: str = "balanced"  # balanced | prompt | control (cnet/control_mode.py)
+    pixel_perfect: bool = False  # detect at the resolution that makes the map the output's size (needs one)
 
 
 @dataclass
@@ -196,8 +197,11 @@ class Studio:
 
     # -- conditions ------------------------------------------------------------------------------------------------
     def condition_map(self, unit: UnitInput, *, width: int | None = None, height: int | None = None,
-                      should_stop: StopCheck | None = None) -> tuple[Image.Image, Image.Image | None]:
-        """The map for one unit, and the photo it came from (for `auto` captions) when there is one."""
+                      should_stop: StopCheck | None = None, resize_mode: str = "crop_and_resize"
+                      ) -> tuple[Image.Image, Image.Image | None]:
+        """The map for one unit, and the photo it came from (for `auto` captions) when there is one. The annotator
+        makes it at `width` x `height` when both are given and the resize mode crops (its own way); otherwise the
+        engine fits it by the resize mode. With `unit.pixel_perfect` the detect resolution follows the output."""
         kind = get_kind(unit.kind)
         image = canvas_image(unit.image, what=f"{unit.source} image")
         if image is None:
@@ -212,9 +216,17 @@ class Studio:
             raise AnnotatorError(f"annotator={name!r} is unknown; choose one of {sorted(ANNOTATORS)}")
         # A drawing has no detector settings; a photo's are checked by its annotator (unknown names are errors).
         params = {} if unit.source == "draw" else dict(unit.params)
+        resolution = unit.detect_resolution
+        if unit.pixel_perfect and width and height and unit.source == "photo":
+            from cnet.resize import pixel_perfect_resolution
+
+            resolution = min(pixel_perfect_resolution(image.size, (width, height), resize_mode),
+                             self.settings.limits.max_side)
+        if resize_mode != "crop_and_resize":
+            width = height = None  # the engine fits the map by the mode
         with self._accelerator:
             _raise_if_stopped(should_stop, "detection")
-            made = detect(name, image, detect_resolution=unit.detect_resolution, width=width, height=height,
+            made = detect(name, image, detect_resolution=resolution, width=width, height=height,
                           max_side=self.settings.limits.max_side, **params)
         return made, (None if unit.source == "draw" else Image.fromarray(to_rgb_array(image)))
 
@@ -253,7 +265,9 @@ class Studio:
                 width, height = settings.get("width"), settings.get("height")
                 control_units, photo = [], None
                 for unit, net in zip(units, nets):
-                    made, source_photo = self.condition_map(unit, width=width, height=height, should_stop=stopped)
+                    made, source_photo = self.condition_map(
+                        unit, width=width, height=height, should_stop=stopped,
+                        resize_mode=settings.get("resize_mode") or "crop_and_resize")
                     photo = photo or source_photo
                     control_units.append(ControlUnit(made, kind=unit.kind, strength=unit.strength, start=unit.start,
                                                      end=unit.end, controlnet=net, control_mode=unit.control_mode))
