@@ -26,6 +26,11 @@ class Masks(NamedTuple):
     for_composite: Image.Image  # feathered inward only: zero wherever the drawn mask is zero
 
 
+def mask_channel(mask: Image.Image) -> Image.Image:
+    """The mask as one grey channel: a transparent image's alpha (its painted area), else its grey values."""
+    return mask.getchannel("A") if mask.mode in ("RGBA", "LA") else mask.convert("L")
+
+
 def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int) -> Masks:
     """The inpaint masks for a picture of `size`: `mask` as grayscale (an alpha channel counts as the painted
     area), resized with nearest neighbours, thresholded at half; blurred by `blur` px with diffusers'
@@ -33,8 +38,7 @@ def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int) -> Masks:
     did not paint is never changed by the paste-back."""
     from diffusers.image_processor import VaeImageProcessor
 
-    grey = mask.getchannel("A") if mask.mode in ("RGBA", "LA") else mask.convert("L")
-    sharp = grey.resize(size, Image.Resampling.NEAREST).point(lambda v: 255 if v >= 128 else 0)
+    sharp = mask_channel(mask).resize(size, Image.Resampling.NEAREST).point(lambda v: 255 if v >= 128 else 0)
     if not sharp.getbbox():
         raise RequestError("mask is empty: paint (white) the area to repaint")
     blurred = VaeImageProcessor.blur(sharp, blur) if blur else sharp

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .request import DEFAULT_PROMPT, ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT
 
@@ -115,22 +116,29 @@ def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None
                 scheduler=scheduler)
 
 
+def build_sd15_vae() -> Any:
+    """The SD1.5 VAE's architecture (83.7M parameters) with random weights."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
+                         sample_size=512)
+
+
 def build_sd15_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
     """The real SD1.5 + ControlNet architectures (published configs: U-Net 859.5M, ControlNet 361.3M parameters)
     with random weights, so benchmarks run the true network shapes offline. Pictures are noise."""
     import tempfile
 
     import torch
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
                                 block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
     controlnet = ControlNetModel.from_unet(unet)
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
-                        sample_size=512)
+    vae = build_sd15_vae()
     tokenizer = build_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
