@@ -112,6 +112,32 @@ def _text_before_added(sent: str, added: str | None) -> str:
     return sent[: -len(", " + added)] if added and sent.endswith(", " + added) else sent
 
 
+# What a form can take back from a saved image: the request's scalar settings and its first ControlNet's.
+RESTORABLE = ("prompt_mode", "prompt", "added_prompt", "negative_prompt", "num_inference_steps", "guidance_scale",
+              "num_images", "width", "height", "guess_mode", "scheduler", "resize_mode")
+
+
+def settings_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The settings a form restores from a saved image's metadata (`read_metadata`): the request's, the first
+    ControlNet's kind, strength, start, end and control mode, and the model references (`base_model`,
+    `controlnet`). The seed and image count are those of the batch the image was made in (its first seed), which
+    gives the same pixels again, as `request_from_metadata` does. Keys missing from older files are left out."""
+    out = {k: meta[k] for k in RESTORABLE if k in meta}
+    if "batch_size" in meta:
+        out["num_images"] = meta["batch_size"]
+    if "seed" in meta:
+        out["seed"] = meta["seed"] - int(meta.get("image_index", 0))
+    nets = meta.get("controlnets") or []
+    if nets:
+        first = nets[0]
+        out.update({k: first[k] for k in ("kind", "strength", "start", "end", "control_mode") if k in first})
+        out["controlnet"] = first.get("model")
+    base = meta.get("base_model")
+    if isinstance(base, dict):
+        out["base_model"] = base.get("model")
+    return out
+
+
 class Rerun(NamedTuple):
     """What re-runs a saved image: the request (the whole batch it was made in), the base model, and which image
     of the batch it is."""

@@ -311,3 +311,30 @@ def test_paint_a_mask_and_inpaint_in_the_edit_tab(browser, app_url, tmp_path):
     same = (out == photo.astype(np.int16)).all(axis=-1)
     assert 0.5 < same.mean() < 1.0  # the painted stroke was redrawn; the rest is the picture, exactly
     page.close()
+
+
+def test_dropping_a_saved_png_restores_the_form(browser, app_url, tiny_models, cond_map, tmp_path):
+    """A PNG made with custom settings, dropped on a fresh page: the form takes them back."""
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
+
+    result = Engine(str(tiny_models[0]), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(cond_map, kind="scribble", controlnet=str(tiny_models[1]), strength=0.65,
+                           control_mode="prompt")],
+        prompt_mode="custom", prompt="a lighthouse at dusk", negative_prompt="blurry", num_inference_steps=7,
+        guidance_scale=6.5, seed=4242, width=64, height=64, scheduler="unipc", resize_mode="resize_and_fill"))
+    saved = result.save(tmp_path)[0]
+    page = open_app(browser, app_url)
+    page.locator("#settings-png input[type=file]").set_input_files(str(saved))
+    page.wait_for_function("document.querySelector('#prompt textarea')?.value === 'a lighthouse at dusk'",
+                           timeout=30_000)
+    assert page.locator("#prompt textarea").is_visible()  # custom mode: the box shows
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    assert page.locator("#steps input[type=number]").input_value() == "7"
+    assert page.get_by_label("Seed", exact=True).input_value() == "4242"
+    assert not page.get_by_label("Random seed").is_checked()
+    assert page.get_by_label("Control strength").first.input_value() == "0.65"
+    assert page.locator("#controlnet textarea").input_value() == str(tiny_models[1])
+    assert page.locator("#kind input").first.input_value().startswith("scribble")
+    assert "Settings restored" in page.locator("#status").inner_text()
+    page.close()

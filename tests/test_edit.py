@@ -319,3 +319,21 @@ def test_the_vae_is_tiled_above_1024_px_or_when_asked(engine, tiny_models, cond_
     always.generate(GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
                                       num_inference_steps=1, seed=0))
     assert always.load_base()["vae"].use_tiling
+
+
+def test_settings_from_a_saved_png(engine, tiny_models, cond_map, tmp_path):
+    from cnet.result import settings_from_metadata
+
+    made = engine.generate(GenerationRequest(
+        units=[ControlUnit(cond_map, kind="depth", controlnet=str(tiny_models[1]), strength=0.7, end=0.8,
+                           control_mode="control")],
+        prompt_mode="custom", prompt="a red barn", num_inference_steps=2, num_images=2, seed=10))
+    second = made.save(tmp_path)[1]
+    saved = settings_from_metadata(read_metadata(second))
+    assert saved["prompt"] == "a red barn" and saved["prompt_mode"] == "custom"
+    assert saved["seed"] == 10 and saved["num_images"] == 2 and saved["num_inference_steps"] == 2  # its batch
+    assert (saved["kind"], saved["strength"], saved["end"], saved["control_mode"]) == ("depth", 0.7, 0.8, "control")
+    assert saved["controlnet"] == str(tiny_models[1]) and saved["base_model"] == str(tiny_models[0])
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    with pytest.raises(ValueError, match="carries no 'cnet' metadata"):
+        read_metadata(tmp_path / "plain.png")

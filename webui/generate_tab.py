@@ -86,9 +86,11 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
                 ui.run = gr.Button("Generate", variant="primary", elem_id="generate")
                 ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
             results_column(ui)
+            _settings_drop(ui)
     _examples(ui, studio.demo_mode)
     _wire_reactions(ui)
     _wire_actions(ui, studio, gpu)
+    _wire_settings_drop(ui)
     return {"controlnet": ui.controlnet, "base_model": ui.base_model, "advanced": ui.advanced, "kind": ui.kind}
 
 
@@ -239,6 +241,49 @@ def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
         ui.status = gr.Markdown(elem_id=f"{prefix}status")
     ui.files = gr.File(label="Download (PNG with metadata)", file_count="multiple", elem_id=f"{prefix}files")
     ui.metadata = gr.JSON(label="Metadata of the first image")
+
+
+def _settings_drop(ui: SimpleNamespace) -> None:
+    """A PNG made by the studio: drop it here and the form takes back every setting it was made with."""
+    ui.settings_png = gr.File(label="Restore settings: drop a PNG made here", file_types=[".png"], height=90,
+                              elem_id="settings-png")
+
+
+# Form fields restored from a PNG's metadata (cnet.result.settings_from_metadata keys -> the ui's names).
+RESTORED_FIELDS = {"prompt_mode": "prompt_mode", "prompt": "prompt", "added_prompt": "added_prompt",
+                   "negative_prompt": "negative_prompt", "num_inference_steps": "steps",
+                   "guidance_scale": "guidance", "seed": "seed", "num_images": "num_images", "width": "width",
+                   "height": "height", "guess_mode": "guess_mode", "scheduler": "scheduler",
+                   "resize_mode": "resize_mode", "kind": "kind", "strength": "strength", "start": "start",
+                   "end": "end", "control_mode": "control_mode", "base_model": "base_model",
+                   "controlnet": "controlnet"}
+
+
+def _wire_settings_drop(ui: SimpleNamespace) -> None:
+    targets = [getattr(ui, name) for name in RESTORED_FIELDS.values()]
+
+    @keep_results(len(targets) + 2, status=len(targets) + 1)
+    @user_errors
+    def on_drop(path: str | None) -> list[Any]:
+        from cnet.result import read_metadata, settings_from_metadata
+
+        if not path:
+            return [gr.skip()] * (len(targets) + 2)
+        try:
+            saved = settings_from_metadata(read_metadata(path))
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"no settings restored: {err}") from None
+        values = [saved[key] if key in saved and saved[key] is not None else gr.skip() for key in RESTORED_FIELDS]
+        # The prompt box shows when the restored mode is custom (a value alone would leave it hidden).
+        values[list(RESTORED_FIELDS).index("prompt")] = gr.Textbox(value=saved.get("prompt", ""),
+                                                                    visible=saved.get("prompt_mode") == "custom")
+        note = ("**Settings restored** from the PNG (seed fixed). Its condition map is saved beside it as "
+                "`…-control0.png`: upload that in the Map tab.")
+        gr.Info("Settings restored from the PNG; open Advanced settings to see them.")
+        return [*values, False, note]
+
+    ui.settings_png.upload(on_drop, ui.settings_png, [*targets, ui.randomize, ui.status],
+                           api_visibility="private")
 
 
 def _examples(ui: SimpleNamespace, demo_mode: bool) -> None:
