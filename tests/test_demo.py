@@ -126,3 +126,55 @@ def test_control_modes_move_the_result_the_documented_way():
     control = evaluate_shapes(n=8, steps=10, guidance=9.0, engine=engine, control_mode="control")
     assert np.mean(control["ious"]) > np.mean(prompt["ious"]) + 0.1
     assert control["median_iou"] > prompt["median_iou"] and control["colour_right"] >= 0.85
+
+
+def test_editing_works_offline_on_the_demo(tmp_path, monkeypatch):
+    """Demo mode edits too: inpaint a new circle into a plain picture (the user's outline as the condition), and
+    recolour a circle by img2img (its canny outline made from the picture). Measured when written (6 each): inpaint
+    median IoU 0.69, colour right 6/6, every unmasked pixel kept; recolouring right 6/6."""
+    from PIL import Image
+
+    from shapes.data import draw, iou, load_palette, nearest_colour, random_circle, segment
+    from webui.service import Studio, UnitInput
+    from webui.settings import AppSettings
+
+    for name in [k for k in __import__("os").environ if k.startswith("CNET_")]:
+        monkeypatch.delenv(name)
+    studio = Studio(AppSettings(output_dir=tmp_path))
+    assert studio.demo_mode
+    palette = load_palette()
+    rng = np.random.default_rng(11)
+    ious, colours = [], []
+    for i in range(6):
+        circle = random_circle(rng, palette)
+        _, outline, truth = draw(circle, palette)
+        plain = np.zeros((64, 64, 3), np.uint8) + np.array(palette[circle.background], np.uint8)
+        ys, xs = np.nonzero(truth)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[max(0, ys.min() - 4):ys.max() + 5, max(0, xs.min() - 4):xs.max() + 5] = 255
+        result, _ = studio.edit(Image.fromarray(plain), [UnitInput("map", Image.fromarray(outline), kind="scribble")],
+                                operation="inpaint", mask=Image.fromarray(mask), prompt_mode="custom",
+                                prompt=circle.prompt, guidance_scale=5.0, seed=i, denoise=1.0, keep_unmasked=True,
+                                mask_blur=2)
+        image = np.asarray(result.images[0])
+        assert (image[mask == 0] == plain[mask == 0]).all()
+        found = segment(image, palette[circle.colour], palette[circle.background])
+        ious.append(iou(found, truth))
+        colours.append(nearest_colour(image, found, palette) == circle.colour)
+    assert np.median(ious) > 0.5 and sum(colours) >= 5
+
+    rng = np.random.default_rng(7)
+    recoloured = []
+    for i in range(6):
+        circle = random_circle(rng, palette)
+        picture, _, _ = draw(circle, palette)
+        others = [name for name in palette if name not in (circle.colour, circle.background)]
+        colour, background = others[i % len(others)], others[(i + 3) % len(others)]
+        result, _ = studio.edit(Image.fromarray(picture), [UnitInput("photo", None, kind="canny")],
+                                operation="img2img", prompt_mode="custom",
+                                prompt=f"{colour} circle with {background} background", guidance_scale=5.0, seed=i,
+                                denoise=0.9)
+        image = np.asarray(result.images[0])
+        recoloured.append(nearest_colour(image, segment(image, palette[colour], palette[background]),
+                                         palette) == colour)
+    assert sum(recoloured) >= 5
