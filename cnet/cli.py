@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tile kind: shrink the picture by this much first, for more invented detail (1)")
     _add_common_arguments(edit)
 
+    batch = sub.add_parser("batch", help="generate once per map or photo in a folder, with a table of settings",
+                           description="Writes each image as <input name>-<seed>-<i>.png into --out, and one line "
+                           "per input to --out/results.jsonl and results.csv (input, outputs, seed, prompt used, "
+                           "settings). Inputs already listed there are skipped, so a stopped batch resumes.")
+    batch.add_argument("--input", required=True, help="folder of condition maps (or photos with --detect)")
+    batch.add_argument("--detect", action="store_true", help="the inputs are photos: run the kind's annotator")
+    _add_common_arguments(batch)
+
     tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
     tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
     tiny.add_argument("--seed", type=int, default=0)
@@ -180,7 +188,67 @@ def _condition_of(kind: str, image, edit: dict, args: argparse.Namespace):
     return _detect(kind, image, width, height, args.resize_mode, args.pixel_perfect)
 
 
-def _generate(args: argparse.Namespace) -> list[Path]:
+BATCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+BATCH_COLUMNS = ("input", "outputs", "seed", "prompt_used", "kinds", "strengths", "num_inference_steps",
+                 "guidance_scale", "width", "height", "scheduler")
+
+
+def _batch(args: argparse.Namespace) -> list[Path]:
+    """One generation per image in --input (sorted), one row per input in results.jsonl / results.csv; inputs
+    already recorded are skipped; a bad input is reported and the batch goes on."""
+    import copy
+    import csv
+    import json
+
+    from annotators import AnnotatorError, ImageInputError
+
+    source, out = Path(args.input), Path(args.out)
+    if not source.is_dir():
+        raise ValueError(f"--input={str(source)!r} is not a folder")
+    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
+    if not files:
+        raise ValueError(f"--input={str(source)!r} holds no {'/'.join(BATCH_SUFFIXES)} images")
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "results.jsonl"
+    done = {json.loads(line)["input"] for line in table.read_text().splitlines() if line.strip()} \
+        if table.exists() else set()
+    engines: dict = {}
+    written: list[Path] = []
+    failed = skipped = 0
+    for path in files:
+        if path.name in done:
+            skipped += 1
+            continue
+        one = copy.copy(args)
+        one.image, one.from_png, one.source_image = [str(path)], None, None
+        try:
+            paths, meta = _generate(one, engines=engines, stem=path.stem)
+        except (ValueError, AnnotatorError, ImageInputError) as err:
+            print(f"skipped {path.name}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        row = {"input": path.name, "outputs": [p.name for p in paths], "seed": meta["seed"],
+               "prompt_used": meta["prompt_used"], "kinds": [c["kind"] for c in meta["controlnets"]],
+               "strengths": [c["strength"] for c in meta["controlnets"]],
+               **{k: meta[k] for k in BATCH_COLUMNS[6:]}}
+        with open(table, "a") as f:
+            f.write(json.dumps({**row, "metadata": meta}) + "\n")
+        new_csv = not (out / "results.csv").exists()
+        with open(out / "results.csv", "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
+            if new_csv:
+                writer.writeheader()
+            writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+        written += paths
+    print(f"{len(files) - skipped - failed} input(s) done, {skipped} already done, {failed} failed; table: {table}",
+          file=sys.stderr)
+    return written
+
+
+def _generate(args: argparse.Namespace, engines: dict | None = None,
+              stem: str | None = None) -> tuple[list[Path], dict]:
+    """Run one generate / edit command; return the saved images and the first image's metadata. `engines` keeps
+    loaded models across calls (a batch); `stem` names the files."""
     from .engine import Engine
     from .request import ControlUnit, GenerationRequest
     from .result import GenerationResult, read_metadata, request_from_metadata
@@ -230,14 +298,18 @@ def _generate(args: argparse.Namespace) -> list[Path]:
             for unit in request.units:
                 unit.controlnet = str(DEMO_CONTROLNET)
             request.width, request.height = DEMO_SIZE, DEMO_SIZE
-    engine = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
-                    single_file_config=args.single_file_config, offload=args.offload)
+    engines = {} if engines is None else engines
+    if base not in engines:
+        engines[base] = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
+                               single_file_config=args.single_file_config, offload=args.offload)
+    engine = engines[base]
     result = engine.generate(request)
     if keep is not None:
         result = GenerationResult([result.images[keep]], result.condition_maps, [result.metadata[keep]],
                                   result.edit_inputs)
     print(f"prompt used: {result.prompt!r}  seed: {result.seed}", file=sys.stderr)
-    return result.save(args.out)
+    paths = result.save(args.out, stem=f"{stem}-{result.seed}" if stem else None)
+    return paths, result.metadata[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset):
                 print(path)
         else:
-            for path in _generate(args):  # generate and edit
+            for path in (_batch(args) if args.command == "batch" else _generate(args)[0]):
                 print(path)
     except (ValueError, ModelUnavailableError, GenerationCancelled, GenerationFailed) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -337,3 +337,32 @@ def test_settings_from_a_saved_png(engine, tiny_models, cond_map, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     with pytest.raises(ValueError, match="carries no 'cnet' metadata"):
         read_metadata(tmp_path / "plain.png")
+
+
+def test_batch_generates_per_input_with_a_table_and_resumes(tiny_models, cond_map, tmp_path, capsys):
+    import csv
+    import json
+
+    from cnet.cli import main
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    cond_map.save(maps / "a.png")
+    cond_map.transpose(Image.Transpose.ROTATE_90).save(maps / "b.png")
+    (maps / "broken.png").write_bytes(b"not a png")
+    (maps / "notes.txt").write_text("ignored")
+    args = ["batch", "--input", str(maps), "--out", str(tmp_path / "out"), "--base-model", str(tiny_models[0]),
+            "--controlnet", str(tiny_models[1]), "--steps", "2", "--seed", "3", "--prompt", "a cat"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "skipped broken.png" in err and "2 input(s) done, 0 already done, 1 failed" in err
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["input"] for r in rows] == ["a.png", "b.png"]
+    assert rows[0]["outputs"] == ["a-3-0.png"] and rows[0]["prompt_used"] == "a cat" and rows[0]["seed"] == 3
+    assert read_metadata(tmp_path / "out" / "b-3-0.png")["prompt_used"] == "a cat"
+    with open(tmp_path / "out" / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["input"] for r in table] == ["a.png", "b.png"] and table[1]["kinds"] == "canny"
+    assert main(args) == 0  # resumed: the two done are skipped, the broken one is tried again
+    assert "0 input(s) done, 2 already done, 1 failed" in capsys.readouterr().err
+    assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 2
