@@ -18,6 +18,7 @@ from webui.api import create_api
 from webui.edit_tab import create_edit_tab
 from webui.errors import keep_results, user_errors
 from webui.generate_tab import create_generate_tab
+from webui.history import create_history
 from webui.service import Studio
 from webui.settings import AppSettings
 from webui.train_tab import create_train_tab
@@ -106,7 +107,7 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
             with gr.Tab("Generate", id="generate"):
                 generate = create_generate_tab(studio, gpu)
             with gr.Tab("Edit", id="edit"):
-                create_edit_tab(studio, gpu)
+                edit = create_edit_tab(studio, gpu)
             with gr.Tab("Train", id="train"):
                 use_result = create_train_tab(studio.training, demo)
 
@@ -119,6 +120,7 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
                     "see Advanced settings.")
             return [gr.Tabs(selected="generate"), gr.Accordion(open=True), controlnet, base_model]
 
+        create_history(studio, generate, edit, tabs)
         use_result.click(use_in_generate, None, [tabs, generate["advanced"], generate["controlnet"],
                                                  generate["base_model"]], api_visibility="private")
         create_api(studio, gpu)

@@ -338,3 +338,35 @@ def test_dropping_a_saved_png_restores_the_form(browser, app_url, tiny_models, c
     assert page.locator("#kind input").first.input_value().startswith("scribble")
     assert "Settings restored" in page.locator("#status").inner_text()
     page.close()
+
+
+def test_history_sends_a_result_to_edit_and_back_as_a_condition(browser, app_url, tmp_path):
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).resize((128, 128)).save(tmp_path / "photo.png")
+    page = open_app(browser, app_url)
+    page.get_by_role("tab", name="Photo", exact=True).click()
+    page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+    page.wait_for_timeout(1000)
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    for elem, value in (("steps", "2"), ("width", "64"), ("height", "64")):
+        box = page.locator(f"#{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#generate").click()
+    page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=60_000)
+    page.locator("#history").get_by_text("History (this session)").click()
+    page.wait_for_selector("#history-gallery img", timeout=30_000)
+    page.locator("#history-gallery img").first.click()
+    page.wait_for_timeout(500)
+    page.locator("#history-upscale").click()
+    page.wait_for_selector("#edit-run", state="visible", timeout=30_000)
+    assert page.locator("#edit-operation input[value=upscale]").is_checked()
+    page.wait_for_timeout(1000)
+    assert page.locator("#edit-picture canvas").first.is_visible()  # the picture is in the editor
+    page.get_by_text("Sent to the Edit tab (upscale)").first.wait_for(timeout=10_000)
+
+    page.locator("#history-condition").click()  # the History section is below the tabs: still there
+    page.wait_for_selector("#generate", state="visible", timeout=30_000)
+    page.get_by_text("Set as the condition map").first.wait_for(timeout=10_000)
+    page.close()

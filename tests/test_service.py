@@ -1,5 +1,7 @@
 """The app's back end without the UI: maps from every source, limits, public-mode checks, Stop."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,20 @@ def test_switching_base_model_replaces_the_engine(local_models, tiny_models, tmp
     assert studio.engine_for(None) is first and studio.engine_for(str(tiny_models[0])) is first
     copy = shutil.copytree(tiny_models[0], tmp_path / "base-copy")
     assert studio.engine_for(str(copy)) is not first
+
+
+def test_each_session_gets_its_own_history_newest_first(local_models, cond_map, monkeypatch):
+    import webui.service as service
+
+    monkeypatch.setattr(service, "RECENT_PER_SESSION", 3)
+    studio = Studio(local_models)
+    made = {}
+    for session, seeds in (("alice", (1, 2)), ("bob", (3,)), ("alice", (4, 5))):
+        for seed in seeds:
+            _, paths = studio.generate([UnitInput("map", cond_map)], session=session, num_inference_steps=1,
+                                       seed=seed)
+            made.setdefault(session, []).extend(str(p) for p in paths)
+    assert studio.recent_outputs("alice") == made["alice"][::-1][:3]  # newest first, at most 3
+    assert studio.recent_outputs("bob") == made["bob"] and studio.recent_outputs("eve") == []
+    Path(made["alice"][-1]).unlink()  # pruned or deleted: no longer offered
+    assert made["alice"][-1] not in studio.recent_outputs("alice")

@@ -30,8 +30,9 @@ OPERATION_HELP = {
 OPERATION_KIND = {"img2img": "canny", "inpaint": "canny", "outpaint": "canny", "upscale": "tile"}
 
 
-def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
-    """Build the tab inside the current gr.Blocks."""
+def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict[str, Any]:
+    """Build the tab inside the current gr.Blocks; returns what the history fills (the editor, the operation) and
+    what feeds it (the saved files)."""
     limits = studio.settings.limits
     ui = SimpleNamespace()
     with gr.Row(equal_height=False):
@@ -86,6 +87,7 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> None
                                         height=240, elem_id="edit-preview-image")
             results_column(ui, prefix="edit-")
     _wire(ui, studio, gpu)
+    return {"editor": ui.editor, "operation": ui.operation, "files": ui.files}
 
 
 def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:

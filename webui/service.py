@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ Source = Literal["draw", "photo", "map"]
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 StopCheck = Callable[[], bool]
 PRUNE_EVERY_SECONDS = 60.0
+RECENT_SESSIONS, RECENT_PER_SESSION = 256, 24  # the history: sessions remembered, images per session
 log = logging.getLogger("cnet.app")
 
 
@@ -128,6 +130,8 @@ class Studio:
         self._engine_lock = threading.Lock()
         self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
         self._runs: dict[str, RunInProgress] = {}  # only runs in progress: bounded by the queue
+        # Each session's newest saved images, for its history (the server's record, never a visitor's paths).
+        self._recent: OrderedDict[str, list[str]] = OrderedDict()
         self._secret = secrets.token_bytes(32)  # names each public session's output folder; new each start
         self._pruned_at = -float("inf")
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
@@ -347,6 +351,10 @@ class Studio:
             n += 1
             taken = f"{stem}-{n}"
         paths = result.save(folder, stem=taken)
+        recent = self._recent.pop(session, [])
+        self._recent[session] = ([str(p) for p in paths] + recent)[:RECENT_PER_SESSION]
+        while len(self._recent) > RECENT_SESSIONS:  # the least recently active session is forgotten
+            self._recent.popitem(last=False)
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:  # a walk of the folder, at most once a minute
             self._pruned_at = time.monotonic()
             removed = prune_outputs(self.settings.output_dir, max_bytes=self.settings.output_max_mb * 2**20,
@@ -356,6 +364,10 @@ class Studio:
                             "CNET_OUTPUT_MAX_AGE_HOURS=%s)", removed, self.settings.output_dir,
                             self.settings.output_max_mb, self.settings.output_max_age_hours)
         return paths
+
+    def recent_outputs(self, session: str) -> list[str]:
+        """The images this session saved, newest first (at most RECENT_PER_SESSION), that still exist."""
+        return [p for p in self._recent.get(session, []) if Path(p).is_file()]
 
     def stop(self, session: str = "") -> str:
         """Ask the run of `session` to stop after its current denoising step; say where it stops."""
