@@ -188,61 +188,26 @@ def _condition_of(kind: str, image, edit: dict, args: argparse.Namespace):
     return _detect(kind, image, width, height, args.resize_mode, args.pixel_perfect)
 
 
-BATCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-BATCH_COLUMNS = ("input", "outputs", "seed", "prompt_used", "kinds", "strengths", "num_inference_steps",
-                 "guidance_scale", "width", "height", "scheduler")
-
-
 def _batch(args: argparse.Namespace) -> list[Path]:
-    """One generation per image in --input (sorted), one row per input in results.jsonl / results.csv; inputs
-    already recorded are skipped; a bad input is reported and the batch goes on."""
+    """One generation per image in --input (cnet/batch.py: a JSONL/CSV row per input, resumable)."""
     import copy
-    import csv
-    import json
 
     from annotators import AnnotatorError, ImageInputError
 
-    source, out = Path(args.input), Path(args.out)
-    if not source.is_dir():
-        raise ValueError(f"--input={str(source)!r} is not a folder")
-    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
-    if not files:
-        raise ValueError(f"--input={str(source)!r} holds no {'/'.join(BATCH_SUFFIXES)} images")
-    out.mkdir(parents=True, exist_ok=True)
-    table = out / "results.jsonl"
-    done = {json.loads(line)["input"] for line in table.read_text().splitlines() if line.strip()} \
-        if table.exists() else set()
+    from .batch import run_batch
+
     engines: dict = {}
-    written: list[Path] = []
-    failed = skipped = 0
-    for path in files:
-        if path.name in done:
-            skipped += 1
-            continue
+
+    def make_one(path: Path) -> tuple[list[Path], dict]:
         one = copy.copy(args)
         one.image, one.from_png, one.source_image = [str(path)], None, None
-        try:
-            paths, meta = _generate(one, engines=engines, stem=path.stem)
-        except (ValueError, AnnotatorError, ImageInputError) as err:
-            print(f"skipped {path.name}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        row = {"input": path.name, "outputs": [p.name for p in paths], "seed": meta["seed"],
-               "prompt_used": meta["prompt_used"], "kinds": [c["kind"] for c in meta["controlnets"]],
-               "strengths": [c["strength"] for c in meta["controlnets"]],
-               **{k: meta[k] for k in BATCH_COLUMNS[6:]}}
-        with open(table, "a") as f:
-            f.write(json.dumps({**row, "metadata": meta}) + "\n")
-        new_csv = not (out / "results.csv").exists()
-        with open(out / "results.csv", "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
-            if new_csv:
-                writer.writeheader()
-            writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
-        written += paths
-    print(f"{len(files) - skipped - failed} input(s) done, {skipped} already done, {failed} failed; table: {table}",
-          file=sys.stderr)
-    return written
+        return _generate(one, engines=engines, stem=path.stem)
+
+    report = run_batch(args.input, args.out, make_one, expected_errors=(ValueError, AnnotatorError, ImageInputError))
+    for line in report.failed:
+        print(f"skipped {line}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    return report.written
 
 
 def _generate(args: argparse.Namespace, engines: dict | None = None,

@@ -613,3 +613,10 @@ def test_online_hub_failures_read_alike_for_shadowed_and_plain_names(tmp_path, m
             models.load_with_hub_fallback(from_pretrained, models.parse_hub_id(name))
         texts.add(str(err.value).replace(name, "NAME"))
     assert len(texts) == 1 and "Could not load 'NAME' from the Hugging Face Hub" in texts.pop()
+
+
+def test_a_batch_over_a_server_folder_is_refused_on_public_deployments(public_app, raw_ui):
+    """The Batch section is hidden there, but its event can be called by index: it must refuse, naming why."""
+    ui = raw_ui(public_app[0])
+    reply = ui.call("batch-run", **{"batch-folder": "/etc"})
+    assert "not on this deployment" in ui.error(reply)

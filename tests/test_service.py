@@ -140,3 +140,23 @@ def test_each_session_gets_its_own_history_newest_first(local_models, cond_map, 
     assert studio.recent_outputs("bob") == made["bob"] and studio.recent_outputs("eve") == []
     Path(made["alice"][-1]).unlink()  # pruned or deleted: no longer offered
     assert made["alice"][-1] not in studio.recent_outputs("alice")
+
+
+def test_a_batch_runs_over_a_local_folder_into_its_own_output_folder(local_models, cond_map, tmp_path):
+    import json
+
+    maps = tmp_path / "my-maps"
+    maps.mkdir()
+    cond_map.save(maps / "one.png")
+    cond_map.transpose(0).save(maps / "two.png")
+    studio = Studio(local_models)
+    report = studio.batch(str(maps), UnitInput("map", None, kind="canny"), num_inference_steps=1, seed=7)
+    out = local_models.output_dir / "batch" / "my-maps"
+    assert report.done == 2 and not report.failed and report.table == out / "results.jsonl"
+    assert sorted(p.name for p in report.written) == ["one-7-0.png", "two-7-0.png"]
+    assert [json.loads(line)["input"] for line in report.table.read_text().splitlines()] == ["one.png", "two.png"]
+    again = studio.batch(str(maps), UnitInput("map", None, kind="canny"), num_inference_steps=1, seed=7)
+    assert again.done == 0 and again.already_done == 2  # resumable
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no .png/.jpg/.jpeg/.webp images"):
+        studio.batch(str(tmp_path / "empty"), UnitInput("map", None), num_inference_steps=1)

@@ -80,6 +80,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
             _prompt_controls(ui, defaults)
             _advanced_settings(ui, limits, defaults)
             _second_condition(ui, limits)
+            _batch_section(ui, studio.settings.allow_local_paths and not studio.settings.public)
         with gr.Column(scale=4):
             # At the top of the results: on the first screen of a 1400x1000 window, beside the canvas.
             with gr.Row():
@@ -348,6 +349,29 @@ def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
                      detect_resolution=as_int(v[ui.detect_resolution], "detect resolution"))
 
 
+def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
+    """The request's settings from the form (GenerationRequest fields); hidden textboxes send None: empty."""
+    return dict(
+        prompt_mode=v[ui.prompt_mode], prompt=v[ui.prompt] or "", added_prompt=v[ui.added_prompt] or "",
+        negative_prompt=v[ui.negative_prompt] or "", num_inference_steps=as_int(v[ui.steps], "steps"),
+        guidance_scale=as_float(v[ui.guidance], "guidance"),
+        seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
+        num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
+        height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
+        scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize")
+
+
+def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
+    """Generate once per map or photo of a folder on this machine, with the form's settings."""
+    with gr.Accordion("Batch over a folder (this machine)", open=False, visible=allowed):
+        with gr.Row():
+            ui.batch_folder = gr.Textbox(label="Folder of condition maps (or photos)", scale=3,
+                                         elem_id="batch-folder")
+            ui.batch_detect = gr.Checkbox(label="They are photos: detect the kind's map", scale=1)
+        ui.batch_run = gr.Button("Run the batch with these settings", elem_id="batch-run")
+        ui.batch_report = gr.Markdown(elem_id="batch-report")
+
+
 def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     """Preview map, Generate and Stop: the accelerator's queue, through `Studio`."""
     map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
@@ -389,19 +413,28 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
         result, paths = studio.generate(
             units, session=request.session_hash or "", base_model=v[ui.base_model] or None,
             should_stop=stop_requested(), progress=lambda i, n: progress((i, n), desc="Denoising"),
-            # Hidden textboxes send None: treat them as empty.
-            prompt_mode=v[ui.prompt_mode], prompt=v[ui.prompt] or "", added_prompt=v[ui.added_prompt] or "",
-            negative_prompt=v[ui.negative_prompt] or "", num_inference_steps=as_int(v[ui.steps], "steps"),
-            guidance_scale=as_float(v[ui.guidance], "guidance"),
-            seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
-            num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
-            height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
-            scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize")
+            **_settings(ui, v))
         return shown_results(result, paths)
 
     # The progress bar shows once, over the gallery, not over each of the six result panes.
     event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
                          show_progress_on=ui.gallery)
+
+    @user_errors
+    @gpu
+    def on_batch(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
+        unit = _first_unit(ui, v)
+        unit.strength = as_float(v[ui.strength], "strength")
+        unit.controlnet, unit.control_mode = v[ui.controlnet] or None, v[ui.control_mode] or "balanced"
+        report = studio.batch(v[ui.batch_folder] or "", unit, detect=bool(v[ui.batch_detect]),
+                              session=request.session_hash or "", base_model=v[ui.base_model] or None,
+                              should_stop=stop_requested(),
+                              progress=lambda i, n: progress((i, n), desc="Batch"), **_settings(ui, v))
+        failed = "".join(f"\n- {line}" for line in report.failed[:20])
+        return f"**Batch:** {report.summary()}{failed}"
+
+    ui.batch_run.click(on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect}, ui.batch_report,
+                       concurrency_id="gpu", api_visibility="private")
 
     def on_stop(request: gr.Request) -> str:
         # The event is cancelled too (a queued run never starts); the results pane keeps the previous images.

@@ -58,6 +58,10 @@ class UnitInput:
     pixel_perfect: bool = False  # detect at the resolution that makes the map the output's size (needs one)
 
 
+class DeploymentRefused(PermissionError):
+    """A rule of this deployment (e.g. public), with a message written for visitors."""
+
+
 @dataclass
 class RunInProgress:
     """A generation running for a session: its stop flag and how far it got (for Stop's message)."""
@@ -237,7 +241,7 @@ class Studio:
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, units: list[UnitInput], *, progress: Callable[[int, int], None] | None = None,
                  session: str = "", base_model: str | None = None, should_stop: StopCheck | None = None,
-                 **settings: Any) -> tuple[Any, list[Path]]:
+                 save_to: tuple[Path, str] | None = None, **settings: Any) -> tuple[Any, list[Path]]:
         """Make the maps, run the engine, save PNGs with metadata; return the result and the saved paths.
 
         `settings` are GenerationRequest fields (prompt_mode, prompt, num_inference_steps, ...), checked against
@@ -282,10 +286,44 @@ class Studio:
                                          limits=self.settings.limits)
                 if self.settings.public:  # visitors see the server's own models by name, not by where they live
                     result.metadata = [_without_server_paths(m) for m in result.metadata]
+                if save_to is not None:  # a batch: its own folder, named after the input
+                    folder, stem = save_to
+                    return result, result.save(folder, stem=f"{stem}-{result.seed}")
                 return result, self._save(result, session)  # under the lock: pruning never races a save
         finally:
             if self._runs.get(session) is run:
                 del self._runs[session]
+
+    def batch(self, folder: str, unit: UnitInput, *, detect: bool = False, session: str = "",
+              progress: Callable[[int, int], None] | None = None, should_stop: StopCheck | None = None,
+              **generate_args: Any) -> Any:
+        """One generation per image of `folder` on this machine (maps, or photos with `detect`), with `unit`'s
+        condition settings and `generate_args`, into outputs/batch/<folder name>/ with a JSONL/CSV of settings;
+        resumable (cnet/batch.py). Local deployments only: it reads a folder of the server's disk."""
+        from cnet.batch import batch_inputs, run_batch
+
+        if self.settings.public or not self.settings.allow_local_paths:
+            raise DeploymentRefused("Batches read a folder of the server's disk: not on this deployment.")
+        folder = (folder or "").strip()
+        if not folder:
+            raise ValueError("batch folder is empty: give a folder of maps or photos")
+        files = batch_inputs(Path(folder).expanduser())
+        out = self.settings.output_dir / "batch" / Path(folder).expanduser().resolve().name
+        counter = iter(range(1, len(files) + 1))
+
+        def make_one(path: Path) -> tuple[list[Path], dict[str, Any]]:
+            one = UnitInput("photo" if detect else "map", str(path), kind=unit.kind, annotator=unit.annotator,
+                            params=unit.params, detect_resolution=unit.detect_resolution, strength=unit.strength,
+                            start=unit.start, end=unit.end, controlnet=unit.controlnet,
+                            control_mode=unit.control_mode, pixel_perfect=unit.pixel_perfect)
+            result, paths = self.generate([one], session=session, should_stop=should_stop,
+                                          save_to=(out, path.stem), **generate_args)
+            if progress is not None:
+                progress(next(counter), len(files))
+            return paths, result.metadata[0]
+
+        return run_batch(folder, out, make_one, expected_errors=(ValueError, AnnotatorError, ImageInputError),
+                         should_stop=should_stop)
 
     def edit(self, picture: Any, units: list[UnitInput], *, operation: str = "img2img", mask: Any = None,
              outpaint: dict[str, int] | None = None, upscale: float = 2.0, tile_down_sampling: float = 1.0,

@@ -1,0 +1,86 @@
+"""Batches over a folder: one generation per map or photo, a JSONL and a CSV of the settings per input, resumable.
+
+`run_batch(folder, out, make_one)` walks the folder's images in name order, skips those already recorded in
+`out/results.jsonl`, calls `make_one(path)` for the rest (it generates and saves, returning the saved paths and the
+first image's metadata) and records one row per input; an input that fails is reported and the batch goes on.
+The CLI (`python -m cnet batch`) and the app's Batch section both run through it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BATCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+COLUMNS = ("input", "outputs", "seed", "prompt_used", "kinds", "strengths", "num_inference_steps",
+           "guidance_scale", "width", "height", "scheduler")
+MakeOne = Callable[[Path], tuple[list[Path], dict[str, Any]]]
+
+
+@dataclass
+class BatchReport:
+    done: int = 0
+    already_done: int = 0
+    failed: list[str] = field(default_factory=list)  # "name: reason"
+    written: list[Path] = field(default_factory=list)
+    table: Path | None = None
+
+    def summary(self) -> str:
+        return (f"{self.done} input(s) done, {self.already_done} already done, {len(self.failed)} failed; "
+                f"table: {self.table}")
+
+
+def batch_inputs(folder: str | Path) -> list[Path]:
+    """The images of `folder` (not its subfolders) in name order; ValueError naming the folder if none."""
+    source = Path(folder)
+    if not source.is_dir():
+        raise ValueError(f"input folder {str(source)!r} is not a folder")
+    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
+    if not files:
+        raise ValueError(f"input folder {str(source)!r} holds no {'/'.join(BATCH_SUFFIXES)} images")
+    return files
+
+
+def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
+              expected_errors: tuple[type[BaseException], ...] = (ValueError,),
+              should_stop: Callable[[], bool] | None = None) -> BatchReport:
+    """Run `make_one` on each input not yet recorded in `out/results.jsonl`; record a row per input."""
+    files = batch_inputs(folder)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = BatchReport(table=out / "results.jsonl")
+    done = {json.loads(line)["input"] for line in report.table.read_text().splitlines() if line.strip()} \
+        if report.table.exists() else set()
+    for path in files:
+        if should_stop is not None and should_stop():
+            break
+        if path.name in done:
+            report.already_done += 1
+            continue
+        try:
+            paths, meta = make_one(path)
+        except expected_errors as err:
+            report.failed.append(f"{path.name}: {err}")
+            continue
+        _record(out, path.name, paths, meta)
+        report.done += 1
+        report.written += paths
+    return report
+
+
+def _record(out: Path, name: str, paths: list[Path], meta: dict[str, Any]) -> None:
+    row = {"input": name, "outputs": [p.name for p in paths], "seed": meta["seed"],
+           "prompt_used": meta["prompt_used"], "kinds": [c["kind"] for c in meta["controlnets"]],
+           "strengths": [c["strength"] for c in meta["controlnets"]], **{k: meta[k] for k in COLUMNS[6:]}}
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps({**row, "metadata": meta}) + "\n")
+    new = not (out / "results.csv").exists()
+    with open(out / "results.csv", "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
