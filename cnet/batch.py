@@ -18,7 +18,7 @@ from typing import Any
 BATCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 COLUMNS = ("input", "outputs", "seed", "prompt_used", "kinds", "strengths", "num_inference_steps",
            "guidance_scale", "width", "height", "scheduler")
-MakeOne = Callable[[Path], tuple[list[Path], dict[str, Any]]]
+MakeOne = Callable[[Path, str], tuple[list[Path], dict[str, Any]]]  # (input, file stem) -> (saved, metadata)
 
 
 @dataclass
@@ -53,8 +53,8 @@ def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = BatchReport(table=out / "results.jsonl")
-    done = {json.loads(line)["input"] for line in report.table.read_text().splitlines() if line.strip()} \
-        if report.table.exists() else set()
+    done = _recorded(report.table)
+    stems = _unique_stems(files)
     for path in files:
         if should_stop is not None and should_stop():
             break
@@ -62,7 +62,7 @@ def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
             report.already_done += 1
             continue
         try:
-            paths, meta = make_one(path)
+            paths, meta = make_one(path, stems[path])
         except expected_errors as err:
             report.failed.append(f"{path.name}: {err}")
             continue
@@ -72,12 +72,40 @@ def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
     return report
 
 
+def _recorded(table: Path) -> set[str]:
+    """The inputs already in the table; a line cut short (a run killed mid-write) does not count, and is redone."""
+    done = set()
+    if table.exists():
+        for line in table.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["input"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _unique_stems(files: list[Path]) -> dict[Path, str]:
+    """File stems for the outputs: the input's own, or with its extension where two inputs share one (a.png,
+    a.jpg), so no output overwrites another."""
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    return {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in files}
+
+
 def _record(out: Path, name: str, paths: list[Path], meta: dict[str, Any]) -> None:
     row = {"input": name, "outputs": [p.name for p in paths], "seed": meta["seed"],
            "prompt_used": meta["prompt_used"], "kinds": [c["kind"] for c in meta["controlnets"]],
            "strengths": [c["strength"] for c in meta["controlnets"]], **{k: meta[k] for k in COLUMNS[6:]}}
-    with open(out / "results.jsonl", "a") as f:
-        f.write(json.dumps({**row, "metadata": meta}) + "\n")
+    table = out / "results.jsonl"
+    cut = False
+    if table.exists() and table.stat().st_size:
+        with open(table, "rb") as f:
+            f.seek(-1, 2)
+            cut = f.read(1) != b"\n"
+    with open(table, "a") as f:
+        # after a line cut short, start a new one: the cut line stays unreadable, this row does not
+        f.write(("\n" if cut else "") + json.dumps({**row, "metadata": meta}) + "\n")
     new = not (out / "results.csv").exists()
     with open(out / "results.csv", "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--tile-down-sampling", type=float, default=1.0,
                       help="tile kind: shrink the picture by this much first, for more invented detail (1)")
     _add_common_arguments(edit)
+    edit.set_defaults(detect=False)  # --image maps are ready maps; without --image the picture is detected
 
     batch = sub.add_parser("batch", help="generate once per map or photo in a folder, with a table of settings",
                            description="Writes each image as <input name>-<seed>-<i>.png into --out, and one line "
@@ -198,10 +199,10 @@ def _batch(args: argparse.Namespace) -> list[Path]:
 
     engines: dict = {}
 
-    def make_one(path: Path) -> tuple[list[Path], dict]:
+    def make_one(path: Path, stem: str) -> tuple[list[Path], dict]:
         one = copy.copy(args)
         one.image, one.from_png, one.source_image = [str(path)], None, None
-        return _generate(one, engines=engines, stem=path.stem)
+        return _generate(one, engines=engines, stem=stem)
 
     report = run_batch(args.input, args.out, make_one, expected_errors=(ValueError, AnnotatorError, ImageInputError))
     for line in report.failed:

@@ -27,8 +27,13 @@ class Masks(NamedTuple):
 
 
 def mask_channel(mask: Image.Image) -> Image.Image:
-    """The mask as one grey channel: a transparent image's alpha (its painted area), else its grey values."""
-    return mask.getchannel("A") if mask.mode in ("RGBA", "LA") else mask.convert("L")
+    """The mask as one grey channel: the alpha of a layer with transparency (its painted area), else the grey
+    values (a black-and-white mask saved with an opaque alpha channel is read by its colours)."""
+    if mask.mode in ("RGBA", "LA", "PA") or "transparency" in mask.info:
+        alpha = mask.convert("RGBA").getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            return alpha
+    return mask.convert("L")
 
 
 def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int) -> Masks:
@@ -50,7 +55,7 @@ def mask_preview(picture: Image.Image, mask: Image.Image | None) -> Image.Image:
     rgb = picture.convert("RGB")
     if mask is None:
         return rgb
-    shaped = mask.convert("L").resize(rgb.size, Image.Resampling.NEAREST).point(lambda v: 140 if v >= 128 else 0)
+    shaped = mask_channel(mask).resize(rgb.size, Image.Resampling.NEAREST).point(lambda v: 140 if v >= 128 else 0)
     return Image.composite(Image.new("RGB", rgb.size, (255, 0, 0)), rgb, shaped)
 
 

@@ -28,6 +28,16 @@ def fit(image: Image.Image, width: int, height: int, mode: str = "crop_and_resiz
     return fitted.convert(image.mode) if fitted.mode != image.mode else fitted
 
 
+def trim_to(image: Image.Image, width: int, height: int) -> Image.Image:
+    """`image` cut (centred) to `width` x `height` when it is at most 7 px larger on each side, the remainder
+    of rounding its sides down to multiples of 8: its pixels kept as they are, not resampled. Else unchanged."""
+    dw, dh = image.width - width, image.height - height
+    if (dw, dh) == (0, 0) or not (0 <= dw < 8 and 0 <= dh < 8):
+        return image
+    left, top = dw // 2, dh // 2
+    return image.crop((left, top, left + width, top + height))
+
+
 def pixel_perfect_resolution(image_size: tuple[int, int], output_size: tuple[int, int],
                              mode: str = "crop_and_resize") -> int:
     """The detect resolution (the short side the annotator sees) that makes the map come out at the output's scale,

@@ -127,14 +127,19 @@ def settings_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         out["num_images"] = meta["batch_size"]
     if "seed" in meta:
         out["seed"] = meta["seed"] - int(meta.get("image_index", 0))
+    from .kinds import KINDS, base_model_source
+
     nets = meta.get("controlnets") or []
     if nets:
         first = nets[0]
         out.update({k: first[k] for k in ("kind", "strength", "start", "end", "control_mode") if k in first})
-        out["controlnet"] = first.get("model")
+        kind = KINDS.get(first.get("kind"))
+        # Today's default for its kind is left out: the field stays empty and follows the kind when it changes.
+        if first.get("model") and not (kind and first["model"] == kind.controlnet_source()):
+            out["controlnet"] = first["model"]
     base = meta.get("base_model")
-    if isinstance(base, dict):
-        out["base_model"] = base.get("model")
+    if isinstance(base, dict) and base.get("model") and base["model"] != base_model_source():
+        out["base_model"] = base["model"]
     return out
 
 

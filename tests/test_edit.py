@@ -270,7 +270,7 @@ def test_a_public_upscale_obeys_the_side_limit(client, tmp_path):
     from gradio_client import handle_file
 
     Image.new("RGB", (600, 400), "gray").save(tmp_path / "big.png")
-    with pytest.raises(Exception, match=r"width=1200 .*out of range \[64, 1024\]"):
+    with pytest.raises(Exception, match=r"upscale=2.0 makes 1200x800: at most 1024 px a side"):
         client.predict(handle_file(str(tmp_path / "big.png")), operation="upscale", upscale=2, steps=1,
                        api_name="/edit")
 
@@ -321,11 +321,13 @@ def test_the_vae_is_tiled_above_1024_px_or_when_asked(engine, tiny_models, cond_
     assert always.load_base()["vae"].use_tiling
 
 
-def test_settings_from_a_saved_png(engine, tiny_models, cond_map, tmp_path):
+def test_settings_from_a_saved_png(engine, tiny_models, second_controlnet, cond_map, tmp_path, monkeypatch):
     from cnet.result import settings_from_metadata
 
+    for name in ("CNET_CONTROLNET_DEPTH", "CNET_BASE_MODEL"):  # so neither model is "the default" here
+        monkeypatch.delenv(name, raising=False)
     made = engine.generate(GenerationRequest(
-        units=[ControlUnit(cond_map, kind="depth", controlnet=str(tiny_models[1]), strength=0.7, end=0.8,
+        units=[ControlUnit(cond_map, kind="depth", controlnet=str(second_controlnet), strength=0.7, end=0.8,
                            control_mode="control")],
         prompt_mode="custom", prompt="a red barn", num_inference_steps=2, num_images=2, seed=10))
     second = made.save(tmp_path)[1]
@@ -333,7 +335,10 @@ def test_settings_from_a_saved_png(engine, tiny_models, cond_map, tmp_path):
     assert saved["prompt"] == "a red barn" and saved["prompt_mode"] == "custom"
     assert saved["seed"] == 10 and saved["num_images"] == 2 and saved["num_inference_steps"] == 2  # its batch
     assert (saved["kind"], saved["strength"], saved["end"], saved["control_mode"]) == ("depth", 0.7, 0.8, "control")
-    assert saved["controlnet"] == str(tiny_models[1]) and saved["base_model"] == str(tiny_models[0])
+    assert saved["controlnet"] == str(second_controlnet) and saved["base_model"] == str(tiny_models[0])
+    # a reference that is today's default for its kind is left out: the field then follows the kind
+    monkeypatch.setenv("CNET_CONTROLNET_DEPTH", str(second_controlnet))
+    assert "controlnet" not in settings_from_metadata(read_metadata(second))
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     with pytest.raises(ValueError, match="carries no 'cnet' metadata"):
         read_metadata(tmp_path / "plain.png")
@@ -366,3 +371,57 @@ def test_batch_generates_per_input_with_a_table_and_resumes(tiny_models, cond_ma
     assert main(args) == 0  # resumed: the two done are skipped, the broken one is tried again
     assert "0 input(s) done, 2 already done, 1 failed" in capsys.readouterr().err
     assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 2
+
+
+# -- what a hostile review found, pinned ------------------------------------------------------------------------------
+
+
+def test_an_opaque_rgba_mask_is_read_by_its_colours(mask):
+    opaque = mask.convert("RGBA")  # a black-and-white mask saved with an alpha channel, alpha 255 everywhere
+    assert np.array_equal(np.asarray(prepare_mask(opaque, (64, 64), 0).for_pipeline), np.asarray(mask))
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (0, 0, 10, 10))  # a painted layer: its alpha is the mask
+    assert prepare_mask(layer, (64, 64), 0).for_pipeline.getbbox() == (0, 0, 10, 10)
+
+
+def test_units_sharing_a_controlnet_must_share_a_control_mode(engine, tiny_models, cond_map):
+    units = [ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode="prompt"),
+             ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode="balanced")]
+    with pytest.raises(RequestError, match="same ControlNet with different control modes"):
+        engine.generate(GenerationRequest(units=units, num_inference_steps=1, seed=0))
+
+
+def test_a_picture_a_few_px_off_a_multiple_of_8_is_cut_not_resampled(engine, tiny_models, cond_map, picture, mask):
+    odd = Image.new("RGB", (69, 70), "white")
+    odd.paste(picture, (2, 3))  # 64x64 after cutting the 5x6 remainder, centred: exactly `picture`
+    odd_mask = Image.new("L", (69, 70))
+    odd_mask.paste(mask, (2, 3))
+    result = edit(engine, tiny_models, cond_map, init_image=odd, mask=odd_mask, denoise=1.0, keep_unmasked=True)
+    keep = np.asarray(mask) < 128
+    assert result.images[0].size == (64, 64)
+    assert np.array_equal(pixels(result.images[0])[keep], pixels(picture)[keep])
+
+
+def test_cli_edit_takes_a_ready_map(tiny_models, tmp_path, picture, cond_map):
+    picture.save(tmp_path / "p.png")
+    cond_map.save(tmp_path / "map.png")
+    assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), "--image", str(tmp_path / "map.png")) == 0
+    assert np.array_equal(pixels(Image.open(tmp_path / "out" / "cnet-4-control0.png")), pixels(cond_map))
+
+
+def test_batch_survives_a_cut_line_and_inputs_sharing_a_name(tiny_models, cond_map, tmp_path, capsys):
+    import json
+
+    from cnet.cli import main
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    cond_map.save(maps / "a.png")
+    cond_map.save(maps / "a.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"input": "a.jp')  # killed mid-write
+    assert main(["batch", "--input", str(maps), "--out", str(out), "--base-model", str(tiny_models[0]),
+                 "--controlnet", str(tiny_models[1]), "--steps", "1", "--seed", "3"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()[1:]]
+    assert [r["outputs"] for r in rows] == [["a_jpg-3-0.png"], ["a_png-3-0.png"]]  # no output overwrites another

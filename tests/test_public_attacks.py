@@ -620,3 +620,34 @@ def test_a_batch_over_a_server_folder_is_refused_on_public_deployments(public_ap
     ui = raw_ui(public_app[0])
     reply = ui.call("batch-run", **{"batch-folder": "/etc"})
     assert "not on this deployment" in ui.error(reply)
+
+
+def test_an_upscale_or_outpaint_too_big_is_refused_before_it_is_made(public_app, tmp_path):
+    """A 16 KB flat PNG of 2000x2000 times 4 would be a 64 MP resize before any check: refused first, naming it."""
+    from webui.service import UnitInput
+
+    studio = public_app[1]
+    flat = Image.new("RGB", (2000, 2000), "gray")
+    with pytest.raises(ValueError, match=r"upscale=4.0 makes 8000x8000: at most 1024 px"):
+        studio.edit(flat, [UnitInput("photo", None, kind="tile")], operation="upscale", upscale=4.0)
+    small = Image.new("RGB", (512, 512), "gray")
+    with pytest.raises(ValueError, match=r"outpaint makes 2560x512: at most 1024 px"):
+        studio.edit(small, [UnitInput("photo", None)], operation="outpaint", outpaint={"right": 2048})
+
+
+def test_the_edit_preview_names_its_error_through_http(public_app, raw_ui):
+    ui = raw_ui(public_app[0])
+    reply = ui.call("edit-preview")
+    assert "no picture" in ui.error(reply)
+
+
+def test_edit_inputs_are_pruned_like_the_images(tmp_path):
+    import os as _os
+
+    from webui.service import prune_outputs
+
+    names = ["101010-5-0.png", "101010-5-control0.png", "101010-5-init.png", "101010-5-mask.png"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(b"x" * 100)
+        _os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    assert prune_outputs(tmp_path, max_bytes=1) == 4

@@ -112,6 +112,7 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
         if picture is None:
             raise ValueError("no picture: upload the picture to edit first")
         if operation == "outpaint":
+            studio.check_edit_size(picture, operation, _sides(values), 1.0)
             picture, mask = outpaint_canvas(picture, **_sides(values))
         return mask_preview(picture, mask if operation in ("inpaint", "outpaint") else None)
 

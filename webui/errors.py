@@ -84,7 +84,7 @@ def keep_results(outputs: int, status: int | None = None) -> Callable[[Callable[
                 kept = [gr.skip()] * outputs
                 if status is not None:
                     kept[status] = f"**{title}:** {err.message}"
-                return kept
+                return kept[0] if outputs == 1 else kept  # one output takes a value, not a list
 
         return wrapper
 

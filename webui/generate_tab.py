@@ -91,7 +91,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
     _examples(ui, studio.demo_mode)
     _wire_reactions(ui)
     _wire_actions(ui, studio, gpu)
-    _wire_settings_drop(ui)
+    _wire_settings_drop(ui, studio)
     return {"controlnet": ui.controlnet, "base_model": ui.base_model, "advanced": ui.advanced, "kind": ui.kind,
             "files": ui.files, "map_editor": ui.map_editor, "source_tabs": ui.source_tabs, "source": ui.source}
 
@@ -261,8 +261,21 @@ RESTORED_FIELDS = {"prompt_mode": "prompt_mode", "prompt": "prompt", "added_prom
                    "controlnet": "controlnet"}
 
 
-def _wire_settings_drop(ui: SimpleNamespace) -> None:
+def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
     targets = [getattr(ui, name) for name in RESTORED_FIELDS.values()]
+    offered_kinds = {k.name for k in map_kinds()}
+
+    def usable(key: str, value: Any) -> bool:
+        """A model reference this deployment accepts, and a kind this tab offers (an Edit-only kind is not)."""
+        if key == "kind":
+            return value in offered_kinds
+        if key in ("base_model", "controlnet"):
+            try:
+                studio.check_model_reference(value, key)
+            except ValueError:
+                return False
+        return True
+
 
     @keep_results(len(targets) + 2, status=len(targets) + 1)
     @user_errors
@@ -273,11 +286,13 @@ def _wire_settings_drop(ui: SimpleNamespace) -> None:
             return [gr.skip()] * (len(targets) + 2)
         try:
             saved = settings_from_metadata(read_metadata(path))
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"no settings restored: {err}") from None
-        values = [saved[key] if key in saved and saved[key] is not None else gr.skip() for key in RESTORED_FIELDS]
+        except (OSError, ValueError, KeyError, TypeError):  # the message would name the server's upload path
+            raise ValueError("no settings restored: this file carries no settings of this studio (not made "
+                             "here, or its text chunks were stripped)") from None
+        values = [saved[key] if saved.get(key) is not None and usable(key, saved[key]) else gr.skip()
+                  for key in RESTORED_FIELDS]
         # The prompt box shows when the restored mode is custom (a value alone would leave it hidden).
-        values[list(RESTORED_FIELDS).index("prompt")] = gr.Textbox(value=saved.get("prompt", ""),
+        values[list(RESTORED_FIELDS).index("prompt")] = gr.Textbox(value=saved.get("prompt") or "",
                                                                     visible=saved.get("prompt_mode") == "custom")
         note = ("**Settings restored** from the PNG (seed fixed). Its condition map is saved beside it as "
                 "`…-control0.png`: upload that in the Map tab.")

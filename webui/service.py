@@ -311,13 +311,13 @@ class Studio:
         out = self.settings.output_dir / "batch" / Path(folder).expanduser().resolve().name
         counter = iter(range(1, len(files) + 1))
 
-        def make_one(path: Path) -> tuple[list[Path], dict[str, Any]]:
+        def make_one(path: Path, stem: str) -> tuple[list[Path], dict[str, Any]]:
             one = UnitInput("photo" if detect else "map", str(path), kind=unit.kind, annotator=unit.annotator,
                             params=unit.params, detect_resolution=unit.detect_resolution, strength=unit.strength,
                             start=unit.start, end=unit.end, controlnet=unit.controlnet,
                             control_mode=unit.control_mode, pixel_perfect=unit.pixel_perfect)
             result, paths = self.generate([one], session=session, should_stop=should_stop,
-                                          save_to=(out, path.stem), **generate_args)
+                                          save_to=(out, stem), **generate_args)
             if progress is not None:
                 progress(next(counter), len(files))
             return paths, result.metadata[0]
@@ -345,6 +345,7 @@ class Studio:
             raise RequestError("operation='inpaint' needs a mask: paint over what should change")
         if operation != "inpaint":
             mask = None
+        self.check_edit_size(image, operation, outpaint, upscale)  # before anything that big is made
         if operation == "outpaint":
             image, mask = outpaint_canvas(image, **(outpaint or {}))
             generate_args["keep_unmasked"] = True  # the picture's own pixels stay; the border and a seam are drawn
@@ -371,6 +372,27 @@ class Studio:
                                         start=unit.start, end=unit.end, controlnet=unit.controlnet,
                                         control_mode=unit.control_mode))
         return self.generate(filled, init_image=image, mask=mask, **generate_args)
+
+    def check_edit_size(self, image: Image.Image, operation: str, outpaint: dict[str, int] | None,
+                        upscale: float) -> None:
+        """Refuse an outpaint or upscale whose result would exceed this deployment's side limit, naming the
+        setting, before the enlarged picture is made (a small upload times 4 is a very large image)."""
+        from cnet.edit import upscale_size
+
+        limit = self.settings.limits.max_side
+        if operation == "upscale":
+            width, height = upscale_size(image, upscale)
+            if max(width, height) > limit:
+                raise RequestError(f"upscale={upscale} makes {width}x{height}: at most {limit} px a side here; "
+                                   "use a smaller factor or a smaller picture")
+        if operation == "outpaint":
+            sides = outpaint or {}
+            width = image.width + as_int(sides.get("left", 0), "outpaint_left") + as_int(sides.get("right", 0),
+                                                                                         "outpaint_right")
+            height = image.height + as_int(sides.get("top", 0), "outpaint_top") + as_int(sides.get("bottom", 0),
+                                                                                         "outpaint_bottom")
+            if max(width, height) > limit:
+                raise RequestError(f"outpaint makes {width}x{height}: at most {limit} px a side here; extend less")
 
     def _save(self, result: Any, session: str) -> list[Path]:
         """Save under outputs/<date>/ locally; on public deployments under a folder per session whose name only the
@@ -468,7 +490,8 @@ def _raise_if_stopped(should_stop: StopCheck | None, what: str) -> None:
 
 # What `Studio._save` writes (images and their condition maps), and nothing else: pruning never touches a file it
 # did not make, even when CNET_OUTPUT_DIR points at a folder with other things in it.
-OUTPUT_NAME = re.compile(r"^\d{6}-\d+(-[0-9a-f]{16})?(-\d+)?-(\d+|control\d+)\.png$")
+# Our saved files: images, their condition maps, and an edit's picture and mask (all pruned alike).
+OUTPUT_NAME = re.compile(r"^\d{6}-\d+(-[0-9a-f]{16})?(-\d+)?-(\d+|control\d+|init|mask)\.png$")
 
 
 def prune_outputs(root: Path, *, max_bytes: float, max_age_seconds: float = 0, keep: list[Path] = ()) -> int:
