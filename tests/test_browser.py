@@ -30,6 +30,14 @@ def browser():
         browser.close()
 
 
+def set_numbers(page, **values):
+    """Type each value into the number box of the element with that id, as a user would (Enter commits it)."""
+    for elem, value in values.items():
+        box = page.locator(f"#{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+
+
 def open_app(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(app_url)
@@ -117,10 +125,7 @@ def test_draw_choose_prompt_mode_generate(page, tmp_path):
     page.locator("#prompt-mode label", has_text="No prompt").click()
     # Set a small size and few steps as a user would, in Advanced settings (the tiny model's output is noise).
     page.locator("#advanced").get_by_text("Advanced settings").click()
-    for elem, value in (("steps", "2"), ("width", "64"), ("height", "64")):
-        box = page.locator(f"#{elem} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
+    set_numbers(page, steps="2", width="64", height="64")
     page.locator("#generate").click()
     page.wait_for_selector("#gallery img", timeout=60_000)
     page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=60_000)
@@ -146,10 +151,7 @@ def test_stop_ends_a_long_generation_and_the_next_one_runs_at_once(page):
     """Stop during an 80-step run at 1024x1024 (~70 s here): the next request must not wait for it to finish."""
     import time
 
-    for elem, value in (("steps", "80"), ("width", "1024"), ("height", "1024")):
-        box = page.locator(f"#{elem} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
+    set_numbers(page, steps="80", width="1024", height="1024")
     shown_before = page.locator("#gallery img").count()
     page.locator("#generate").click()
     page.wait_for_timeout(4000)  # a few denoising steps in
@@ -160,10 +162,7 @@ def test_stop_ends_a_long_generation_and_the_next_one_runs_at_once(page):
     assert page.locator("#gallery img").count() == shown_before >= 2  # the previous results stay
     page.locator("#prompt-mode label", has_text="Custom").click()
     page.locator("#prompt textarea").fill("after the stop")
-    for elem, value in (("steps", "2"), ("width", "64"), ("height", "64")):
-        box = page.locator(f"#{elem} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
+    set_numbers(page, steps="2", width="64", height="64")
     started = time.monotonic()
     page.locator("#generate").click()
     page.wait_for_function("document.querySelector('#used-prompt textarea').value === 'after the stop'",
@@ -350,10 +349,7 @@ def test_history_sends_a_result_to_edit_and_back_as_a_condition(browser, app_url
     page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "photo.png"))
     page.wait_for_timeout(1000)
     page.locator("#advanced").get_by_text("Advanced settings").click()
-    for elem, value in (("steps", "2"), ("width", "64"), ("height", "64")):
-        box = page.locator(f"#{elem} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
+    set_numbers(page, steps="2", width="64", height="64")
     page.locator("#generate").click()
     page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=60_000)
     page.locator("#history").get_by_text("History (this session)").click()
