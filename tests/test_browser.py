@@ -367,3 +367,26 @@ def test_history_sends_a_result_to_edit_and_back_as_a_condition(browser, app_url
     page.wait_for_selector("#generate", state="visible", timeout=30_000)
     page.get_by_text("Set as the condition map").first.wait_for(timeout=10_000)
     page.close()
+
+
+def test_the_demo_edits_a_circle_from_its_example(browser, tmp_path, monkeypatch):
+    """Offline, without Stable Diffusion: the Edit tab's demo example recolours a circle, start to finish."""
+    from conftest import launched
+
+    for name in [k for k in os.environ if k.startswith("CNET_")]:
+        monkeypatch.delenv(name)
+    with launched(False, tmp_path / "out", tmp_path / "ws") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#sketch canvas", timeout=60_000)
+        page.get_by_role("tab", name="Edit", exact=True).click()
+        page.get_by_text("Demo model examples (recolour)").wait_for(timeout=10_000)
+        page.locator("#edit-prompt-mode").scroll_into_view_if_needed()
+        page.locator("tr.tr-body").filter(visible=True).first.click()  # the Edit tab's first example
+        page.wait_for_function("document.querySelector('#edit-prompt textarea')?.value.includes('circle')",
+                               timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.locator("#edit-run").click()
+        page.wait_for_function("document.querySelectorAll('#edit-gallery img').length >= 2", timeout=90_000)
+        assert page.locator("#edit-used-prompt textarea").input_value() == "blue circle with yellow background"
+        page.close()

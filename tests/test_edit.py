@@ -425,3 +425,17 @@ def test_batch_survives_a_cut_line_and_inputs_sharing_a_name(tiny_models, cond_m
                  "--controlnet", str(tiny_models[1]), "--steps", "1", "--seed", "3"]) == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()[1:]]
     assert [r["outputs"] for r in rows] == [["a_jpg-3-0.png"], ["a_png-3-0.png"]]  # no output overwrites another
+
+
+def test_the_tile_upscale_matches_the_direct_diffusers_call(engine, tiny_models, picture):
+    """Upscale = img2img of the enlarged picture under the tile map: the same pixels as diffusers' own pipeline."""
+    size = upscale_size(picture, 2)
+    enlarged = picture.resize(size, Image.Resampling.LANCZOS)
+    tile_map = tile_condition(enlarged, size, 2.0)
+    ours = engine.generate(GenerationRequest(
+        units=[ControlUnit(tile_map, kind="tile", controlnet=str(tiny_models[1]), strength=0.9)],
+        init_image=enlarged, denoise=0.5, num_inference_steps=STEPS, seed=5))
+    theirs = direct(tiny_models, "StableDiffusionControlNetImg2ImgPipeline", image=enlarged, control_image=tile_map,
+                    strength=0.5, controlnet_conditioning_scale=0.9)
+    assert ours.images[0].size == (128, 128)
+    assert np.array_equal(pixels(ours.images[0]), pixels(theirs))

@@ -16,7 +16,14 @@ import gradio as gr
 from cnet.kinds import KINDS
 
 from .errors import keep_results, user_errors
-from .generate_tab import CONTROL_MODE_CHOICES, PROMPT_MODES, results_column, shown_results
+from .generate_tab import (
+    CONTROL_MODE_CHOICES,
+    EXAMPLES,
+    PROMPT_MODES,
+    form_defaults,
+    results_column,
+    shown_results,
+)
 from .jobs import stop_requested
 from .service import EDIT_OPERATIONS, Studio, UnitInput, as_float, as_int, editor_picture_and_mask
 
@@ -34,6 +41,7 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
     """Build the tab inside the current gr.Blocks; returns what the history fills (the editor, the operation) and
     what feeds it (the saved files)."""
     limits = studio.settings.limits
+    defaults = form_defaults(studio.demo_mode)  # in demo mode: a circle prompt the demo's text encoder reads
     ui = SimpleNamespace()
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -68,13 +76,15 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
                 ui.factor = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
                 ui.down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
                                              label="Tile down-sampling (more: more invented detail)")
-            ui.prompt_mode = gr.Radio(PROMPT_MODES, value="default", label="Prompt mode",
+            ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode",
                                       elem_id="edit-prompt-mode")
-            ui.prompt = gr.Textbox(label="Prompt", visible=False, elem_id="edit-prompt")
+            ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt", visible=defaults.prompt_mode == "custom",
+                                   elem_id="edit-prompt")
             with gr.Accordion("Steps, guidance, seed", open=False):
                 with gr.Row():
                     ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id="edit-steps")
-                    ui.guidance = gr.Slider(0.0, limits.max_guidance, value=9.0, step=0.5, label="Guidance (CFG)")
+                    ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5,
+                                            label="Guidance (CFG)")
                 with gr.Row():
                     ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                     ui.randomize = gr.Checkbox(value=True, label="Random seed")
@@ -86,6 +96,12 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
             ui.preview_image = gr.Image(label="Picture and mask (red: repainted)", type="pil", interactive=False,
                                         height=240, elem_id="edit-preview-image")
             results_column(ui, prefix="edit-")
+    if studio.demo_mode:  # the demo's circles: recolour one (img2img; its canny outline keeps the shape)
+        gr.Examples([[str(EXAMPLES / "shapes" / f"circle-{i}.png"), "img2img", "custom", prompt]
+                     for i, prompt in enumerate(("blue circle with yellow background",
+                                                 "red circle with green background",
+                                                 "white circle with purple background"))],
+                    [ui.editor, ui.operation, ui.prompt_mode, ui.prompt], label="Demo model examples (recolour)")
     _wire(ui, studio, gpu)
     return {"editor": ui.editor, "operation": ui.operation, "files": ui.files}
 
