@@ -79,6 +79,16 @@ def astronaut():
     return data.astronaut()  # 512x512 RGB, public domain (NASA)
 
 
+def close_app(demo) -> None:
+    """demo.close(), which sets an asyncio.Event from this (non-loop) thread: with event streams still waiting on it
+    the set can race ("deque mutated during iteration") after the flag is already set, aborting the close half-way.
+    A second close finds the flag set and finishes shutting the server down."""
+    try:
+        demo.close()
+    except RuntimeError:
+        demo.close()
+
+
 @pytest.fixture(scope="module")
 def app_url(tiny_models, tiny_blip, tmp_path_factory):
     """The real app, launched on a free localhost port, with every model pointed at the tiny local ones.
@@ -100,7 +110,7 @@ def app_url(tiny_models, tiny_blip, tmp_path_factory):
     demo, _ = build_app(settings)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
     yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    close_app(demo)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -137,7 +147,7 @@ def launched(public: bool, output_dir, workspace, **settings):
     try:
         yield f"http://127.0.0.1:{config.port}/"
     finally:
-        demo.close()
+        close_app(demo)
 
 
 class RawUI:
@@ -248,7 +258,7 @@ def public_app(tiny_models, tiny_blip, tmp_path_factory):
     demo, studio = build_app(settings, workspace=str(tmp_path_factory.mktemp("ws")))
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
     yield f"http://127.0.0.1:{port}/", studio
-    demo.close()
+    close_app(demo)
     for k, v in saved.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
