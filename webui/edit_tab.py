@@ -97,7 +97,7 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
                                         height=240, elem_id="edit-preview-image")
             results_column(ui, prefix="edit-")
     if studio.demo_mode:  # the demo's circles: recolour one (img2img; its canny outline keeps the shape)
-        gr.Examples([[str(EXAMPLES / "shapes" / f"circle-{i}.png"), "img2img", "custom", prompt]
+        gr.Examples([[str(EXAMPLES / "shapes" / f"picture-{i}.png"), "img2img", "custom", prompt]
                      for i, prompt in enumerate(("blue circle with yellow background",
                                                  "red circle with green background",
                                                  "white circle with purple background"))],

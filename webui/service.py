@@ -367,10 +367,12 @@ class Studio:
                 filled.append(UnitInput("map", made, kind="tile", strength=unit.strength, start=unit.start,
                                         end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
             else:
+                # Pixel perfect: the map is detected at the output's own resolution (a 64 px picture's outline
+                # detected at 512 and shrunk back faded to nothing).
                 filled.append(UnitInput("photo", image, kind=unit.kind, annotator=unit.annotator, params=unit.params,
                                         detect_resolution=unit.detect_resolution, strength=unit.strength,
                                         start=unit.start, end=unit.end, controlnet=unit.controlnet,
-                                        control_mode=unit.control_mode))
+                                        control_mode=unit.control_mode, pixel_perfect=unit.detect_resolution is None))
         return self.generate(filled, init_image=image, mask=mask, **generate_args)
 
     def check_edit_size(self, image: Image.Image, operation: str, outpaint: dict[str, int] | None,
