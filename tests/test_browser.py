@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -183,8 +184,9 @@ def test_an_error_is_shown_once_and_the_last_result_stays(page):
     assert page.locator(".toast-body").count() == 1
 
 
-def test_in_demo_mode_the_first_screen_shows_one_status_line_and_the_generate_button(browser, tmp_path, monkeypatch):
-    """Offline without Stable Diffusion: one line says the demo is running; Generate is on the first screen."""
+@contextmanager
+def demo_page(browser, tmp_path, monkeypatch):
+    """A page of the app in demo mode (no CNET_* models, the Hub offline), 1400x1000."""
     from conftest import launched
 
     for name in [k for k in os.environ if k.startswith("CNET_")]:
@@ -193,6 +195,12 @@ def test_in_demo_mode_the_first_screen_shows_one_status_line_and_the_generate_bu
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.wait_for_selector("#sketch canvas", timeout=60_000)
+        yield page
+
+
+def test_in_demo_mode_the_first_screen_shows_one_status_line_and_the_generate_button(browser, tmp_path, monkeypatch):
+    """Offline without Stable Diffusion: one line says the demo is running; Generate is on the first screen."""
+    with demo_page(browser, tmp_path, monkeypatch) as page:
         summary = page.locator("#model-summary").inner_text()
         assert summary.startswith("Demo mode") and "Model details" in summary
         assert not page.locator("#model-status").is_visible()  # the download hints are folded
@@ -371,14 +379,7 @@ def test_history_sends_a_result_to_edit_and_back_as_a_condition(browser, app_url
 
 def test_the_demo_edits_a_circle_from_its_example(browser, tmp_path, monkeypatch):
     """Offline, without Stable Diffusion: the Edit tab's demo example recolours a circle, start to finish."""
-    from conftest import launched
-
-    for name in [k for k in os.environ if k.startswith("CNET_")]:
-        monkeypatch.delenv(name)
-    with launched(False, tmp_path / "out", tmp_path / "ws") as url:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.wait_for_selector("#sketch canvas", timeout=60_000)
+    with demo_page(browser, tmp_path, monkeypatch) as page:
         page.get_by_role("tab", name="Edit", exact=True).click()
         page.get_by_text("Demo model examples (recolour)").wait_for(timeout=10_000)
         page.locator("#edit-prompt-mode").scroll_into_view_if_needed()

@@ -22,6 +22,7 @@ from .generate_tab import (
     PROMPT_MODES,
     form_defaults,
     results_column,
+    sampling_controls,
     shown_results,
 )
 from .jobs import stop_requested
@@ -80,14 +81,8 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
                                       elem_id="edit-prompt-mode")
             ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt", visible=defaults.prompt_mode == "custom",
                                    elem_id="edit-prompt")
-            with gr.Accordion("Steps, guidance, seed", open=False):
-                with gr.Row():
-                    ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id="edit-steps")
-                    ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5,
-                                            label="Guidance (CFG)")
-                with gr.Row():
-                    ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                    ui.randomize = gr.Checkbox(value=True, label="Random seed")
+            with gr.Accordion("Steps, guidance, seed", open=False), sampling_controls(ui, limits, defaults, "edit-"):
+                pass
         with gr.Column(scale=4):
             with gr.Row():
                 ui.run = gr.Button("Edit", variant="primary", elem_id="edit-run")

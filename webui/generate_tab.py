@@ -7,7 +7,8 @@ Only UI wiring lives here: every action calls `Studio` (webui/service.py). Input
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -179,16 +180,23 @@ def _prompt_controls(ui: SimpleNamespace, defaults: FormDefaults) -> None:
         ui.clear_presets = gr.Button("Clear them", size="sm")
 
 
+@contextmanager
+def sampling_controls(ui: SimpleNamespace, limits: Any, defaults: FormDefaults, prefix: str = "") -> Iterator[None]:
+    """Steps and guidance in a row, then seed and "random seed" in a row the caller may add to (the Edit tab shares
+    them, its ids prefixed)."""
+    with gr.Row():
+        ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id=f"{prefix}steps")
+        ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5, label="Guidance (CFG)")
+    with gr.Row():
+        ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+        ui.randomize = gr.Checkbox(value=True, label="Random seed")
+        yield
+
+
 def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults) -> None:
     """Steps, guidance, seed, images, size, control strength/start/end, guess mode, sampler, models."""
     with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as ui.advanced:
-        with gr.Row():
-            ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id="steps")
-            ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5,
-                                    label="Guidance (CFG)")
-        with gr.Row():
-            ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-            ui.randomize = gr.Checkbox(value=True, label="Random seed")
+        with sampling_controls(ui, limits, defaults):
             ui.num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Images")
         with gr.Row():
             fixed = defaults.size is not None  # the demo model makes one size: show it, not a setting it ignores
