@@ -40,7 +40,7 @@ from .request import (
     RequestError,
     resolve_prompt,
 )
-from .resize import fit, trim_to
+from .resize import fit
 from .result import GenerationResult
 
 # Request mode -> the diffusers pipeline that runs it; all share the engine's loaded base and ControlNets.
@@ -282,7 +282,7 @@ class Engine:
                 raise RequestError(f"{name}={value} (from {source}) is out of range "
                                    f"[{limits.min_side}, {limits.max_side}]; pass {name} explicitly")
         # Every map and the picture meet the output size by the request's resize mode (not silently stretched).
-        maps = [fit(trim_to(m, width, height), width, height, request.resize_mode) for m in maps]
+        maps = [fit(m, width, height, request.resize_mode) for m in maps]
         mask = None
         if picture is not None:
             from .edit import mask_channel
@@ -290,9 +290,9 @@ class Engine:
             mask = mask_channel(request.mask) if request.mask is not None else None
             if mask is not None and mask.size != picture.size:
                 mask = mask.resize(picture.size, Image.Resampling.NEAREST)  # same shape (checked): same geometry
-            picture = fit(trim_to(picture, width, height), width, height, request.resize_mode)
+            picture = fit(picture, width, height, request.resize_mode)
             if mask is not None:
-                mask = fit(trim_to(mask, width, height), width, height, request.resize_mode)
+                mask = fit(mask, width, height, request.resize_mode)
         caption = None
         if request.prompt_mode is PromptMode.AUTO and request.caption is None:
             caption = self.caption(request.source_image or maps[0])

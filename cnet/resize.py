@@ -17,11 +17,13 @@ RESIZE_MODES = {"just_resize": "default", "crop_and_resize": "crop", "resize_and
 
 
 def fit(image: Image.Image, width: int, height: int, mode: str = "crop_and_resize") -> Image.Image:
-    """`image` at `width` x `height` by resize mode `mode`; unchanged when it already has that size."""
+    """`image` at `width` x `height` by resize mode `mode`; unchanged when it already has that size, and only cut
+    (`trim_to`) when it is the remainder of rounding its sides down to multiples of 8."""
     from diffusers.image_processor import VaeImageProcessor
 
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize_mode={mode!r} is not one of {list(RESIZE_MODES)}")
+    image = trim_to(image, width, height)
     if image.size == (width, height):
         return image
     fitted = VaeImageProcessor().resize(image, height, width, resize_mode=RESIZE_MODES[mode])
