@@ -399,6 +399,11 @@ class Engine:
         import numpy as np
         import torch
 
+        # Every VAE decode is checked (whole or tile by tile, whatever the output type): a NaN would otherwise
+        # arrive as a black image, and with output_type="pil" (inpainting a crop) nothing else would see it.
+        finite: list[bool] = []
+        hook = pipe.vae.decoder.register_forward_hook(
+            lambda module, args, out: finite.append(bool(torch.isfinite(out).all())))
         try:
             output = pipe(**kwargs)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
@@ -410,7 +415,9 @@ class Engine:
                 + ("; on a GPU, CNET_DTYPE=float16 halves the weights" if self._full_precision_on_gpu() else "")
                 + "."
             ) from err
-        if isinstance(output.images, np.ndarray) and not np.isfinite(output.images).all():
+        finally:
+            hook.remove()
+        if not all(finite) or isinstance(output.images, np.ndarray) and not np.isfinite(output.images).all():
             raise GenerationFailed(
                 f"The model produced invalid numbers (NaN) in {self.dtype} on {self.device}: the image would be "
                 "black. Try CNET_DTYPE=float32 or bfloat16, or a VAE that is stable in half precision.")

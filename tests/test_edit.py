@@ -439,3 +439,18 @@ def test_the_tile_upscale_matches_the_direct_diffusers_call(engine, tiny_models,
                     strength=0.5, controlnet_conditioning_scale=0.9)
     assert ours.images[0].size == (128, 128)
     assert np.array_equal(pixels(ours.images[0]), pixels(theirs))
+
+
+@pytest.mark.parametrize("edit_settings", [{}, {"denoise": 1.0, "inpaint_padding": 8}],
+                         ids=["text-to-image", "inpaint-a-crop"])
+def test_a_nan_from_the_decoder_is_reported_on_every_path(tiny_models, cond_map, picture, mask, edit_settings):
+    # A broken weight, as a VAE overflowing in half precision makes: the inpaint-a-crop path returns PIL images
+    # (diffusers pastes the crop back as PIL), so only the check on the decoder itself can see the NaN there.
+    from cnet.engine import GenerationFailed
+
+    broken = Engine(str(tiny_models[0]), device="cpu")
+    broken.load_base()["vae"].decoder.conv_out.bias.data[:] = float("nan")
+    if edit_settings:
+        edit_settings = {**edit_settings, "init_image": picture, "mask": mask}
+    with pytest.raises(GenerationFailed, match="NaN"):
+        edit(broken, tiny_models, cond_map, **edit_settings)
