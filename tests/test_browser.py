@@ -391,3 +391,36 @@ def test_the_demo_edits_a_circle_from_its_example(browser, tmp_path, monkeypatch
         page.wait_for_function("document.querySelectorAll('#edit-gallery img').length >= 2", timeout=90_000)
         assert page.locator("#edit-used-prompt textarea").input_value() == "blue circle with yellow background"
         page.close()
+
+
+def test_the_edit_tabs_output_size_renders_img2img_at_another_size(browser, app_url, tmp_path):
+    """Output size (img2img, inpaint): width alone keeps the aspect ratio; the field hides for an upscale."""
+    import urllib.parse
+    import urllib.request
+
+    from cnet.result import read_metadata
+
+    yy, xx = np.mgrid[:256, :128]
+    Image.fromarray(np.stack([xx * 2, yy, (xx + yy) // 2], axis=-1).astype(np.uint8)).save(tmp_path / "tall.png")
+    page = open_app(browser, app_url)
+    page.get_by_role("tab", name="Edit", exact=True).click()
+    page.locator("#edit-picture input[type=file]").set_input_files(str(tmp_path / "tall.png"))
+    page.wait_for_timeout(1500)
+    page.get_by_text("Output size").click()
+    width = page.locator("#edit-width input[type=number]")
+    width.fill("64")
+    width.press("Enter")
+    page.get_by_text("Steps, guidance, seed").click()
+    steps = page.locator("#edit-steps input[type=number]")
+    steps.fill("2")
+    steps.press("Enter")
+    page.locator("#edit-run").click()
+    page.wait_for_selector("#edit-files a", timeout=90_000)
+    href = page.locator("#edit-files a").first.get_attribute("href")
+    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
+    meta = read_metadata(tmp_path / "out.png")
+    assert (meta["width"], meta["height"]) == (64, 128) and meta["mode"] == "img2img"
+    assert Image.open(tmp_path / "out.png").size == (64, 128)
+    page.locator("#edit-operation label", has_text="upscale").click()
+    page.wait_for_function("!document.querySelector('#edit-width')?.checkVisibility()", timeout=10_000)
+    page.close()

@@ -454,3 +454,24 @@ def test_a_nan_from_the_decoder_is_reported_on_every_path(tiny_models, cond_map,
         edit_settings = {**edit_settings, "init_image": picture, "mask": mask}
     with pytest.raises(GenerationFailed, match="NaN"):
         edit(broken, tiny_models, cond_map, **edit_settings)
+
+
+def test_the_edit_api_takes_an_output_size_and_a_resize_mode(app_url, tmp_path, picture):
+    from gradio_client import Client, handle_file
+
+    picture.save(tmp_path / "p.png")
+    client = Client(app_url, verbose=False)
+    made = {}
+    for mode in ("crop_and_resize", "resize_and_fill"):
+        images, control_map, metadata = client.predict(
+            handle_file(str(tmp_path / "p.png")), operation="img2img", width=96, height=64, resize_mode=mode,
+            steps=2, seed=1, api_name="/edit")
+        made[mode] = pixels(Image.open(images[0]["image"]).convert("RGB"))
+        assert made[mode].shape == (64, 96, 3) and Image.open(control_map).size == (96, 64)
+        assert metadata[0]["resize_mode"] == mode
+    # The square picture in a 3:2 frame: filled (padded sides) is another picture than cropped (top and bottom cut).
+    assert not np.array_equal(made["crop_and_resize"], made["resize_and_fill"])
+    # One side alone: the other keeps the picture's aspect ratio.
+    images, _, _ = client.predict(handle_file(str(tmp_path / "p.png")), width=128, steps=2, seed=1,
+                                  api_name="/edit")
+    assert Image.open(images[0]["image"]).size == (128, 128)

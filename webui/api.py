@@ -89,10 +89,12 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
              mask_blur: float = 4, inpaint_padding: float = -1, keep_unmasked: bool = False,
              outpaint_left: float = 0, outpaint_right: float = 0, outpaint_top: float = 0, outpaint_bottom: float = 0,
              upscale: float = 2.0, tile_down_sampling: float = 1.0, control_mode: str = "balanced",
+             width: float | None = None, height: float | None = None, resize_mode: str = "crop_and_resize",
              request: gr.Request = None) -> tuple:
         """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
         Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
-        picture; >= 0: only the masked area, with that padding. seed < 0 or empty: random."""
+        picture; >= 0: only the masked area, with that padding. width/height 0: the picture's size (an upscale's:
+        the picture times `upscale`); another shape is met by resize_mode. seed < 0 or empty: random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
         unit = UnitInput("map" if image else "photo", image or None, kind=kind or "canny",
@@ -107,7 +109,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             num_inference_steps=as_int(steps, "steps"), guidance_scale=as_float(guidance, "guidance"),
             seed=None if seed_value is None or seed_value < 0 else seed_value, denoise=as_float(denoise, "denoise"),
             mask_blur=as_int(mask_blur, "mask_blur"), inpaint_padding=None if padding < 0 else padding,
-            keep_unmasked=bool(keep_unmasked))
+            keep_unmasked=bool(keep_unmasked), resize_mode=resize_mode or "crop_and_resize",
+            width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None)
         return list(result.images), result.condition_maps[0], result.metadata
 
     gr.Button(visible=False).click(
@@ -115,7 +118,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                numbers["steps"], numbers["guidance"], numbers["seed"], numbers["strength"],
                *(edit_numbers[n] for n in ("denoise", "mask_blur", "inpaint_padding")), keep,
                *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
-                                           "upscale", "tile_down_sampling")), text["control_mode"]],
+                                           "upscale", "tile_down_sampling")), text["control_mode"],
+               numbers["width"], numbers["height"], text["resize_mode"]],
         [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
 
     @user_errors

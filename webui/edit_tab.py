@@ -20,6 +20,7 @@ from .generate_tab import (
     CONTROL_MODE_CHOICES,
     EXAMPLES,
     PROMPT_MODES,
+    RESIZE_MODE_CHOICES,
     form_defaults,
     results_column,
     sampling_controls,
@@ -62,6 +63,14 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
             ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode")
             ui.denoise = gr.Slider(0.0, 1.0, value=0.75, step=0.05, label="Denoise (0 keeps the picture, 1 redraws)",
                                    elem_id="edit-denoise")
+            # img2img and inpaint only: an outpaint's size is the extended canvas, an upscale's the factor's.
+            with gr.Accordion("Output size", open=False) as ui.size_group, gr.Row():
+                ui.width = gr.Slider(0, limits.max_side, value=0, step=8, label="Width (0: the picture's)",
+                                     elem_id="edit-width")
+                ui.height = gr.Slider(0, limits.max_side, value=0, step=8, label="Height (0: the picture's)",
+                                      elem_id="edit-height")
+                ui.resize_mode = gr.Dropdown(RESIZE_MODE_CHOICES, value="crop_and_resize", elem_id="edit-resize-mode",
+                                             label="Resize mode (when the shape differs)")
             with gr.Group(visible=False) as ui.inpaint_group:
                 with gr.Row():
                     ui.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px, feathered inward)")
@@ -103,11 +112,12 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
 
 def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     def on_operation(operation: str) -> list[Any]:
-        return [gr.Radio(info=OPERATION_HELP[operation]), gr.Group(visible=operation == "inpaint"),
+        return [gr.Radio(info=OPERATION_HELP[operation]), gr.Accordion(visible=operation in ("img2img", "inpaint")),
+                gr.Group(visible=operation == "inpaint"),
                 gr.Group(visible=operation == "outpaint"), gr.Group(visible=operation == "upscale"),
                 OPERATION_KIND[operation], 0.5 if operation == "upscale" else 1.0 if operation == "outpaint" else 0.75]
 
-    ui.operation.change(on_operation, ui.operation, [ui.operation, ui.inpaint_group, ui.outpaint_group,
+    ui.operation.change(on_operation, ui.operation, [ui.operation, ui.size_group, ui.inpaint_group, ui.outpaint_group,
                                                      ui.upscale_group, ui.kind, ui.denoise],
                         queue=False, api_visibility="private")
     ui.prompt_mode.change(lambda m: gr.Textbox(visible=m == "custom"), ui.prompt_mode, ui.prompt, queue=False,
@@ -131,7 +141,7 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
 
     inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.control_mode, ui.denoise, ui.mask_blur, ui.keep,
               ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.prompt_mode, ui.prompt, ui.steps,
-              ui.guidance, ui.seed, ui.randomize}
+              ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
@@ -152,7 +162,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
             seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
             denoise=as_float(v[ui.denoise], "denoise"), mask_blur=as_int(v[ui.mask_blur], "mask_blur"),
             inpaint_padding=as_int(v[ui.padding], "inpaint_padding") if v[ui.only_masked] else None,
-            keep_unmasked=bool(v[ui.keep]))
+            keep_unmasked=bool(v[ui.keep]), resize_mode=v[ui.resize_mode] or "crop_and_resize",
+            **_output_size(v[ui.operation], v[ui.width], v[ui.height]))
         return shown_results(result, paths)
 
     event = ui.run.click(on_edit, inputs, outputs, concurrency_id="gpu", api_visibility="private",
@@ -166,3 +177,11 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
 def _sides(values: Any) -> dict[str, int]:
     return {side: as_int(value or 0, f"outpaint_{side}")
             for side, value in zip(("left", "right", "top", "bottom"), values)}
+
+
+def _output_size(operation: str, width: Any, height: Any) -> dict[str, int | None]:
+    """The form's output size for img2img and inpaint (0: the picture's own side); the other operations make
+    their own size, so a width left in the hidden fields does not resize an outpaint or an upscale."""
+    if operation not in ("img2img", "inpaint"):
+        return {"width": None, "height": None}
+    return {"width": as_int(width or 0, "width") or None, "height": as_int(height or 0, "height") or None}

@@ -353,8 +353,11 @@ class Studio:
                                                                              image.height // 8 * 8)
         if operation == "upscale":
             image = image.resize(size, Image.Resampling.LANCZOS)
-        generate_args["width"] = generate_args.get("width") or size[0]
-        generate_args["height"] = generate_args.get("height") or size[1]
+        width, height = generate_args.get("width"), generate_args.get("height")
+        if bool(width) != bool(height):  # one side given: the other keeps the picture's aspect ratio
+            width = width or max(8, round(height * size[0] / size[1] / 8) * 8)
+            height = height or max(8, round(width * size[1] / size[0] / 8) * 8)
+        generate_args["width"], generate_args["height"] = width or size[0], height or size[1]
         filled = []
         for unit in units:
             if unit.image is not None:
@@ -363,7 +366,8 @@ class Studio:
                 filled.append(UnitInput("map", image, kind=unit.kind, strength=unit.strength, start=unit.start,
                                         end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
             elif unit.kind == "tile":
-                made = tile_condition(image, (generate_args["width"], generate_args["height"]), tile_down_sampling)
+                # At the picture's size; the engine fits it to the output by the resize mode, as any map.
+                made = tile_condition(image, image.size, tile_down_sampling)
                 filled.append(UnitInput("map", made, kind="tile", strength=unit.strength, start=unit.start,
                                         end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
             else:
