@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     for side in ("left", "right", "top", "bottom"):
         edit.add_argument(f"--outpaint-{side}", type=int, default=0, help=f"extend the canvas {side} by N px")
     edit.add_argument("--upscale", type=float, help="re-render at this factor (1-4), e.g. 2 with --kind tile")
+    edit.add_argument("--tile-size", type=int,
+                      help="img2img/upscale: denoise in overlapping tiles of at most N px a side, for the memory of "
+                      "one tile (default with --upscale: 1024; 0: the whole image at once)")
     edit.add_argument("--tile-down-sampling", type=float, default=1.0,
                       help="tile kind: shrink the picture by this much first, for more invented detail (1)")
     _add_common_arguments(edit)
@@ -147,7 +150,7 @@ def _edit_inputs(args: argparse.Namespace) -> dict:
     """The picture (extended for an outpaint, enlarged for an upscale), its mask, and the editing settings."""
     from PIL import Image
 
-    from .edit import outpaint_canvas, upscale_size
+    from .edit import UPSCALE_TILE_SIZE, outpaint_canvas, upscale_size
 
     picture = _load_image(args.picture, "--picture")
     mask = None
@@ -169,8 +172,10 @@ def _edit_inputs(args: argparse.Namespace) -> dict:
         size = upscale_size(picture, args.upscale)
         picture = picture.resize(size, Image.Resampling.LANCZOS)
         args.width, args.height = args.width or size[0], args.height or size[1]
+    tile_size = args.tile_size if args.tile_size is not None else UPSCALE_TILE_SIZE if args.upscale else None
     return {"init_image": picture, "mask": mask, "denoise": args.denoise, "mask_blur": args.mask_blur,
-            "inpaint_padding": args.inpaint_padding, "keep_unmasked": args.keep_unmasked}
+            "inpaint_padding": args.inpaint_padding, "keep_unmasked": args.keep_unmasked,
+            "tile_size": tile_size or None}
 
 
 def _condition_of(kind: str, image, edit: dict, args: argparse.Namespace):

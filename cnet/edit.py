@@ -8,7 +8,8 @@ them (the mask blur, the paste-back):
   `keep_unmasked` (the result pasted onto the original through the mask: unmasked pixels stay exact);
 - outpaint: `outpaint_canvas` (the picture on a larger canvas, the new border to inpaint);
 - upscale: `tile_condition` (the tile ControlNet's map: the picture at the output size, optionally resampled down
-  first, as the tile model's "tile_resample" preprocessor does) and `upscale_size`.
+  first, as the tile model's "tile_resample" preprocessor does) and `upscale_size`; the denoising itself runs tile by
+  tile (`UPSCALE_TILE_SIZE`, cnet/tiles.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from .request import RequestError
+
+# An upscale denoises in tiles of at most this many px a side (cnet/tiles.py): a 2048 px result then needs about the
+# memory of a 1024 px one (measured: bench/RESULTS.md).
+UPSCALE_TILE_SIZE = 1024
 
 
 class Masks(NamedTuple):

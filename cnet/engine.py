@@ -293,6 +293,10 @@ class Engine:
             picture = fit(picture, width, height, request.resize_mode)
             if mask is not None:
                 mask = fit(mask, width, height, request.resize_mode)
+            if request.tile_size is not None and max(width, height) > request.tile_size:
+                from .tiles import generate_tiled
+
+                return generate_tiled(self, request, picture, maps, width, height, progress, should_stop, limits)
         caption = None
         if request.prompt_mode is PromptMode.AUTO and request.caption is None:
             caption = self.caption(request.source_image or maps[0])

@@ -102,6 +102,9 @@ class GenerationRequest:
     inpaint_padding: int | None = None  # "inpaint only the masked area": redraw a crop around the mask, padded by this
     # many px, at full resolution, and paste it back (diffusers' `padding_mask_crop`); None: the whole picture
     keep_unmasked: bool = False  # paste the result onto the original through the mask: unmasked pixels stay exact
+    # img2img (a tile upscale): denoise in overlapping tiles of at most this many px a side, so a 2048 px output
+    # needs the memory of one tile (cnet/tiles.py); None: the whole image at once
+    tile_size: int | None = None
 
     @property
     def mode(self) -> str:
@@ -177,6 +180,13 @@ class GenerationRequest:
             _check_int("inpaint_padding", self.inpaint_padding, 0, 1024)
         if not isinstance(self.keep_unmasked, bool):
             raise RequestError(f"keep_unmasked={self.keep_unmasked!r} must be true or false")
+        if self.tile_size is not None:
+            _check_int("tile_size", self.tile_size, 256, 4096)
+            if self.tile_size % 8:
+                raise RequestError(f"tile_size={self.tile_size} must be a multiple of 8")
+            if self.init_image is None or self.mask is not None:
+                raise RequestError(f"tile_size={self.tile_size} works on img2img (an upscale): give a picture and "
+                                   "no mask, or leave tile_size unset")
 
     def settings(self) -> dict[str, Any]:
         """The scalar fields, as recorded in metadata (images and units are recorded separately)."""
@@ -185,11 +195,13 @@ class GenerationRequest:
         out["prompt_mode"] = PromptMode(self.prompt_mode).value
         out["mode"] = self.mode
         if self.mode == "txt2img":  # the editing settings mean nothing without a picture: not recorded
-            for name in ("denoise", "mask_blur", "inpaint_padding", "keep_unmasked"):
+            for name in ("denoise", "mask_blur", "inpaint_padding", "keep_unmasked", "tile_size"):
                 del out[name]
         elif self.mode == "img2img":
             for name in ("mask_blur", "inpaint_padding", "keep_unmasked"):
                 del out[name]
+        else:
+            del out["tile_size"]
         return out
 
 

@@ -188,7 +188,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
               "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "resize_mode", "denoise",
               "mask_blur",
-              "inpaint_padding", "keep_unmasked")
+              "inpaint_padding", "keep_unmasked", "tile_size")
     index = int(meta.get("image_index", 0))
     request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,
                                 **edit, **{k: meta[k] for k in fields if k in meta})

@@ -215,6 +215,16 @@ def test_cli_upscale_renders_the_tile_map_at_twice_the_size(tiny_models, tmp_pat
     tile_map = Image.open(tmp_path / "out" / "cnet-4-control0.png")
     enlarged = picture.resize((128, 128), Image.Resampling.LANCZOS)
     assert np.array_equal(pixels(tile_map), pixels(tile_condition(enlarged, (128, 128), 2)))
+    assert read_metadata(tmp_path / "out" / "cnet-4-0.png")["tile_size"] == 1024  # the default: one tile here
+
+
+def test_cli_upscale_denoises_in_tiles_of_the_given_size(tiny_models, tmp_path, picture):
+    picture.resize((160, 128)).save(tmp_path / "p.png")
+    assert cli(tiny_models, tmp_path, "--picture", str(tmp_path / "p.png"), "--upscale", "2", "--kind", "tile",
+               "--denoise", "0.5", "--tile-size", "256") == 0
+    meta = read_metadata(tmp_path / "out" / "cnet-4-0.png")
+    assert (meta["width"], meta["height"], meta["tile_size"], meta["tiles"]) == (320, 256, 256, 2)
+    assert Image.open(tmp_path / "out" / "cnet-4-0.png").size == (320, 256)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -471,6 +481,13 @@ def test_the_edit_api_takes_an_output_size_and_a_resize_mode(app_url, tmp_path, 
         assert metadata[0]["resize_mode"] == mode
     # The square picture in a 3:2 frame: filled (padded sides) is another picture than cropped (top and bottom cut).
     assert not np.array_equal(made["crop_and_resize"], made["resize_and_fill"])
+    # An upscale is denoised in tiles (tile_size, default 1024), as the metadata says; 0: the whole image.
+    picture.resize((96, 96)).save(tmp_path / "p96.png")
+    for tile_size, tiles in ((256, 4), (0, None)):
+        _, _, metadata = client.predict(handle_file(str(tmp_path / "p96.png")), operation="upscale", kind="canny",
+                                        upscale=4, tile_size=tile_size, denoise=0.5, steps=2, seed=1,
+                                        api_name="/edit")
+        assert (metadata[0]["width"], metadata[0].get("tiles")) == (384, tiles)
     # One side alone: the other keeps the picture's aspect ratio.
     images, _, _ = client.predict(handle_file(str(tmp_path / "p.png")), width=128, steps=2, seed=1,
                                   api_name="/edit")

@@ -77,7 +77,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         edit_numbers = {n: gr.Number(value=v, label=n) for n, v in (
             ("denoise", 0.75), ("mask_blur", 4), ("inpaint_padding", -1), ("outpaint_left", 0),
             ("outpaint_right", 0), ("outpaint_top", 0), ("outpaint_bottom", 0), ("upscale", 2.0),
-            ("tile_down_sampling", 1.0))}
+            ("tile_down_sampling", 1.0), ("tile_size", -1))}
         keep = gr.Checkbox(value=False, label="keep_unmasked")
 
     @user_errors
@@ -90,11 +90,13 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
              outpaint_left: float = 0, outpaint_right: float = 0, outpaint_top: float = 0, outpaint_bottom: float = 0,
              upscale: float = 2.0, tile_down_sampling: float = 1.0, control_mode: str = "balanced",
              width: float | None = None, height: float | None = None, resize_mode: str = "crop_and_resize",
-             request: gr.Request = None) -> tuple:
+             tile_size: float = -1, request: gr.Request = None) -> tuple:
         """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
         Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
         picture; >= 0: only the masked area, with that padding. width/height 0: the picture's size (an upscale's:
-        the picture times `upscale`); another shape is met by resize_mode. seed < 0 or empty: random."""
+        the picture times `upscale`); another shape is met by resize_mode. tile_size (img2img, upscale): denoise in
+        tiles of at most that many px a side; 0: whole; < 0: the default (1024 for an upscale, else whole).
+        seed < 0 or empty: random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
         unit = UnitInput("map" if image else "photo", image or None, kind=kind or "canny",
@@ -110,7 +112,9 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             seed=None if seed_value is None or seed_value < 0 else seed_value, denoise=as_float(denoise, "denoise"),
             mask_blur=as_int(mask_blur, "mask_blur"), inpaint_padding=None if padding < 0 else padding,
             keep_unmasked=bool(keep_unmasked), resize_mode=resize_mode or "crop_and_resize",
-            width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None)
+            width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
+            **({} if tile_size in (None, "") or as_int(tile_size, "tile_size") < 0
+               else {"tile_size": as_int(tile_size, "tile_size")}))
         return list(result.images), result.condition_maps[0], result.metadata
 
     gr.Button(visible=False).click(
@@ -119,7 +123,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                *(edit_numbers[n] for n in ("denoise", "mask_blur", "inpaint_padding")), keep,
                *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
                                            "upscale", "tile_down_sampling")), text["control_mode"],
-               numbers["width"], numbers["height"], text["resize_mode"]],
+               numbers["width"], numbers["height"], text["resize_mode"], edit_numbers["tile_size"]],
         [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
 
     @user_errors

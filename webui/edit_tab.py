@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from cnet.edit import UPSCALE_TILE_SIZE
 from cnet.kinds import KINDS
 
 from .errors import keep_results, user_errors
@@ -86,6 +87,9 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
                 ui.factor = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
                 ui.down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
                                              label="Tile down-sampling (more: more invented detail)")
+                ui.tile_size = gr.Slider(0, 2048, value=UPSCALE_TILE_SIZE, step=64, elem_id="edit-tile-size",
+                                         label="Denoise in tiles of (px; 0: whole image)",
+                                         info="a larger result then needs only the memory of one tile")
             ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode",
                                       elem_id="edit-prompt-mode")
             ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt", visible=defaults.prompt_mode == "custom",
@@ -140,8 +144,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
     ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
 
     inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.control_mode, ui.denoise, ui.mask_blur, ui.keep,
-              ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.prompt_mode, ui.prompt, ui.steps,
-              ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode}
+              ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.tile_size, ui.prompt_mode, ui.prompt,
+              ui.steps, ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
@@ -163,7 +167,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
             denoise=as_float(v[ui.denoise], "denoise"), mask_blur=as_int(v[ui.mask_blur], "mask_blur"),
             inpaint_padding=as_int(v[ui.padding], "inpaint_padding") if v[ui.only_masked] else None,
             keep_unmasked=bool(v[ui.keep]), resize_mode=v[ui.resize_mode] or "crop_and_resize",
-            **_output_size(v[ui.operation], v[ui.width], v[ui.height]))
+            **_output_size(v[ui.operation], v[ui.width], v[ui.height]),
+            **({"tile_size": as_int(v[ui.tile_size] or 0, "tile_size")} if v[ui.operation] == "upscale" else {}))
         return shown_results(result, paths)
 
     event = ui.run.click(on_edit, inputs, outputs, concurrency_id="gpu", api_visibility="private",

@@ -352,7 +352,12 @@ class Studio:
         size = upscale_size(image, upscale) if operation == "upscale" else (image.width // 8 * 8,
                                                                              image.height // 8 * 8)
         if operation == "upscale":
+            from cnet.edit import UPSCALE_TILE_SIZE
+
             image = image.resize(size, Image.Resampling.LANCZOS)
+            generate_args.setdefault("tile_size", UPSCALE_TILE_SIZE)  # the memory of a 1024 px image at most
+        if not generate_args.get("tile_size"):
+            generate_args["tile_size"] = None  # 0: the whole image at once
         width, height = generate_args.get("width"), generate_args.get("height")
         if bool(width) != bool(height):  # one side given: the other keeps the picture's aspect ratio
             width = width or max(8, round(height * size[0] / size[1] / 8) * 8)
