@@ -9,7 +9,7 @@ from pathlib import Path
 from .control_mode import CONTROL_MODES
 from .engine import OFFLOAD_MODES
 from .kinds import KINDS
-from .request import SCHEDULERS, PromptMode
+from .request import SCHEDULERS, PromptMode, parse_lora
 from .resize import RESIZE_MODES
 
 
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
                       help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
+    tiny.add_argument("--family", choices=("sd15", "sd2", "sdxl"), default="sd15",
+                      help="tiny preset: the model family (sdxl also writes DIR/controlnet-union)")
     return parser
 
 
@@ -69,6 +71,9 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--kind", action="append", choices=sorted(KINDS),
                      help="condition kind per --image (default canny; one value applies to all)")
     gen.add_argument("--controlnet", action="append", help="ControlNet per --image: Hub id, folder or file")
+    gen.add_argument("--lora", action="append", type=parse_lora, metavar="SOURCE[:WEIGHT]",
+                     help="a LoRA for the base (Hub id, folder or .safetensors, A1111/kohya files too), at WEIGHT "
+                     "(1.0); repeat for several")
     gen.add_argument("--strength", action="append", type=float, help="control strength per --image (1.0)")
     gen.add_argument("--control-start", type=float, default=0.0, help="fraction of steps before control starts")
     gen.add_argument("--resize-mode", choices=list(RESIZE_MODES), default="crop_and_resize",
@@ -236,6 +241,8 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
             for unit, net in zip(request.units, _per_unit(args.controlnet, len(request.units), "controlnet", None)):
                 unit.controlnet = net
         base = args.base_model or base
+        if args.lora:  # --lora replaces the recorded LoRAs
+            request.loras = list(args.lora)
     else:
         if not args.image:
             raise ValueError("give --image (a condition map) or --from-png")
@@ -258,7 +265,7 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
             negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
             eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
             guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source, resize_mode=args.resize_mode,
-            **edit)
+            loras=list(args.lora or []), **edit)
         base = args.base_model
     if base is None and not any(u.controlnet for u in request.units):
         from .demo import DEMO_BASE, DEMO_CONTROLNET, DEMO_NOTICE, DEMO_SIZE, use_demo
@@ -292,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tiny-model":
             from .tiny import save_tiny_models
 
-            for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset):
+            for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset, family=args.family):
                 print(path)
         else:
             for path in (_batch(args) if args.command == "batch" else _generate(args)[0]):

@@ -18,6 +18,7 @@ from .cache import LRUCache, free_accelerator_memory
 from .captioner import Captioner
 from .control_mode import install_control_modes, set_control_mode
 from .env import env_flag
+from .families import FAMILIES, Family, check_fits, family_of, is_union, pipeline_class
 from .fastpath import skip_inactive_controlnet
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .models import (
@@ -36,6 +37,7 @@ from .request import (
     ControlUnit,
     GenerationRequest,
     Limits,
+    LoraRef,
     PromptMode,
     RequestError,
     resolve_prompt,
@@ -43,12 +45,9 @@ from .request import (
 from .resize import fit
 from .result import GenerationResult
 
-# Request mode -> the diffusers pipeline that runs it; all share the engine's loaded base and ControlNets.
-PIPELINE_CLASSES = {
-    "txt2img": "StableDiffusionControlNetPipeline",
-    "img2img": "StableDiffusionControlNetImg2ImgPipeline",
-    "inpaint": "StableDiffusionControlNetInpaintPipeline",
-}
+# Request mode -> the diffusers pipeline that runs it, per model family (cnet/families.py); all share the engine's
+# loaded base and ControlNets.
+PIPELINE_CLASSES = FAMILIES["sd15"].pipelines
 
 # Images with a side above this are encoded and decoded tile by tile (diffusers' VAE tiling) unless asked always.
 AUTO_TILING_SIDE = 1024
@@ -169,6 +168,8 @@ class Engine:
         self.captioner = Captioner(caption_model, device=self.device,
                                    dtype=self.dtype if self.device != "cpu" else None)
         self._base: dict[str, Any] | None = None
+        self.family: Family = FAMILIES["sd15"]  # read from the base's config when it loads (load_base)
+        self._loras: tuple[tuple[str, float], ...] = ()  # (source, weight) applied to the base now
         self._controlnets = LRUCache(self.max_cached_controlnets)
         self._load_lock = threading.RLock()
         self._run_lock = threading.Lock()
@@ -178,12 +179,15 @@ class Engine:
         """Load the base pipeline's modules once; later calls return the very same objects."""
         with self._load_lock:
             if self._base is None:
-                from diffusers import StableDiffusionPipeline
+                import diffusers
 
+                family = self._read_family()
                 kwargs: dict[str, Any] = {"dtype": self.dtype}
-                if not self.safety_checker:
+                if not self.safety_checker and family.has_safety_checker:
                     kwargs.update(safety_checker=None, requires_safety_checker=False)
-                pipe = self._load(StableDiffusionPipeline, self.base_source, BASE_MODEL_ENV, **kwargs)
+                pipe = self._load(getattr(diffusers, family.base_pipeline), self.base_source, BASE_MODEL_ENV,
+                                  **kwargs)
+                self.family = family_of(pipe.unet.config)  # the loaded weights have the last word
                 if self.offload == "none":
                     pipe.to(self.device)  # with offload the weights stay in CPU memory; hooks move them per call
                 else:
@@ -195,21 +199,49 @@ class Engine:
                 self._base = dict(pipe.components)
             return self._base
 
+    def _read_family(self) -> Family:
+        """The base's family from its U-Net config, read before any weight (a single file: from its config folder,
+        else SD 1.x, as diffusers' own single-file loading assumes)."""
+        from diffusers import UNet2DConditionModel
+
+        if self.base_source.kind == "file":
+            if not self.single_file_config:
+                return FAMILIES["sd15"]
+            config = UNet2DConditionModel.load_config(
+                self.single_file_config, subfolder="unet", local_files_only=hub_is_offline())
+            return family_of(config)
+        config = load_with_hub_fallback(UNet2DConditionModel.load_config, self.base_source, env_var=BASE_MODEL_ENV,
+                                        subfolder="unet")
+        try:
+            return family_of(config)
+        except ValueError as err:
+            raise ModelUnavailableError(f"base_model={self.base_source.spec!r} is {err}") from None
+
     def load_controlnet(self, spec: str | ModelSource, env_var: str | None = None) -> Any:
         """Load (or fetch from the cache) the ControlNet at `spec`, on this engine's device and dtype."""
         with self._load_lock:
             return self._controlnets.get(spec, lambda: self._build_controlnet(spec, env_var))
 
     def _build_controlnet(self, spec: str | ModelSource, env_var: str | None) -> Any:
-        from diffusers import ControlNetModel
+        import diffusers
 
         source = parse_model_source(spec, what="controlnet")
-        model = self._load(ControlNetModel, source, env_var, dtype=self.dtype).eval()
+        base_config = self.load_base()["unet"].config
+        cls = diffusers.ControlNetModel
+        if source.kind != "file":  # its config first: a ControlNet of another family is refused before its weights
+            config = load_with_hub_fallback(diffusers.ControlNetModel.load_config, source, env_var=env_var)
+            check_fits(config, base_config, source.spec, self.base_source.spec)
+            cls = getattr(diffusers, config.get("_class_name", "ControlNetModel"), cls)
+            if not issubclass(cls, diffusers.ModelMixin):
+                cls = diffusers.ControlNetModel
+        model = self._load(cls, source, env_var, dtype=self.dtype).eval()
+        check_fits(model.config, base_config, source.spec, self.base_source.spec)
         if self.offload == "none":
             model.to(self.device)
         model.to(memory_format=_memory_format(self.channels_last))
         install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
-        if self.skip_inactive_controlnet:
+        # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
+        if self.skip_inactive_controlnet and not is_union(model):
             skip_inactive_controlnet(model)
         if self.compile:
             model = _compile(model)
@@ -231,12 +263,54 @@ class Engine:
                 "single_file_config / --single-file-config pointing at a diffusers folder."
             ) from err
 
+    def use_loras(self, pipe: Any, loras: list[LoraRef]) -> None:
+        """Make `loras` (in order, at their weights) the ones applied to the shared base: unchanged ones stay
+        loaded, a new selection unloads the old one first (diffusers' `unload_lora_weights` restores the original
+        layers, so the base gives its own pixels again). Under the run lock."""
+        wanted = tuple((lora.source, float(lora.weight)) for lora in loras)
+        if wanted == self._loras:
+            return
+        if [s for s, _ in wanted] != [s for s, _ in self._loras]:
+            if self._loras:
+                pipe.unload_lora_weights()
+                self._loras = ()
+            try:
+                for i, (spec, _) in enumerate(wanted):
+                    self._load_lora(pipe, parse_model_source(spec, what=f"loras[{i}]"), f"lora{i}")
+            except BaseException:
+                pipe.unload_lora_weights()  # never leave half a selection applied
+                raise
+        if wanted:
+            pipe.set_adapters([f"lora{i}" for i in range(len(wanted))], adapter_weights=[w for _, w in wanted])
+        self._loras = wanted
+
+    def _load_lora(self, pipe: Any, source: ModelSource, name: str) -> None:
+        from pathlib import Path
+
+        def load(location: str, **kwargs: Any) -> None:
+            pipe.load_lora_weights(location, adapter_name=name, **kwargs)
+
+        try:
+            if source.kind == "file":  # diffusers reads a file by its folder and name (A1111/kohya keys converted)
+                path = Path(source.location)
+                load(str(path.parent), weight_name=path.name)
+            else:
+                load_with_hub_fallback(load, source)
+        except (OSError, ValueError, KeyError) as err:
+            if isinstance(err, ModelUnavailableError):
+                raise
+            raise RequestError(f"loras: {source.spec!r} is not a LoRA for this {self.family.label} base: "
+                               f"{str(err)[:300]}") from None
+
     def controlnet_spec(self, unit: ControlUnit) -> tuple[str, str | None]:
         """The ControlNet reference a unit uses, and the env var that overrides it."""
         if unit.controlnet:
             return unit.controlnet, None
         kind = KINDS[unit.kind]
-        return kind.controlnet_source(), kind.env_var
+        try:
+            return kind.controlnet_source(self.family.name), kind.env_var
+        except ValueError as err:
+            raise RequestError(str(err)) from None
 
     def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim", mode: str = "txt2img") -> Any:
         """The ControlNet pipeline for `mode` (PIPELINE_CLASSES) over the shared base modules and the units'
@@ -247,12 +321,17 @@ class Engine:
             raise RequestError(f"mode={mode!r} is not one of {list(PIPELINE_CLASSES)}")
         base = self.load_base()
         nets = [self.load_controlnet(*self.controlnet_spec(u)) for u in units]
+        union = any(is_union(net) for net in nets)
+        if union and any(net is not nets[0] for net in nets):
+            raise RequestError("a ControlNet-Union model takes every condition itself: give all units the same "
+                               "Union model (each with its own kind), not a mix with other ControlNets")
         components = {k: v for k, v in base.items() if k != "scheduler"}
-        pipe = getattr(diffusers, PIPELINE_CLASSES[mode])(
+        if self.family.has_safety_checker:
+            components["requires_safety_checker"] = False
+        pipe = getattr(diffusers, pipeline_class(self.family, mode, union))(
             **components,
-            controlnet=nets[0] if len(nets) == 1 else nets,
+            controlnet=nets[0] if len(nets) == 1 or union else nets,
             scheduler=make_scheduler(scheduler, base["scheduler"].config),
-            requires_safety_checker=False,
         )
         # The hooks live on the shared modules: installing them for this pipeline first removes the previous
         # pipeline's, so ControlNets switched in or out are offloaded like the base.
@@ -345,7 +424,21 @@ class Engine:
             pipe = self.pipeline(request.units, request.scheduler, request.mode)
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
+            self.use_loras(pipe, request.loras)
+            union = is_union(pipe.controlnet)
+            if union:  # one model, every condition with its control type; the maps always as `control_image`
+                edit, control_types = dict(edit), []
+                if picture is None:
+                    del edit["image"]
+                edit["control_image"] = list(conditions)
+                for unit in request.units:
+                    if KINDS[unit.kind].union_type is None:
+                        raise RequestError(f"kind={unit.kind!r} has no control type in a ControlNet-Union model")
+                    control_types.append(KINDS[unit.kind].union_type)
+                edit["control_mode"] = control_types
             nets = pipe.controlnet.nets if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
+            if union:  # the units' control modes all apply to the one model: they must agree
+                nets = nets * len(request.units)
             cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
             modes: dict[int, str] = {}
             for net, unit in zip(nets, request.units):
@@ -371,10 +464,11 @@ class Engine:
                 eta=float(request.eta),
                 # One CPU generator per image: each image is reproducible alone, on any device.
                 generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units]),
+                # A Union model takes a list (one per condition) even for one condition.
+                controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], union),
                 guess_mode=request.guess_mode,
-                control_guidance_start=_one_or_list([float(u.start) for u in request.units]),
-                control_guidance_end=_one_or_list([float(u.end) for u in request.units]),
+                control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
+                control_guidance_end=_one_or_list([float(u.end) for u in request.units], union),
                 callback_on_step_end=on_step_end,
                 # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
                 output_type=output_type,
@@ -451,6 +545,9 @@ class Engine:
         return {
             **settings,
             "base_model": describe_source(self.base_source),
+            "family": self.family.name,
+            "loras": [{**describe_source(parse_model_source(lora.source)), "weight": lora.weight}
+                      for lora in request.loras],
             "controlnets": controlnets,
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -458,6 +555,6 @@ class Engine:
         }
 
 
-def _one_or_list(values: list[float]) -> float | list[float]:
+def _one_or_list(values: list[float], as_list: bool = False) -> float | list[float]:
     # A single ControlNet takes scalars, several take lists: match what a direct diffusers call would pass.
-    return values[0] if len(values) == 1 else values
+    return values[0] if len(values) == 1 and not as_list else values

@@ -28,40 +28,68 @@ class ConditionKind:
     annotator: str  # "" for a kind whose map is not made from one image (inpaint: the picture and its mask)
     description: str
     needs_mask: bool = False  # an editing kind: its map is the edited picture with the mask blanked out
+    # Its control type in a ControlNet-Union model (xinsir's ControlNet++ order: 0 openpose, 1 depth, 2 soft edges
+    # and scribbles, 3 canny/lineart/mlsd, 4 normal, 5 segmentation; the promax model adds 6 tile, 7 inpaint).
+    union_type: int | None = None
+    # The SDXL ControlNet its authors publish for this kind (None: none is published in diffusers format).
+    sdxl_controlnet: str | None = None
 
     @property
     def env_var(self) -> str:
         return f"CNET_CONTROLNET_{self.name.upper()}"
 
-    def controlnet_source(self) -> str:
-        """The ControlNet to use for this kind: `CNET_CONTROLNET_<KIND>` if set, else the default."""
-        return os.environ.get(self.env_var) or self.controlnet
+    def controlnet_source(self, family: str = "sd15") -> str:
+        """The ControlNet to use for this kind on a base of `family`: `CNET_CONTROLNET_<KIND>` if set, else the
+        family's default (ValueError naming the kind when the family has none)."""
+        if os.environ.get(self.env_var):
+            return os.environ[self.env_var]
+        if family == "sdxl":
+            if self.sdxl_controlnet is None:
+                raise ValueError(f"kind={self.name!r} has no published SDXL ControlNet: choose another kind, or set "
+                                 f"{self.env_var} (or pass a ControlNet) for SDXL")
+            return self.sdxl_controlnet
+        return self.controlnet
 
 
-def _kind(name: str, controlnet: str, annotator: str, description: str, needs_mask: bool = False) -> ConditionKind:
-    return ConditionKind(name, controlnet, annotator, description, needs_mask)
+# xinsir's ControlNet++ (one SDXL model, several kinds); its six-type weights are the repository's diffusers files.
+SDXL_UNION = "xinsir/controlnet-union-sdxl-1.0"
+
+
+def _kind(name: str, controlnet: str, annotator: str, description: str, needs_mask: bool = False,
+          union_type: int | None = None, sdxl: str | None = None) -> ConditionKind:
+    if sdxl is None and union_type is not None and union_type < 6:  # the six types of the union's diffusers weights
+        sdxl = SDXL_UNION
+    return ConditionKind(name, controlnet, annotator, description, needs_mask, union_type, sdxl)
 
 
 KINDS: Mapping[str, ConditionKind] = MappingProxyType(
     {
         k.name: k
         for k in (
-            _kind("canny", "lllyasviel/control_v11p_sd15_canny", "canny", "Canny edges, white on black"),
-            _kind("depth", "lllyasviel/control_v11f1p_sd15_depth", "depth", "Depth map (MiDaS), near is bright"),
-            _kind("openpose", "lllyasviel/control_v11p_sd15_openpose", "openpose", "OpenPose body skeleton"),
+            _kind("canny", "lllyasviel/control_v11p_sd15_canny", "canny", "Canny edges, white on black",
+                  union_type=3),
+            _kind("depth", "lllyasviel/control_v11f1p_sd15_depth", "depth", "Depth map (MiDaS), near is bright",
+                  union_type=1),
+            _kind("openpose", "lllyasviel/control_v11p_sd15_openpose", "openpose", "OpenPose body skeleton",
+                  union_type=0),
             _kind("scribble", "lllyasviel/control_v11p_sd15_scribble", "scribble",
-                  "User scribble: white strokes on black"),
-            _kind("softedge", "lllyasviel/control_v11p_sd15_softedge", "softedge", "Soft edges (HED / PiDiNet)"),
-            _kind("mlsd", "lllyasviel/control_v11p_sd15_mlsd", "mlsd", "Straight lines (M-LSD)"),
-            _kind("lineart", "lllyasviel/control_v11p_sd15_lineart", "lineart", "Line art drawing"),
-            _kind("normal", "lllyasviel/control_v11p_sd15_normalbae", "normal", "Surface normals (NormalBae)"),
-            _kind("seg", "lllyasviel/control_v11p_sd15_seg", "seg", "Semantic segmentation (ADE20K colours)"),
+                  "User scribble: white strokes on black", union_type=2),
+            _kind("softedge", "lllyasviel/control_v11p_sd15_softedge", "softedge", "Soft edges (HED / PiDiNet)",
+                  union_type=2),
+            _kind("mlsd", "lllyasviel/control_v11p_sd15_mlsd", "mlsd", "Straight lines (M-LSD)", union_type=3),
+            _kind("lineart", "lllyasviel/control_v11p_sd15_lineart", "lineart", "Line art drawing", union_type=3),
+            _kind("normal", "lllyasviel/control_v11p_sd15_normalbae", "normal", "Surface normals (NormalBae)",
+                  union_type=4),
+            _kind("seg", "lllyasviel/control_v11p_sd15_seg", "seg", "Semantic segmentation (ADE20K colours)",
+                  union_type=5),
             # For editing: the tile model re-renders a picture with more detail (upscaling).
             _kind("tile", "lllyasviel/control_v11f1e_sd15_tile", "tile_resample",
-                  "The picture itself (tile): re-render with more detail, for upscaling"),
+                  "The picture itself (tile): re-render with more detail, for upscaling", union_type=6,
+                  sdxl="xinsir/controlnet-tile-sdxl-1.0"),
             # For inpainting: the picture with the masked pixels set to -1, as the model's authors specify.
             _kind("inpaint", "lllyasviel/control_v11p_sd15_inpaint", "",
-                  "The picture with the masked area blanked (inpaint ControlNet; Edit tab, inpaint)", needs_mask=True),
+                  "The picture with the masked area blanked (inpaint ControlNet; Edit tab, inpaint)", needs_mask=True,
+                  union_type=7),
         )
     }
 )

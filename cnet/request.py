@@ -7,7 +7,7 @@ CLI, the app and the API can show it as is. Defaults are the paper's experiment 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -58,6 +58,28 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+@dataclass(frozen=True)
+class LoraRef:
+    """A LoRA applied to the base (diffusers' `load_lora_weights`): a Hub id, a folder, or a .safetensors file
+    (diffusers' own, A1111 and kohya files alike), at `weight` (1.0: as trained; 0: off)."""
+
+    source: str
+    weight: float = 1.0
+
+
+def parse_lora(text: str) -> LoraRef:
+    """`SOURCE` or `SOURCE:WEIGHT` (e.g. `styles/ink.safetensors:0.8`), as the CLI, the API and the form take it."""
+    text = text.strip()
+    source, _, weight = text.rpartition(":")
+    try:
+        return LoraRef(source.strip(), float(weight)) if source else LoraRef(text)
+    except ValueError:  # no weight after the last colon (a Windows drive, a revision): all of it is the source
+        return LoraRef(text)
+
+
+MAX_LORAS = 8
+
+
 @dataclass
 class ControlUnit:
     """One ControlNet and its condition map. `controlnet=None` takes the kind's default (or its env override)."""
@@ -105,6 +127,8 @@ class GenerationRequest:
     # img2img (a tile upscale): denoise in overlapping tiles of at most this many px a side, so a 2048 px output
     # needs the memory of one tile (cnet/tiles.py); None: the whole image at once
     tile_size: int | None = None
+    # -- the base model's style -----------------------------------------------------------------------------------
+    loras: list[LoraRef] = field(default_factory=list)  # applied in order, each at its weight; [] none
 
     @property
     def mode(self) -> str:
@@ -158,6 +182,13 @@ class GenerationRequest:
         if self.source_image is not None and not isinstance(self.source_image, Image.Image):
             raise RequestError(f"source_image={type(self.source_image).__name__} must be a PIL image")
         self._validate_edit()
+        if not isinstance(self.loras, list) or len(self.loras) > MAX_LORAS:
+            raise RequestError(f"loras={short_repr(self.loras)}: give a list of at most {MAX_LORAS} LoRAs")
+        for i, lora in enumerate(self.loras):
+            if not isinstance(lora, LoraRef) or not isinstance(lora.source, str) or not lora.source.strip():
+                raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
+            _check_text(f"loras[{i}]", lora.source, 1000)
+            _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
         return replace(self, prompt_mode=mode)
 
     def _validate_edit(self) -> None:
@@ -190,7 +221,7 @@ class GenerationRequest:
 
     def settings(self) -> dict[str, Any]:
         """The scalar fields, as recorded in metadata (images and units are recorded separately)."""
-        skip = {"units", "source_image", "init_image", "mask"}
+        skip = {"units", "source_image", "init_image", "mask", "loras"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out["prompt_mode"] = PromptMode(self.prompt_mode).value
         out["mode"] = self.mode

@@ -160,7 +160,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     float kernels may round differently at another batch size, so only the same batch composition gives the same
     pixels bit for bit on every machine. Take `images[index]` of the result.
     """
-    from .request import ControlUnit, GenerationRequest
+    from .request import ControlUnit, GenerationRequest, LoraRef
 
     folder = Path(folder)
     maps = meta.get("control_images") or []
@@ -190,6 +190,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
               "mask_blur",
               "inpaint_padding", "keep_unmasked", "tile_size")
     index = int(meta.get("image_index", 0))
+    loras = [LoraRef(lora["model"], float(lora["weight"])) for lora in meta.get("loras") or []]
     request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,
-                                **edit, **{k: meta[k] for k in fields if k in meta})
+                                loras=loras, **edit, **{k: meta[k] for k in fields if k in meta})
     return Rerun(request, meta["base_model"]["model"], index)

@@ -78,8 +78,9 @@ def build_clip_tokenizer(out_dir: str | Path, words: Iterable[str] = BASE_WORDS,
                          pad_token="<|endoftext|>")
 
 
-def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
-    """Tiny SD1.5-shaped components and a ControlNet, seeded random weights.
+def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None, family: str = "sd15") -> dict:
+    """Tiny SD1.5-shaped components and a ControlNet, seeded random weights (`family="sd2"`: SD 2.x's linear
+    projections and v-prediction, otherwise the same).
 
     The VAE downsamples by 8 like Stable Diffusion's, so a 512x512 request makes 64x64 latents (not 256x256) and the
     plumbing check over the app's real sizes takes seconds; the U-Net's `sample_size` makes 64x64 its default output.
@@ -92,7 +93,8 @@ def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None
 
     torch.manual_seed(seed)
     blocks = dict(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), block_out_channels=(32, 64),
-                  layers_per_block=1, cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8)
+                  layers_per_block=1, cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
+                  use_linear_projection=family == "sd2")
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
     # The conditioning encoder must downsample as much as the VAE (factor 8, as in SD1.5): four widths, three halvings.
@@ -111,9 +113,51 @@ def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None
         max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                              prediction_type="v_prediction" if family == "sd2" else "epsilon")
     return dict(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
                 scheduler=scheduler)
+
+
+def build_tiny_sdxl_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
+    """Tiny SDXL-shaped components (two text encoders, the pooled-text and size conditioning), a ControlNet and a
+    ControlNet-Union model (`union`, eight control types as xinsir's promax model), seeded random weights."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, ControlNetUnionModel, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    # SDXL's U-Net reads both encoders' hidden states side by side (32 + 32) and adds the second's pooled output
+    # (32) and six size/crop numbers (6 x 8) to its time embedding: 80.
+    blocks = dict(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), block_out_channels=(32, 64),
+                  layers_per_block=1, cross_attention_dim=64, attention_head_dim=(2, 4), norm_num_groups=8,
+                  use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+                  transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
+    controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 16, 16), **blocks)
+    union = ControlNetUnionModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 16, 16), num_control_type=8,
+                                 num_trans_channel=32, num_trans_head=2, num_proj_channel=32, **blocks)
+    with torch.no_grad():  # zero convolutions start at zero; give them small values so the control shows
+        for net in (controlnet, union):
+            for module in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+                for p in module.parameters():
+                    p.normal_(0.0, 0.05)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16), latent_channels=4,
+                        norm_num_groups=8, sample_size=64, scaling_factor=0.13025)
+    tokenizer = build_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
+    config = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                  num_hidden_layers=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=32)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**config))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**config))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return dict(unet=unet, controlnet=controlnet, union=union, vae=vae, text_encoder=text_encoder.eval(),
+                text_encoder_2=text_encoder_2.eval(), tokenizer=tokenizer, tokenizer_2=tokenizer, scheduler=scheduler)
 
 
 def build_sd15_vae() -> Any:
@@ -153,17 +197,32 @@ def build_sd15_components(seed: int = 0, tokenizer_dir: str | Path | None = None
 PRESETS = {"tiny": build_tiny_components, "sd15": build_sd15_components}
 
 
-def save_tiny_models(out_dir: str | Path, seed: int = 0, preset: str = "tiny") -> tuple[Path, Path]:
-    """Write `out_dir/base` and `out_dir/controlnet` (preset 'tiny': 64x64 toy; 'sd15': real shapes); return both."""
-    from diffusers import StableDiffusionPipeline
+TINY_FAMILIES = ("sd15", "sd2", "sdxl")
+
+
+def save_tiny_models(out_dir: str | Path, seed: int = 0, preset: str = "tiny",
+                     family: str = "sd15") -> tuple[Path, Path]:
+    """Write `out_dir/base` and `out_dir/controlnet` (preset 'tiny': 64x64 toy; 'sd15': real shapes); return both.
+    `family` (tiny preset): sd15, sd2 or sdxl; sdxl also writes `out_dir/controlnet-union` (a ControlNet-Union)."""
+    import diffusers
 
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
+    if family not in TINY_FAMILIES or (family != "sd15" and preset != "tiny"):
+        raise ValueError(f"family={family!r} is not one of {list(TINY_FAMILIES)} (other families: preset 'tiny')")
     out = Path(out_dir)
-    parts = PRESETS[preset](seed, tokenizer_dir=out / "base" / "tokenizer")
+    if family == "sdxl":
+        parts = build_tiny_sdxl_components(seed, tokenizer_dir=out / "base" / "tokenizer")
+        parts.pop("union").save_pretrained(out / "controlnet-union")
+        extra: dict[str, Any] = {"force_zeros_for_empty_prompt": True, "add_watermarker": False}
+    else:
+        parts = (PRESETS[preset](seed, tokenizer_dir=out / "base" / "tokenizer", family=family) if preset == "tiny"
+                 else PRESETS[preset](seed, tokenizer_dir=out / "base" / "tokenizer"))
+        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    from .families import FAMILIES
+
     controlnet = parts.pop("controlnet")
-    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = getattr(diffusers, FAMILIES[family].base_pipeline)(**parts, **extra)
     pipe.save_pretrained(out / "base")
     controlnet.save_pretrained(out / "controlnet")
     return out / "base", out / "controlnet"
@@ -200,3 +259,24 @@ def save_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
     BlipForConditionalGeneration(config).eval().save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def save_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 0, rank: int = 4) -> Path:
+    """Write a LoRA for the tiny base at `base_dir` (its U-Net's attention projections, random non-zero weights, so
+    it visibly changes the output) as diffusers' `pytorch_lora_weights.safetensors` in `out_dir`; return the file."""
+    import diffusers
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from .families import family_of
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(base_dir, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    pipeline = getattr(diffusers, family_of(unet.config).base_pipeline)
+    pipeline.save_lora_weights(str(out_dir), unet_lora_layers=layers)
+    return Path(out_dir) / "pytorch_lora_weights.safetensors"

@@ -1,0 +1,100 @@
+"""Model families (SD 1.x, SD 2.x, SDXL): one table entry each, read from the model's own config, never its name.
+
+A family decides the diffusers pipeline classes for every request mode (text-to-image, img2img, inpaint; plain and
+ControlNet-Union), the class that loads the base, its default output side, and which ControlNets fit it. Adding the
+next family is a `Family(...)` here, not a fork of the engine.
+
+The family is recognised by the U-Net's (or ControlNet's) architecture, which is what makes the weights fit:
+SDXL's U-Net conditions on pooled text and image sizes (`addition_embed_type="text_time"`); SD 2.x, unlike 1.x, uses
+linear projections in its transformers (`use_linear_projection`). A ControlNet also has to match the base's text
+width (`cross_attention_dim`): two models of one family with other widths (a tiny test model and a real one) are
+refused as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FamilyMismatchError(ValueError):
+    """A ControlNet that does not fit the base model; the message names both models and their families."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the studio needs to know to run a family of base models."""
+
+    name: str  # the short name used in metadata, the CLI and the UI
+    label: str  # for people
+    base_pipeline: str  # the diffusers class that loads a base of this family
+    pipelines: Mapping[str, str]  # request mode -> ControlNet pipeline class (one ControlNet or several)
+    union_pipelines: Mapping[str, str] = field(default_factory=dict)  # the same for a ControlNet-Union model
+    default_side: int = 512  # the side its models were trained at (SD 2.x v-prediction: 768)
+    has_safety_checker: bool = True  # SD 1.x / 2.x pipelines carry one; SDXL's do not
+    text_encoders: int = 1
+
+
+SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+                "inpaint": "StableDiffusionControlNetInpaintPipeline"}
+
+FAMILIES: dict[str, Family] = {
+    "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES),
+    "sd2": Family("sd2", "Stable Diffusion 2.x", "StableDiffusionPipeline", SD_PIPELINES),
+    "sdxl": Family(
+        "sdxl", "Stable Diffusion XL", "StableDiffusionXLPipeline",
+        {"txt2img": "StableDiffusionXLControlNetPipeline", "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+         "inpaint": "StableDiffusionXLControlNetInpaintPipeline"},
+        {"txt2img": "StableDiffusionXLControlNetUnionPipeline",
+         "img2img": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+         "inpaint": "StableDiffusionXLControlNetUnionInpaintPipeline"},
+        default_side=1024, has_safety_checker=False, text_encoders=2),
+}
+
+UNION_CLASS = "ControlNetUnionModel"
+
+
+def family_of(config: Mapping[str, Any]) -> Family:
+    """The family of a U-Net or ControlNet from its config (a `config.json` as a dict, or a model's `.config`)."""
+    if config.get("addition_embed_type") == "text_time":
+        return FAMILIES["sdxl"]
+    if config.get("addition_embed_type") is not None or config.get("in_channels", 4) not in (4, 9):
+        raise ValueError(f"an unknown architecture (addition_embed_type={config.get('addition_embed_type')!r}, "
+                         f"in_channels={config.get('in_channels')!r}): not a Stable Diffusion 1.x, 2.x or XL model")
+    return FAMILIES["sd2"] if config.get("use_linear_projection") else FAMILIES["sd15"]
+
+
+def default_side(family: Family, scheduler_config: Mapping[str, Any] | None = None) -> int:
+    """The side a base was trained at: 768 for SD 2.x v-prediction models (the 768-v ones), else the family's."""
+    if family.name == "sd2" and (scheduler_config or {}).get("prediction_type") == "v_prediction":
+        return 768
+    return family.default_side
+
+
+def is_union(controlnet: Any) -> bool:
+    """True for a ControlNet-Union model (several condition kinds in one model, each with its control type)."""
+    return type(controlnet).__name__ == UNION_CLASS
+
+
+def check_fits(controlnet_config: Mapping[str, Any], base_config: Mapping[str, Any], controlnet: str,
+               base: str) -> None:
+    """Refuse a ControlNet made for another family (or text width) than the base, naming both."""
+    theirs, ours = family_of(controlnet_config), family_of(base_config)
+    width, base_width = controlnet_config.get("cross_attention_dim"), base_config.get("cross_attention_dim")
+    if theirs is not ours:
+        raise FamilyMismatchError(f"controlnet={controlnet!r} is a {theirs.label} ControlNet, but the base model "
+                                  f"{base!r} is {ours.label}: choose a ControlNet made for {ours.label}, or a "
+                                  f"{theirs.label} base model")
+    if width != base_width:
+        raise FamilyMismatchError(f"controlnet={controlnet!r} reads text embeddings {width} wide, but the base model "
+                                  f"{base!r} makes them {base_width} wide: they were not made for each other")
+
+
+def pipeline_class(family: Family, mode: str, union: bool) -> str:
+    """The diffusers pipeline class that runs `mode` on this family (with a ControlNet-Union model when `union`)."""
+    table = family.union_pipelines if union else family.pipelines
+    if mode not in table:
+        what = "ControlNet-Union models" if union else "ControlNets"
+        raise ValueError(f"{family.label} has no {mode} pipeline for {what}")
+    return table[mode]

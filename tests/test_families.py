@@ -1,0 +1,141 @@
+"""Model families (cnet/families.py) on tiny models of each: recognised from the config, run through the family's
+own diffusers pipeline with the same pixels as calling it directly (one ControlNet, two, and SDXL's
+ControlNet-Union), and a ControlNet of another family refused naming both."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnet.cli import main as cli
+from cnet.families import FAMILIES, family_of
+from cnet.kinds import KINDS, SDXL_UNION
+from cnet.request import DEFAULT_PROMPT
+from cnet.result import read_metadata
+from cnet.tiny import save_tiny_models
+
+
+@pytest.fixture(scope="module")
+def sdxl(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny-sdxl")
+    base, controlnet = save_tiny_models(out, seed=0, family="sdxl")
+    return base, controlnet, out / "controlnet-union"
+
+
+@pytest.fixture(scope="module")
+def sd2(tmp_path_factory):
+    return save_tiny_models(tmp_path_factory.mktemp("tiny-sd2"), seed=0, family="sd2")
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("maps")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(2):
+        edges = np.zeros((64, 64, 3), np.uint8)
+        edges[rng.integers(0, 64, 200), rng.integers(0, 64, 200)] = 255
+        Image.fromarray(edges).save(folder / f"map{i}.png")
+        paths.append(folder / f"map{i}.png")
+    return paths
+
+
+def run_cli(tmp_path, base, units, *extra):
+    """`python -m cnet generate` with (map, kind, controlnet, strength) units; returns the saved image's pixels."""
+    args = ["generate", "--base-model", str(base), "--steps", "3", "--seed", "3", "--out", str(tmp_path / "out")]
+    for path, kind, controlnet, strength in units:
+        args += ["--image", str(path), "--kind", kind, "--controlnet", str(controlnet), "--strength", str(strength)]
+    assert cli(args + list(extra)) == 0
+    saved = tmp_path / "out" / "cnet-3-0.png"
+    return np.asarray(Image.open(saved)), read_metadata(saved)
+
+
+def direct(pipeline_class, base, controlnet, **kwargs):
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    extra = {} if "XL" in pipeline_class else {"safety_checker": None, "requires_safety_checker": False}
+    pipe = getattr(diffusers, pipeline_class).from_pretrained(str(base), controlnet=controlnet, **extra)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    image = pipe(DEFAULT_PROMPT, num_inference_steps=3, guidance_scale=9.0, negative_prompt="",
+                 generator=[torch.Generator().manual_seed(3)], **kwargs).images[0]
+    return np.asarray(image)
+
+
+def test_families_are_read_from_the_config(sdxl, sd2, tiny_models):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    for base, name in ((tiny_models[0], "sd15"), (sd2[0], "sd2"), (sdxl[0], "sdxl")):
+        assert family_of(UNet2DConditionModel.load_config(base, subfolder="unet")) is FAMILIES[name]
+    assert family_of(ControlNetModel.load_config(sdxl[2])).name == "sdxl"  # the Union model too
+    with pytest.raises(ValueError, match="unknown architecture"):
+        family_of({"addition_embed_type": "image", "in_channels": 4})
+
+
+def test_sdxl_with_one_and_two_controlnets_equals_diffusers(sdxl, maps, tmp_path):
+    from diffusers import ControlNetModel
+
+    base, controlnet, _ = sdxl
+    ours, meta = run_cli(tmp_path, base, [(maps[0], "canny", controlnet, 0.8)])
+    assert meta["family"] == "sdxl"
+    theirs = direct("StableDiffusionXLControlNetPipeline", base, ControlNetModel.from_pretrained(controlnet),
+                    image=Image.open(maps[0]).convert("RGB"), controlnet_conditioning_scale=0.8)
+    assert np.array_equal(ours, theirs)
+    ours, _ = run_cli(tmp_path / "two", base,
+                      [(maps[0], "canny", controlnet, 1.0), (maps[1], "depth", controlnet, 0.5)])
+    net = ControlNetModel.from_pretrained(controlnet)
+    theirs = direct("StableDiffusionXLControlNetPipeline", base, [net, net],
+                    image=[Image.open(p).convert("RGB") for p in maps], controlnet_conditioning_scale=[1.0, 0.5])
+    assert np.array_equal(ours, theirs)
+
+
+def test_sdxl_union_takes_each_kind_with_its_control_type_like_diffusers(sdxl, maps, tmp_path):
+    from diffusers import ControlNetUnionModel
+
+    base, _, union = sdxl
+    units = [(maps[0], "canny", union, 1.0), (maps[1], "openpose", union, 0.6)]
+    ours, meta = run_cli(tmp_path, base, units)
+    theirs = direct("StableDiffusionXLControlNetUnionPipeline", base, ControlNetUnionModel.from_pretrained(union),
+                    control_image=[Image.open(p).convert("RGB") for p in maps], control_mode=[3, 0],
+                    controlnet_conditioning_scale=[1.0, 0.6])
+    assert np.array_equal(ours, theirs)
+    assert [c["kind"] for c in meta["controlnets"]] == ["canny", "openpose"]
+    # The control type matters: the same maps read as depth and normal make another picture.
+    other, _ = run_cli(tmp_path / "other", base, [(maps[0], "depth", union, 1.0), (maps[1], "normal", union, 0.6)])
+    assert not np.array_equal(ours, other)
+
+
+def test_sd2_runs_its_v_prediction_model_like_diffusers(sd2, maps, tmp_path):
+    from diffusers import ControlNetModel
+
+    base, controlnet = sd2
+    ours, meta = run_cli(tmp_path, base, [(maps[0], "canny", controlnet, 1.0)])
+    theirs = direct("StableDiffusionControlNetPipeline", base, ControlNetModel.from_pretrained(controlnet),
+                    image=Image.open(maps[0]).convert("RGB"))
+    assert np.array_equal(ours, theirs) and meta["family"] == "sd2"
+
+
+@pytest.mark.parametrize("pairing", ["sd15 controlnet on sdxl", "sdxl controlnet on sd15", "sd2 on sd15"])
+def test_a_controlnet_of_another_family_is_refused_naming_both(sdxl, sd2, tiny_models, maps, tmp_path, capsys,
+                                                                pairing):
+    base, controlnet, label = {
+        "sd15 controlnet on sdxl": (sdxl[0], tiny_models[1], "Stable Diffusion 1.x ControlNet"),
+        "sdxl controlnet on sd15": (tiny_models[0], sdxl[1], "Stable Diffusion XL ControlNet"),
+        "sd2 on sd15": (tiny_models[0], sd2[1], "Stable Diffusion 2.x ControlNet"),
+    }[pairing]
+    assert cli(["generate", "--base-model", str(base), "--image", str(maps[0]), "--controlnet", str(controlnet),
+                "--steps", "1", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert label in error and f"base model '{base}'" in error and f"controlnet='{controlnet}'" in error
+    assert not list(tmp_path.glob("*.png"))  # refused before anything ran
+
+
+def test_each_kind_names_its_sdxl_controlnet_or_says_there_is_none(monkeypatch):
+    monkeypatch.delenv("CNET_CONTROLNET_CANNY", raising=False)
+    monkeypatch.delenv("CNET_CONTROLNET_INPAINT", raising=False)
+    assert KINDS["canny"].controlnet_source("sdxl") == SDXL_UNION
+    assert KINDS["canny"].controlnet_source("sd15") == "lllyasviel/control_v11p_sd15_canny"
+    with pytest.raises(ValueError, match="kind='inpaint' has no published SDXL ControlNet"):
+        KINDS["inpaint"].controlnet_source("sdxl")
+    monkeypatch.setenv("CNET_CONTROLNET_INPAINT", "/models/my-sdxl-inpaint")
+    assert KINDS["inpaint"].controlnet_source("sdxl") == "/models/my-sdxl-inpaint"
