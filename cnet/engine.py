@@ -452,14 +452,14 @@ class Engine:
             else:
                 pipe.vae.disable_tiling()
             try:
+                texts, encoding = self._texts(pipe, prompt, request.negative_prompt)
                 output = self._run_pipeline(pipe, dict(
-                prompt=prompt,
+                **texts,
                 **edit,
                 height=height,
                 width=width,
                 num_inference_steps=request.num_inference_steps,
                 guidance_scale=float(request.guidance_scale),
-                negative_prompt=request.negative_prompt,
                 num_images_per_prompt=request.num_images,
                 eta=float(request.eta),
                 # One CPU generator per image: each image is reproducible alone, on any device.
@@ -484,12 +484,30 @@ class Engine:
             images = keep_unmasked(images, picture, masks.for_composite)
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
         common = self._metadata(request, prompt, caption if caption is not None else request.caption, width, height)
+        common.update(encoding)
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
                     for i, (s, flag) in enumerate(zip(seeds, nsfw))]
         inputs = {} if picture is None else {"init": picture}
         if mask is not None:
             inputs["mask"] = mask
         return GenerationResult(images=list(images), condition_maps=maps, metadata=metadata, edit_inputs=inputs)
+
+    def _texts(self, pipe: Any, prompt: str, negative_prompt: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The pipeline's text arguments, and what the metadata says about them. Plain prompts go as text (the
+        pipeline encodes them, as a direct diffusers call does); weighted ones, `(word:1.2)`, and ones longer than
+        a chunk go as compel's embeddings (cnet/prompts.py)."""
+        from .prompts import encode_prompts, needs_compel, parse_weights
+
+        parsed = {"prompt": parse_weights(prompt), "negative_prompt": parse_weights(negative_prompt)}
+        plain = {name: "".join(t for t, _ in fragments) for name, fragments in parsed.items()}
+        # The notation is never sent as text: "(red:1.0)" is "red" at weight 1.
+        noted = {} if plain == {"prompt": prompt, "negative_prompt": negative_prompt} else {
+            "prompt_weights": {name: [[t, round(w, 4)] for t, w in fragments] for name, fragments in parsed.items()}}
+        if not needs_compel(pipe.tokenizer, prompt, negative_prompt):
+            return plain, noted
+        embeddings = encode_prompts(pipe, prompt, negative_prompt, device=None,
+                                    zero_empty_negative=bool(pipe.config.get("force_zeros_for_empty_prompt")))
+        return embeddings.as_kwargs(), {"prompt_encoding": "compel", "prompt_chunks": embeddings.chunks, **noted}
 
     def _run_pipeline(self, pipe: Any, kwargs: dict[str, Any], request: GenerationRequest, width: int,
                       height: int) -> Any:
