@@ -93,7 +93,8 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--negative-prompt", default="")
     gen.add_argument("--source-image", help="the photo the map came from (captioned in 'auto' mode)")
     gen.add_argument("--base-model", help="Hub id, diffusers folder or checkpoint (default: CNET_BASE_MODEL/SD1.5)")
-    gen.add_argument("--single-file-config", help="diffusers folder/Hub id describing single-file checkpoints")
+    gen.add_argument("--single-file-config", help="diffusers pipeline folder/Hub id describing a single-file base")
+    gen.add_argument("--controlnet-config", help="ControlNet folder/Hub id describing single-file ControlNets")
     gen.add_argument("--caption-model", help="BLIP model for 'auto' mode (default: CNET_CAPTION_MODEL/BLIP base)")
     gen.add_argument("--steps", type=int, default=20)
     gen.add_argument("--guidance", type=float, default=9.0)
@@ -279,7 +280,8 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
     engines = {} if engines is None else engines
     if base not in engines:
         engines[base] = Engine(base, device=args.device, dtype=args.dtype, caption_model=args.caption_model,
-                               single_file_config=args.single_file_config, offload=args.offload)
+                               single_file_config=args.single_file_config,
+                               controlnet_config=args.controlnet_config, offload=args.offload)
     engine = engines[base]
     result = engine.generate(request)
     if keep is not None:

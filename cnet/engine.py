@@ -7,6 +7,8 @@ already in memory copies nothing, so switching or combining ControlNets never re
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from .cache import LRUCache, free_accelerator_memory
 from .captioner import Captioner
 from .control_mode import install_control_modes, set_control_mode
 from .env import env_flag
-from .families import FAMILIES, Family, check_fits, family_of, is_union, pipeline_class
+from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
 from .fastpath import skip_inactive_controlnet
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .models import (
@@ -44,6 +46,8 @@ from .request import (
 )
 from .resize import fit
 from .result import GenerationResult
+
+log = logging.getLogger("cnet.engine")
 
 # Request mode -> the diffusers pipeline that runs it, per model family (cnet/families.py); all share the engine's
 # loaded base and ControlNets.
@@ -79,8 +83,6 @@ OFFLOAD_MODES = ("none", "model")
 
 
 def _offload_mode(value: str | None) -> str:
-    import os
-
     mode = (value if value is not None else os.environ.get("CNET_OFFLOAD", "none")).strip().lower()
     if mode not in OFFLOAD_MODES:
         source = "offload" if value is not None else "CNET_OFFLOAD"
@@ -129,7 +131,10 @@ class Engine:
         base_model: Hub id, diffusers folder or single-file checkpoint (default: CNET_BASE_MODEL or SD1.5).
         device / dtype: override the automatic choice (CUDA fp16, mps fp16, CPU fp32).
         caption_model: BLIP model for the `auto` prompt mode (default: CNET_CAPTION_MODEL or BLIP base).
-        single_file_config: diffusers folder or Hub id whose configs describe single-file checkpoints.
+        single_file_config: the diffusers pipeline folder or Hub id describing a single-file base checkpoint
+            (CNET_SINGLE_FILE_CONFIG).
+        controlnet_config: the ControlNet folder or Hub id describing single-file ControlNets
+            (CNET_CONTROLNET_CONFIG; default: single_file_config, as before they were separate).
         safety_checker: load and run the base model's safety checker when it has one.
         max_cached_controlnets: ControlNets kept in memory at once (least recently used ones are dropped).
         skip_inactive_controlnet: do not run a ControlNet on steps where its scale is 0 (outside control start/end);
@@ -147,13 +152,15 @@ class Engine:
 
     def __init__(self, base_model: str | None = None, *, device: str | None = None, dtype: str | None = None,
                  caption_model: str | None = None, single_file_config: str | None = None,
+                 controlnet_config: str | None = None,
                  safety_checker: bool = False, max_cached_controlnets: int = 4,
                  skip_inactive_controlnet: bool = True, channels_last: bool | None = None,
                  compile: bool | None = None, vae_tiling: bool | None = None, offload: str | None = None) -> None:
         self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
-        self.single_file_config = single_file_config
+        self.single_file_config = single_file_config or os.environ.get("CNET_SINGLE_FILE_CONFIG") or None
+        self.controlnet_config = controlnet_config or os.environ.get("CNET_CONTROLNET_CONFIG") or None
         self.safety_checker = safety_checker
         self.max_cached_controlnets = max(1, max_cached_controlnets)
         self.skip_inactive_controlnet = skip_inactive_controlnet
@@ -185,6 +192,9 @@ class Engine:
                 kwargs: dict[str, Any] = {"dtype": self.dtype}
                 if not self.safety_checker and family.has_safety_checker:
                     kwargs.update(safety_checker=None, requires_safety_checker=False)
+                vae = self._half_precision_vae(family)
+                if vae is not None:
+                    kwargs["vae"] = vae
                 pipe = self._load(getattr(diffusers, family.base_pipeline), self.base_source, BASE_MODEL_ENV,
                                   **kwargs)
                 self.family = family_of(pipe.unet.config)  # the loaded weights have the last word
@@ -199,23 +209,28 @@ class Engine:
                 self._base = dict(pipe.components)
             return self._base
 
-    def _read_family(self) -> Family:
-        """The base's family from its U-Net config, read before any weight (a single file: from its config folder,
-        else SD 1.x, as diffusers' own single-file loading assumes)."""
-        from diffusers import UNet2DConditionModel
+    def _half_precision_vae(self, family: Family) -> Any:
+        """In fp16, the family's fp16-safe VAE (CNET_HALF_VAE overrides it; "none": the base's own), when it can
+        be had; else None, and the base's VAE is used (diffusers decodes it in fp32 where its config asks)."""
+        import torch
+        from diffusers import AutoencoderKL
 
-        if self.base_source.kind == "file":
-            if not self.single_file_config:
-                return FAMILIES["sd15"]
-            config = UNet2DConditionModel.load_config(
-                self.single_file_config, subfolder="unet", local_files_only=hub_is_offline())
-            return family_of(config)
-        config = load_with_hub_fallback(UNet2DConditionModel.load_config, self.base_source, env_var=BASE_MODEL_ENV,
-                                        subfolder="unet")
+        spec = os.environ.get("CNET_HALF_VAE") or family.half_precision_vae
+        if self.dtype != torch.float16 or not spec or spec.lower() == "none":
+            return None
         try:
-            return family_of(config)
+            return self._load(AutoencoderKL, parse_model_source(spec, what="CNET_HALF_VAE"), "CNET_HALF_VAE",
+                              dtype=self.dtype)
+        except ModelUnavailableError as err:
+            log.warning("using the base model's own VAE in fp16 (decoded in fp32 where it asks): %s", err)
+            return None
+
+    def _read_family(self) -> Family:
+        """The base's family from its U-Net config, read before any weight (cnet/families.py)."""
+        try:
+            return base_family(self.base_source.spec, self.single_file_config)
         except ValueError as err:
-            raise ModelUnavailableError(f"base_model={self.base_source.spec!r} is {err}") from None
+            raise ModelUnavailableError(str(err)) from None
 
     def load_controlnet(self, spec: str | ModelSource, env_var: str | None = None) -> Any:
         """Load (or fetch from the cache) the ControlNet at `spec`, on this engine's device and dtype."""
@@ -250,17 +265,22 @@ class Engine:
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
         if source.kind != "file":
             return load_with_hub_fallback(cls.from_pretrained, source, env_var=env_var, **kwargs)
-        # Single files carry weights only; diffusers reads the architecture from a config folder or Hub repo.
-        if self.single_file_config:
-            kwargs["config"] = self.single_file_config
+        # Single files carry weights only; diffusers reads the architecture from a config folder or Hub repo: the
+        # base's (a pipeline folder) and a ControlNet's (a ControlNet folder) are different ones.
+        is_controlnet = "ControlNet" in cls.__name__
+        config = (self.controlnet_config or self.single_file_config) if is_controlnet else self.single_file_config
+        if config:
+            kwargs["config"] = config
         try:
             return cls.from_single_file(source.location, local_files_only=hub_is_offline(), **kwargs)
         except (OSError, ValueError) as err:
+            flag = "controlnet_config / --controlnet-config" if is_controlnet else \
+                "single_file_config / --single-file-config"
             raise ModelUnavailableError(
                 f"Could not load the single-file checkpoint {source.location!r}: {err}. Single files need their "
                 "architecture config: keep the matching diffusers model cached (e.g. `hf download "
-                f"{DEFAULT_BASE_MODEL} --include '*.json' '*.txt'`) or pass "
-                "single_file_config / --single-file-config pointing at a diffusers folder."
+                f"{DEFAULT_BASE_MODEL} --include '*.json' '*.txt'`) or pass {flag} pointing at a diffusers "
+                f"{'ControlNet' if is_controlnet else 'pipeline'} folder."
             ) from err
 
     def use_loras(self, pipe: Any, loras: list[LoraRef]) -> None:

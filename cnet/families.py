@@ -34,6 +34,9 @@ class Family:
     default_side: int = 512  # the side its models were trained at (SD 2.x v-prediction: 768)
     has_safety_checker: bool = True  # SD 1.x / 2.x pipelines carry one; SDXL's do not
     text_encoders: int = 1
+    # The VAE its authors' community publishes for half precision, where the base's own overflows in fp16 (SDXL's
+    # does; diffusers then decodes in fp32, slower): used in fp16 when on this machine or reachable.
+    half_precision_vae: str | None = None
 
 
 SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
@@ -49,7 +52,8 @@ FAMILIES: dict[str, Family] = {
         {"txt2img": "StableDiffusionXLControlNetUnionPipeline",
          "img2img": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
          "inpaint": "StableDiffusionXLControlNetUnionInpaintPipeline"},
-        default_side=1024, has_safety_checker=False, text_encoders=2),
+        default_side=1024, has_safety_checker=False, text_encoders=2,
+        half_precision_vae="madebyollin/sdxl-vae-fp16-fix"),
 }
 
 UNION_CLASS = "ControlNetUnionModel"
@@ -63,6 +67,44 @@ def family_of(config: Mapping[str, Any]) -> Family:
         raise ValueError(f"an unknown architecture (addition_embed_type={config.get('addition_embed_type')!r}, "
                          f"in_channels={config.get('in_channels')!r}): not a Stable Diffusion 1.x, 2.x or XL model")
     return FAMILIES["sd2"] if config.get("use_linear_projection") else FAMILIES["sd15"]
+
+
+def base_family(spec: str, single_file_config: str | None = None) -> Family:
+    """The family of a base model (Hub id, folder or single file) from its U-Net config, without loading weights.
+    A single file is read through its config folder (`single_file_config`), else taken for SD 1.x, as diffusers'
+    own single-file loading assumes. ModelUnavailableError when the config is not on this machine and the Hub is
+    unreachable; ValueError for an architecture that is none of these families."""
+    from diffusers import UNet2DConditionModel
+
+    from .kinds import BASE_MODEL_ENV
+    from .models import hub_is_offline, load_with_hub_fallback, parse_model_source
+
+    source = parse_model_source(spec, what="base_model")
+    if source.kind == "file":
+        if not single_file_config:
+            return FAMILIES["sd15"]
+        return family_of(UNet2DConditionModel.load_config(single_file_config, subfolder="unet",
+                                                          local_files_only=hub_is_offline()))
+    config = load_with_hub_fallback(UNet2DConditionModel.load_config, source, env_var=BASE_MODEL_ENV,
+                                    subfolder="unet")
+    try:
+        return family_of(config)
+    except ValueError as err:
+        raise ValueError(f"base_model={spec!r} is {err}") from None
+
+
+def base_default_side(spec: str, family: Family) -> int:
+    """The side the base at `spec` was trained at (`default_side`), its scheduler config read where it matters."""
+    if family.name != "sd2":
+        return family.default_side
+    from diffusers import DDIMScheduler
+
+    from .models import load_with_hub_fallback, parse_model_source
+
+    source = parse_model_source(spec, what="base_model")
+    if source.kind == "file":
+        return family.default_side
+    return default_side(family, load_with_hub_fallback(DDIMScheduler.load_config, source, subfolder="scheduler"))
 
 
 def default_side(family: Family, scheduler_config: Mapping[str, Any] | None = None) -> int:

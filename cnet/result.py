@@ -140,6 +140,9 @@ def settings_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     base = meta.get("base_model")
     if isinstance(base, dict) and base.get("model") and base["model"] != base_model_source():
         out["base_model"] = base["model"]
+    loras = [lora for lora in meta.get("loras") or [] if isinstance(lora, dict) and lora.get("model")]
+    if loras:  # as the form writes them: one source:weight a line
+        out["loras"] = "\n".join(f"{lora['model']}:{lora.get('weight', 1.0)}" for lora in loras)
     return out
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cnet.engine import Engine, GenerationCancelled
+from cnet.models import ModelUnavailableError
 from cnet.request import DEFAULT_PROMPT, ControlUnit, GenerationRequest, PromptMode
 from cnet.result import read_metadata, request_from_metadata
 
@@ -218,6 +219,22 @@ def test_single_file_controlnet_loads_with_a_config_folder(tiny_models, tmp_path
         assert torch.equal(a, b), name
     meta = engine.generate(make_request(cond_map, single, seed=0)).metadata[0]
     assert meta["controlnets"][0]["revision"].startswith("sha256:")
+
+
+def test_a_single_file_controlnet_reads_its_own_config_beside_a_base_config(tiny_models, tmp_path, cond_map):
+    # The base's config folder (a pipeline) and a ControlNet's (a ControlNet) are different folders: one shared
+    # --single-file-config could not describe both.
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    single = tmp_path / "my_controlnet.safetensors"
+    save_file(ControlNetModel.from_pretrained(tiny_models[1]).state_dict(), single)
+    engine = Engine(str(tiny_models[0]), device="cpu", single_file_config=str(tiny_models[0]),
+                    controlnet_config=str(tiny_models[1]))
+    assert engine.generate(make_request(cond_map, single, seed=0)).images[0].size == (64, 64)
+    wrong = Engine(str(tiny_models[0]), device="cpu", single_file_config=str(tiny_models[0]))
+    with pytest.raises(ModelUnavailableError, match="--controlnet-config pointing at a diffusers ControlNet folder"):
+        wrong.load_controlnet(str(single))
 
 
 def test_tiny_model_folders_load_in_diffusers_directly(tiny_models):

@@ -139,3 +139,53 @@ def test_each_kind_names_its_sdxl_controlnet_or_says_there_is_none(monkeypatch):
         KINDS["inpaint"].controlnet_source("sdxl")
     monkeypatch.setenv("CNET_CONTROLNET_INPAINT", "/models/my-sdxl-inpaint")
     assert KINDS["inpaint"].controlnet_source("sdxl") == "/models/my-sdxl-inpaint"
+
+
+def test_the_generate_api_picks_an_sdxl_base_and_controlnet_and_a_lora(app_url, sdxl, maps, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from cnet.tiny import save_tiny_lora
+
+    lora = save_tiny_lora(sdxl[0], tmp_path / "lora")
+    client = Client(app_url, verbose=False)
+    runs = {}
+    for loras in ("", f"{lora}:0.9"):
+        images, _, metadata = client.predict(handle_file(str(maps[0])), base_model=str(sdxl[0]),
+                                             controlnet=str(sdxl[1]), loras=loras, steps=2, seed=5,
+                                             api_name="/generate")
+        runs[loras] = np.asarray(Image.open(images[0]["image"]))
+        assert metadata[0]["family"] == "sdxl" and metadata[0]["base_model"]["model"] == str(sdxl[0])
+    assert metadata[0]["loras"] == [{"model": str(lora), "revision": metadata[0]["loras"][0]["revision"],
+                                     "weight": 0.9}]
+    assert not np.array_equal(runs[""], runs[f"{lora}:0.9"])
+
+
+def test_the_studio_names_a_base_models_family_without_loading_it(app_url, sdxl, sd2):
+    from webui.service import Studio
+    from webui.settings import AppSettings
+
+    studio = Studio(AppSettings())
+    assert "Stable Diffusion XL" in studio.describe_base(str(sdxl[0])) and "1024 px" in studio.describe_base(
+        str(sdxl[0]))
+    assert "Stable Diffusion 2.x** (768 px" in studio.describe_base(str(sd2[0]))  # a v-prediction model
+    assert "not on this machine" in studio.describe_base("nobody/no-such-model")
+    assert studio._engine is None  # nothing was loaded
+
+
+def test_sdxl_in_half_precision_takes_the_fp16_safe_vae_or_says_why_not(sdxl, tmp_path, monkeypatch, caplog):
+    import shutil
+
+    from cnet.engine import Engine
+    from cnet.families import FAMILIES
+
+    assert FAMILIES["sdxl"].half_precision_vae == "madebyollin/sdxl-vae-fp16-fix"
+    shutil.copytree(sdxl[0] / "vae", tmp_path / "fixed-vae")
+    monkeypatch.setenv("CNET_HALF_VAE", str(tmp_path / "fixed-vae"))
+    vae = Engine(str(sdxl[0]), device="cpu", dtype="float16").load_base()["vae"]  # loaded, not run (CPU)
+    assert vae.config._name_or_path == str(tmp_path / "fixed-vae") and vae.dtype == torch.float16
+    assert Engine(str(sdxl[0]), device="cpu").load_base()["vae"].config._name_or_path != str(tmp_path / "fixed-vae")
+    monkeypatch.setenv("CNET_HALF_VAE", "nobody/no-such-vae")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with caplog.at_level("WARNING", logger="cnet.engine"):
+        vae = Engine(str(sdxl[0]), device="cpu", dtype="float16").load_base()["vae"]
+    assert "using the base model's own VAE" in caplog.text and "nobody/no-such-vae" in caplog.text

@@ -217,6 +217,20 @@ def test_hub_id_shaped_names_never_reach_the_working_folder(public_app, raw_ui, 
         assert "accepts Hub ids (owner/name) only" in ui.error(reply), bad
 
 
+def test_loras_and_the_apis_model_choice_are_hub_ids_only_in_public(public_app, raw_ui, client, map_path):
+    from gradio_client import handle_file
+
+    url, _ = public_app
+    ui = raw_ui(url)
+    sketch = {"background": None, "layers": [], "composite": ui.upload(map_path), "id": None}
+    for bad in ("/etc/passwd:1", "./styles/ink.safetensors", "owner/ok\n../../x:0.5"):
+        reply = ui.call("generate", sketch=sketch, steps=1, loras=bad)
+        assert "accepts Hub ids (owner/name) only" in ui.error(reply), bad
+    for field, bad in (("loras", "/etc/passwd:0.5"), ("base_model", "/tmp"), ("controlnet", "~/.cache/x")):
+        with pytest.raises(Exception, match="accepts Hub ids"):
+            client.predict(handle_file(str(map_path)), steps=1, api_name="/generate", **{field: bad})
+
+
 # -- 4. outputs: one unguessable folder per session, bounded ---------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from .errors import user_errors
+from .generate_tab import lora_list
 from .jobs import stop_requested
 from .service import Studio, UnitInput, as_float, as_int
 
@@ -28,7 +29,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         text = {n: gr.Textbox(value=v, label=n) for n, v in (
             ("prompt_mode", "default"), ("prompt", ""), ("added_prompt", ""), ("negative_prompt", ""),
             ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""), ("control_mode", "balanced"),
-            ("resize_mode", "crop_and_resize"))}
+            ("resize_mode", "crop_and_resize"), ("base_model", ""), ("controlnet", ""), ("loras", ""))}
         numbers = {n: gr.Number(value=v, label=n) for n, v in (
             ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
             ("strength", 1.0), ("detect_resolution", 0))}
@@ -46,15 +47,18 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                  seed: float | None = None, num_images: float = 1, width: float | None = None,
                  height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
                  scheduler: str = "ddim", detect: bool = False, control_mode: str = "balanced",
-                 resize_mode: str = "crop_and_resize", pixel_perfect: bool = False,
-                 request: gr.Request = None) -> tuple:
-        """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random."""
+                 resize_mode: str = "crop_and_resize", pixel_perfect: bool = False, base_model: str = "",
+                 controlnet: str = "", loras: str = "", request: gr.Request = None) -> tuple:
+        """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random.
+        base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: the defaults;
+        loras: `source:weight` items separated by new lines or commas."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
                          strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
-                         pixel_perfect=bool(pixel_perfect))
+                         pixel_perfect=bool(pixel_perfect), controlnet=controlnet or None)
         result, _ = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
+            base_model=base_model or None, loras=lora_list((loras or "").replace(",", "\n")),
             prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
             negative_prompt=negative_prompt or "", num_inference_steps=as_int(steps, "steps"),
             guidance_scale=as_float(guidance, "guidance"),
@@ -68,7 +72,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         generate, [image, kind, text["prompt_mode"], text["prompt"], text["added_prompt"], text["negative_prompt"],
                    numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
                    numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"],
-                   text["control_mode"], text["resize_mode"], flags["pixel_perfect"]],
+                   text["control_mode"], text["resize_mode"], flags["pixel_perfect"], text["base_model"],
+                   text["controlnet"], text["loras"]],
         [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
 
     with gr.Column(visible=False):

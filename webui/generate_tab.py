@@ -223,9 +223,13 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
                                        label="Sampler")
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
-                                       elem_id="base-model")
+                                       elem_id="base-model", info="SD 1.x, SD 2.x or SDXL: read from its config")
             ui.controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the kind's default)",
                                        elem_id="controlnet")
+        ui.family = gr.Markdown(elem_id="base-family")
+        ui.loras = gr.Textbox(label="LoRAs (one per line: source or source:weight)", lines=2, elem_id="loras",
+                              placeholder="styles/ink.safetensors:0.8\nowner/some-lora",
+                              info="Hub id, folder or .safetensors (A1111 / kohya files too); weight 1.0 if left out")
 
 
 def _second_condition(ui: SimpleNamespace, limits: Any) -> None:
@@ -266,7 +270,7 @@ RESTORED_FIELDS = {"prompt_mode": "prompt_mode", "prompt": "prompt", "added_prom
                    "height": "height", "guess_mode": "guess_mode", "scheduler": "scheduler",
                    "resize_mode": "resize_mode", "kind": "kind", "strength": "strength", "start": "start",
                    "end": "end", "control_mode": "control_mode", "base_model": "base_model",
-                   "controlnet": "controlnet"}
+                   "controlnet": "controlnet", "loras": "loras"}
 
 
 def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
@@ -280,6 +284,12 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
         if key in ("base_model", "controlnet"):
             try:
                 studio.check_model_reference(value, key)
+            except ValueError:
+                return False
+        if key == "loras":
+            try:
+                for line in value.splitlines():
+                    studio.check_model_reference(line.rpartition(":")[0] or line, key)
             except ValueError:
                 return False
         return True
@@ -381,7 +391,15 @@ def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
         seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
         num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
         height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
-        scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize")
+        scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize",
+        loras=lora_list(v[ui.loras]))
+
+
+def lora_list(text: str | None) -> list[Any]:
+    """The LoRA field's lines (source or source:weight) as LoraRefs; blank lines skipped."""
+    from cnet.request import parse_lora
+
+    return [parse_lora(line) for line in (text or "").splitlines() if line.strip()]
 
 
 def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
@@ -400,6 +418,10 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
                   *ui.params.values()}
 
+    # The family of the base model named (read from its config, no weights loaded), when the field is left.
+    for event in (ui.base_model.blur, ui.base_model.submit):
+        event(studio.describe_base, ui.base_model, ui.family, api_visibility="private")
+
     @keep_results(3)
     @user_errors
     @gpu
@@ -412,7 +434,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     generate_inputs = map_inputs | {ui.prompt_mode, ui.prompt, ui.added_prompt, ui.negative_prompt, ui.steps,
                                     ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
                                     ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
-                                    ui.resize_mode, ui.pixel_perfect,
+                                    ui.resize_mode, ui.pixel_perfect, ui.loras,
                                     ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 

@@ -28,7 +28,7 @@ from PIL import Image
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, detect, open_image, to_rgb_array
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
 from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
-from cnet.request import ControlUnit, GenerationRequest, RequestError, short_repr
+from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError, short_repr
 
 from .settings import AppSettings
 
@@ -189,6 +189,23 @@ class Studio:
         parse_model_source(reference, what=what)
         return reference
 
+    def describe_base(self, reference: str | None) -> str:
+        """One line on the base model a visitor named (empty: the default): its family and trained size, read from
+        its config without loading weights, or why it cannot be read."""
+        from cnet.families import base_default_side, base_family
+        from cnet.models import ModelUnavailableError
+
+        try:
+            checked = self.check_model_reference(reference, "base_model")
+            if checked is None and self.demo_mode:
+                return "Base model: the demo model (Stable Diffusion 1.x layout, 64 px)"
+            spec = _spec(checked) or base_model_source()
+            family = base_family(spec)
+            side = base_default_side(spec, family)
+        except (ModelUnavailableError, ValueError, OSError) as err:
+            return f"Base model: {err}"
+        return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it)"
+
     def model_status(self) -> list[ModelStatus]:
         """Which models are on this machine now (no download, no loading), and how to get the missing ones."""
         from annotators.registry import ANNOTATORS_ENV, ANNOTATORS_REPO
@@ -251,6 +268,10 @@ class Studio:
         # Visitors' model references are checked before the server fills in its own (the demo's), which are allowed.
         base = self.check_model_reference(base_model, "base_model")
         nets = [self.check_model_reference(unit.controlnet, "controlnet") for unit in units]
+        if isinstance(settings.get("loras"), list):  # a visitor's LoRAs are model references like the others
+            settings["loras"] = [LoraRef(_spec(self.check_model_reference(lora.source, f"loras[{i}]")) or "",
+                                         lora.weight) if isinstance(lora, LoraRef) else lora
+                                 for i, lora in enumerate(settings["loras"])]
         if self.demo_mode and base is None:
             from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
 
@@ -564,3 +585,8 @@ def _status(role: str, reference: str, env_var: str, marker: str = "config.json"
 
     found = isinstance(try_to_load_from_cache(source.location, marker, revision=source.revision), str)
     return ModelStatus(role, reference, found, "" if found else how_to_provide(source, env_var))
+
+
+def _spec(reference: str | ModelSource | None) -> str | None:
+    """A checked model reference as text (a Hub source by its id)."""
+    return reference.spec if isinstance(reference, ModelSource) else reference
