@@ -98,9 +98,9 @@ def test_share_of_empty_prompts(tiny_models, circles, tmp_path, prob, low, high)
 
     original = loop._encode_text
 
-    def counting(texts, tokenizer, encoder, device):
+    def counting(texts, base, device):
         seen.extend(texts)
-        return original(texts, tokenizer, encoder, device)
+        return original(texts, base, device)
 
     loop._encode_text = counting
     try:

@@ -27,10 +27,13 @@ Callback = Callable[[str, dict[str, Any]], None]
 
 
 def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
-    """Tokenizer, text encoder, VAE, U-Net and noise scheduler of a diffusers base model (Hub id or folder)."""
+    """Tokenizer(s), text encoder(s), VAE, U-Net and noise scheduler of a diffusers base model (Hub id or folder),
+    and its `family` (cnet/families.py, read from the U-Net's config): SDXL brings a second tokenizer and text
+    encoder (the one with the pooled projection)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    from cnet.families import family_of
     from cnet.models import load_with_hub_fallback, parse_model_source
 
     source = parse_model_source(base_model, what="base_model")
@@ -41,11 +44,15 @@ def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
         return load_with_hub_fallback(cls.from_pretrained, source, env_var="CNET_BASE_MODEL", subfolder=subfolder,
                                       **kw)
 
-    return {"tokenizer": load(CLIPTokenizer, "tokenizer"),
+    unet = load(UNet2DConditionModel, "unet")
+    base = {"family": family_of(unet.config), "tokenizer": load(CLIPTokenizer, "tokenizer"),
             "text_encoder": load(CLIPTextModel, "text_encoder", dtype=dtype),
-            "vae": load(AutoencoderKL, "vae", dtype=dtype),
-            "unet": load(UNet2DConditionModel, "unet"),
+            "vae": load(AutoencoderKL, "vae", dtype=dtype), "unet": unet,
             "noise_scheduler": load(DDPMScheduler, "scheduler")}
+    if base["family"].text_encoders == 2:
+        base["tokenizer_2"] = load(CLIPTokenizer, "tokenizer_2")
+        base["text_encoder_2"] = load(CLIPTextModelWithProjection, "text_encoder_2", dtype=dtype)
+    return base
 
 
 @dataclass
@@ -271,11 +278,13 @@ def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[s
         downsamples = len(vae.config.block_out_channels) - 1
         controlnet = ControlNetModel.from_unet(
             unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[: downsamples + 1])
-    for module in (vae, base["text_encoder"], unet):
+    encoders = [base[n] for n in ("text_encoder", "text_encoder_2") if n in base]
+    for module in (vae, *encoders, unet):
         module.requires_grad_(False).eval()
     unet.to(device, dtype=torch.float32 if config.mode == "large" else weight_dtype)
     vae.to(device)
-    base["text_encoder"].to(device)
+    for encoder in encoders:
+        encoder.to(device)
     controlnet.train()
     if config.mode == "small":  # only the middle block is connected: the 12 skip zero-convs take no part
         controlnet.controlnet_down_blocks.requires_grad_(False)
@@ -413,19 +422,29 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     stats["prompts"] += bsz
     if cache is not None:
         hidden = torch.stack([cache["prompts"][t] for t in texts]).to(device, weight_dtype)
+        pooled = torch.stack([cache["pooled"][t] for t in texts]).to(device, weight_dtype) if cache["pooled"] \
+            else None
     else:
         with torch.no_grad():
-            hidden = _encode_text(texts, run.base["tokenizer"], run.base["text_encoder"], device)
+            hidden, pooled = _encode_text(texts, run.base, device)
+    # SDXL also conditions on the pooled text and the image's size and crop (original, top-left, target): the
+    # rows are resized to `resolution` and centre-cropped, so (res, res, 0, 0, res, res), as diffusers' SDXL
+    # ControlNet training script passes them.
+    extra = {}
+    if pooled is not None:
+        sizes = torch.tensor([[config.resolution, config.resolution, 0, 0, config.resolution, config.resolution]],
+                             device=device, dtype=weight_dtype).repeat(bsz, 1)
+        extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": sizes}}
     cond = batch["conditioning_pixel_values"].to(device, weight_dtype)
     down, mid = run.controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond,
-                               return_dict=False)
+                               return_dict=False, **extra)
     if config.mode == "small":
         # Only the middle block is connected. diffusers adds the mid residual only when skip residuals are given
         # too, so the 12 skips get constant zeros: no contribution, no gradient.
         down = [torch.zeros_like(d, requires_grad=False) for d in down]
     model_pred = unet(noisy, timesteps, encoder_hidden_states=hidden,
                       down_block_additional_residuals=[d.to(unet.dtype) for d in down],
-                      mid_block_additional_residual=mid.to(unet.dtype)).sample
+                      mid_block_additional_residual=mid.to(unet.dtype), **extra).sample
     if noise_scheduler.config.prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, timesteps)
     else:
@@ -433,18 +452,29 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     return F.mse_loss(model_pred.float(), target.float(), reduction="mean")
 
 
-def _encode_text(texts: list[str], tokenizer: Any, text_encoder: Any, device: Any) -> Any:
-    ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids.to(device)
-    return text_encoder(ids)[0]
+def _encode_text(texts: list[str], base: dict[str, Any], device: Any) -> tuple[Any, Any]:
+    """The U-Net's text conditioning, and SDXL's pooled text (None for one encoder). SDXL: both encoders'
+    penultimate hidden states side by side and the second's pooled projection, as its pipelines encode prompts."""
+    import torch
+
+    def ids(tokenizer: Any) -> Any:
+        return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                         return_tensors="pt").input_ids.to(device)
+
+    if "text_encoder_2" not in base:
+        return base["text_encoder"](ids(base["tokenizer"]))[0], None
+    first = base["text_encoder"](ids(base["tokenizer"]), output_hidden_states=True)
+    second = base["text_encoder_2"](ids(base["tokenizer_2"]), output_hidden_states=True)
+    return torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1), second.text_embeds
 
 
 def _precompute(dataset: Any, base: dict[str, Any], device: Any, weight_dtype: Any, config: TrainConfig
                 ) -> dict[str, Any]:
-    """Posterior mean/std of every image and the embedding of every distinct prompt (and of "")."""
+    """Posterior mean/std of every image and the embedding of every distinct prompt (and of ""), with SDXL's pooled
+    text beside it."""
     import torch
 
-    vae, text_encoder, tokenizer = base["vae"], base["text_encoder"], base["tokenizer"]
+    vae = base["vae"]
 
     means, stds = [], []
     with torch.no_grad():
@@ -455,12 +485,15 @@ def _precompute(dataset: Any, base: dict[str, Any], device: Any, weight_dtype: A
             means.append(dist.mean.cpu())
             stds.append(dist.std.cpu())
         texts = sorted({row.text for row in dataset.rows} | {""})
-        prompts = {}
+        prompts, pooled = {}, {}
         for start in range(0, len(texts), 64):
             chunk = texts[start:start + 64]
-            for text, emb in zip(chunk, _encode_text(chunk, tokenizer, text_encoder, device).cpu()):
-                prompts[text] = emb
-    return {"mean": torch.cat(means), "std": torch.cat(stds), "prompts": prompts}
+            hidden, pooled_chunk = _encode_text(chunk, base, device)
+            for i, text in enumerate(chunk):
+                prompts[text] = hidden[i].cpu()
+                if pooled_chunk is not None:
+                    pooled[text] = pooled_chunk[i].cpu()
+    return {"mean": torch.cat(means), "std": torch.cat(stds), "prompts": prompts, "pooled": pooled}
 
 
 def _optimizer(params: list[Any], config: TrainConfig) -> Any:
@@ -531,8 +564,9 @@ def _write_progress(run: Run, loss: float, seconds_per_step: float) -> None:
 
 def _validate(run: Run) -> None:
     """Validation images (a grid of [condition | image]) and, when asked, a fidelity score, from the main process."""
+    import diffusers
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionControlNetPipeline
+    from diffusers import DDIMScheduler
 
     from .data import load_image, resize_and_crop
     from .validate import run_validation
@@ -542,10 +576,13 @@ def _validate(run: Run) -> None:
     if accelerator.is_main_process and rows:
         net = accelerator.unwrap_model(run.controlnet)
         net.eval()
-        pipe = StableDiffusionControlNetPipeline(
-            vae=base["vae"], text_encoder=base["text_encoder"], tokenizer=base["tokenizer"], unet=base["unet"],
-            controlnet=net, scheduler=DDIMScheduler.from_config(base["noise_scheduler"].config),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        # The family's own pipeline over the training modules (SDXL: both text encoders).
+        parts = {k: base[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "text_encoder_2", "tokenizer_2")
+                 if k in base}
+        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
+            if base["family"].has_safety_checker else {}
+        pipe = getattr(diffusers, base["family"].pipelines["txt2img"])(
+            **parts, controlnet=net, scheduler=DDIMScheduler.from_config(base["noise_scheduler"].config), **extra)
         pipe.set_progress_bar_config(disable=True)
         conditions = [resize_and_crop(load_image(r.conditioning), config.resolution) for r in rows]
         with torch.no_grad(), accelerator.autocast():
@@ -571,6 +608,8 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
     import datetime
     import shutil
 
+    from cnet.families import family_of
+
     from .checkpoint import CheckpointError, complete_checkpoints, describe_write_error
 
     out = Path(config.output_dir)
@@ -585,7 +624,8 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(tmp)
         (out / ".tmp-controlnet" / "README.md").write_text(
-            model_card(config, loaded, stats, step, datetime.date.today().isoformat()))
+            model_card(config, loaded, stats, step, datetime.date.today().isoformat(),
+                       family_of(controlnet.config)))
     except Exception as err:
         for tmp, _, _ in staged:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -599,19 +639,25 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
     return final
 
 
-def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str) -> str:
-    """A Hub-style model card: what this ControlNet is, what it was trained on, and how."""
+def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str,
+               family: Any = None) -> str:
+    """A Hub-style model card: what this ControlNet is, what it was trained on, and how (`family`: the base's,
+    cnet/families.py; SD 1.x when not given)."""
+    from cnet.families import FAMILIES
+
+    family = family or FAMILIES["sd15"]
+    pipeline = family.pipelines["txt2img"]
     share = stats["empty_prompts"] / max(1, stats["prompts"])
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in config.to_dict().items() if k not in ("extra",))
     return f"""---
 base_model: {config.base_model}
 library_name: diffusers
-tags: [controlnet, stable-diffusion, cnet-studio]
+tags: [controlnet, stable-diffusion, {family.name}, cnet-studio]
 ---
 
 # ControlNet trained with cnet studio
 
-- Base model: `{config.base_model}` (locked{'; unlocked after step ' + str(config.unlock_after)
+- Base model: `{config.base_model}`, {family.label} (locked{'; unlocked after step ' + str(config.unlock_after)
                                           if config.mode == 'large' else ''})
 - Data: `{config.dataset}` ({loaded.layout}, {len(loaded.rows)} rows, {len(loaded.skipped)} skipped)
 - Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation
@@ -621,9 +667,9 @@ tags: [controlnet, stable-diffusion, cnet-studio]
 Load it with diffusers:
 
 ```python
-from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+from diffusers import ControlNetModel, {pipeline}
 controlnet = ControlNetModel.from_pretrained("path/to/controlnet")
-pipe = StableDiffusionControlNetPipeline.from_pretrained("{config.base_model}", controlnet=controlnet)
+pipe = {pipeline}.from_pretrained("{config.base_model}", controlnet=controlnet)
 ```
 
 ## Settings
