@@ -74,6 +74,9 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--lora", action="append", type=parse_lora, metavar="SOURCE[:WEIGHT]",
                      help="a LoRA for the base (Hub id, folder or .safetensors, A1111/kohya files too), at WEIGHT "
                      "(1.0); repeat for several")
+    gen.add_argument("--embedding", action="append", metavar="SOURCE",
+                     help="a textual-inversion embedding (file: its name is the trigger word, as in A1111; folder or "
+                     "Hub id); repeat for several")
     gen.add_argument("--strength", action="append", type=float, help="control strength per --image (1.0)")
     gen.add_argument("--control-start", type=float, default=0.0, help="fraction of steps before control starts")
     gen.add_argument("--resize-mode", choices=list(RESIZE_MODES), default="crop_and_resize",
@@ -244,6 +247,8 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
         base = args.base_model or base
         if args.lora:  # --lora replaces the recorded LoRAs
             request.loras = list(args.lora)
+        if args.embedding:
+            request.embeddings = list(args.embedding)
     else:
         if not args.image:
             raise ValueError("give --image (a condition map) or --from-png")
@@ -266,7 +271,7 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
             negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
             eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
             guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source, resize_mode=args.resize_mode,
-            loras=list(args.lora or []), **edit)
+            loras=list(args.lora or []), embeddings=list(args.embedding or []), **edit)
         base = args.base_model
     if base is None and not any(u.controlnet for u in request.units):
         from .demo import DEMO_BASE, DEMO_CONTROLNET, DEMO_NOTICE, DEMO_SIZE, use_demo

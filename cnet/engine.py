@@ -177,6 +177,7 @@ class Engine:
         self._base: dict[str, Any] | None = None
         self.family: Family = FAMILIES["sd15"]  # read from the base's config when it loads (load_base)
         self._loras: tuple[tuple[str, float], ...] = ()  # (source, weight) applied to the base now
+        self._embeddings: tuple[str, ...] = ()  # textual-inversion sources loaded now
         self._controlnets = LRUCache(self.max_cached_controlnets)
         self._load_lock = threading.RLock()
         self._run_lock = threading.Lock()
@@ -282,6 +283,53 @@ class Engine:
                 f"{DEFAULT_BASE_MODEL} --include '*.json' '*.txt'`) or pass {flag} pointing at a diffusers "
                 f"{'ControlNet' if is_controlnet else 'pipeline'} folder."
             ) from err
+
+    def use_embeddings(self, pipe: Any, embeddings: list[str]) -> None:
+        """Make `embeddings` (textual inversion) the ones the tokenizer(s) and text encoder(s) know: a new selection
+        unloads the old tokens first. A file's token is its name (A1111's trigger word); an SDXL file holds one
+        vector per encoder (`clip_l`, `clip_g`). Under the run lock."""
+        wanted = tuple(embeddings)
+        if wanted == self._embeddings:
+            return
+        pairs = [(pipe.tokenizer, pipe.text_encoder)]
+        if getattr(pipe, "text_encoder_2", None) is not None:
+            pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+        if self._embeddings:
+            for tokenizer, encoder in pairs:
+                pipe.unload_textual_inversion(tokenizer=tokenizer, text_encoder=encoder)
+            self._embeddings = ()
+        try:
+            for i, spec in enumerate(wanted):
+                self._load_embedding(pipe, parse_model_source(spec, what=f"embeddings[{i}]"), pairs)
+        except BaseException:
+            for tokenizer, encoder in pairs:  # never leave half a selection loaded
+                pipe.unload_textual_inversion(tokenizer=tokenizer, text_encoder=encoder)
+            raise
+        self._embeddings = wanted
+
+    def _load_embedding(self, pipe: Any, source: ModelSource, pairs: list[tuple[Any, Any]]) -> None:
+        from pathlib import Path
+
+        try:
+            if source.kind == "file":
+                token = Path(source.location).stem
+                if len(pairs) == 1:
+                    pipe.load_textual_inversion(source.location, token=token)
+                    return
+                from safetensors.torch import load_file
+
+                vectors = load_file(source.location)
+                for (tokenizer, encoder), key in zip(pairs, ("clip_l", "clip_g")):
+                    if key not in vectors:
+                        raise ValueError(f"an SDXL embedding holds 'clip_l' and 'clip_g', this one {sorted(vectors)}")
+                    pipe.load_textual_inversion(vectors[key], token=token, tokenizer=tokenizer, text_encoder=encoder)
+            else:
+                load_with_hub_fallback(lambda location, **kw: pipe.load_textual_inversion(location, **kw), source)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            if isinstance(err, ModelUnavailableError):
+                raise
+            raise RequestError(f"embeddings: {source.spec!r} is not a textual-inversion embedding for this "
+                               f"{self.family.label} base: {str(err)[:300]}") from None
 
     def use_loras(self, pipe: Any, loras: list[LoraRef]) -> None:
         """Make `loras` (in order, at their weights) the ones applied to the shared base: unchanged ones stay
@@ -445,6 +493,7 @@ class Engine:
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
             self.use_loras(pipe, request.loras)
+            self.use_embeddings(pipe, request.embeddings)
             union = is_union(pipe.controlnet)
             if union:  # one model, every condition with its control type; the maps always as `control_image`
                 edit, control_types = dict(edit), []
@@ -586,6 +635,7 @@ class Engine:
             "family": self.family.name,
             "loras": [{**describe_source(parse_model_source(lora.source)), "weight": lora.weight}
                       for lora in request.loras],
+            "embeddings": [describe_source(parse_model_source(e)) for e in request.embeddings],
             "controlnets": controlnets,
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),

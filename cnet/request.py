@@ -129,6 +129,8 @@ class GenerationRequest:
     tile_size: int | None = None
     # -- the base model's style -----------------------------------------------------------------------------------
     loras: list[LoraRef] = field(default_factory=list)  # applied in order, each at its weight; [] none
+    # Textual-inversion embeddings (a file, folder or Hub id each): a file's trigger word is its name, as in A1111
+    embeddings: list[str] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -189,6 +191,13 @@ class GenerationRequest:
                 raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
             _check_text(f"loras[{i}]", lora.source, 1000)
             _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
+        if not isinstance(self.embeddings, list) or len(self.embeddings) > MAX_LORAS:
+            raise RequestError(f"embeddings={short_repr(self.embeddings)}: give a list of at most {MAX_LORAS}")
+        for i, source in enumerate(self.embeddings):
+            if not isinstance(source, str) or not source.strip():
+                raise RequestError(f"embeddings[{i}]={short_repr(source)} "
+                                   "must name an embedding (a file, folder or Hub id)")
+            _check_text(f"embeddings[{i}]", source, 1000)
         return replace(self, prompt_mode=mode)
 
     def _validate_edit(self) -> None:
@@ -221,7 +230,7 @@ class GenerationRequest:
 
     def settings(self) -> dict[str, Any]:
         """The scalar fields, as recorded in metadata (images and units are recorded separately)."""
-        skip = {"units", "source_image", "init_image", "mask", "loras"}
+        skip = {"units", "source_image", "init_image", "mask", "loras", "embeddings"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out["prompt_mode"] = PromptMode(self.prompt_mode).value
         out["mode"] = self.mode

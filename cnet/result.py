@@ -143,6 +143,9 @@ def settings_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     loras = [lora for lora in meta.get("loras") or [] if isinstance(lora, dict) and lora.get("model")]
     if loras:  # as the form writes them: one source:weight a line
         out["loras"] = "\n".join(f"{lora['model']}:{lora.get('weight', 1.0)}" for lora in loras)
+    embeddings = [e["model"] for e in meta.get("embeddings") or [] if isinstance(e, dict) and e.get("model")]
+    if embeddings:
+        out["embeddings"] = "\n".join(embeddings)
     return out
 
 
@@ -194,6 +197,8 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
               "inpaint_padding", "keep_unmasked", "tile_size")
     index = int(meta.get("image_index", 0))
     loras = [LoraRef(lora["model"], float(lora["weight"])) for lora in meta.get("loras") or []]
+    embeddings = [e["model"] for e in meta.get("embeddings") or []]
     request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,
-                                loras=loras, **edit, **{k: meta[k] for k in fields if k in meta})
+                                loras=loras, embeddings=embeddings, **edit,
+                                **{k: meta[k] for k in fields if k in meta})
     return Rerun(request, meta["base_model"]["model"], index)

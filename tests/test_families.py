@@ -189,3 +189,37 @@ def test_sdxl_in_half_precision_takes_the_fp16_safe_vae_or_says_why_not(sdxl, tm
     with caplog.at_level("WARNING", logger="cnet.engine"):
         vae = Engine(str(sdxl[0]), device="cpu", dtype="float16").load_base()["vae"]
     assert "using the base model's own VAE" in caplog.text and "nobody/no-such-vae" in caplog.text
+
+
+def test_sdxl_keeps_the_fast_path_offload_and_shared_base(sdxl, maps, tmp_path):
+    from diffusers import ControlNetModel
+
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
+
+    base, controlnet, union = sdxl
+    image = Image.open(maps[0]).convert("RGB")
+
+    def request(net, **kw):
+        return GenerationRequest(units=[ControlUnit(image, controlnet=str(net), end=0.5)], num_inference_steps=4,
+                                 seed=3, **kw)
+
+    plain = Engine(str(base), device="cpu")
+    ours = plain.generate(request(controlnet))
+    # Control end 0.5: the ControlNet is skipped for half the steps (cnet/fastpath.py), with diffusers' pixels.
+    from diffusers import DDIMScheduler, StableDiffusionXLControlNetPipeline
+
+    pipe = StableDiffusionXLControlNetPipeline.from_pretrained(str(base),
+                                                               controlnet=ControlNetModel.from_pretrained(controlnet))
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    theirs = pipe(DEFAULT_PROMPT, image=image, num_inference_steps=4, guidance_scale=9.0, negative_prompt="",
+                  control_guidance_end=0.5, generator=[torch.Generator().manual_seed(3)]).images[0]
+    assert np.array_equal(np.asarray(ours.images[0]), np.asarray(theirs))
+    # Model offload (diffusers' hooks over both text encoders) changes no pixel.
+    offloaded = Engine(str(base), device="cpu", offload="model").generate(request(controlnet))
+    assert np.array_equal(np.asarray(offloaded.images[0]), np.asarray(ours.images[0]))
+    # Switching to the Union model and back keeps the one loaded base.
+    unet = plain.load_base()["unet"]
+    plain.generate(request(union))
+    assert plain.load_base()["unet"] is unet
+    assert np.array_equal(np.asarray(plain.generate(request(controlnet)).images[0]), np.asarray(ours.images[0]))

@@ -230,6 +230,9 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
         ui.loras = gr.Textbox(label="LoRAs (one per line: source or source:weight)", lines=2, elem_id="loras",
                               placeholder="styles/ink.safetensors:0.8\nowner/some-lora",
                               info="Hub id, folder or .safetensors (A1111 / kohya files too); weight 1.0 if left out")
+        ui.embeddings = gr.Textbox(label="Embeddings (textual inversion; one per line)", lines=1,
+                                   elem_id="embeddings",
+                                   info="a file's name is its trigger word in the prompt, as in A1111")
 
 
 def _second_condition(ui: SimpleNamespace, limits: Any) -> None:
@@ -270,7 +273,7 @@ RESTORED_FIELDS = {"prompt_mode": "prompt_mode", "prompt": "prompt", "added_prom
                    "height": "height", "guess_mode": "guess_mode", "scheduler": "scheduler",
                    "resize_mode": "resize_mode", "kind": "kind", "strength": "strength", "start": "start",
                    "end": "end", "control_mode": "control_mode", "base_model": "base_model",
-                   "controlnet": "controlnet", "loras": "loras"}
+                   "controlnet": "controlnet", "loras": "loras", "embeddings": "embeddings"}
 
 
 def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
@@ -286,10 +289,10 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
                 studio.check_model_reference(value, key)
             except ValueError:
                 return False
-        if key == "loras":
+        if key in ("loras", "embeddings"):
             try:
                 for line in value.splitlines():
-                    studio.check_model_reference(line.rpartition(":")[0] or line, key)
+                    studio.check_model_reference(line.rpartition(":")[0] or line if key == "loras" else line, key)
             except ValueError:
                 return False
         return True
@@ -392,7 +395,8 @@ def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
         num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
         height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
         scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize",
-        loras=lora_list(v[ui.loras]))
+        loras=lora_list(v[ui.loras]),
+        embeddings=[line.strip() for line in (v[ui.embeddings] or "").splitlines() if line.strip()])
 
 
 def lora_list(text: str | None) -> list[Any]:
@@ -434,7 +438,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     generate_inputs = map_inputs | {ui.prompt_mode, ui.prompt, ui.added_prompt, ui.negative_prompt, ui.steps,
                                     ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
                                     ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
-                                    ui.resize_mode, ui.pixel_perfect, ui.loras,
+                                    ui.resize_mode, ui.pixel_perfect, ui.loras, ui.embeddings,
                                     ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 

@@ -272,6 +272,9 @@ class Studio:
             settings["loras"] = [LoraRef(_spec(self.check_model_reference(lora.source, f"loras[{i}]")) or "",
                                          lora.weight) if isinstance(lora, LoraRef) else lora
                                  for i, lora in enumerate(settings["loras"])]
+        if isinstance(settings.get("embeddings"), list):
+            settings["embeddings"] = [_spec(self.check_model_reference(e, f"embeddings[{i}]")) or ""
+                                      if isinstance(e, str) else e for i, e in enumerate(settings["embeddings"])]
         if self.demo_mode and base is None:
             from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
 
