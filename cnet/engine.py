@@ -28,6 +28,7 @@ from .models import (
     ModelUnavailableError,
     describe_source,
     hub_is_offline,
+    hub_snapshot,
     load_with_hub_fallback,
     parse_model_source,
     pick_device,
@@ -229,7 +230,7 @@ class Engine:
     def _read_family(self) -> Family:
         """The base's family from its U-Net config, read before any weight (cnet/families.py)."""
         try:
-            return base_family(self.base_source.spec, self.single_file_config)
+            return base_family(self.base_source, self.single_file_config)
         except ValueError as err:
             raise ModelUnavailableError(str(err)) from None
 
@@ -324,7 +325,7 @@ class Engine:
                         raise ValueError(f"an SDXL embedding holds 'clip_l' and 'clip_g', this one {sorted(vectors)}")
                     pipe.load_textual_inversion(vectors[key], token=token, tokenizer=tokenizer, text_encoder=encoder)
             else:
-                load_with_hub_fallback(lambda location, **kw: pipe.load_textual_inversion(location, **kw), source)
+                pipe.load_textual_inversion(hub_snapshot(source) if source.kind == "hub" else source.location)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             if isinstance(err, ModelUnavailableError):
                 raise
@@ -362,8 +363,8 @@ class Engine:
             if source.kind == "file":  # diffusers reads a file by its folder and name (A1111/kohya keys converted)
                 path = Path(source.location)
                 load(str(path.parent), weight_name=path.name)
-            else:
-                load_with_hub_fallback(load, source)
+            else:  # a Hub repository is fetched (safetensors only) into the cache first, then read as a folder
+                load(hub_snapshot(source) if source.kind == "hub" else source.location)
         except (OSError, ValueError, KeyError) as err:
             if isinstance(err, ModelUnavailableError):
                 raise

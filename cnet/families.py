@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import ModelSource
 
 
 class FamilyMismatchError(ValueError):
@@ -69,8 +72,9 @@ def family_of(config: Mapping[str, Any]) -> Family:
     return FAMILIES["sd2"] if config.get("use_linear_projection") else FAMILIES["sd15"]
 
 
-def base_family(spec: str, single_file_config: str | None = None) -> Family:
-    """The family of a base model (Hub id, folder or single file) from its U-Net config, without loading weights.
+def base_family(spec: str | ModelSource, single_file_config: str | None = None) -> Family:
+    """The family of a base model (Hub id, folder or single file; a ModelSource as classified, e.g. a visitor's
+    Hub id that must never be looked up on disk) from its U-Net config, without loading weights.
     A single file is read through its config folder (`single_file_config`), else taken for SD 1.x, as diffusers'
     own single-file loading assumes. ModelUnavailableError when the config is not on this machine and the Hub is
     unreachable; ValueError for an architecture that is none of these families."""
@@ -90,10 +94,10 @@ def base_family(spec: str, single_file_config: str | None = None) -> Family:
     try:
         return family_of(config)
     except ValueError as err:
-        raise ValueError(f"base_model={spec!r} is {err}") from None
+        raise ValueError(f"base_model={source.spec!r} is {err}") from None
 
 
-def base_default_side(spec: str, family: Family) -> int:
+def base_default_side(spec: str | ModelSource, family: Family) -> int:
     """The side the base at `spec` was trained at (`default_side`), its scheduler config read where it matters."""
     if family.name != "sd2":
         return family.default_side

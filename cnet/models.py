@@ -129,7 +129,7 @@ def load_with_hub_fallback(
     if os.path.exists(source.location):
         # A file or folder in the working directory has the id's name, and `from_pretrained` would read it instead
         # of the Hub's: a Hub source is resolved against the Hub cache only.
-        return loader(_hub_snapshot(source, env_var), **kwargs)
+        return loader(hub_snapshot(source, env_var), **kwargs)
     if source.revision:
         kwargs["revision"] = source.revision
     try:
@@ -159,7 +159,7 @@ def _unavailable(source: ModelSource, env_var: str | None) -> ModelUnavailableEr
                                  "unreachable. " + how_to_provide(source, env_var))
 
 
-def _hub_snapshot(source: ModelSource, env_var: str | None) -> str:
+def hub_snapshot(source: ModelSource, env_var: str | None = None) -> str:
     """The Hub cache folder of `source` (downloaded first when missing and the Hub is reachable)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError

@@ -63,7 +63,7 @@ class LoraRef:
     """A LoRA applied to the base (diffusers' `load_lora_weights`): a Hub id, a folder, or a .safetensors file
     (diffusers' own, A1111 and kohya files alike), at `weight` (1.0: as trained; 0: off)."""
 
-    source: str
+    source: Any  # text, or a ModelSource already classified (a public deployment's Hub id)
     weight: float = 1.0
 
 
@@ -187,17 +187,17 @@ class GenerationRequest:
         if not isinstance(self.loras, list) or len(self.loras) > MAX_LORAS:
             raise RequestError(f"loras={short_repr(self.loras)}: give a list of at most {MAX_LORAS} LoRAs")
         for i, lora in enumerate(self.loras):
-            if not isinstance(lora, LoraRef) or not isinstance(lora.source, str) or not lora.source.strip():
+            if not isinstance(lora, LoraRef) or not _names_a_model(lora.source):
                 raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
-            _check_text(f"loras[{i}]", lora.source, 1000)
+            _check_text(f"loras[{i}]", _model_text(lora.source), 1000)
             _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
         if not isinstance(self.embeddings, list) or len(self.embeddings) > MAX_LORAS:
             raise RequestError(f"embeddings={short_repr(self.embeddings)}: give a list of at most {MAX_LORAS}")
         for i, source in enumerate(self.embeddings):
-            if not isinstance(source, str) or not source.strip():
+            if not _names_a_model(source):
                 raise RequestError(f"embeddings[{i}]={short_repr(source)} "
                                    "must name an embedding (a file, folder or Hub id)")
-            _check_text(f"embeddings[{i}]", source, 1000)
+            _check_text(f"embeddings[{i}]", _model_text(source), 1000)
         return replace(self, prompt_mode=mode)
 
     def _validate_edit(self) -> None:
@@ -243,6 +243,16 @@ class GenerationRequest:
         else:
             del out["tile_size"]
         return out
+
+
+def _names_a_model(source: Any) -> bool:
+    from .models import ModelSource
+
+    return isinstance(source, ModelSource) or isinstance(source, str) and bool(source.strip())
+
+
+def _model_text(source: Any) -> str:
+    return source if isinstance(source, str) else source.spec
 
 
 def resolve_prompt(request: GenerationRequest, caption: str | None = None) -> str:

@@ -205,11 +205,12 @@ def test_hub_id_shaped_names_never_reach_the_working_folder(public_app, raw_ui, 
     (tmp_path / "somefolder" / "notes.txt").write_text("a file, not a checkpoint")
     sketch = {"background": None, "layers": [], "composite": ui.upload(map_path), "id": None}
     texts = {}
-    for field in ("controlnet", "base-model"):
+    fields = ("controlnet", "base-model", "loras", "embeddings")
+    for field in fields:
         for name in ("somefolder/model", "somefolder/notes.txt", "nothere/model"):
             reply = ui.call("generate", sketch=sketch, steps=1, **{field: name})
             texts[field, name] = ui.error(reply).replace(name, "NAME")
-    for field in ("controlnet", "base-model"):  # no oracle: existing folder, existing file and nothing read alike
+    for field in fields:  # no oracle: existing folder, existing file and nothing read alike
         assert len({texts[field, n] for n in ("somefolder/model", "somefolder/notes.txt", "nothere/model")}) == 1
         assert "is not on this machine" in texts[field, "nothere/model"]
     for bad in ("/etc", "./somefolder/model", "~/.cache/huggingface", "a/b/c", "../x/y", "somefolder/.."):

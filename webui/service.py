@@ -199,9 +199,9 @@ class Studio:
             checked = self.check_model_reference(reference, "base_model")
             if checked is None and self.demo_mode:
                 return "Base model: the demo model (Stable Diffusion 1.x layout, 64 px)"
-            spec = _spec(checked) or base_model_source()
-            family = base_family(spec)
-            side = base_default_side(spec, family)
+            source = checked or base_model_source()  # a visitor's Hub id stays a Hub source: never read from disk
+            family = base_family(source)
+            side = base_default_side(source, family)
         except (ModelUnavailableError, ValueError, OSError) as err:
             return f"Base model: {err}"
         return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it)"
@@ -269,11 +269,12 @@ class Studio:
         base = self.check_model_reference(base_model, "base_model")
         nets = [self.check_model_reference(unit.controlnet, "controlnet") for unit in units]
         if isinstance(settings.get("loras"), list):  # a visitor's LoRAs are model references like the others
-            settings["loras"] = [LoraRef(_spec(self.check_model_reference(lora.source, f"loras[{i}]")) or "",
-                                         lora.weight) if isinstance(lora, LoraRef) else lora
-                                 for i, lora in enumerate(settings["loras"])]
+            # Checked references are kept as they were classified (a visitor's Hub id as a Hub source), so the
+            # engine never looks the same text up on this machine's disk.
+            settings["loras"] = [LoraRef(self.check_model_reference(lora.source, f"loras[{i}]") or "", lora.weight)
+                                 if isinstance(lora, LoraRef) else lora for i, lora in enumerate(settings["loras"])]
         if isinstance(settings.get("embeddings"), list):
-            settings["embeddings"] = [_spec(self.check_model_reference(e, f"embeddings[{i}]")) or ""
+            settings["embeddings"] = [self.check_model_reference(e, f"embeddings[{i}]") or ""
                                       if isinstance(e, str) else e for i, e in enumerate(settings["embeddings"])]
         if self.demo_mode and base is None:
             from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
@@ -588,8 +589,3 @@ def _status(role: str, reference: str, env_var: str, marker: str = "config.json"
 
     found = isinstance(try_to_load_from_cache(source.location, marker, revision=source.revision), str)
     return ModelStatus(role, reference, found, "" if found else how_to_provide(source, env_var))
-
-
-def _spec(reference: str | ModelSource | None) -> str | None:
-    """A checked model reference as text (a Hub source by its id)."""
-    return reference.spec if isinstance(reference, ModelSource) else reference
