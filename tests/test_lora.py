@@ -105,3 +105,22 @@ def test_the_cli_applies_a_lora_file_at_a_weight(tiny_models, cond_map, lora, tm
     styled, plain = (Image.open(tmp_path / d / "cnet-1-0.png") for d in ("a", "b"))
     assert read_metadata(tmp_path / "a" / "cnet-1-0.png")["loras"][0]["weight"] == 0.8
     assert not np.array_equal(np.asarray(styled), np.asarray(plain))
+
+
+def test_a_kohya_format_file_gives_the_same_pixels_as_the_diffusers_one(engine, tiny_models, cond_map, lora,
+                                                                         tmp_path):
+    # kohya's sd-scripts (A1111's usual LoRA files) name the same layers lora_unet_<path with underscores>, with
+    # lora_down/lora_up and an alpha (here the rank: scale 1); diffusers converts them on load.
+    from safetensors.torch import load_file, save_file
+
+    kohya = {}
+    for key, tensor in load_file(str(lora)).items():
+        module, _, kind = key.removeprefix("unet.").partition(".lora.")
+        name = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{name}.lora_{kind}"] = tensor
+        kohya[f"{name}.alpha"] = torch.tensor(4.0)
+    save_file(kohya, str(tmp_path / "ink_kohya.safetensors"))
+    ours = run(engine, tiny_models, cond_map, [LoraRef(str(lora), 0.7)])
+    theirs = run(engine, tiny_models, cond_map, [LoraRef(str(tmp_path / "ink_kohya.safetensors"), 0.7)])
+    assert np.array_equal(pixels(ours), pixels(theirs))  # the same weights, the same layers
+    assert not np.array_equal(pixels(theirs), pixels(run(engine, tiny_models, cond_map)))
