@@ -424,3 +424,37 @@ def test_the_edit_tabs_output_size_renders_img2img_at_another_size(browser, app_
     page.locator("#edit-operation label", has_text="upscale").click()
     page.wait_for_function("!document.querySelector('#edit-width')?.checkVisibility()", timeout=10_000)
     page.close()
+
+
+def test_an_sdxl_base_its_family_and_a_lora_from_the_generate_tab(browser, app_url, cond_map, tmp_path):
+    """Advanced settings: name an SDXL base (its family shows when the field is left), its ControlNet and a LoRA;
+    upload a ready map; generate: the saved PNG says SDXL and lists the LoRA."""
+    import urllib.parse
+    import urllib.request
+
+    from cnet.result import read_metadata
+    from cnet.tiny import save_tiny_lora, save_tiny_models
+
+    base, controlnet = save_tiny_models(tmp_path / "xl", family="sdxl")
+    lora = save_tiny_lora(base, tmp_path / "lora")
+    cond_map.save(tmp_path / "map.png")
+    page = open_app(browser, app_url)
+    page.get_by_role("tab", name="Map", exact=True).click()
+    page.locator("#map-editor input[type=file]").set_input_files(str(tmp_path / "map.png"))
+    page.wait_for_timeout(1500)
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    page.locator("#base-model textarea").fill(str(base))
+    page.locator("#controlnet textarea").click()  # leaving the base model field shows its family
+    page.wait_for_function("document.querySelector('#base-family')?.innerText.includes('Stable Diffusion XL')",
+                           timeout=30_000)
+    page.locator("#controlnet textarea").fill(str(controlnet))
+    page.locator("#loras textarea").fill(f"{lora}:0.6")
+    set_numbers(page, steps="2")
+    page.locator("#generate").click()
+    page.wait_for_selector("#files a", timeout=90_000)
+    href = page.locator("#files a").first.get_attribute("href")
+    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
+    meta = read_metadata(tmp_path / "out.png")
+    assert meta["family"] == "sdxl" and meta["base_model"]["model"] == str(base)
+    assert meta["loras"][0]["model"] == str(lora) and meta["loras"][0]["weight"] == 0.6
+    page.close()
