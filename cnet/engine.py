@@ -273,9 +273,11 @@ class Engine:
         config = (self.controlnet_config or self.single_file_config) if is_controlnet else self.single_file_config
         if config:
             kwargs["config"] = config
+        from diffusers.loaders.single_file_utils import SingleFileComponentError
+
         try:
             return cls.from_single_file(source.location, local_files_only=hub_is_offline(), **kwargs)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, SingleFileComponentError) as err:
             flag = "controlnet_config / --controlnet-config" if is_controlnet else \
                 "single_file_config / --single-file-config"
             raise ModelUnavailableError(

@@ -80,3 +80,20 @@ def test_sd2_trains_on_velocity_and_sd15_on_noise(tiny_models, circles, tmp_path
     assert len(calls) == 2  # the v-prediction target, once a step
     train(config(tiny_models[0], circles, tmp_path / "sd15", max_steps=2))
     assert len(calls) == 2  # an epsilon model's target is the noise itself
+
+
+def test_a_single_file_base_is_read_through_its_config_folder_or_refused_by_name(sdxl, tiny_models, tmp_path):
+    from safetensors.torch import save_file
+
+    from cnet.families import base_family
+    from train.loop import load_base
+
+    # A file that is no Stable Diffusion checkpoint: the message names the file, the family its config folder
+    # gave, and the flag that describes it (an original-format checkpoint cannot be made offline for the tiny
+    # models; diffusers' from_single_file reads real ones).
+    save_file({"some.weight": torch.ones(2)}, str(tmp_path / "base.safetensors"))
+    assert base_family(str(tmp_path / "base.safetensors"), str(sdxl[0])).name == "sdxl"
+    with pytest.raises(ValueError, match=r"base\.safetensors'.*could not be read as a Stable Diffusion XL "
+                                         r"checkpoint.*--single-file-config"):
+        load_base(str(tmp_path / "base.safetensors"), torch.float32, str(sdxl[0]))
+    assert base_family(str(tmp_path / "base.safetensors")).name == "sd15"  # no config: SD 1.x, as diffusers

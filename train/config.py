@@ -23,6 +23,9 @@ class ConfigError(ValueError):
 class TrainConfig:
     # -- what to train ------------------------------------------------------------------------------------------------
     base_model: str = DEFAULT_BASE_MODEL  # the locked model the ControlNet steers
+    # A single-file base (.safetensors/.ckpt, as other UIs download them) is described by this diffusers pipeline
+    # folder or Hub id (its architecture); diffusers reads the weights from the file.
+    single_file_config: str | None = None
     dataset: str = ""  # metadata.jsonl folder, Fill50K folder, saved `datasets` folder, or a Hub dataset id
     output_dir: str = "runs/controlnet"  # checkpoints, logs, validation grids; the result: output_dir/controlnet
     init_controlnet: str | None = None  # start from an existing ControlNet (transfer learning), not the U-Net copy

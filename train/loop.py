@@ -26,10 +26,10 @@ from .stop import StopRequest
 Callback = Callable[[str, dict[str, Any]], None]
 
 
-def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
-    """Tokenizer(s), text encoder(s), VAE, U-Net and noise scheduler of a diffusers base model (Hub id or folder),
-    and its `family` (cnet/families.py, read from the U-Net's config): SDXL brings a second tokenizer and text
-    encoder (the one with the pooled projection)."""
+def load_base(base_model: str, dtype: Any, single_file_config: str | None = None) -> dict[str, Any]:
+    """Tokenizer(s), text encoder(s), VAE, U-Net and noise scheduler of a base model (Hub id, diffusers folder, or a
+    single file described by `single_file_config`), and its `family` (cnet/families.py, read from the U-Net's
+    config): SDXL brings a second tokenizer and text encoder (the one with the pooled projection)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -38,7 +38,7 @@ def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
 
     source = parse_model_source(base_model, what="base_model")
     if source.kind == "file":
-        raise ValueError(f"base_model={base_model!r}: training needs a diffusers folder or Hub id, not a single file")
+        return _load_single_file_base(source.location, dtype, single_file_config)
 
     def load(cls: Any, subfolder: str, **kw: Any) -> Any:
         return load_with_hub_fallback(cls.from_pretrained, source, env_var="CNET_BASE_MODEL", subfolder=subfolder,
@@ -52,6 +52,33 @@ def load_base(base_model: str, dtype: Any) -> dict[str, Any]:
     if base["family"].text_encoders == 2:
         base["tokenizer_2"] = load(CLIPTokenizer, "tokenizer_2")
         base["text_encoder_2"] = load(CLIPTextModelWithProjection, "text_encoder_2", dtype=dtype)
+    return base
+
+
+def _load_single_file_base(path: str, dtype: Any, single_file_config: str | None) -> dict[str, Any]:
+    """A single-file base through the family's pipeline `from_single_file` (diffusers converts the weights)."""
+    import diffusers
+    from diffusers import DDPMScheduler
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    from cnet.families import base_family
+    from cnet.models import hub_is_offline
+
+    family = base_family(path, single_file_config)
+    try:
+        pipe = getattr(diffusers, family.base_pipeline).from_single_file(
+            path, config=single_file_config, local_files_only=hub_is_offline())  # fp32: the U-Net may train
+    except (OSError, ValueError, SingleFileComponentError) as err:
+        reason = str(err).strip().splitlines()[0][:300]
+        raise ValueError(f"base_model={path!r}: the single file could not be read as a {family.label} checkpoint "
+                         f"({reason}). Offline, --single-file-config must name the diffusers pipeline folder that "
+                         "describes its architecture") from None
+    # As a folder base loads: the locked encoders and the VAE in the training dtype, the U-Net as it is.
+    base = {"family": family, "tokenizer": pipe.tokenizer, "text_encoder": pipe.text_encoder.to(dtype=dtype),
+            "vae": pipe.vae.to(dtype=dtype), "unet": pipe.unet,
+            "noise_scheduler": DDPMScheduler.from_config(pipe.scheduler.config)}
+    if family.text_encoders == 2:
+        base.update(tokenizer_2=pipe.tokenizer_2, text_encoder_2=pipe.text_encoder_2.to(dtype=dtype))
     return base
 
 
@@ -265,7 +292,7 @@ def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[s
     import torch
     from diffusers import ControlNetModel
 
-    base = load_base(config.base_model, weight_dtype)
+    base = load_base(config.base_model, weight_dtype, config.single_file_config)
     unet, vae = base["unet"], base["vae"]
     if config.init_controlnet:
         from cnet.models import load_with_hub_fallback, parse_model_source
