@@ -454,6 +454,8 @@ class Engine:
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         seeds = [seed + i for i in range(request.num_images)]
         total = request.num_inference_steps
+        if picture is not None:  # diffusers runs only the last denoise x steps of an edit: the bar counts those
+            total = max(1, min(int(total * request.denoise), total))
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if progress is not None:

@@ -59,7 +59,11 @@ def edit(engine, tiny_models, cond_map, **kwargs):
 
 
 def test_img2img_matches_the_direct_diffusers_call(engine, tiny_models, cond_map, picture):
-    ours = edit(engine, tiny_models, cond_map, init_image=picture, denoise=0.6)
+    steps = []
+    ours = engine.generate(GenerationRequest(
+        units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]), strength=0.9)], num_inference_steps=STEPS,
+        seed=5, init_image=picture, denoise=0.6), progress=lambda i, n: steps.append((i, n)))
+    assert steps == [(1, 2), (2, 2)]  # 0.6 of 4 steps run: the bar counts the two that do, to the end
     theirs = direct(tiny_models, "StableDiffusionControlNetImg2ImgPipeline", image=picture, control_image=cond_map,
                     strength=0.6, controlnet_conditioning_scale=0.9)
     assert np.array_equal(pixels(ours.images[0]), pixels(theirs))
