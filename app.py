@@ -107,7 +107,9 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
             with gr.Tab("Generate", id="generate"):
                 generate = create_generate_tab(studio, gpu)
             with gr.Tab("Edit", id="edit"):
-                edit = create_edit_tab(studio, gpu)
+                # The base model, its LoRAs and embeddings are the Generate tab's (Advanced settings): one choice.
+                edit = create_edit_tab(studio, gpu, models={k: generate[k] for k in ("base_model", "loras",
+                                                                                   "embeddings")})
             with gr.Tab("Train", id="train"):
                 use_result = create_train_tab(studio.training, demo)
 

@@ -223,3 +223,15 @@ def test_sdxl_keeps_the_fast_path_offload_and_shared_base(sdxl, maps, tmp_path):
     plain.generate(request(union))
     assert plain.load_base()["unet"] is unet
     assert np.array_equal(np.asarray(plain.generate(request(controlnet)).images[0]), np.asarray(ours.images[0]))
+
+
+def test_the_edit_api_redraws_on_an_sdxl_base(app_url, sdxl, maps, tmp_path):
+    from gradio_client import Client, handle_file
+
+    picture = Image.fromarray((np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8))
+    picture.save(tmp_path / "picture.png")
+    images, _, metadata = Client(app_url, verbose=False).predict(
+        handle_file(str(tmp_path / "picture.png")), operation="img2img", kind="canny", base_model=str(sdxl[0]),
+        controlnet=str(sdxl[1]), denoise=0.5, steps=2, seed=2, api_name="/edit")
+    assert metadata[0]["family"] == "sdxl" and metadata[0]["mode"] == "img2img"
+    assert Image.open(images[0]["image"]).size == (64, 64)

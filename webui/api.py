@@ -61,8 +61,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                          pixel_perfect=bool(pixel_perfect), controlnet=controlnet or None)
         result, _ = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
-            base_model=base_model or None, loras=lora_list((loras or "").replace(",", "\n")),
-            embeddings=[e.strip() for e in (embeddings or "").replace(",", "\n").splitlines() if e.strip()],
+            **_models(base_model, loras, embeddings),
             prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
             negative_prompt=negative_prompt or "", num_inference_steps=as_int(steps, "steps"),
             guidance_scale=as_float(guidance, "guidance"),
@@ -99,17 +98,19 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
              outpaint_left: float = 0, outpaint_right: float = 0, outpaint_top: float = 0, outpaint_bottom: float = 0,
              upscale: float = 2.0, tile_down_sampling: float = 1.0, control_mode: str = "balanced",
              width: float | None = None, height: float | None = None, resize_mode: str = "crop_and_resize",
-             tile_size: float = -1, request: gr.Request = None) -> tuple:
+             tile_size: float = -1, base_model: str = "", controlnet: str = "", loras: str = "",
+             embeddings: str = "", request: gr.Request = None) -> tuple:
         """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
         Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
         picture; >= 0: only the masked area, with that padding. width/height 0: the picture's size (an upscale's:
         the picture times `upscale`); another shape is met by resize_mode. tile_size (img2img, upscale): denoise in
         tiles of at most that many px a side; 0: whole; < 0: the default (1024 for an upscale, else whole).
-        seed < 0 or empty: random."""
+        base_model, controlnet, loras, embeddings: as for /generate. seed < 0 or empty: random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
         unit = UnitInput("map" if image else "photo", image or None, kind=kind or "canny",
-                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced")
+                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
+                         controlnet=controlnet or None)
         sides = {side: as_int(value or 0, f"outpaint_{side}") for side, value in (
             ("left", outpaint_left), ("right", outpaint_right), ("top", outpaint_top), ("bottom", outpaint_bottom))}
         result, _ = studio.edit(
@@ -123,7 +124,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             keep_unmasked=bool(keep_unmasked), resize_mode=resize_mode or "crop_and_resize",
             width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
             **({} if tile_size in (None, "") or as_int(tile_size, "tile_size") < 0
-               else {"tile_size": as_int(tile_size, "tile_size")}))
+               else {"tile_size": as_int(tile_size, "tile_size")}),
+            **_models(base_model, loras, embeddings))
         return list(result.images), result.condition_maps[0], result.metadata
 
     gr.Button(visible=False).click(
@@ -132,7 +134,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                *(edit_numbers[n] for n in ("denoise", "mask_blur", "inpaint_padding")), keep,
                *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
                                            "upscale", "tile_down_sampling")), text["control_mode"],
-               numbers["width"], numbers["height"], text["resize_mode"], edit_numbers["tile_size"]],
+               numbers["width"], numbers["height"], text["resize_mode"], edit_numbers["tile_size"],
+               text["base_model"], text["controlnet"], text["loras"], text["embeddings"]],
         [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
 
     @user_errors
@@ -165,6 +168,12 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         return studio.caption(image, should_stop=stop_requested())
 
     gr.Button(visible=False).click(caption, image, out_text, api_name="caption", concurrency_id="gpu")
+
+
+def _models(base_model: str | None, loras: str | None, embeddings: str | None) -> dict:
+    """The API's model choices as Studio arguments: lists separated by new lines or commas."""
+    return {"base_model": base_model or None, "loras": lora_list((loras or "").replace(",", "\n")),
+            "embeddings": [e.strip() for e in (embeddings or "").replace(",", "\n").splitlines() if e.strip()]}
 
 
 # The library's field names as the API calls them (so an error names the parameter the caller sent).

@@ -40,9 +40,11 @@ OPERATION_HELP = {
 OPERATION_KIND = {"img2img": "canny", "inpaint": "canny", "outpaint": "canny", "upscale": "tile"}
 
 
-def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict[str, Any]:
+def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
+                    models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the tab inside the current gr.Blocks; returns what the history fills (the editor, the operation) and
-    what feeds it (the saved files)."""
+    what feeds it (the saved files). `models`: the components holding the base model, LoRAs and embeddings (the
+    Generate tab's), read when an edit runs; without them the defaults are used."""
     limits = studio.settings.limits
     defaults = form_defaults(studio.demo_mode)  # in demo mode: a circle prompt the demo's text encoder reads
     ui = SimpleNamespace()
@@ -90,6 +92,10 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict
                 ui.tile_size = gr.Slider(0, 2048, value=UPSCALE_TILE_SIZE, step=64, elem_id="edit-tile-size",
                                          label="Denoise in tiles of (px; 0: whole image)",
                                          info="a larger result then needs only the memory of one tile")
+            ui.models = models or {}
+            if ui.models:
+                gr.Markdown("Base model, LoRAs and embeddings: as chosen in Generate → Advanced settings.",
+                            elem_classes="canvas-caption")
             ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode",
                                       elem_id="edit-prompt-mode")
             ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt", visible=defaults.prompt_mode == "custom",
@@ -145,7 +151,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
 
     inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.control_mode, ui.denoise, ui.mask_blur, ui.keep,
               ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.tile_size, ui.prompt_mode, ui.prompt,
-              ui.steps, ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode}
+              ui.steps, ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode,
+              *ui.models.values()}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
@@ -168,7 +175,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
             inpaint_padding=as_int(v[ui.padding], "inpaint_padding") if v[ui.only_masked] else None,
             keep_unmasked=bool(v[ui.keep]), resize_mode=v[ui.resize_mode] or "crop_and_resize",
             **_output_size(v[ui.operation], v[ui.width], v[ui.height]),
-            **({"tile_size": as_int(v[ui.tile_size] or 0, "tile_size")} if v[ui.operation] == "upscale" else {}))
+            **({"tile_size": as_int(v[ui.tile_size] or 0, "tile_size")} if v[ui.operation] == "upscale" else {}),
+            **_chosen_models(ui.models, v))
         return shown_results(result, paths)
 
     event = ui.run.click(on_edit, inputs, outputs, concurrency_id="gpu", api_visibility="private",
@@ -190,3 +198,13 @@ def _output_size(operation: str, width: Any, height: Any) -> dict[str, int | Non
     if operation not in ("img2img", "inpaint"):
         return {"width": None, "height": None}
     return {"width": as_int(width or 0, "width") or None, "height": as_int(height or 0, "height") or None}
+
+
+def _chosen_models(models: dict[str, Any], v: dict) -> dict[str, Any]:
+    """The Generate tab's base model, LoRAs and embeddings, as Studio arguments (empty fields: the defaults)."""
+    from .generate_tab import lora_list
+
+    if not models:
+        return {}
+    return {"base_model": v[models["base_model"]] or None, "loras": lora_list(v[models["loras"]]),
+            "embeddings": [line.strip() for line in (v[models["embeddings"]] or "").splitlines() if line.strip()]}

@@ -93,7 +93,8 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
     _wire_reactions(ui)
     _wire_actions(ui, studio, gpu)
     _wire_settings_drop(ui, studio)
-    return {"controlnet": ui.controlnet, "base_model": ui.base_model, "advanced": ui.advanced, "kind": ui.kind,
+    return {"controlnet": ui.controlnet, "base_model": ui.base_model, "loras": ui.loras,
+            "embeddings": ui.embeddings, "advanced": ui.advanced, "kind": ui.kind,
             "files": ui.files, "map_editor": ui.map_editor, "source_tabs": ui.source_tabs, "source": ui.source}
 
 
