@@ -1,15 +1,18 @@
 """Training-step time: `small` vs `default` mode, with and without precomputed latents, on one model, in one run.
 
-    python -m bench.train_step --preset sd15 --resolution 256 --steps 4      # real SD1.5 shapes (CPU: slow)
-    python -m bench.train_step --preset tiny --resolution 64 --steps 20      # the tiny test model
+    python -m bench.train_step --preset sd15 --resolution 128 --steps 5 --rounds 3   # real SD1.5 shapes (CPU: slow)
+    python -m bench.train_step --preset tiny --resolution 64 --steps 20 --rounds 3   # the tiny test model
 
-Each configuration trains `--steps` optimizer steps through the real loop (train/loop.py); the median of the step
-durations after the first (warm-up) is reported, with the ratio to the default mode without precomputation.
+Each configuration trains `--steps` optimizer steps through the real loop (train/loop.py), in `--rounds` rounds whose
+order flips every round (A B C D, D C B A, ...), so a busy machine shifts every configuration alike. Step durations
+after each run's first (warm-up) step are pooled per configuration: min / median / max. The end-to-end time of a run
+(setup, the up-front encode of precomputation, every step) is reported too: what a user waits for.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -24,40 +27,65 @@ from train.loop import train
 CONFIGS = [("default", False), ("small", False), ("default", True), ("small", True)]
 
 
+def run_once(base: str, data: Path, out: Path, mode: str, precompute: bool, args: argparse.Namespace
+             ) -> tuple[list[float], float]:
+    """One training run: its step durations after the first, and its whole time."""
+    stamps: list[float] = []
+    config = TrainConfig(base_model=base, dataset=str(data), output_dir=str(out), resolution=args.resolution,
+                         batch_size=args.batch_size, max_steps=args.steps, mode=mode, precompute=precompute,
+                         checkpoint_every=10**6, validate_every=0, log_every=10**6,
+                         mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing)
+
+    def stamp(event: str, info: dict) -> None:
+        if event in ("start", "step"):
+            stamps.append(time.perf_counter())
+
+    begin = time.perf_counter()
+    train(config, callback=stamp)
+    return [b - a for a, b in zip(stamps[1:], stamps[2:])], time.perf_counter() - begin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=("tiny", "sd15"), default="tiny")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--configs", default="default:no,small:no,default:yes,small:yes",
+                        help="mode:precompute pairs to compare")
     parser.add_argument("--base-model", help="an existing diffusers folder instead of building one")
     parser.add_argument("--mixed-precision", default="no")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args()
+    configs = [(m, p == "yes") for m, p in (c.split(":") for c in args.configs.split(","))]
     work = Path(tempfile.mkdtemp(prefix="cnet-bench-train-"))
     base = args.base_model or str(save_tiny_models(work / "model", preset=args.preset)[0])
     data = write_dataset(work / "data", max(16, args.batch_size * (args.steps + 2)), seed=0)
-    rows, reference = [], None
-    for mode, precompute in CONFIGS:
-        stamps: list[float] = []
-        config = TrainConfig(base_model=base, dataset=str(data), output_dir=str(work / f"{mode}-{precompute}"),
-                             resolution=args.resolution, batch_size=args.batch_size, max_steps=args.steps,
-                             mode=mode, precompute=precompute, checkpoint_every=10**6, validate_every=0,
-                             log_every=10**6, mixed_precision=args.mixed_precision,
-                             gradient_checkpointing=args.gradient_checkpointing)
-        def stamp(event: str, info: dict, stamps: list[float] = stamps) -> None:
-            if event in ("start", "step"):
-                stamps.append(time.perf_counter())
-
-        train(config, callback=stamp)
-        durations = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # step 2 onwards: step 1 warms up
-        median = statistics.median(durations)
-        reference = reference or median
-        rows.append([mode, "yes" if precompute else "no", f"{median:.3f}", f"{reference / median:.2f}x"])
+    steps: dict = {c: [] for c in configs}
+    totals: dict = {c: [] for c in configs}
+    load_before = os.getloadavg()[0]
+    for round_ in range(args.rounds):
+        for mode, precompute in (configs if round_ % 2 == 0 else configs[::-1]):
+            durations, total = run_once(base, data, work / f"{mode}-{precompute}-{round_}", mode, precompute, args)
+            steps[mode, precompute] += durations
+            totals[mode, precompute].append(total)
+    load_after = os.getloadavg()[0]
+    reference = statistics.median(steps[configs[0]])
+    rows = []
+    for mode, precompute in configs:
+        times = steps[mode, precompute]
+        rows.append([mode, "yes" if precompute else "no",
+                     f"{min(times):.3f} / {statistics.median(times):.3f} / {max(times):.3f}",
+                     f"{reference / statistics.median(times):.2f}x",
+                     f"{statistics.median(totals[mode, precompute]):.1f}"])
     record(f"Training step, {args.preset} model at {args.resolution}x{args.resolution}, batch {args.batch_size}",
-           ["mode", "precomputed latents", "median s/step", "speed vs default"], rows,
-           f"{args.steps} steps per configuration through train/loop.py, median after the first step; "
-           f"mixed precision {args.mixed_precision}, gradient checkpointing {args.gradient_checkpointing}.")
+           ["mode", "precomputed latents", "s/step min / median / max", "speed vs first row (medians)",
+            f"whole run of {args.steps} steps (s, median)"], rows,
+           f"{args.rounds} rounds of {args.steps} steps per configuration through train/loop.py, the order flipping "
+           f"every round; {len(steps[configs[0]])} step times pooled per row (each run's first step left out). "
+           f"Mixed precision {args.mixed_precision}, gradient checkpointing {args.gradient_checkpointing}; load "
+           f"average {load_before:.2f} before, {load_after:.2f} after.")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ def _memory_format(channels_last: bool) -> Any:
 
 
 def _compile(module: Any) -> Any:
-    """torch.compile a model in place (diffusers' recommendation: max-autotune without CUDA graphs)."""
+    """torch.compile a model in place, without CUDA graphs and without requiring one graph: the skip-inactive
+    fast path wraps the ControlNet's forward in Python. (diffusers' documentation recommends mode="max-autotune" with
+    fullgraph=True, which uses CUDA graphs; not done here yet, and nothing here is measured on a GPU.)"""
     module.compile(mode="max-autotune-no-cudagraphs", fullgraph=False)
     return module
 

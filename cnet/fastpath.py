@@ -2,7 +2,8 @@
 
 `skip_inactive_controlnet`: outside [control start, control end] (or at strength 0) diffusers still runs the
 ControlNet and multiplies its outputs by zero. We return the zeros without running it: the same numbers, and on a
-run with control end 0.5 about a third of the denoising FLOPs saved (the ControlNet is ~35% of a U-Net step).
+run with control end 0.5 about 13% of the denoising FLOPs saved: the ControlNet is 25.6% of a step's FLOPs (SD1.5 at
+512x512 with CFG: 0.466 of 1.820 TFLOP, counted with torch's FlopCounterMode), skipped on half the steps.
 """
 
 from __future__ import annotations

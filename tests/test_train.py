@@ -412,3 +412,21 @@ def test_validation_draws_from_the_held_out_dataset(tiny_models, circles, tmp_pa
     assert Image.open(record["grid"]).height == 2 * 64  # one row per held-out condition
     training_prompts = [json.loads(line)["prompt"] for line in (circles / "prompt.json").read_text().splitlines()]
     assert record["prompts"] != training_prompts[:2]
+
+
+def test_with_precomputed_latents_the_steps_never_read_the_pictures_again(tiny_models, tmp_path):
+    """The cache holds every picture's latents: once it is made, the steps decode only the condition maps (the
+    pictures are not decoded, stacked or moved each step). Here the pictures are gone once training starts."""
+    import shutil
+
+    from shapes.data import write_dataset
+
+    data = write_dataset(tmp_path / "data", 8, seed=2)
+
+    def remove_pictures(event, info):
+        if event == "start":
+            shutil.rmtree(data / "target")
+
+    cfg = config(tiny_models, data, tmp_path / "run", precompute=True, max_steps=3)
+    assert train(cfg, callback=remove_pictures) is not None
+    assert not (data / "target").exists() and (data / "source").exists()

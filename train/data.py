@@ -179,11 +179,13 @@ def resize_and_crop(image: Image.Image, resolution: int) -> Image.Image:
 
 
 class ControlNetDataset:
-    """Rows as tensors: `pixel_values` in [-1, 1] (the VAE's range), `conditioning_pixel_values` in [0, 1]."""
+    """Rows as tensors: `pixel_values` in [-1, 1] (the VAE's range), `conditioning_pixel_values` in [0, 1].
+    With `with_pixels=False` (the latents are precomputed) the target image is neither decoded nor returned."""
 
-    def __init__(self, rows: list[Row], resolution: int) -> None:
+    def __init__(self, rows: list[Row], resolution: int, with_pixels: bool = True) -> None:
         self.rows = rows
         self.resolution = resolution
+        self.with_pixels = with_pixels
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -192,19 +194,18 @@ class ControlNetDataset:
         import torch
 
         row = self.rows[i]
-        pictures = []
-        for column, value in (("image", row.image), ("conditioning image", row.conditioning)):
+        pictures = {}
+        columns = [("image", row.image)] if self.with_pixels else []
+        for column, value in (*columns, ("conditioning image", row.conditioning)):
             try:  # checked before training, but a file may change or a Hub row be broken: name row and file
-                pictures.append(np.asarray(resize_and_crop(load_image(value), self.resolution), np.float32))
+                pictures[column] = np.asarray(resize_and_crop(load_image(value), self.resolution), np.float32)
             except (OSError, ValueError, SyntaxError) as err:
                 raise DataError(f"row {row.index}: the {column} {_name(value)} cannot be read ({err})") from err
-        image, cond = pictures
-        return {
-            "pixel_values": torch.from_numpy(image / 127.5 - 1.0).permute(2, 0, 1),
-            "conditioning_pixel_values": torch.from_numpy(cond / 255.0).permute(2, 0, 1),
-            "text": row.text,
-            "index": i,
-        }
+        item = {"conditioning_pixel_values": torch.from_numpy(pictures["conditioning image"] / 255.0).permute(2, 0, 1),
+                "text": row.text, "index": i}
+        if self.with_pixels:
+            item["pixel_values"] = torch.from_numpy(pictures["image"] / 127.5 - 1.0).permute(2, 0, 1)
+        return item
 
 
 def _name(value: Any) -> str:
@@ -214,9 +215,11 @@ def _name(value: Any) -> str:
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
-    return {
-        "pixel_values": torch.stack([b["pixel_values"] for b in batch]),
+    out = {
         "conditioning_pixel_values": torch.stack([b["conditioning_pixel_values"] for b in batch]),
         "text": [b["text"] for b in batch],
         "index": torch.tensor([b["index"] for b in batch]),
     }
+    if "pixel_values" in batch[0]:  # absent when the latents are precomputed
+        out["pixel_values"] = torch.stack([b["pixel_values"] for b in batch])
+    return out

@@ -217,6 +217,7 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     run.base, controlnet = _models(config, accelerator.device, weight_dtype)
     if config.precompute:  # the VAE encoder and text encoder leave the training step
         run.cache = _precompute(dataset, run.base, accelerator.device, weight_dtype, config)
+        dataset.with_pixels = False  # from here the steps read the cache: no image decoded or moved per step
     optimizer = _optimizer([p for p in controlnet.parameters() if p.requires_grad], config)
     optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
     run.controlnet, run.optimizer, run.loader = accelerator.prepare(controlnet, optimizer, loader)
@@ -428,7 +429,7 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     config, rng, cache, stats = run.config, run.rng, run.cache, run.stats
     device, weight_dtype = run.accelerator.device, run.weight_dtype
     vae, unet, noise_scheduler = run.base["vae"], run.unet, run.base["noise_scheduler"]
-    bsz = batch["pixel_values"].shape[0]
+    bsz = batch["conditioning_pixel_values"].shape[0]
     # Latents: encoded now, or drawn from the cached posterior (mean + std * noise: the same distribution).
     if cache is not None:
         mean, std = cache["mean"][batch["index"].cpu()], cache["std"][batch["index"].cpu()]

@@ -20,7 +20,8 @@ from .training import LOG_LINES, TrainingManager
 
 MODE_HELP = {
     "default": "all 13 links (12 skips + middle block): the paper's standard ControlNet",
-    "small": "only the middle block is connected: faster on small GPUs; continue later in default mode",
+    "small": "only the middle block is connected (the paper's small-scale mode; not faster here, see the README); "
+             "continue later in default mode",
     "large": "after 'unlock after' steps the base U-Net trains too, at a lower learning rate",
 }
 DEFAULTS = TrainConfig()
