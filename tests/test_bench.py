@@ -11,15 +11,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
+    """Every path of bench/gpu.py that is not CUDA-only: interleaved variants with the stage breakdown, the fast
+    path compared with diffusers where it skips, memory per variant in a fresh process, and every training preset
+    in its own process (before, the second preset failed: accelerate's state is per process)."""
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run([sys.executable, "-m", "bench.gpu", "--tiny", "--device", "cpu", "--steps", "2", "--repeats",
-                           "1", "--batches", "1,2", "--train-steps", "3"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
+                           "2", "--batches", "1,2", "--train-steps", "3"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = results.read_text()
     assert "## Inference, tiny at 64x64, 2 DDIM steps, CFG 9, float32" in text
-    assert "| plain diffusers | 1 |" in text and "| cnet fast path | 2 |" in text
-    assert "## Training, tiny at 64x64, per memory preset" in text and "| cpu | 2 x 1 |" in text
+    for variant in ("plain diffusers", "cnet fast path", "plain diffusers, control end 0.5",
+                    "cnet fast path, control end 0.5", "cnet low-VRAM (offload=model)"):
+        assert f"| {variant} | 1 |" in text and f"| {variant} | 2 |" in text, variant
+    assert "largest pixel difference 0 (0: the same image)" in text  # the fast path skips and changes nothing
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| cnet fast path | 1 |")]
+    encode, denoise, decode = (float(x) for x in rows[0][4].split(" / "))
+    assert encode > 0 and denoise > 0 and decode > 0  # the stage breakdown measured each stage
+    assert "## Training, tiny at 64x64, per memory preset" in text
+    for preset, batch in (("8gb", "1 x 4"), ("12gb", "2 x 2"), ("16gb", "4 x 1"), ("24gb", "4 x 1"),
+                          ("40gb", "8 x 1")):
+        assert f"| {preset} | {batch} |" in text, preset
+    assert "CPU: without mixed_precision=fp16, use_8bit_adam=True" in text
+
+
+def test_a_failing_child_fails_the_benchmark_loudly():
+    # Before, a preset's ValueError (bitsandbytes missing) became "n/a" and a 60-character note.
+    from bench.gpu import run_child
+
+    with pytest.raises(SystemExit, match="ValueError: bitsandbytes is not installed"):
+        run_child([sys.executable, "-c", "raise ValueError('bitsandbytes is not installed')"])
 
 
 pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not
