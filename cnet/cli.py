@@ -99,8 +99,11 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--single-file-config", help="diffusers pipeline folder/Hub id describing a single-file base")
     gen.add_argument("--controlnet-config", help="ControlNet folder/Hub id describing single-file ControlNets")
     gen.add_argument("--caption-model", help="BLIP model for 'auto' mode (default: CNET_CAPTION_MODEL/BLIP base)")
-    gen.add_argument("--steps", type=int, default=20)
-    gen.add_argument("--guidance", type=float, default=9.0)
+    gen.add_argument("--steps", type=int, help="denoising steps (20, the paper's; 4 with --few-step)")
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance (9.0, the paper's; 1 with --few-step)")
+    gen.add_argument("--few-step", action="store_true",
+                     help="few-step mode (changes the image): the base family's LCM-LoRA (CNET_FEW_STEP_LORA "
+                     "overrides it), the LCM sampler, 4 steps, guidance 1 (no CFG)")
     gen.add_argument("--eta", type=float, default=0.0)
     gen.add_argument("--seed", type=int, help="random when absent; always printed and saved")
     gen.add_argument("--num-images", type=int, default=1)
@@ -266,12 +269,20 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
         units = [ControlUnit(image, kind=k, controlnet=c, strength=s, start=args.control_start, end=args.control_end,
                              control_mode=m) for image, k, c, s, m in zip(images, kinds, nets, strengths, modes)]
         mode = args.prompt_mode or (PromptMode.CUSTOM if args.prompt else PromptMode.DEFAULT)
+        sampling = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "scheduler": args.scheduler,
+                    "loras": list(args.lora or [])}
+        sampling = {k: v for k, v in sampling.items() if v is not None}
+        if args.few_step:  # the family's few-step LoRA and sampler; steps and guidance given here are kept
+            from .families import base_family, few_step_settings
+            from .kinds import base_model_source
+
+            family = base_family(args.base_model or base_model_source(), args.single_file_config)
+            sampling = few_step_settings(family, sampling)
         request = GenerationRequest(
             units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,
-            negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
-            eta=args.eta, num_images=args.num_images, seed=args.seed, width=args.width, height=args.height,
-            guess_mode=args.guess_mode, scheduler=args.scheduler, source_image=source, resize_mode=args.resize_mode,
-            loras=list(args.lora or []), embeddings=list(args.embedding or []), **edit)
+            negative_prompt=args.negative_prompt, eta=args.eta, num_images=args.num_images, seed=args.seed,
+            width=args.width, height=args.height, guess_mode=args.guess_mode, source_image=source,
+            resize_mode=args.resize_mode, embeddings=list(args.embedding or []), **sampling, **edit)
         base = args.base_model
     if base is None and not any(u.controlnet for u in request.units):
         from .demo import DEMO_BASE, DEMO_CONTROLNET, DEMO_NOTICE, DEMO_SIZE, use_demo

@@ -64,6 +64,8 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
     "euler_a": ("EulerAncestralDiscreteScheduler", {}),
     "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
     "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "lcm": ("LCMScheduler", {}),  # few-step mode, with an LCM-LoRA
+    "tcd": ("TCDScheduler", {}),  # few-step mode, with a TCD or Hyper-SD LoRA
 }
 
 ProgressFn = Callable[[int, int], None]

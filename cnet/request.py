@@ -22,7 +22,8 @@ ORIGINAL_NEGATIVE_PROMPT = (
     "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, worst quality, "
     "low quality"
 )
-SCHEDULERS = ("ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras")
+# lcm / tcd: the few-step samplers, for a base with its few-step LoRA (cnet/families.py, `few_step_settings`).
+SCHEDULERS = ("ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "tcd")
 MAX_SEED = 2**32 - 1
 
 

@@ -34,7 +34,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         numbers = {n: gr.Number(value=v, label=n) for n, v in (
             ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
             ("strength", 1.0), ("detect_resolution", 0))}
-        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode", "pixel_perfect")}
+        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode", "pixel_perfect", "few_step")}
         out_gallery = gr.Gallery(label="images", format="png")
         out_image = gr.Image(type="pil", label="map", format="png")
         out_json = gr.JSON(label="metadata")
@@ -49,19 +49,20 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                  height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
                  scheduler: str = "ddim", detect: bool = False, control_mode: str = "balanced",
                  resize_mode: str = "crop_and_resize", pixel_perfect: bool = False, base_model: str = "",
-                 controlnet: str = "", loras: str = "", embeddings: str = "",
+                 controlnet: str = "", loras: str = "", embeddings: str = "", few_step: bool = False,
                  request: gr.Request = None) -> tuple:
         """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random.
         base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: the defaults;
         loras: `source:weight` items separated by new lines or commas; embeddings: textual-inversion sources
-        the same way (a file's name is its trigger word)."""
+        the same way (a file's name is its trigger word). few_step: the base family's LCM-LoRA and sampler (set
+        steps=4, guidance=1 with it; it changes the image)."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
                          strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
                          pixel_perfect=bool(pixel_perfect), controlnet=controlnet or None)
         result, _ = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
-            **_models(base_model, loras, embeddings),
+            **_models(base_model, loras, embeddings), few_step=bool(few_step),
             prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
             negative_prompt=negative_prompt or "", num_inference_steps=as_int(steps, "steps"),
             guidance_scale=as_float(guidance, "guidance"),
@@ -76,7 +77,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                    numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
                    numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"],
                    text["control_mode"], text["resize_mode"], flags["pixel_perfect"], text["base_model"],
-                   text["controlnet"], text["loras"], text["embeddings"]],
+                   text["controlnet"], text["loras"], text["embeddings"], flags["few_step"]],
         [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
 
     with gr.Column(visible=False):

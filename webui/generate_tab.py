@@ -32,7 +32,7 @@ CONTROL_MODE_CHOICES = [("Balanced", "balanced"), ("My prompt is more important"
 RESIZE_MODE_CHOICES = [("Crop and resize", "crop_and_resize"), ("Just resize", "just_resize"),
                        ("Resize and fill", "resize_and_fill")]
 SCHEDULER_LABELS = {"ddim": "DDIM (paper)", "unipc": "UniPC", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M",
-                    "dpmpp_2m_karras": "DPM++ 2M Karras"}
+                    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few-step)", "tcd": "TCD (few-step)"}
 # One control per distinct annotator parameter name; shown only for the annotators that have it.
 PARAMS = {p.name: p for a in ANNOTATORS.values() for p in a.params}
 
@@ -222,6 +222,8 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
             ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                        label="Sampler")
+            ui.few_step = gr.Checkbox(label="Few-step mode (LCM-LoRA: 4 steps, guidance 1; changes the image)",
+                                      elem_id="few-step")
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
                                        elem_id="base-model", info="SD 1.x, SD 2.x or SDXL: read from its config")
@@ -423,6 +425,10 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
                   *ui.params.values()}
 
+    # Few-step mode sets what it needs where the user sees it: 4 steps, guidance 1, the LCM sampler (and back).
+    ui.few_step.change(lambda on: [4, 1.0, "lcm"] if on else [20, 9.0, "ddim"], ui.few_step,
+                       [ui.steps, ui.guidance, ui.scheduler], queue=False, api_visibility="private")
+
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):
         event(studio.describe_base, ui.base_model, ui.family, api_visibility="private")
@@ -439,7 +445,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     generate_inputs = map_inputs | {ui.prompt_mode, ui.prompt, ui.added_prompt, ui.negative_prompt, ui.steps,
                                     ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
                                     ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
-                                    ui.resize_mode, ui.pixel_perfect, ui.loras, ui.embeddings,
+                                    ui.resize_mode, ui.pixel_perfect, ui.loras, ui.embeddings, ui.few_step,
                                     ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 
@@ -463,7 +469,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
         result, paths = studio.generate(
             units, session=request.session_hash or "", base_model=v[ui.base_model] or None,
             should_stop=stop_requested(), progress=lambda i, n: progress((i, n), desc="Denoising"),
-            **_settings(ui, v))
+            few_step=bool(v[ui.few_step]), **_settings(ui, v))
         return shown_results(result, paths)
 
     # The progress bar shows once, over the gallery, not over each of the six result panes.

@@ -258,12 +258,14 @@ class Studio:
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, units: list[UnitInput], *, progress: Callable[[int, int], None] | None = None,
                  session: str = "", base_model: str | None = None, should_stop: StopCheck | None = None,
-                 save_to: tuple[Path, str] | None = None, **settings: Any) -> tuple[Any, list[Path]]:
+                 save_to: tuple[Path, str] | None = None, few_step: bool = False,
+                 **settings: Any) -> tuple[Any, list[Path]]:
         """Make the maps, run the engine, save PNGs with metadata; return the result and the saved paths.
 
         `settings` are GenerationRequest fields (prompt_mode, prompt, num_inference_steps, ...), checked against
         this deployment's limits. `session` identifies whose Stop button may stop this run; `should_stop` is the
-        caller's own check (an API cancel, a closed page).
+        caller's own check (an API cancel, a closed page). `few_step`: the base family's few-step LoRA and the LCM
+        sampler are added (steps and guidance stay as given: the form sets 4 and 1 when the mode is chosen).
         """
         # Visitors' model references are checked before the server fills in its own (the demo's), which are allowed.
         base = self.check_model_reference(base_model, "base_model")
@@ -276,6 +278,16 @@ class Studio:
         if isinstance(settings.get("embeddings"), list):
             settings["embeddings"] = [self.check_model_reference(e, f"embeddings[{i}]") or ""
                                       if isinstance(e, str) else e for i, e in enumerate(settings["embeddings"])]
+        if few_step:  # the server's own LoRA for the family, added after the visitor's references are checked
+            from cnet.families import base_family, few_step_settings
+
+            if self.demo_mode and base is None:
+                raise RequestError("few-step mode needs Stable Diffusion and its LCM-LoRA; the offline demo model "
+                                   "has no few-step LoRA")
+            try:
+                settings = few_step_settings(base_family(base or base_model_source()), settings)
+            except ValueError as err:
+                raise RequestError(str(err)) from None
         if self.demo_mode and base is None:
             from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
 
