@@ -420,9 +420,12 @@ class Engine:
 
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None, limits: Limits = DEFAULT_LIMITS) -> GenerationResult:
+                 should_stop: StopFn | None = None, limits: Limits = DEFAULT_LIMITS,
+                 preview: Callable[[Image.Image, int], None] | None = None,
+                 preview_every: int = 1) -> GenerationResult:
         """Run one request. `progress(step, total)` is called after each denoising step; when `should_stop()`
-        returns True the run raises GenerationCancelled after the current step."""
+        returns True the run raises GenerationCancelled after the current step. `preview(image, step)` receives the
+        first image as it forms (cnet/preview.py: the latents mapped to RGB, no VAE) every `preview_every` steps."""
         import torch
 
         request = request.validated(limits)
@@ -462,6 +465,10 @@ class Engine:
             total = max(1, min(int(total * request.denoise), total))
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors:
+                from .preview import latents_to_preview
+
+                preview(latents_to_preview(tensors["latents"], self.family.name, (width, height)), step + 1)
             if progress is not None:
                 progress(step + 1, total)
             if should_stop is not None and should_stop():
@@ -548,6 +555,7 @@ class Engine:
                 control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
                 control_guidance_end=_one_or_list([float(u.end) for u in request.units], union),
                 callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
                 # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
                 output_type=output_type,
                 ), request, width, height)

@@ -458,3 +458,21 @@ def test_an_sdxl_base_its_family_and_a_lora_from_the_generate_tab(browser, app_u
     assert meta["family"] == "sdxl" and meta["base_model"]["model"] == str(base)
     assert meta["loras"][0]["model"] == str(lora) and meta["loras"][0]["weight"] == 0.6
     page.close()
+
+
+def test_the_image_forming_shows_while_a_run_goes_and_hides_after(browser, app_url, cond_map, tmp_path):
+    cond_map.save(tmp_path / "map.png")
+    page = open_app(browser, app_url)
+    page.get_by_role("tab", name="Map", exact=True).click()
+    page.locator("#map-editor input[type=file]").set_input_files(str(tmp_path / "map.png"))
+    page.wait_for_timeout(1500)
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    set_numbers(page, steps="30", width="512", height="512")
+    page.locator("#generate").click()
+    # A few steps in, the preview shows a picture; when the run ends it hides and the result is in the gallery.
+    page.wait_for_selector("#live img", state="visible", timeout=60_000)
+    assert page.locator("#live img").get_attribute("src")
+    page.wait_for_selector("#files a", timeout=120_000)
+    page.wait_for_selector("#live", state="hidden", timeout=10_000)
+    assert page.locator("#gallery img").count() >= 2
+    page.close()

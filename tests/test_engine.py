@@ -359,3 +359,25 @@ def test_offload_mode_is_validated(tiny_models, monkeypatch):
         Engine(str(tiny_models[0]), device="cpu")
     with pytest.raises(ValueError, match="compile=True cannot be combined with offload='model'"):
         Engine(str(tiny_models[0]), device="cpu", offload="model", compile=True)
+
+
+def test_live_previews_show_the_latents_forming_without_the_vae(engine, tiny_models, cond_map):
+    """Every second step the preview callback gets an RGB picture of the first image's latents (the 4-to-3 linear
+    map, cnet/preview.py), at the output's size; the VAE decoder runs once, for the result only."""
+    from cnet.preview import latents_to_preview
+
+    decodes = []
+    hook = engine.load_base()["vae"].decoder.register_forward_hook(lambda *a: decodes.append(1))
+    seen = []
+    try:
+        result = engine.generate(make_request(cond_map, tiny_models[1], seed=2, num_inference_steps=4),
+                                 preview=lambda image, step: seen.append((step, image)), preview_every=2)
+    finally:
+        hook.remove()
+    assert [step for step, _ in seen] == [2, 4] and len(decodes) == 1
+    assert all(image.size == result.images[0].size and image.mode == "RGB" for _, image in seen)
+    assert not np.array_equal(np.asarray(seen[0][1]), np.asarray(seen[1][1]))  # it changes as it forms
+    latents = torch.zeros(1, 4, 8, 8)
+    latents[0, 0] = 1.0  # channel 0 alone: its factors (0.3512, 0.2297, 0.3227) in [-1, 1], as pixels
+    pixel = np.asarray(latents_to_preview(latents))[0, 0]
+    assert pixel.tolist() == [round((0.3512 + 1) * 127.5), round((0.2297 + 1) * 127.5), round((0.3227 + 1) * 127.5)]

@@ -23,6 +23,7 @@ from .generate_tab import (
     PROMPT_MODES,
     RESIZE_MODE_CHOICES,
     form_defaults,
+    live_previews,
     results_column,
     sampling_controls,
     shown_results,
@@ -179,8 +180,11 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
             **_chosen_models(ui.models, v))
         return shown_results(result, paths)
 
+    stop_previews = live_previews(ui, studio, ui.run.click)  # registered first: the timer starts as the run does
     event = ui.run.click(on_edit, inputs, outputs, concurrency_id="gpu", api_visibility="private",
                          show_progress_on=ui.gallery)
+    stop_previews(event)
+
     def on_stop(request: gr.Request) -> str:
         return studio.stop(request.session_hash or "")
 

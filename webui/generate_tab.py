@@ -253,6 +253,10 @@ def _second_condition(ui: SimpleNamespace, limits: Any) -> None:
 def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
     """The images with their maps, the prompt actually sent, the seed used, downloads and metadata (the Edit tab
     shows the same, its element ids prefixed)."""
+    # The image forming while a run goes (polled from the Studio by a timer that runs only then).
+    ui.live = gr.Image(label="Forming (an approximate preview, every few steps)", type="pil", interactive=False,
+                       height=260, visible=False, elem_id=f"{prefix}live", format="jpeg")
+    ui.live_timer = gr.Timer(0.7, active=False)
     ui.gallery = gr.Gallery(label="Results (and condition maps)", columns=2, height=520, format="png",
                             elem_id=f"{prefix}gallery")
     ui.used_prompt = gr.Textbox(label="Prompt sent to the model", interactive=False, elem_id=f"{prefix}used-prompt")
@@ -261,6 +265,25 @@ def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
         ui.status = gr.Markdown(elem_id=f"{prefix}status")
     ui.files = gr.File(label="Download (PNG with metadata)", file_count="multiple", elem_id=f"{prefix}files")
     ui.metadata = gr.JSON(label="Metadata of the first image")
+
+
+def live_previews(ui: SimpleNamespace, studio: Studio, trigger: Any) -> Callable[[Any], None]:
+    """While a run goes, a timer shows the image it is forming (`Studio.preview`). Call it before the run's own
+    handler is registered on `trigger` (the browser sends a trigger's events in that order, and the timer must
+    start as the run does); give the returned function the run's event, after which the timer stops and the
+    preview hides (done, failed or stopped)."""
+    def on_tick(request: gr.Request) -> Any:
+        image = studio.preview(request.session_hash or "")
+        return gr.skip() if image is None else gr.Image(value=image, visible=True)
+
+    ui.live_timer.tick(on_tick, None, ui.live, queue=False, show_progress="hidden", api_visibility="private")
+    trigger(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, api_visibility="private")
+
+    def stop_after(run: Any) -> None:
+        run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
+                 [ui.live_timer, ui.live], queue=False, api_visibility="private")
+
+    return stop_after
 
 
 def _settings_drop(ui: SimpleNamespace) -> None:
@@ -472,9 +495,11 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
             few_step=bool(v[ui.few_step]), **_settings(ui, v))
         return shown_results(result, paths)
 
+    stop_previews = live_previews(ui, studio, ui.run.click)  # registered first: the timer starts as the run does
     # The progress bar shows once, over the gallery, not over each of the six result panes.
     event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
                          show_progress_on=ui.gallery)
+    stop_previews(event)
 
     @user_errors
     @gpu

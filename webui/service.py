@@ -62,6 +62,9 @@ class DeploymentRefused(PermissionError):
     """A rule of this deployment (e.g. public), with a message written for visitors."""
 
 
+PREVIEW_EVERY = 2  # steps between live previews (each costs about a millisecond: bench/RESULTS.md)
+
+
 @dataclass
 class RunInProgress:
     """A generation running for a session: its stop flag and how far it got (for Stop's message)."""
@@ -69,6 +72,7 @@ class RunInProgress:
     stop: threading.Event = field(default_factory=threading.Event)
     step: int = 0
     total: int = 0
+    preview: Any = None  # the first image as it forms (cnet/preview.py), replaced every few steps
 
 
 @dataclass(frozen=True)
@@ -320,7 +324,8 @@ class Studio:
                 request.validated(self.settings.limits)  # fail on bad settings before any model loads
                 engine = self.engine_for(base)
                 result = engine.generate(request, progress=on_step, should_stop=stopped,
-                                         limits=self.settings.limits)
+                                         limits=self.settings.limits, preview_every=PREVIEW_EVERY,
+                                         preview=lambda image, step: setattr(run, "preview", image))
                 if self.settings.public:  # visitors see the server's own models by name, not by where they live
                     result.metadata = [_without_server_paths(m) for m in result.metadata]
                 if save_to is not None:  # a batch: its own folder, named after the input
@@ -476,6 +481,11 @@ class Studio:
     def recent_outputs(self, session: str) -> list[str]:
         """The images this session saved, newest first (at most RECENT_PER_SESSION), that still exist."""
         return [p for p in self._recent.get(session, []) if Path(p).is_file()]
+
+    def preview(self, session: str = "") -> Any:
+        """The image this session's run is forming (None when nothing runs or no step has ended yet)."""
+        run = self._runs.get(session)
+        return run.preview if run is not None else None
 
     def stop(self, session: str = "") -> str:
         """Ask the run of `session` to stop after its current denoising step; say where it stops."""
