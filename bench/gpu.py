@@ -290,8 +290,12 @@ def train_main(args: argparse.Namespace, base: Path, work: Path, resolution: int
                          "max_steps": args.train_steps, "checkpoint_every": 10**6, "validate_every": 0,
                          "log_every": 10**6}), callback=stamp)
     per_step = statistics.median(b - a for a, b in zip(stamps[1:], stamps[2:]))
+    peaks = probe.read()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # an SD1.5 run leaves gigabytes (weights, optimizer state)
     return {"batch": f"{batch} x {accumulation}", "samples_per_s": batch * accumulation / per_step,
-            "peaks": probe.read(), "note": note}
+            "peaks": peaks, "note": note}
 
 
 # -- processes --------------------------------------------------------------------------------------------------------
@@ -329,7 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     from cnet.tiny import save_tiny_models
 
     resolution = args.resolution or (64 if args.tiny else 512)
-    if args.models is None:
+    made_models = args.models is None
+    if made_models:
         args.models = tempfile.mkdtemp(prefix="cnet-bench-gpu-")
         save_tiny_models(Path(args.models) / "m", preset="tiny" if args.tiny else "sd15")
     base, net = Path(args.models) / "m" / "base", Path(args.models) / "m" / "controlnet"
@@ -340,9 +345,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(train_main(args, base, Path(tempfile.mkdtemp(prefix="cnet-bench-train-")), resolution)))
         return
     print(f"device: {machine() if args.device.startswith('cuda') else args.device}", flush=True)
-    inference(args, base, net, resolution)
-    if not args.skip_training:
-        training(args, resolution)
+    try:
+        inference(args, base, net, resolution)
+        if not args.skip_training:
+            training(args, resolution)
+    finally:
+        if made_models:  # the SD1.5 shapes take 5 GB of disk
+            import shutil
+
+            shutil.rmtree(args.models, ignore_errors=True)
 
 
 if __name__ == "__main__":

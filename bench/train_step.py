@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -42,7 +43,9 @@ def run_once(base: str, data: Path, out: Path, mode: str, precompute: bool, args
 
     begin = time.perf_counter()
     train(config, callback=stamp)
-    return [b - a for a, b in zip(stamps[1:], stamps[2:])], time.perf_counter() - begin
+    seconds = time.perf_counter() - begin
+    shutil.rmtree(out, ignore_errors=True)  # an SD1.5 run leaves ~4 GB (weights, optimizer state): not kept
+    return [b - a for a, b in zip(stamps[1:], stamps[2:])], seconds
 
 
 def main() -> None:
