@@ -277,11 +277,12 @@ def live_previews(ui: SimpleNamespace, studio: Studio, trigger: Any) -> Callable
         return gr.skip() if image is None else gr.Image(value=image, visible=True)
 
     ui.live_timer.tick(on_tick, None, ui.live, queue=False, show_progress="hidden", api_visibility="private")
-    trigger(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, api_visibility="private")
+    trigger(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
+            api_visibility="private")
 
     def stop_after(run: Any) -> None:
         run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
-                 [ui.live_timer, ui.live], queue=False, api_visibility="private")
+                 [ui.live_timer, ui.live], queue=False, show_progress="hidden", api_visibility="private")
 
     return stop_after
 
