@@ -164,14 +164,19 @@ class RawUI:
         self.components = {c["id"]: c for c in self.config["components"]}
 
     def find(self, elem_id: str, event: str = "click") -> dict:
-        """The event on the component with this elem_id, or the endpoint with this api_name."""
+        """The event on the component with this elem_id (the one that takes the most inputs, where several
+        handlers share the trigger: the run, not the live preview's timer start), or the endpoint with this
+        api_name."""
+        found = []
         for dep in self.config["dependencies"]:
             if event == "api" and dep.get("api_name") == elem_id:
                 return dep
             for target, name in dep["targets"]:
                 if name == event and self.components.get(target, {}).get("props", {}).get("elem_id") == elem_id:
-                    return dep
-        raise KeyError(f"no {event} event on #{elem_id}")
+                    found.append(dep)
+        if not found:
+            raise KeyError(f"no {event} event on #{elem_id}")
+        return max(found, key=lambda dep: len(dep["inputs"]))
 
     def upload(self, path) -> dict:
         with open(path, "rb") as f:
