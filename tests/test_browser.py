@@ -39,6 +39,13 @@ def set_numbers(page, **values):
         box.press("Enter")
 
 
+def upload_to(page, tab, elem_id, path, settle_ms=1500):
+    """Open the Generate tab's `tab` (Photo, Map) and upload `path` into its image component."""
+    page.get_by_role("tab", name=tab, exact=True).click()
+    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
+    page.wait_for_timeout(settle_ms)
+
+
 def open_app(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(app_url)
@@ -353,9 +360,7 @@ def test_history_sends_a_result_to_edit_and_back_as_a_condition(browser, app_url
 
     Image.fromarray(data.astronaut()).resize((128, 128)).save(tmp_path / "photo.png")
     page = open_app(browser, app_url)
-    page.get_by_role("tab", name="Photo", exact=True).click()
-    page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "photo.png"))
-    page.wait_for_timeout(1000)
+    upload_to(page, "Photo", "photo", tmp_path / "photo.png", settle_ms=1000)
     page.locator("#advanced").get_by_text("Advanced settings").click()
     set_numbers(page, steps="2", width="64", height="64")
     page.locator("#generate").click()
@@ -439,9 +444,7 @@ def test_an_sdxl_base_its_family_and_a_lora_from_the_generate_tab(browser, app_u
     lora = save_tiny_lora(base, tmp_path / "lora")
     cond_map.save(tmp_path / "map.png")
     page = open_app(browser, app_url)
-    page.get_by_role("tab", name="Map", exact=True).click()
-    page.locator("#map-editor input[type=file]").set_input_files(str(tmp_path / "map.png"))
-    page.wait_for_timeout(1500)
+    upload_to(page, "Map", "map-editor", tmp_path / "map.png")
     page.locator("#advanced").get_by_text("Advanced settings").click()
     page.locator("#base-model textarea").fill(str(base))
     page.locator("#controlnet textarea").click()  # leaving the base model field shows its family
@@ -463,9 +466,7 @@ def test_an_sdxl_base_its_family_and_a_lora_from_the_generate_tab(browser, app_u
 def test_the_image_forming_shows_while_a_run_goes_and_hides_after(browser, app_url, cond_map, tmp_path):
     cond_map.save(tmp_path / "map.png")
     page = open_app(browser, app_url)
-    page.get_by_role("tab", name="Map", exact=True).click()
-    page.locator("#map-editor input[type=file]").set_input_files(str(tmp_path / "map.png"))
-    page.wait_for_timeout(1500)
+    upload_to(page, "Map", "map-editor", tmp_path / "map.png")
     page.locator("#advanced").get_by_text("Advanced settings").click()
     set_numbers(page, steps="30", width="512", height="512")
     page.locator("#generate").click()
