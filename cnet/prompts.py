@@ -78,9 +78,10 @@ class PromptEmbeddings:
 def needs_compel(tokenizer: Any, *texts: str) -> bool:
     """True when a text carries weights or is longer than one chunk (model_max_length - 2 tokens)."""
     for text in texts:
-        if any(weight != 1.0 for _, weight in parse_weights(text)):
+        fragments = parse_weights(text)
+        if any(weight != 1.0 for _, weight in fragments):
             return True
-        plain = "".join(t for t, _ in parse_weights(text))
+        plain = "".join(t for t, _ in fragments)
         if len(tokenizer(plain, add_special_tokens=False).input_ids) > tokenizer.model_max_length - 2:
             return True
     return False

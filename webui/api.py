@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from .errors import user_errors
-from .generate_tab import lora_list
+from .generate_tab import model_choices
 from .jobs import stop_requested
 from .service import Studio, UnitInput, as_float, as_int
 
@@ -173,8 +173,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
 
 def _models(base_model: str | None, loras: str | None, embeddings: str | None) -> dict:
     """The API's model choices as Studio arguments: lists separated by new lines or commas."""
-    return {"base_model": base_model or None, "loras": lora_list((loras or "").replace(",", "\n")),
-            "embeddings": [e.strip() for e in (embeddings or "").replace(",", "\n").splitlines() if e.strip()]}
+    return model_choices(base_model, (loras or "").replace(",", "\n"), (embeddings or "").replace(",", "\n"))
 
 
 # The library's field names as the API calls them (so an error names the parameter the caller sent).

@@ -206,9 +206,8 @@ def _output_size(operation: str, width: Any, height: Any) -> dict[str, int | Non
 
 def _chosen_models(models: dict[str, Any], v: dict) -> dict[str, Any]:
     """The Generate tab's base model, LoRAs and embeddings, as Studio arguments (empty fields: the defaults)."""
-    from .generate_tab import lora_list
+    from .generate_tab import model_choices
 
     if not models:
         return {}
-    return {"base_model": v[models["base_model"]] or None, "loras": lora_list(v[models["loras"]]),
-            "embeddings": [line.strip() for line in (v[models["embeddings"]] or "").splitlines() if line.strip()]}
+    return model_choices(*(v[models[name]] for name in ("base_model", "loras", "embeddings")))

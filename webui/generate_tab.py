@@ -317,9 +317,10 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
             except ValueError:
                 return False
         if key in ("loras", "embeddings"):
+            sources = [lora.source for lora in lora_list(value)] if key == "loras" else text_lines(value)
             try:
-                for line in value.splitlines():
-                    studio.check_model_reference(line.rpartition(":")[0] or line if key == "loras" else line, key)
+                for source in sources:
+                    studio.check_model_reference(source, key)
             except ValueError:
                 return False
         return True
@@ -422,15 +423,25 @@ def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
         num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
         height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
         scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize",
-        loras=lora_list(v[ui.loras]),
-        embeddings=[line.strip() for line in (v[ui.embeddings] or "").splitlines() if line.strip()])
+        loras=lora_list(v[ui.loras]), embeddings=text_lines(v[ui.embeddings]))
+
+
+def text_lines(text: str | None) -> list[str]:
+    """A multi-line field's non-blank lines, stripped."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 def lora_list(text: str | None) -> list[Any]:
     """The LoRA field's lines (source or source:weight) as LoraRefs; blank lines skipped."""
     from cnet.request import parse_lora
 
-    return [parse_lora(line) for line in (text or "").splitlines() if line.strip()]
+    return [parse_lora(line) for line in text_lines(text)]
+
+
+def model_choices(base_model: str | None, loras: str | None, embeddings: str | None) -> dict[str, Any]:
+    """The model fields (the Generate tab's, or the API's) as Studio arguments: an empty base model is the default;
+    one LoRA (source or source:weight) and one embedding a line."""
+    return {"base_model": base_model or None, "loras": lora_list(loras), "embeddings": text_lines(embeddings)}
 
 
 def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
