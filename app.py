@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from cnet.env import env_flag
 from webui.api import create_api
 from webui.edit_tab import create_edit_tab
 from webui.errors import keep_results, user_errors
@@ -158,7 +161,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = AppSettings.from_env(host=args.host, port=args.port, share=args.share, public=args.public)
-    demo, _ = build_app(settings)
+    demo, studio = build_app(settings)
+    if env_flag("CNET_COMPILE") and os.environ.get("CNET_COMPILE_SIZES"):  # compile while the page loads
+        threading.Thread(target=studio.warm_up, name="compile-warm-up", daemon=True).start()
     demo.launch(**launch_options(settings))
 
 

@@ -7,8 +7,10 @@ Inference: every variant is loaded once, then timed in rounds whose order flips 
 and a shared machine shift them alike; min / median / max seconds per image, it/s, and a stage breakdown (text
 encoder, denoising, VAE decode) from CUDA events. Variants: plain diffusers (its own modules, fp16, SDPA), the
 engine (channels-last on CUDA, the skip-inactive fast path), the engine with control end 0.5 (where the fast path
-skips: compared with diffusers at the same setting, pixels included), the low-VRAM mode, and torch.compile when
-asked. Memory is measured per variant in a fresh process (one variant's weights only): the allocator's peak, the
+skips: compared with diffusers at the same setting, pixels included), the low-VRAM mode, few-step mode (4 LCM steps
+at guidance 1, a random LoRA of the LCM-LoRA's shape), the TAESD fast decode, and torch.compile when asked
+(cnet/compiled.py: max-autotune with CUDA graphs, fullgraph, the benchmark's size and batches as buckets, warmed
+first). Memory is measured per variant in a fresh process (one variant's weights only): the allocator's peak, the
 reserved peak, and the card's used memory from `mem_get_info` (the CUDA context and workspaces included), which is
 what "fits a 4 GB card" needs.
 
@@ -122,6 +124,7 @@ def inference(args: argparse.Namespace, base: Path, net: Path, resolution: int) 
     batches = [int(b) for b in args.batches.split(",")]
     names = list(variant_builders(args, base, net, cond))
     runners = {name: build() for name, build in variant_builders(args, base, net, cond).items()}
+    runners_steps = {name: runner.steps for name, runner in runners.items()}
     # The fast path must give diffusers' pixels where it skips: compared before any timing.
     ours = np.asarray(runners["cnet fast path, control end 0.5"](1).images[0], dtype=np.int16)
     theirs = np.asarray(runners["plain diffusers, control end 0.5"](1).images[0], dtype=np.int16)
@@ -156,7 +159,7 @@ def inference(args: argparse.Namespace, base: Path, net: Path, resolution: int) 
             encode = statistics.median(s["text encoder"] for s in stages[name, batch])
             decode = statistics.median(s["VAE decode"] for s in stages[name, batch])
             rows.append([name, batch, f"{min(per_image):.3f} / {statistics.median(per_image):.3f} / "
-                         f"{max(per_image):.3f}", f"{args.steps / median:.1f}",
+                         f"{max(per_image):.3f}", f"{runners_steps[name] / median:.1f}",
                          f"{encode:.3f} / {median - encode - decode:.3f} / {decode:.3f}",
                          memory_text(peaks[str(batch)])])
             print(rows[-1], flush=True)
@@ -194,18 +197,55 @@ def variant_builders(args: argparse.Namespace, base: Path, net: Path, cond: Any)
                         generator=[torch.Generator().manual_seed(i) for i in range(batch)])
 
         run.clock = StageClock(pipe, cuda)
+        run.steps = args.steps
         return run
 
-    def engine(end: float = 1.0, **options: Any) -> Any:
+    def engine(end: float = 1.0, settings: dict[str, Any] | None = None, **options: Any) -> Any:
         cnet = Engine(str(base), device=args.device, dtype=str(dtype).removeprefix("torch."), **options)
         unit = ControlUnit(cond, controlnet=str(net), end=end)
+        settings = {"num_inference_steps": args.steps, **(settings or {})}
 
         def run(batch: int) -> Any:
-            return cnet.generate(GenerationRequest(units=[unit], num_inference_steps=args.steps, num_images=batch,
-                                                   seed=0))
+            return cnet.generate(GenerationRequest(units=[unit], num_images=batch, seed=0, **settings))
 
-        run.clock = StageClock(cnet.pipeline([unit]), cuda)  # the shared modules: the same hooks every run
+        pipe = cnet.pipeline([unit], fast_decode=bool(settings.get("fast_decode")))
+        run.clock = StageClock(pipe, cuda)  # the shared modules: the same hooks every run
+        run.steps = settings["num_inference_steps"]
         return run
+
+    def few_step() -> Any:
+        import os
+
+        from cnet.families import FAMILIES, few_step_settings
+        from cnet.tiny import save_tiny_lora
+
+        lora = Path(args.models) / "few-step-lora"
+        if not lora.exists():  # random weights of the LCM-LoRA's shape (the cost is the same; the image is not)
+            save_tiny_lora(base, lora)
+        os.environ["CNET_FEW_STEP_LORA"] = str(lora / "pytorch_lora_weights.safetensors")
+        return engine(settings=few_step_settings(FAMILIES["sd15"], {}), channels_last=cuda)
+
+    def fast_decode() -> Any:
+        import os
+
+        from diffusers import AutoencoderTiny
+
+        from cnet.tiny import save_tiny_taesd
+
+        taesd = Path(args.models) / "taesd"
+        if not taesd.exists():  # TAESD's own architecture (the default config) with random weights
+            save_tiny_taesd(taesd) if args.tiny else AutoencoderTiny().save_pretrained(taesd)
+        os.environ["CNET_TINY_VAE"] = str(taesd)
+        return engine(settings={"fast_decode": True}, channels_last=cuda)
+
+    def compiled() -> Any:
+        import os
+
+        from cnet.compiled import ShapeBuckets
+
+        os.environ.setdefault("CNET_COMPILE_CACHE", str(Path(args.models) / "inductor"))
+        buckets = ShapeBuckets.parse(f"{cond.width}x{cond.height}", args.batches)
+        return engine(channels_last=cuda, compile=True, compile_buckets=buckets)
 
     variants = {
         "plain diffusers": plain,
@@ -213,9 +253,11 @@ def variant_builders(args: argparse.Namespace, base: Path, net: Path, cond: Any)
         "plain diffusers, control end 0.5": lambda: plain(0.5),
         "cnet fast path, control end 0.5": lambda: engine(0.5, channels_last=False),
         "cnet low-VRAM (offload=model)": lambda: engine(offload="model"),
+        "cnet few-step (4 LCM steps, guidance 1)": few_step,
+        "cnet fast decode (TAESD)": fast_decode,
     }
     if args.compile:
-        variants["cnet fast path + torch.compile"] = lambda: engine(channels_last=cuda, compile=True)
+        variants["cnet fast path + torch.compile"] = compiled
     return variants
 
 

@@ -55,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--detect", action="store_true", help="the inputs are photos: run the kind's annotator")
     _add_common_arguments(batch)
 
+    warm = sub.add_parser("warm-up", help="compile the denoiser for sizes and batches now, into the on-disk cache",
+                          description="torch.compile (cnet/compiled.py) of the U-Net, ControlNet and VAE decoder for "
+                          "each size and batch, with and without classifier-free guidance; the compiled graphs land "
+                          "in CNET_COMPILE_CACHE, so the app (CNET_COMPILE=1 with the same CNET_COMPILE_SIZES) then "
+                          "starts from them. Prints one JSON line per shape: seconds and graphs compiled.")
+    warm.add_argument("--sizes", default="512x512", help="WIDTHxHEIGHT list, e.g. 512x512,768x512 (512x512)")
+    warm.add_argument("--batches", default="1", help="images per prompt, e.g. 1,2,4 (1)")
+    warm.add_argument("--kind", action="append", choices=sorted(KINDS),
+                      help="the ControlNet kind(s) to warm, one unit each (canny)")
+    warm.add_argument("--base-model", help="Hub id, diffusers folder or single file (default: CNET_BASE_MODEL)")
+    warm.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: automatic)")
+    warm.add_argument("--dtype", help="float16, bfloat16 or float32 (default: automatic)")
+
     tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
     tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
     tiny.add_argument("--seed", type=int, default=0)
@@ -104,6 +117,9 @@ def _add_common_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--few-step", action="store_true",
                      help="few-step mode (changes the image): the base family's LCM-LoRA (CNET_FEW_STEP_LORA "
                      "overrides it), the LCM sampler, 4 steps, guidance 1 (no CFG)")
+    gen.add_argument("--fast-decode", action="store_true",
+                     help="decode with the family's tiny autoencoder (TAESD; CNET_TINY_VAE): a fraction of the VAE's "
+                     "time, a slightly softer image")
     gen.add_argument("--eta", type=float, default=0.0)
     gen.add_argument("--seed", type=int, help="random when absent; always printed and saved")
     gen.add_argument("--num-images", type=int, default=1)
@@ -282,6 +298,7 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
             units=units, prompt_mode=mode, prompt=args.prompt, added_prompt=args.added_prompt,
             negative_prompt=args.negative_prompt, eta=args.eta, num_images=args.num_images, seed=args.seed,
             width=args.width, height=args.height, guess_mode=args.guess_mode, source_image=source,
+            fast_decode=args.fast_decode,
             resize_mode=args.resize_mode, embeddings=list(args.embedding or []), **sampling, **edit)
         base = args.base_model
     if base is None and not any(u.controlnet for u in request.units):
@@ -308,6 +325,18 @@ def _generate(args: argparse.Namespace, engines: dict | None = None,
     return paths, result.metadata[0]
 
 
+def _warm_up(args: argparse.Namespace) -> None:
+    import json
+
+    from .compiled import ShapeBuckets
+    from .engine import Engine
+
+    buckets = ShapeBuckets.parse(args.sizes, args.batches)
+    engine = Engine(args.base_model, device=args.device, dtype=args.dtype, compile=True, compile_buckets=buckets)
+    for row in engine.warm_up(tuple(args.kind or ["canny"])):
+        print(json.dumps(row))
+
+
 def main(argv: list[str] | None = None) -> int:
     from .engine import GenerationCancelled, GenerationFailed
     from .models import ModelUnavailableError
@@ -319,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset, family=args.family):
                 print(path)
+        elif args.command == "warm-up":
+            _warm_up(args)
         else:
             for path in (_batch(args) if args.command == "batch" else _generate(args)[0]):
                 print(path)

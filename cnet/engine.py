@@ -18,6 +18,8 @@ from PIL import Image
 
 from .cache import LRUCache, free_accelerator_memory
 from .captioner import Captioner
+from .compiled import ShapeBuckets, compile_forward, set_qkv_fused
+from .compiled import configure as configure_compile
 from .control_mode import install_control_modes, set_control_mode
 from .env import env_flag
 from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
@@ -99,14 +101,6 @@ def _memory_format(channels_last: bool) -> Any:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def _compile(module: Any) -> Any:
-    """torch.compile a model in place, without CUDA graphs and without requiring one graph: the skip-inactive
-    fast path wraps the ControlNet's forward in Python. (diffusers' documentation recommends mode="max-autotune" with
-    fullgraph=True, which uses CUDA graphs; not done here yet, and nothing here is measured on a GPU.)"""
-    module.compile(mode="max-autotune-no-cudagraphs", fullgraph=False)
-    return module
-
-
 def is_out_of_memory(err: BaseException) -> bool:
     """True for every way running out of memory shows up: CUDA's `torch.OutOfMemoryError`, the CPU allocator's
     plain RuntimeError ("DefaultCPUAllocator: can't allocate memory"), mps', and Python's MemoryError."""
@@ -145,7 +139,10 @@ class Engine:
         skip_inactive_controlnet: do not run a ControlNet on steps where its scale is 0 (outside control start/end);
             the output is identical (see cnet/fastpath.py).
         channels_last: NHWC memory format for the U-Net, ControlNets and VAE (faster convolutions on GPUs).
-        compile: `torch.compile` the U-Net and ControlNets (first run pays the compile; CNET_COMPILE=1).
+        compile: `torch.compile` the U-Net, ControlNets and VAE decoder (CNET_COMPILE=1; cnet/compiled.py): each
+            new shape pays a compile on first use, or at `warm_up`.
+        compile_buckets: the sizes and batches to compile (CNET_COMPILE_SIZES / CNET_COMPILE_BATCHES); other
+            shapes run uncompiled. None: every shape is compiled when first seen.
         vae_tiling: encode and decode tile by tile always (CNET_VAE_TILING=1); by default only images with a side
             over 1024 px are tiled (an upscale to 2048 px), where the whole-image VAE is the memory peak.
         offload: the low-VRAM mode (CNET_OFFLOAD): "model" keeps weights in CPU memory and moves one whole model
@@ -160,7 +157,8 @@ class Engine:
                  controlnet_config: str | None = None,
                  safety_checker: bool = False, max_cached_controlnets: int = 4,
                  skip_inactive_controlnet: bool = True, channels_last: bool | None = None,
-                 compile: bool | None = None, vae_tiling: bool | None = None, offload: str | None = None) -> None:
+                 compile: bool | None = None, compile_buckets: ShapeBuckets | None = None,
+                 vae_tiling: bool | None = None, offload: str | None = None) -> None:
         self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -172,6 +170,7 @@ class Engine:
         on_gpu = self.device.startswith("cuda")
         self.channels_last = env_flag("CNET_CHANNELS_LAST", on_gpu) if channels_last is None else channels_last
         self.compile = env_flag("CNET_COMPILE") if compile is None else compile
+        self.compile_buckets = compile_buckets or (ShapeBuckets.from_env() if self.compile else None)
         self.vae_tiling = env_flag("CNET_VAE_TILING") if vae_tiling is None else vae_tiling
         self.offload = _offload_mode(offload)
         if self.offload != "none" and self.compile:
@@ -184,6 +183,7 @@ class Engine:
         self._loras: tuple[tuple[str, float], ...] = ()  # (source, weight) applied to the base now
         self._embeddings: tuple[str, ...] = ()  # textual-inversion sources loaded now
         self._controlnets = LRUCache(self.max_cached_controlnets)
+        self._tiny_vae: Any = None  # TAESD, for fast_decode (loaded on first use)
         self._load_lock = threading.RLock()
         self._run_lock = threading.Lock()
 
@@ -210,10 +210,31 @@ class Engine:
                     pipe.vae.enable_slicing()  # decode one image at a time: the VAE decode is the activation peak
                 for name in ("unet", "vae"):
                     getattr(pipe, name).to(memory_format=_memory_format(self.channels_last))
-                if self.compile:
-                    pipe.unet = _compile(pipe.unet)
+                if self.compile:  # the denoiser and the decoder; the text encoder runs once per image
+                    configure_compile(self.compile_buckets)
+                    compile_forward(pipe.unet, "unet", self.compile_buckets)
+                    compile_forward(pipe.vae.decoder, "vae decoder", self.compile_buckets)
+                    set_qkv_fused([pipe.unet, pipe.vae], True)
                 self._base = dict(pipe.components)
             return self._base
+
+    def load_tiny_vae(self) -> Any:
+        """The base family's tiny autoencoder (TAESD; CNET_TINY_VAE overrides it), loaded once, for `fast_decode`."""
+        with self._load_lock:
+            if self._tiny_vae is None:
+                from diffusers import AutoencoderTiny
+
+                self.load_base()  # the family is the loaded base's
+                spec = os.environ.get("CNET_TINY_VAE") or self.family.tiny_vae
+                if not spec:
+                    raise RequestError(f"fast_decode: no tiny autoencoder is known for {self.family.label}; set "
+                                       "CNET_TINY_VAE")
+                vae = self._load(AutoencoderTiny, parse_model_source(spec, what="CNET_TINY_VAE"), "CNET_TINY_VAE",
+                                 dtype=self.dtype)
+                if self.offload == "none":
+                    vae.to(self.device)
+                self._tiny_vae = vae.to(memory_format=_memory_format(self.channels_last)).eval()
+            return self._tiny_vae
 
     def _half_precision_vae(self, family: Family) -> Any:
         """In fp16, the family's fp16-safe VAE (CNET_HALF_VAE overrides it; "none": the base's own), when it can
@@ -260,12 +281,13 @@ class Engine:
         if self.offload == "none":
             model.to(self.device)
         model.to(memory_format=_memory_format(self.channels_last))
+        if self.compile:  # the model's own forward; the wrappers below stay outside the graph (cnet/compiled.py)
+            compile_forward(model, f"controlnet {source.spec}", self.compile_buckets)
+            set_qkv_fused([model], True)
         install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
         # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
         if self.skip_inactive_controlnet and not is_union(model):
             skip_inactive_controlnet(model)
-        if self.compile:
-            model = _compile(model)
         return model
 
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
@@ -346,6 +368,8 @@ class Engine:
         if wanted == self._loras:
             return
         if [s for s, _ in wanted] != [s for s, _ in self._loras]:
+            if self.compile:  # peft wraps to_q/to_k/to_v, which a fused layer would bypass
+                set_qkv_fused([pipe.unet], not wanted)
             if self._loras:
                 pipe.unload_lora_weights()
                 self._loras = ()
@@ -387,9 +411,10 @@ class Engine:
         except ValueError as err:
             raise RequestError(str(err)) from None
 
-    def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim", mode: str = "txt2img") -> Any:
+    def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim", mode: str = "txt2img",
+                 fast_decode: bool = False) -> Any:
         """The ControlNet pipeline for `mode` (PIPELINE_CLASSES) over the shared base modules and the units'
-        ControlNets."""
+        ControlNets; with `fast_decode`, the family's tiny autoencoder (TAESD) in place of the base's VAE."""
         import diffusers
 
         if mode not in PIPELINE_CLASSES:
@@ -408,6 +433,8 @@ class Engine:
             controlnet=nets[0] if len(nets) == 1 or union else nets,
             scheduler=make_scheduler(scheduler, base["scheduler"].config),
         )
+        if fast_decode:  # set after construction, as diffusers' guide does: the pipeline reads its scale factor from
+            pipe.vae = self.load_tiny_vae()  # the base VAE's config (TAESD's has no block_out_channels)
         # The hooks live on the shared modules: installing them for this pipeline first removes the previous
         # pipeline's, so ControlNets switched in or out are offloaded like the base.
         if self.offload == "model":
@@ -417,6 +444,37 @@ class Engine:
     def caption(self, image: Image.Image) -> str:
         """The BLIP caption used by the `auto` prompt mode."""
         return self.captioner(image)
+
+    def warm_up(self, kinds: tuple[str, ...] = ("canny",), *, steps: int = 2, guidance: tuple[float, ...] = (9.0, 1.0),
+                controlnet: str | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        """Compile every shape of the compile buckets now, so no visitor waits for a compile: a short run per size,
+        batch and guidance (9: the CFG batch; 1: few-step mode's single batch) with a blank map of each kind.
+        Returns the seconds and graphs compiled per shape. With the on-disk caches warm (cnet/compiled.py) a restart
+        reads most of it back."""
+        import time
+
+        from .compiled import compile_count
+
+        if not self.compile or self.compile_buckets is None:
+            raise ValueError("warm_up needs compile=True and compile buckets (CNET_COMPILE=1 and CNET_COMPILE_SIZES, "
+                             "e.g. 512x512,768x512)")
+        report = []
+        for width, height in self.compile_buckets.sizes:
+            for batch in self.compile_buckets.batches:
+                for scale in guidance:
+                    started, graphs = time.perf_counter(), compile_count()
+                    blank = Image.new("RGB", (width, height))
+                    self.generate(GenerationRequest(units=[ControlUnit(blank, kind=k, controlnet=controlnet)
+                                                           for k in kinds], seed=0,
+                                                    width=width, height=height, num_images=batch,
+                                                    num_inference_steps=steps, guidance_scale=scale))
+                    report.append({"width": width, "height": height, "batch": batch, "guidance": scale,
+                                   "seconds": round(time.perf_counter() - started, 2),
+                                   "graphs_compiled": compile_count() - graphs})
+                    if progress is not None:
+                        progress(f"compiled {width}x{height}, batch {batch}, guidance {scale} in "
+                                 f"{report[-1]['seconds']} s ({report[-1]['graphs_compiled']} graphs)")
+        return report
 
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
@@ -505,7 +563,7 @@ class Engine:
         # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
         output_type = "pil" if "padding_mask_crop" in edit else "np"
         with self._run_lock:
-            pipe = self.pipeline(request.units, request.scheduler, request.mode)
+            pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
             self.use_loras(pipe, request.loras)

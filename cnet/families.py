@@ -42,6 +42,8 @@ class Family:
     half_precision_vae: str | None = None
     # The LoRA that makes it sample in a few steps (latent consistency distillation), for the few-step mode.
     few_step_lora: str | None = None
+    # The tiny autoencoder (TAESD) distilled from its VAE, for the opt-in fast decode (`fast_decode`).
+    tiny_vae: str | None = "madebyollin/taesd"
 
 
 SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
@@ -59,7 +61,8 @@ FAMILIES: dict[str, Family] = {
          "img2img": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
          "inpaint": "StableDiffusionXLControlNetUnionInpaintPipeline"},
         default_side=1024, has_safety_checker=False, text_encoders=2,
-        half_precision_vae="madebyollin/sdxl-vae-fp16-fix", few_step_lora="latent-consistency/lcm-lora-sdxl"),
+        half_precision_vae="madebyollin/sdxl-vae-fp16-fix", few_step_lora="latent-consistency/lcm-lora-sdxl",
+        tiny_vae="madebyollin/taesdxl"),
 }
 
 UNION_CLASS = "ControlNetUnionModel"

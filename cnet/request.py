@@ -128,6 +128,9 @@ class GenerationRequest:
     # img2img (a tile upscale): denoise in overlapping tiles of at most this many px a side, so a 2048 px output
     # needs the memory of one tile (cnet/tiles.py); None: the whole image at once
     tile_size: int | None = None
+    # Decode the final latents with the family's tiny autoencoder (TAESD, diffusers' AutoencoderTiny) instead of the
+    # base's VAE: the decode costs a small fraction, and the image is slightly softer (changes the pixels; opt-in)
+    fast_decode: bool = False
     # -- the base model's style -----------------------------------------------------------------------------------
     loras: list[LoraRef] = field(default_factory=list)  # applied in order, each at its weight; [] none
     # Textual-inversion embeddings (a file, folder or Hub id each): a file's trigger word is its name, as in A1111
@@ -177,8 +180,9 @@ class GenerationRequest:
             raise RequestError(f"resize_mode={short_repr(self.resize_mode)} is not one of {list(RESIZE_MODES)}")
         if self.scheduler not in SCHEDULERS:
             raise RequestError(f"scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
-        if not isinstance(self.guess_mode, bool):
-            raise RequestError(f"guess_mode={self.guess_mode!r} must be true or false")
+        for name in ("guess_mode", "fast_decode"):
+            if not isinstance(getattr(self, name), bool):
+                raise RequestError(f"{name}={short_repr(getattr(self, name))} must be true or false")
         if self.guess_mode and any(getattr(u, "control_mode", "balanced") != "balanced" for u in self.units):
             raise RequestError("guess_mode=True is diffusers' 'control' mode for every ControlNet: leave the units' "
                                "control_mode at 'balanced', or use control_mode instead of guess_mode")

@@ -114,7 +114,7 @@ def _text_before_added(sent: str, added: str | None) -> str:
 
 # What a form can take back from a saved image: the request's scalar settings and its first ControlNet's.
 RESTORABLE = ("prompt_mode", "prompt", "added_prompt", "negative_prompt", "num_inference_steps", "guidance_scale",
-              "num_images", "width", "height", "guess_mode", "scheduler", "resize_mode")
+              "num_images", "width", "height", "guess_mode", "scheduler", "resize_mode", "fast_decode")
 
 
 def settings_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
               "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "resize_mode", "denoise",
               "mask_blur",
-              "inpaint_padding", "keep_unmasked", "tile_size")
+              "inpaint_padding", "keep_unmasked", "tile_size", "fast_decode")
     index = int(meta.get("image_index", 0))
     loras = [LoraRef(lora["model"], float(lora["weight"])) for lora in meta.get("loras") or []]
     embeddings = [e["model"] for e in meta.get("embeddings") or []]

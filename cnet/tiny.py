@@ -280,3 +280,16 @@ def save_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 0, ran
     pipeline = getattr(diffusers, family_of(unet.config).base_pipeline)
     pipeline.save_lora_weights(str(out_dir), unet_lora_layers=layers)
     return Path(out_dir) / "pytorch_lora_weights.safetensors"
+
+
+def save_tiny_taesd(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random AutoencoderTiny (TAESD's architecture: 8x down, 4 latent channels; narrow layers) saved in
+    diffusers layout, for `fast_decode` tests (CNET_TINY_VAE); returns its folder."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).eval().save_pretrained(out)
+    return out

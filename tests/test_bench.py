@@ -16,13 +16,15 @@ def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
     in its own process (before, the second preset failed: accelerate's state is per process)."""
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run([sys.executable, "-m", "bench.gpu", "--tiny", "--device", "cpu", "--steps", "2", "--repeats",
-                           "2", "--batches", "1,2", "--train-steps", "3"], cwd=ROOT, capture_output=True, text=True,
+                           "2", "--batches", "1,2", "--train-steps", "3", "--compile"], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = results.read_text()
     assert "## Inference, tiny at 64x64, 2 DDIM steps, CFG 9, float32" in text
     for variant in ("plain diffusers", "cnet fast path", "plain diffusers, control end 0.5",
-                    "cnet fast path, control end 0.5", "cnet low-VRAM (offload=model)"):
+                    "cnet fast path, control end 0.5", "cnet low-VRAM (offload=model)",
+                    "cnet few-step (4 LCM steps, guidance 1)", "cnet fast decode (TAESD)",
+                    "cnet fast path + torch.compile"):
         assert f"| {variant} | 1 |" in text and f"| {variant} | 2 |" in text, variant
     assert "largest pixel difference 0 (0: the same image)" in text  # the fast path skips and changes nothing
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| cnet fast path | 1 |")]

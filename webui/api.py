@@ -34,7 +34,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         numbers = {n: gr.Number(value=v, label=n) for n, v in (
             ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
             ("strength", 1.0), ("detect_resolution", 0))}
-        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode", "pixel_perfect", "few_step")}
+        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode", "pixel_perfect", "few_step",
+                                                                   "fast_decode")}
         out_gallery = gr.Gallery(label="images", format="png")
         out_image = gr.Image(type="pil", label="map", format="png")
         out_json = gr.JSON(label="metadata")
@@ -50,12 +51,13 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                  scheduler: str = "ddim", detect: bool = False, control_mode: str = "balanced",
                  resize_mode: str = "crop_and_resize", pixel_perfect: bool = False, base_model: str = "",
                  controlnet: str = "", loras: str = "", embeddings: str = "", few_step: bool = False,
-                 request: gr.Request = None) -> tuple:
+                 fast_decode: bool = False, request: gr.Request = None) -> tuple:
         """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random.
         base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: the defaults;
         loras: `source:weight` items separated by new lines or commas; embeddings: textual-inversion sources
         the same way (a file's name is its trigger word). few_step: the base family's LCM-LoRA and sampler (set
-        steps=4, guidance=1 with it; it changes the image)."""
+        steps=4, guidance=1 with it; it changes the image). fast_decode: decode with the tiny autoencoder (TAESD):
+        faster, slightly softer."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
                          strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
@@ -69,7 +71,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             seed=None if seed_value is None or seed_value < 0 else seed_value,
             num_images=as_int(num_images, "num_images"),
             width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
-            guess_mode=bool(guess_mode), scheduler=scheduler or "ddim", resize_mode=resize_mode or "crop_and_resize")
+            guess_mode=bool(guess_mode), scheduler=scheduler or "ddim", resize_mode=resize_mode or "crop_and_resize",
+            fast_decode=bool(fast_decode))
         return list(result.images), result.condition_maps[0], result.metadata
 
     gr.Button(visible=False).click(
@@ -77,7 +80,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                    numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
                    numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"],
                    text["control_mode"], text["resize_mode"], flags["pixel_perfect"], text["base_model"],
-                   text["controlnet"], text["loras"], text["embeddings"], flags["few_step"]],
+                   text["controlnet"], text["loras"], text["embeddings"], flags["few_step"],
+                   flags["fast_decode"]],
         [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
 
     with gr.Column(visible=False):

@@ -224,6 +224,8 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
                                        label="Sampler")
             ui.few_step = gr.Checkbox(label="Few-step mode (LCM-LoRA: 4 steps, guidance 1; changes the image)",
                                       elem_id="few-step")
+            ui.fast_decode = gr.Checkbox(label="Fast decode (TAESD: a fraction of the VAE's time; slightly softer)",
+                                         elem_id="fast-decode")
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
                                        elem_id="base-model", info="SD 1.x, SD 2.x or SDXL: read from its config")
@@ -298,6 +300,7 @@ RESTORED_FIELDS = {"prompt_mode": "prompt_mode", "prompt": "prompt", "added_prom
                    "negative_prompt": "negative_prompt", "num_inference_steps": "steps",
                    "guidance_scale": "guidance", "seed": "seed", "num_images": "num_images", "width": "width",
                    "height": "height", "guess_mode": "guess_mode", "scheduler": "scheduler",
+                   "fast_decode": "fast_decode",
                    "resize_mode": "resize_mode", "kind": "kind", "strength": "strength", "start": "start",
                    "end": "end", "control_mode": "control_mode", "base_model": "base_model",
                    "controlnet": "controlnet", "loras": "loras", "embeddings": "embeddings"}
@@ -422,6 +425,7 @@ def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
         seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
         num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
         height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
+        fast_decode=bool(v[ui.fast_decode]),
         scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize",
         loras=lora_list(v[ui.loras]), embeddings=text_lines(v[ui.embeddings]))
 
@@ -481,7 +485,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
                                     ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
                                     ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
                                     ui.resize_mode, ui.pixel_perfect, ui.loras, ui.embeddings, ui.few_step,
-                                    ui.base_model,
+                                    ui.fast_decode, ui.base_model,
                                     ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]

@@ -145,6 +145,23 @@ class Studio:
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
 
+    def warm_up(self) -> None:
+        """Compile the default engine for the compile buckets (CNET_COMPILE=1, CNET_COMPILE_SIZES) before visitors
+        come; runs hold the accelerator lock, so a request that arrives meanwhile waits instead of compiling too.
+        Failures are logged: the app serves uncompiled shapes either way."""
+        from cnet.models import ModelUnavailableError
+
+        controlnet = None
+        if self.demo_mode:
+            from cnet.demo import DEMO_CONTROLNET
+
+            controlnet = str(DEMO_CONTROLNET)
+        try:
+            with self._accelerator:
+                self.engine.warm_up(controlnet=controlnet, progress=log.info)
+        except (ModelUnavailableError, ValueError, RuntimeError) as err:
+            log.warning("compile warm-up skipped: %s", err)
+
     @property
     def engine(self) -> Any:
         """The generation engine, created on first use (so starting the app imports no model code)."""
