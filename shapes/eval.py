@@ -24,7 +24,7 @@ HELDOUT_SEED = 12345  # training data uses seed 1; this seed's circles are never
 
 def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_CONTROLNET, *, n: int = 32,
                     steps: int = 20, guidance: float = 5.0, strength: float = 1.0, seed: int = HELDOUT_SEED,
-                    engine: Any = None, control_mode: str = "balanced") -> dict[str, Any]:
+                    engine: Any = None, control_mode: str = "balanced", scheduler: str = "ddim") -> dict[str, Any]:
     """Median IoU, share with IoU > 0.5, and share with the right circle colour, over `n` held-out circles."""
     from cnet.engine import Engine
     from cnet.request import ControlUnit, GenerationRequest
@@ -42,12 +42,13 @@ def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_
             units=[ControlUnit(Image.fromarray(condition), kind="scribble", controlnet=str(controlnet),
                                strength=strength, control_mode=control_mode)],
             prompt_mode="custom", prompt=circle.prompt, num_inference_steps=steps, guidance_scale=guidance,
-            seed=i, width=64, height=64))
+            scheduler=scheduler, seed=i, width=64, height=64))
         image = np.asarray(result.images[0])
         mask = segment(image, palette[circle.colour], palette[circle.background])
         ious.append(iou(mask, truth))
         colours.append(nearest_colour(image, mask, palette) == circle.colour)
-    return {"n": n, "guidance": guidance, "strength": strength, "control_mode": control_mode,
+    return {"n": n, "steps": steps, "scheduler": scheduler, "guidance": guidance, "strength": strength,
+            "control_mode": control_mode,
             "median_iou": statistics.median(ious),
             "share_iou_above_0.5": float(np.mean([v > 0.5 for v in ious])),
             "colour_right": float(np.mean(colours)), "ious": ious}
@@ -59,22 +60,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controlnet", default=str(DEMO_CONTROLNET))
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scheduler", default="ddim", help="the sampler (cnet.request.SCHEDULERS)")
+    parser.add_argument("--guidance", type=float, action="append",
+                        help="CFG scale(s) to evaluate (default: 5 and 9, the paper's)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     from cnet.engine import Engine
 
     engine = Engine(args.base, device="cpu")
     rows = []
-    for guidance in (5.0, 9.0):
+    for guidance in args.guidance or (5.0, 9.0):
         for strength in (1.0, 0.0):
             r = evaluate_shapes(args.base, args.controlnet, n=args.n, steps=args.steps, guidance=guidance,
-                                strength=strength, engine=engine)
+                                strength=strength, engine=engine, scheduler=args.scheduler)
             rows.append({k: v for k, v in r.items() if k != "ious"})
             print(json.dumps(rows[-1]), flush=True)
-    print("\n| model | CFG | median IoU | IoU > 0.5 | colour right |\n|---|---|---|---|---|")
+    print("\n| model | sampler, steps | CFG | median IoU | IoU > 0.5 | colour right |\n|---|---|---|---|---|---|")
     for r in rows:
         who = "base + ControlNet" if r["strength"] else "base alone (strength 0)"
-        print(f"| {who} | {r['guidance']} | {r['median_iou']:.3f} | {r['share_iou_above_0.5']:.0%} | "
+        print(f"| {who} | {r['scheduler']}, {r['steps']} | {r['guidance']} | {r['median_iou']:.3f} | "
+              f"{r['share_iou_above_0.5']:.0%} | "
               f"{r['colour_right']:.0%} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

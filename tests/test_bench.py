@@ -16,8 +16,9 @@ def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
     in its own process (before, the second preset failed: accelerate's state is per process)."""
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run([sys.executable, "-m", "bench.gpu", "--tiny", "--device", "cpu", "--steps", "2", "--repeats",
-                           "2", "--batches", "1,2", "--train-steps", "3", "--compile"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
+                           "2", "--batches", "1,2", "--train-steps", "3", "--compile"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = results.read_text()
     assert "## Inference, tiny at 64x64, 2 DDIM steps, CFG 9, float32" in text

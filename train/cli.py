@@ -53,13 +53,24 @@ def build_dataset_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_shard_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train shard", description="Write a folder dataset "
+                                     "(metadata.jsonl or Fill50K) as shuffled parquet shards, for --streaming")
+    parser.add_argument("--dataset", required=True, help="the folder dataset")
+    parser.add_argument("--out", required=True, help="an empty folder for the shards")
+    parser.add_argument("--rows-per-shard", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="the shuffle before cutting")
+    parser.add_argument("--skip-bad-rows", action="store_true")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     from .stop import listen_for_signals, stop_listening
 
     argv = sys.argv[1:] if argv is None else argv
     # (python -m train did it already) a Stop during the imports and loading is honoured; a caller in the same
     # process (a notebook, a test) gets its own handlers back afterwards.
-    owns_signals = not (argv and argv[0] == "build-dataset") and listen_for_signals()
+    owns_signals = not (argv and argv[0] in ("build-dataset", "shard")) and listen_for_signals()
     try:
         return _main(argv)
     finally:
@@ -75,6 +86,15 @@ def _main(argv: list[str]) -> int:
     from .data import DataError
 
     try:
+        if argv and argv[0] == "shard":
+            from .shards import write_shards
+
+            args = build_shard_parser().parse_args(argv[1:])
+            report = write_shards(args.dataset, args.out, rows_per_shard=args.rows_per_shard, seed=args.seed,
+                                  skip_bad_rows=args.skip_bad_rows)
+            print(f"{report['rows']} rows in {len(report['shards'])} shards written to {args.out}, "
+                  f"{len(report['skipped'])} skipped")
+            return 0
         if argv and argv[0] == "build-dataset":
             from .build import build_dataset
 

@@ -41,6 +41,15 @@ class TrainConfig:
     caption_column: str = "text"
     resolution: int = 512  # SD1.5's native size; the short side is resized to it, then centre-cropped
     skip_bad_rows: bool = False  # skip (and count) unreadable rows instead of stopping with an error naming them
+    # Read `dataset` as a stream of shards (a Hub id, or a folder of parquet / arrow / WebDataset .tar shards): no
+    # row list and no up-front check, so memory stays flat at millions of rows; each process reads its own shards
+    # and the stream's position is checkpointed (train/stream.py)
+    streaming: bool = False
+    shuffle_block: int = 256  # streaming: rows mixed at a time (held undecoded in RAM); a resume re-reads one block
+    bad_row_limit: float = 0.01  # streaming: bad rows are skipped and logged; above this share the data is broken
+    # A latent cache written by `python -m train cache` (VAE posteriors, text embeddings, conditions at
+    # `resolution`): steps read it memory-mapped, no VAE or text encoder runs; refused if made by other weights
+    latent_cache: str | None = None
     empty_prompt_prob: float = 0.5  # the paper: half the prompts are "" so the model learns semantics from the map
     # -- optimisation -------------------------------------------------------------------------------------------------
     max_steps: int = 10_000  # optimizer steps; "sudden convergence" typically shows after 3k-7k steps at batch 4
@@ -85,12 +94,20 @@ class TrainConfig:
         for name, low in (("max_steps", 1), ("batch_size", 1), ("grad_accum", 1), ("checkpoint_every", 1),
                           ("keep_checkpoints", 1), ("validate_every", 0), ("num_validation", 0),
                           ("validation_steps", 1), ("log_every", 1), ("unlock_after", 0), ("num_workers", 0),
-                          ("lr_warmup_steps", 0)):
+                          ("lr_warmup_steps", 0), ("shuffle_block", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
         if self.resolution % 8 or not 64 <= self.resolution <= 2048:
             raise ConfigError(f"resolution={self.resolution} must be a multiple of 8 in [64, 2048]")
+        if self.streaming and self.precompute:
+            raise ConfigError("precompute=True holds every latent in RAM, which a stream of any size cannot: use "
+                              "latent_cache (python -m train cache) with streaming, or neither")
+        if self.latent_cache and (self.precompute or self.streaming):
+            raise ConfigError("latent_cache replaces precompute and streaming (the cache holds the rows): set only "
+                              "latent_cache")
+        if not 0.0 <= self.bad_row_limit <= 1.0:
+            raise ConfigError(f"bad_row_limit={self.bad_row_limit} must be in [0, 1]")
         if not 0.0 <= self.empty_prompt_prob <= 1.0:
             raise ConfigError(f"empty_prompt_prob={self.empty_prompt_prob} must be in [0, 1]")
         for name in ("lr", "unet_lr_scale", "max_grad_norm"):

@@ -110,6 +110,10 @@ class Run:
         return Path(self.config.output_dir)
 
     @property
+    def streaming(self) -> bool:
+        return self.config.streaming
+
+    @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
@@ -148,13 +152,9 @@ def loop(run: Run) -> bool:
     order depends only on the seed and the epoch, so a resumed run sees the batches an uninterrupted one would."""
     config, accelerator = run.config, run.accelerator
     micro = run.step * config.grad_accum
-    epoch, skip = divmod(micro, len(run.loader))
     started, run_steps, window = time.monotonic(), 0, []
-    while run.step < config.max_steps:
-        run.loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
-        skip = 0
-        for batch in batches:
+    if run.step < config.max_steps:
+        for batch in _batches(run, micro):
             if config.mode == "large" and not run.unlocked and run.step >= config.unlock_after:
                 run.unlocked = _unlock(run.unet, run.optimizer, config)
                 run.emit("unlock", {"step": run.step})
@@ -186,8 +186,21 @@ def loop(run: Run) -> bool:
                 return True
             if run.step >= config.max_steps:
                 break
-        epoch += 1
     return False
+
+
+def _batches(run: Run, micro: int) -> Any:
+    """Micro-batches from micro-batch number `micro` on, without end. A stream carries its own position (restored by
+    `_resume`); a map-style dataset is reshuffled per epoch by a seeded sampler and the epoch's first batches are
+    skipped, so a resumed run sees the batches an uninterrupted one would."""
+    if run.streaming:
+        yield from run.loader  # endless: each process's share starts its next epoch by itself
+        return
+    epoch, skip = divmod(micro, len(run.loader))
+    while True:
+        run.loader.set_epoch(epoch)
+        yield from run.accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
+        skip, epoch = 0, epoch + 1
 
 
 def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = None) -> Run | None:
@@ -208,7 +221,7 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     set_seed(config.seed)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
     # 2. Data, checked row by row before anything heavy is loaded.
-    loaded, dataset, loader, validation_rows = _data(config)
+    loaded, dataset, loader, validation_rows = _data(config, accelerator)
     run = Run(config, accelerator, emit, stop, loaded, loader, validation_rows, base={}, controlnet=None,
               optimizer=None, rng=None, weight_dtype=weight_dtype)
     if run.any_process(stop()):
@@ -220,7 +233,10 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
         dataset.with_pixels = False  # from here the steps read the cache: no image decoded or moved per step
     optimizer = _optimizer([p for p in controlnet.parameters() if p.requires_grad], config)
     optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
-    run.controlnet, run.optimizer, run.loader = accelerator.prepare(controlnet, optimizer, loader)
+    if config.streaming:  # each process reads its own shards: accelerate must not split or dispatch the batches
+        run.controlnet, run.optimizer = accelerator.prepare(controlnet, optimizer)
+    else:
+        run.controlnet, run.optimizer, run.loader = accelerator.prepare(controlnet, optimizer, loader)
     run.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + accelerator.process_index)
     # 6. Resume: weights, optimizer, LR schedule, every process's generator, counters.
     if config.resume:
@@ -230,7 +246,8 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     run.writer = _tensorboard(out) if run.main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
     emit("setup", {"unet": run.unet, "controlnet": accelerator.unwrap_model(run.controlnet), "vae": run.base["vae"]})
-    emit("start", {"max_steps": config.max_steps, "rows": len(loaded.rows), "skipped": loaded.skipped,
+    emit("start", {"max_steps": config.max_steps, "rows": None if config.streaming else len(loaded.rows),
+                   "skipped": loaded.skipped,
                    "layout": loaded.layout, "step": run.step, "processes": accelerator.num_processes})
     return run
 
@@ -272,12 +289,14 @@ def _stopped_while_loading(run: Run) -> None:
     return None
 
 
-def _data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
+def _data(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, Any, list[Any]]:
     """The checked rows, their Dataset and DataLoader, and the validation rows (held-out ones when given)."""
     import torch
 
     columns = dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
                    caption_column=config.caption_column)
+    if config.streaming:
+        return _stream_data(config, accelerator, columns)
     loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **columns)
     dataset = ControlNetDataset(loaded.rows, config.resolution)
     validation_rows = loaded.rows[: config.num_validation]
@@ -286,6 +305,40 @@ def _data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
     return loaded, dataset, loader, validation_rows
+
+
+def _stream_data(config: TrainConfig, accelerator: Any, columns: dict[str, str]) -> tuple[Any, Any, Any, list[Any]]:
+    """This process's share of the stream, its loader (no workers: the position saved is then exact), and the
+    validation rows: the held-out set's, or the first good rows of the stream."""
+    import torch
+
+    from .data import LoadedRows, Row
+    from .stream import StreamingRows, stream_collate
+
+    rank = accelerator.process_index
+    out = Path(config.output_dir)
+    dataset = StreamingRows(config.dataset, config.resolution, columns=tuple(columns.values()), seed=config.seed,
+                            shuffle_block=config.shuffle_block, rank=rank, world_size=accelerator.num_processes,
+                            bad_row_limit=config.bad_row_limit,
+                            bad_rows_file=out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl"))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=stream_collate)
+    validation_rows: list[Any] = []
+    if config.validation_dataset and config.num_validation:
+        validation_rows = load_rows(config.validation_dataset, **columns).rows[: config.num_validation]
+    elif config.num_validation:
+        probe = StreamingRows(config.dataset, config.resolution, columns=tuple(columns.values()), seed=config.seed,
+                              shuffle_block=1)
+        for i, item in zip(range(config.num_validation), probe):
+            validation_rows.append(Row(i, _to_picture(item["pixel_values"] * 0.5 + 0.5),
+                                       _to_picture(item["conditioning_pixel_values"]), item["text"]))
+    return LoadedRows([], [], "stream"), dataset, loader, validation_rows
+
+
+def _to_picture(values: Any) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray((values.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8))
 
 
 def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[str, Any], Any]:
@@ -337,7 +390,26 @@ def _resume(run: Run) -> None:
         run.unet.load_state_dict(type(run.unet).from_pretrained(folder / "unet").state_dict())
     run.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=run.accelerator.device))
     run.rng.set_state(torch.load(folder / "rng.pt")[run.accelerator.process_index])
+    if run.streaming:
+        _resume_stream(run, folder)
     run.emit("resume", {"step": run.step, "checkpoint": str(folder)})
+
+
+def _resume_stream(run: Run, folder: Path) -> None:
+    """Each process's stream position from the checkpoint; the same number of processes must read the shards."""
+    import torch
+
+    from .data import DataError
+
+    if not (folder / "stream.pt").is_file():
+        raise DataError(f"checkpoint {folder} holds no stream position: it was not made by a streaming run; "
+                        "resume it without --streaming")
+    positions = torch.load(folder / "stream.pt", weights_only=False)
+    if len(positions) != run.accelerator.num_processes:
+        raise DataError(f"checkpoint {folder} was made by {len(positions)} process(es) reading the stream, this run "
+                        f"has {run.accelerator.num_processes}: each process's share of the shards would change. "
+                        f"Resume with {len(positions)} process(es)")
+    run.loader.dataset.load_state_dict(positions[run.accelerator.process_index])
 
 
 def _optimizer_step(run: Run) -> None:
@@ -389,6 +461,9 @@ def save_checkpoint(run: Run) -> Path | None:
 
     accelerator, step = run.accelerator, run.step
     states = accelerator.gather_for_metrics([run.rng.get_state()], use_gather_object=True)
+    # A stream's position, per process (each reads its own shards).
+    positions = accelerator.gather_for_metrics([run.loader.dataset.state_dict()], use_gather_object=True) \
+        if run.streaming else None
     path, failure = None, None
     if run.main:
         def write(tmp: Path) -> None:
@@ -397,6 +472,8 @@ def save_checkpoint(run: Run) -> Path | None:
                 run.unet.save_pretrained(tmp / "unet")
             torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(states, tmp / "rng.pt")
+            if positions is not None:
+                torch.save(positions, tmp / "stream.pt")
             (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "stats": run.stats}))
         try:
             path = write_atomically(run.out, step, write, {"mode": run.config.mode}, run.config.keep_checkpoints)
@@ -667,6 +744,12 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
     return final
 
 
+def _rows_text(config: TrainConfig, loaded: Any) -> str:
+    if config.streaming:
+        return "streamed"
+    return f"{len(loaded.rows)} rows, {len(loaded.skipped)} skipped"
+
+
 def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str,
                family: Any = None) -> str:
     """A Hub-style model card: what this ControlNet is, what it was trained on, and how (`family`: the base's,
@@ -687,7 +770,7 @@ tags: [controlnet, stable-diffusion, {family.name}, cnet-studio]
 
 - Base model: `{config.base_model}`, {family.label} (locked{'; unlocked after step ' + str(config.unlock_after)
                                           if config.mode == 'large' else ''})
-- Data: `{config.dataset}` ({loaded.layout}, {len(loaded.rows)} rows, {len(loaded.skipped)} skipped)
+- Data: `{config.dataset}` ({loaded.layout}, {_rows_text(config, loaded)})
 - Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation
 - Empty prompts: {share:.1%} of {stats['prompts']} samples (target {config.empty_prompt_prob:.0%})
 - Trained on {date}. {json.dumps(config.extra) if config.extra else ''}

@@ -1,0 +1,202 @@
+"""Training data of any size, read as a stream of shards: memory stays flat however many rows there are.
+
+`datasets` does the reading: a Hub dataset with `streaming=True`, or a local folder of shards in a format it
+streams (parquet, arrow, or WebDataset `.tar` files, whose fields are named like `0001.image.png`). Each process
+reads its own share (`datasets.distributed.split_dataset_by_node`: whole shards when their number divides by the
+processes, else every n-th row), so two processes never see the same row.
+
+Rows are checked as they are read: a row whose image or condition cannot be decoded, or whose text is empty, is
+skipped, counted and named (shard and key) in `bad_rows.jsonl`; when more than `bad_row_limit` of the rows read are
+bad (after the first 100), the run stops, since the data is broken rather than noisy.
+
+Order and resume: see `StreamingRows`. The stream's position (`datasets`' own `state_dict` at a block's start, and
+the rows taken from that block) is part of every checkpoint, so a resumed run reads exactly the rows an
+uninterrupted one would (datasets' shuffle buffer is not used: its contents are not saved, and a resume would
+refill it differently). A process whose share ends first starts its next epoch: every process takes part in every
+step.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import DataError, resize_and_crop
+
+SHARD_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".tar": "webdataset"}
+MIN_ROWS_BEFORE_LIMIT = 100  # the bad-row share is judged only once this many rows were read
+
+
+def open_stream(dataset: str) -> Any:
+    """`dataset` (a folder of shards or a Hub id) as a `datasets.IterableDataset` that does not decode images."""
+    import datasets
+
+    path = Path(dataset).expanduser()
+    try:
+        if path.is_dir():
+            shards = {fmt: sorted(str(p) for p in path.rglob(f"*{suffix}")) for suffix, fmt in SHARD_FORMATS.items()}
+            found = {fmt: files for fmt, files in shards.items() if files}
+            if len(found) != 1:
+                raise DataError(f"dataset={dataset!r}: a streamed folder holds shards of one format "
+                                f"({', '.join(SHARD_FORMATS)}); found {sorted(found) or 'none'}")
+            (fmt, files), = found.items()
+            stream = datasets.load_dataset(fmt, data_files=files, split="train", streaming=True)
+        elif path.exists() or dataset.startswith((".", "/", "~")):
+            raise DataError(f"dataset={dataset!r} is not a folder of shards")
+        else:
+            stream = datasets.load_dataset(dataset, split="train", streaming=True)
+    except DataError:
+        raise
+    except Exception as err:  # datasets raises many types for a missing or unreadable source
+        raise DataError(f"dataset={dataset!r} could not be streamed: {err}") from None
+    return stream.decode(False)  # images arrive as bytes: a broken one is a bad row, not a crash
+
+
+def column_of(features: Any, wanted: str) -> str:
+    """The stream's field for a configured column: its exact name, or WebDataset's `name.ext`."""
+    names = list(features or [])
+    if wanted in names:
+        return wanted
+    matches = [n for n in names if n.split(".", 1)[0] == wanted]
+    if len(matches) != 1:
+        raise DataError(f"the stream has no column {wanted!r} (it has {names}); set --image-column / "
+                        "--conditioning-image-column / --caption-column")
+    return matches[0]
+
+
+def decode_image(value: Any) -> Image.Image:
+    """An image cell as `datasets` streams it undecoded (bytes and/or path), or a PIL image."""
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, dict) and value.get("bytes"):
+        value = io.BytesIO(value["bytes"])
+    elif isinstance(value, dict) and value.get("path"):
+        value = value["path"]
+    elif isinstance(value, bytes):
+        value = io.BytesIO(value)
+    else:
+        raise ValueError(f"not an image cell ({type(value).__name__})")
+    with Image.open(value) as image:
+        return image.convert("RGB")
+
+
+class StreamingRows(torch.utils.data.IterableDataset):
+    """A torch IterableDataset over this process's share of a stream: checked rows as training items, forever
+    (epoch after epoch), with `state_dict` / `load_state_dict` for exact resume.
+
+    Order: each epoch shuffles the shards anew (`datasets`, seed + epoch), and rows are mixed in blocks of
+    `shuffle_block` by a permutation seeded by (seed, epoch, block). The position saved is the stream's state at
+    the block's start and how far into the block the run got: a resume re-reads at most one block and goes on with
+    exactly the rows an uninterrupted run would read. Items are those of `ControlNetDataset` plus `id` (shard and
+    key for WebDataset, else the row's place in this process's stream)."""
+
+    def __init__(self, dataset: str, resolution: int, *, columns: tuple[str, str, str], seed: int,
+                 shuffle_block: int = 256, rank: int = 0, world_size: int = 1, bad_row_limit: float = 0.01,
+                 bad_rows_file: Path | None = None, with_pixels: bool = True) -> None:
+        super().__init__()
+        probe = open_stream(dataset)
+        features = probe.features
+        if features is None:  # some Hub datasets only know their columns once read
+            features = next(iter(probe)).keys()
+        self.fields = tuple(column_of(features, c) for c in columns)
+        self.dataset, self.resolution, self.with_pixels, self.seed = dataset, resolution, with_pixels, seed
+        self.rank, self.world_size, self.block = rank, world_size, max(1, shuffle_block)
+        self.bad_row_limit, self.bad_rows_file = bad_row_limit, bad_rows_file
+        self.read, self.bad = 0, 0
+        # Where the next row comes from: the epoch, the stream's state at the current block's start (None: the
+        # epoch's beginning), the block's number in the epoch and the rows of it already taken.
+        self.epoch, self.block_state, self.block_number, self.taken = 0, None, 0, 0
+
+    def _epoch_stream(self) -> Any:
+        from datasets.distributed import split_dataset_by_node
+
+        stream = open_stream(self.dataset).shuffle(seed=self.seed * 1_000_003 + self.epoch, buffer_size=1)
+        return split_dataset_by_node(stream, rank=self.rank, world_size=self.world_size)
+
+    def __iter__(self) -> Any:
+        from itertools import islice
+
+        while True:
+            stream = self._epoch_stream()
+            if self.block_state is not None:
+                stream.load_state_dict(self.block_state)
+            rows = iter(stream)
+            yielded = False
+            while True:
+                state = self.block_state if self.block_state is not None else stream.state_dict()
+                block = list(islice(rows, self.block))
+                if not block:
+                    break
+                order = np.random.default_rng([self.seed, self.epoch, self.block_number]).permutation(len(block))
+                while self.taken < len(block):
+                    example = block[order[self.taken]]
+                    self.block_state, self.taken = state, self.taken + 1
+                    item = self._item(example)
+                    if item is not None:
+                        yielded = True
+                        yield item
+                self.block_state, self.block_number, self.taken = None, self.block_number + 1, 0
+            if not yielded and self.block_number == 0:
+                raise DataError(f"dataset={self.dataset!r}: this process's share has no usable rows")
+            self.epoch, self.block_state, self.block_number, self.taken = self.epoch + 1, None, 0, 0
+
+    def _item(self, example: dict[str, Any]) -> dict[str, Any] | None:
+        image_field, cond_field, text_field = self.fields
+        where = _row_name(example, self.read)
+        self.read += 1
+        text = example.get(text_field)
+        try:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"column '{text_field}' is empty")
+            cond = np.asarray(resize_and_crop(decode_image(example.get(cond_field)), self.resolution), np.float32)
+            pixels = np.asarray(resize_and_crop(decode_image(example.get(image_field)), self.resolution),
+                                np.float32) if self.with_pixels else None
+        except Exception as err:  # PIL raises many types for broken files
+            self._bad(where, str(err))
+            return None
+        item = {"conditioning_pixel_values": torch.from_numpy(cond / 255.0).permute(2, 0, 1), "text": text.strip(),
+                "id": where}
+        if pixels is not None:
+            item["pixel_values"] = torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
+        return item
+
+    def _bad(self, where: str, reason: str) -> None:
+        self.bad += 1
+        if self.bad_rows_file is not None:
+            with open(self.bad_rows_file, "a") as f:
+                f.write(json.dumps({"row": where, "reason": reason[:300]}) + "\n")
+        if self.read >= MIN_ROWS_BEFORE_LIMIT and self.bad > self.bad_row_limit * self.read:
+            raise DataError(f"dataset={self.dataset!r}: {self.bad} of {self.read} rows read are bad (more than "
+                            f"bad_row_limit={self.bad_row_limit}); the last: {where}: {reason[:200]}. See "
+                            f"{self.bad_rows_file or 'the log'} for all of them")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the stream (exact at a batch boundary with no loader workers) and the counts."""
+        return {"epoch": self.epoch, "block_state": self.block_state, "block_number": self.block_number,
+                "taken": self.taken, "read": self.read, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("epoch", "block_state", "block_number", "taken", "read", "bad"):
+            setattr(self, name, state[name])
+
+
+def _row_name(example: dict[str, Any], position: int) -> str:
+    """WebDataset rows by shard and key; others by their position in this process's stream."""
+    if example.get("__url__") and example.get("__key__"):
+        return f"{Path(str(example['__url__'])).name}:{example['__key__']}"
+    return f"row {position}"
+
+
+def stream_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """`data.collate` for stream items: ids are names (strings), not positions."""
+    out = {"conditioning_pixel_values": torch.stack([b["conditioning_pixel_values"] for b in batch]),
+           "text": [b["text"] for b in batch], "id": [b["id"] for b in batch]}
+    if "pixel_values" in batch[0]:
+        out["pixel_values"] = torch.stack([b["pixel_values"] for b in batch])
+    return out
