@@ -13,6 +13,8 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from cnet.kinds import DEFAULT_BASE_MODEL
+
 from .config import MODES, PRECISIONS, ConfigError, TrainConfig, saved_settings
 
 CHOICES = {"mode": MODES, "mixed_precision": PRECISIONS}
@@ -64,13 +66,29 @@ def build_shard_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_cache_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train cache", description="Encode a dataset once (VAE posteriors, text embeddings, "
+        "conditions) into a latent cache for --latent-cache. Under `accelerate launch` every process encodes its own "
+        "shards; a stopped build resumes.")
+    parser.add_argument("--dataset", required=True, help="folder dataset, saved `datasets` folder or Hub id")
+    parser.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="the base whose VAE and text encoder encode")
+    parser.add_argument("--single-file-config", help="diffusers pipeline folder describing a single-file base")
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--out", required=True, help="the cache folder")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rows-per-shard", type=int, default=1024)
+    parser.add_argument("--skip-bad-rows", action="store_true")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     from .stop import listen_for_signals, stop_listening
 
     argv = sys.argv[1:] if argv is None else argv
     # (python -m train did it already) a Stop during the imports and loading is honoured; a caller in the same
     # process (a notebook, a test) gets its own handlers back afterwards.
-    owns_signals = not (argv and argv[0] in ("build-dataset", "shard")) and listen_for_signals()
+    owns_signals = not (argv and argv[0] in ("build-dataset", "shard", "cache")) and listen_for_signals()
     try:
         return _main(argv)
     finally:
@@ -86,6 +104,16 @@ def _main(argv: list[str]) -> int:
     from .data import DataError
 
     try:
+        if argv and argv[0] == "cache":
+            from .latent_cache import build_cache
+
+            args = build_cache_parser().parse_args(argv[1:])
+            out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
+                              batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
+                              single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
+                              progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True))
+            print(f"latent cache written to {out}")
+            return 0
         if argv and argv[0] == "shard":
             from .shards import write_shards
 

@@ -83,8 +83,8 @@ class TrainConfig:
 
     def validated(self) -> TrainConfig:
         """Check every field; raise ConfigError naming the first bad one."""
-        if not self.dataset:
-            raise ConfigError("dataset='' : give a dataset folder or a Hub dataset id")
+        if not self.dataset and not self.latent_cache:
+            raise ConfigError("dataset='' : give a dataset folder or a Hub dataset id (or a latent_cache)")
         if self.mode not in MODES:
             raise ConfigError(f"mode={self.mode!r} is not one of {list(MODES)}")
         if self.fidelity is not None and self.fidelity not in FIDELITIES:  # a typo must not silently disable it

@@ -100,6 +100,7 @@ class Run:
     rng: Any  # torch.Generator: data-independent draws (noise, timesteps, empty prompts), saved per process
     weight_dtype: Any
     cache: dict[str, Any] | None = None  # precomputed latents and prompt embeddings
+    empty_prompt: dict[str, Any] | None = None  # a latent cache on disk: the embedding of "" (hidden, pooled)
     step: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"empty_prompts": 0, "prompts": 0})
     unlocked: bool = False  # large mode: the base U-Net trains too
@@ -228,6 +229,11 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
         return _stopped_while_loading(run)
     # 3. Models: the locked base and the trainable copy; 4. precomputed latents; 5. the optimizer.
     run.base, controlnet = _models(config, accelerator.device, weight_dtype)
+    if config.latent_cache:  # made by these very encoders at this resolution, or refused
+        from .latent_cache import cache_key, check_key
+
+        check_key(Path(config.latent_cache), cache_key(run.base, config.resolution))
+        run.empty_prompt = dataset.empty
     if config.precompute:  # the VAE encoder and text encoder leave the training step
         run.cache = _precompute(dataset, run.base, accelerator.device, weight_dtype, config)
         dataset.with_pixels = False  # from here the steps read the cache: no image decoded or moved per step
@@ -246,7 +252,7 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     run.writer = _tensorboard(out) if run.main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
     emit("setup", {"unet": run.unet, "controlnet": accelerator.unwrap_model(run.controlnet), "vae": run.base["vae"]})
-    emit("start", {"max_steps": config.max_steps, "rows": None if config.streaming else len(loaded.rows),
+    emit("start", {"max_steps": config.max_steps, "rows": None if config.streaming else len(dataset),
                    "skipped": loaded.skipped,
                    "layout": loaded.layout, "step": run.step, "processes": accelerator.num_processes})
     return run
@@ -297,6 +303,8 @@ def _data(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, Any, list[An
                    caption_column=config.caption_column)
     if config.streaming:
         return _stream_data(config, accelerator, columns)
+    if config.latent_cache:
+        return _cache_data(config)
     loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **columns)
     dataset = ControlNetDataset(loaded.rows, config.resolution)
     validation_rows = loaded.rows[: config.num_validation]
@@ -332,6 +340,29 @@ def _stream_data(config: TrainConfig, accelerator: Any, columns: dict[str, str])
             validation_rows.append(Row(i, _to_picture(item["pixel_values"] * 0.5 + 0.5),
                                        _to_picture(item["conditioning_pixel_values"]), item["text"]))
     return LoadedRows([], [], "stream"), dataset, loader, validation_rows
+
+
+def _cache_data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
+    """A latent cache's rows (memory-mapped), their loader, and validation conditions from the cache itself."""
+    import torch
+
+    from .data import LoadedRows, Row
+    from .latent_cache import LatentCacheDataset, cache_collate
+
+    dataset = LatentCacheDataset(config.latent_cache)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                                         collate_fn=cache_collate, num_workers=config.num_workers,
+                                         drop_last=len(dataset) >= config.batch_size)
+    validation_rows = []
+    if config.validation_dataset and config.num_validation:
+        columns = dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
+                       caption_column=config.caption_column)
+        validation_rows = load_rows(config.validation_dataset, **columns).rows[: config.num_validation]
+    else:
+        for i in range(min(config.num_validation, len(dataset))):
+            item = dataset[i]
+            validation_rows.append(Row(i, None, _to_picture(item["conditioning_pixel_values"]), item["text"]))
+    return LoadedRows([], dataset.manifest.get("skipped", []), "latent cache"), dataset, loader, validation_rows
 
 
 def _to_picture(values: Any) -> Any:
@@ -388,7 +419,9 @@ def _resume(run: Run) -> None:
     if run.config.mode == "large" and run.step >= run.config.unlock_after:
         run.unlocked = _unlock(run.unet, run.optimizer, run.config)
         run.unet.load_state_dict(type(run.unet).from_pretrained(folder / "unet").state_dict())
-    run.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=run.accelerator.device))
+    # Read on the CPU: load_state_dict moves each state to its parameter's device (a CPU process's device can be
+    # "cpu:0", which torch.load cannot map to).
+    run.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
     run.rng.set_state(torch.load(folder / "rng.pt")[run.accelerator.process_index])
     if run.streaming:
         _resume_stream(run, folder)
@@ -507,9 +540,13 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     device, weight_dtype = run.accelerator.device, run.weight_dtype
     vae, unet, noise_scheduler = run.base["vae"], run.unet, run.base["noise_scheduler"]
     bsz = batch["conditioning_pixel_values"].shape[0]
-    # Latents: encoded now, or drawn from the cached posterior (mean + std * noise: the same distribution).
-    if cache is not None:
-        mean, std = cache["mean"][batch["index"].cpu()], cache["std"][batch["index"].cpu()]
+    # Latents: encoded now, or drawn from the cached posterior (mean + std * noise: the same distribution), held in
+    # RAM (precompute) or read from the latent cache on disk with the batch.
+    if cache is not None or "mean" in batch:
+        if "mean" in batch:
+            mean, std = batch["mean"], batch["std"]
+        else:
+            mean, std = cache["mean"][batch["index"].cpu()], cache["std"][batch["index"].cpu()]
         eps = torch.randn(mean.shape, generator=rng)
         latents = ((mean.float() + std.float() * eps) * vae.config.scaling_factor).to(device, weight_dtype)
     else:
@@ -525,7 +562,13 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     texts = ["" if e else t for e, t in zip(empty, batch["text"])]
     stats["empty_prompts"] += sum(empty)
     stats["prompts"] += bsz
-    if cache is not None:
+    if "hidden" in batch:  # the latent cache: each row's own embedding, or the cached "" where it was dropped
+        empty_hidden = run.empty_prompt["hidden"][0]
+        hidden = torch.stack([empty_hidden if e else h for e, h in zip(empty, batch["hidden"])]).to(device,
+                                                                                                   weight_dtype)
+        pooled = torch.stack([run.empty_prompt["pooled"][0] if e else p for e, p in zip(empty, batch["pooled"])]
+                             ).to(device, weight_dtype) if "pooled" in batch else None
+    elif cache is not None:
         hidden = torch.stack([cache["prompts"][t] for t in texts]).to(device, weight_dtype)
         pooled = torch.stack([cache["pooled"][t] for t in texts]).to(device, weight_dtype) if cache["pooled"] \
             else None
@@ -747,6 +790,8 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
 def _rows_text(config: TrainConfig, loaded: Any) -> str:
     if config.streaming:
         return "streamed"
+    if config.latent_cache:
+        return f"read from the latent cache {config.latent_cache}"
     return f"{len(loaded.rows)} rows, {len(loaded.skipped)} skipped"
 
 

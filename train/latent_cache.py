@@ -1,0 +1,201 @@
+"""`python -m train cache`: encode a dataset once into a latent cache on disk; training then reads it memory-mapped.
+
+Each row is stored as what a training step needs: the VAE posterior's mean and standard deviation (float32; the
+step draws mean + std * noise, as when it encodes the image itself), the text encoder's hidden states (float16;
+SDXL's pooled text too) and the condition at the training resolution (uint8). The empty prompt's embedding is stored
+once, for the 50% of steps that drop the prompt. The files are safetensors shards, written atomically by every
+process for its share of the rows (`accelerate launch` runs the encoders on every GPU), plus `manifest.json`.
+
+The cache is keyed by the sha256 of the VAE's and text encoders' weights, the resolution and the crop (centre, the
+only one the trainer makes: it has no pixel augmentations, so there is nothing per variant to cache). Training with
+another base, resolution or crop is refused with both keys named. A stopped `cache` run resumes: shards already
+written are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .data import DataError
+
+CACHE_VERSION = 1
+CROP = "centre"
+
+
+def weights_sha256(model: Any) -> str:
+    """sha256 over a model's parameter names and bytes (in name order): the same weights, the same hash."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def cache_key(base: dict[str, Any], resolution: int) -> dict[str, Any]:
+    """What makes cached rows valid for a run: the encoders' weights, the resolution and the crop."""
+    key = {"version": CACHE_VERSION, "resolution": resolution, "crop": CROP, "family": base["family"].name,
+           "vae_sha256": weights_sha256(base["vae"]), "text_encoder_sha256": weights_sha256(base["text_encoder"])}
+    if "text_encoder_2" in base:
+        key["text_encoder_2_sha256"] = weights_sha256(base["text_encoder_2"])
+    return key
+
+
+def check_key(folder: Path, key: dict[str, Any]) -> dict[str, Any]:
+    """The cache's manifest, if it was made for `key`; else a DataError naming what differs."""
+    manifest_file = folder / "manifest.json"
+    if not manifest_file.is_file():
+        raise DataError(f"latent_cache={str(folder)!r} holds no manifest.json: build it with `python -m train cache "
+                        f"--out {folder} ...` (a stopped build resumes)")
+    manifest = json.loads(manifest_file.read_text())
+    differs = [f"{name}: cache {manifest['key'].get(name)!r}, this run {value!r}"
+               for name, value in key.items() if manifest["key"].get(name) != value]
+    if differs:
+        raise DataError(f"latent_cache={str(folder)!r} was made for other settings or weights, so its latents would "
+                        f"be wrong here ({'; '.join(differs)}). Rebuild it with `python -m train cache` for this "
+                        "base model and resolution")
+    return manifest
+
+
+def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: int = 512, batch_size: int = 8,
+                rows_per_shard: int = 1024, single_file_config: str | None = None, image_column: str = "image",
+                conditioning_image_column: str = "conditioning_image", caption_column: str = "text",
+                skip_bad_rows: bool = False, progress: Any = None) -> Path:
+    """Encode `dataset` (a folder layout or saved/Hub `datasets` dataset) into `out`; every process of an
+    `accelerate launch` encodes its own rows. Returns `out`."""
+    import torch
+    from accelerate import Accelerator
+    from safetensors.torch import save_file
+
+    from .data import ControlNetDataset, load_rows
+    from .loop import _encode_text, load_base
+
+    accelerator = Accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    out = Path(out)
+    device = accelerator.device
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    base = load_base(base_model, dtype, single_file_config)
+    for name in ("vae", "text_encoder", "text_encoder_2"):
+        if name in base:
+            base[name].to(device).eval()
+    key = cache_key(base, resolution)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        key_file = out / "key.json"
+        if key_file.is_file() and json.loads(key_file.read_text()) != key:
+            raise DataError(f"out={str(out)!r} holds a cache for other weights or settings ({key_file}); choose an "
+                            "empty folder")
+        key_file.write_text(json.dumps(key, indent=2))
+    accelerator.wait_for_everyone()
+    loaded = load_rows(dataset, image_column=image_column, conditioning_image_column=conditioning_image_column,
+                       caption_column=caption_column, skip_bad_rows=skip_bad_rows)
+    rows = ControlNetDataset(loaded.rows, resolution)
+    shards = [list(range(start, min(len(rows), start + rows_per_shard)))
+              for start in range(0, len(rows), rows_per_shard)]
+    mine = [(number, indices) for number, indices in enumerate(shards) if number % world == rank]
+    with torch.no_grad():
+        for done, (number, indices) in enumerate(mine):
+            path = out / f"shard-{number:05d}.safetensors"
+            if path.is_file():  # written atomically by an earlier (stopped) run
+                continue
+            tensors: dict[str, list[Any]] = {"mean": [], "std": [], "hidden": [], "pooled": [], "condition": []}
+            texts = []
+            for start in range(0, len(indices), batch_size):
+                items = [rows[i] for i in indices[start:start + batch_size]]
+                pixels = torch.stack([it["pixel_values"] for it in items]).to(device, dtype)
+                posterior = base["vae"].encode(pixels).latent_dist
+                hidden, pooled = _encode_text([it["text"] for it in items], base, device)
+                tensors["mean"].append(posterior.mean.float().cpu())
+                tensors["std"].append(posterior.std.float().cpu())
+                tensors["hidden"].append(hidden.half().cpu())
+                if pooled is not None:
+                    tensors["pooled"].append(pooled.half().cpu())
+                tensors["condition"].append(torch.stack([(it["conditioning_pixel_values"] * 255).round()
+                                                         .to(torch.uint8) for it in items]))
+                texts += [it["text"] for it in items]
+            arrays = {name: torch.cat(parts).contiguous() for name, parts in tensors.items() if parts}
+            tmp = path.with_suffix(".tmp")
+            save_file(arrays, str(tmp), metadata={"texts": json.dumps(texts), "rows": json.dumps(
+                [loaded.rows[i].index for i in indices])})
+            os.replace(tmp, path)
+            if progress is not None:
+                progress({"process": rank, "shard": number, "done": done + 1, "of": len(mine)})
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            hidden, pooled = _encode_text([""], base, device)
+            empty = {"hidden": hidden.half().cpu().contiguous()}
+            if pooled is not None:
+                empty["pooled"] = pooled.half().cpu().contiguous()
+            save_file(empty, str(out / "empty_prompt.safetensors"))
+            manifest = {"key": key, "dataset": dataset, "rows": len(rows), "skipped": loaded.skipped,
+                        "shards": [{"file": f"shard-{n:05d}.safetensors", "rows": len(ix)}
+                                   for n, ix in enumerate(shards)]}
+            (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    accelerator.wait_for_everyone()
+    return out
+
+
+class LatentCacheDataset:
+    """The rows of a latent cache, read memory-mapped (safetensors): map-style, so accelerate's seeded sampler,
+    the per-process split and exact resume work as for folder datasets."""
+
+    def __init__(self, folder: str | Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        self.folder = Path(folder)
+        manifest = json.loads((self.folder / "manifest.json").read_text()) \
+            if (self.folder / "manifest.json").is_file() else None
+        if manifest is None:
+            check_key(self.folder, {})  # raises the "build it" message
+        self.manifest = manifest
+        self.files = [safe_open(str(self.folder / s["file"]), framework="pt") for s in manifest["shards"]]
+        self.texts = [json.loads(f.metadata()["texts"]) for f in self.files]
+        self.starts = []
+        total = 0
+        for shard in manifest["shards"]:
+            self.starts.append(total)
+            total += shard["rows"]
+        self.length = total
+        self.empty = load_file(str(self.folder / "empty_prompt.safetensors"))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def locate(self, i: int) -> tuple[int, int]:
+        import bisect
+
+        shard = bisect.bisect_right(self.starts, i) - 1
+        return shard, i - self.starts[shard]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        shard, offset = self.locate(i)
+        file = self.files[shard]
+
+        def row(name: str) -> Any:
+            return file.get_slice(name)[offset:offset + 1][0]
+
+        item = {"mean": row("mean"), "std": row("std"), "hidden": row("hidden"),
+                "conditioning_pixel_values": row("condition").float() / 255.0, "text": self.texts[shard][offset],
+                "index": i}
+        if "pooled" in file.keys():
+            item["pooled"] = row("pooled")
+        return item
+
+
+def cache_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    out = {name: torch.stack([b[name] for b in batch]) for name in ("mean", "std", "hidden",
+                                                                     "conditioning_pixel_values")}
+    if "pooled" in batch[0]:
+        out["pooled"] = torch.stack([b["pooled"] for b in batch])
+    out["text"] = [b["text"] for b in batch]
+    out["index"] = torch.tensor([b["index"] for b in batch])
+    return out
