@@ -153,7 +153,16 @@ def test_large_mode_changes_the_base_only_after_unlock(tiny_models, circles, tmp
     assert snapshots[0] == snapshots[1] == snapshots[2] == snapshots[3]
     assert snapshots[4] != snapshots[3] and snapshots[5] != snapshots[4]
     assert [info["step"] for info in recorder.of("unlock")] == [3]
-    assert (tmp_path / "unet" / "config.json").is_file()
+    # The trained base is saved as a whole pipeline that generates with the ControlNet beside it.
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
+
+    trained = type(recorder.models["unet"]).from_pretrained(tmp_path / "base", subfolder="unet")
+    assert digest(trained) == snapshots[5]
+    result = Engine(str(tmp_path / "base"), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(Image.new("RGB", (64, 64)), controlnet=str(tmp_path / "controlnet"))],
+        num_inference_steps=2, seed=0))
+    assert result.images[0].size == (64, 64)
 
 
 def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny_models, circles, tmp_path):
@@ -430,3 +439,34 @@ def test_with_precomputed_latents_the_steps_never_read_the_pictures_again(tiny_m
     cfg = config(tiny_models, data, tmp_path / "run", precompute=True, max_steps=3)
     assert train(cfg, callback=remove_pictures) is not None
     assert not (data / "target").exists() and (data / "source").exists()
+
+
+def test_small_mode_then_default_mode_reconnects_the_skips_from_zero(tiny_models, circles, tmp_path):
+    """The paper: train with the skips disconnected, then connect them again in a continued training. The small
+    run's 12 skip zero-convolutions are still exactly zero; the continued default run starts from them and trains."""
+    small = weights(train(config(tiny_models, circles, tmp_path / "small", mode="small", max_steps=3)))
+    skips = [k for k in small if k.startswith("controlnet_down_blocks.")]
+    assert len(skips) == 2 * 4 and all(not small[k].any() for k in skips)  # tiny model: 4 skips (weight, bias)
+    assert small["controlnet_mid_block.weight"].any()  # the middle block learnt
+    at_start = {}
+
+    def snapshot(event, info):
+        if event == "setup":
+            at_start.update(weights(info["controlnet"]))
+
+    joined = weights(train(config(tiny_models, circles, tmp_path / "default", max_steps=3,
+                                  init_controlnet=str(tmp_path / "small" / "controlnet")), callback=snapshot))
+    assert all(torch.equal(at_start[k], small[k]) for k in small)  # the continued run starts from the small one
+    assert all(joined[k].any() for k in skips if k.endswith("weight"))  # the skips connected again, and trained
+
+
+def test_ema_is_the_result_the_raw_weights_train_as_without_it_and_resume_exactly(tiny_models, circles, tmp_path):
+    plain = weights(train(config(tiny_models, circles, tmp_path / "plain", max_steps=4)))
+    averaged = weights(train(config(tiny_models, circles, tmp_path / "ema", max_steps=4, ema_decay=0.9)))
+    raw = weights(tmp_path / "ema" / "checkpoints" / "step-00000004" / "controlnet")
+    assert all(torch.equal(plain[k], raw[k]) for k in plain)  # the average does not change the training itself
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw)  # the result is the average
+    cfg = config(tiny_models, circles, tmp_path / "parts", max_steps=4, ema_decay=0.9)
+    assert train(TrainConfig(**{**cfg.to_dict(), "stop_after": 2})) is None
+    resumed = weights(train(TrainConfig(**{**cfg.to_dict(), "resume": "latest"})))
+    assert all(torch.equal(averaged[k], resumed[k]) for k in averaged)

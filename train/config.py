@@ -59,6 +59,9 @@ class TrainConfig:
     lr_warmup_steps: int = 0  # constant LR after warm-up, as the paper
     adam_weight_decay: float = 1e-2
     max_grad_norm: float = 1.0  # clip to keep early zero-conv updates from spiking
+    # An exponential moving average of the ControlNet's weights (diffusers' EMAModel), used for validation and saved
+    # as the result: smoother weights late in training. 0 (off, the paper's way): the last weights themselves
+    ema_decay: float = 0.0
     seed: int = 0  # data order, noise, timesteps and empty-prompt draws all derive from it: runs are reproducible
     # -- memory and speed ---------------------------------------------------------------------------------------------
     mixed_precision: str = "no"  # fp16/bf16 on GPUs: half the activation memory, faster matmuls
@@ -106,6 +109,8 @@ class TrainConfig:
         if self.latent_cache and (self.precompute or self.streaming):
             raise ConfigError("latent_cache replaces precompute and streaming (the cache holds the rows): set only "
                               "latent_cache")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0: off; 0.9999 is common)")
         if not 0.0 <= self.bad_row_limit <= 1.0:
             raise ConfigError(f"bad_row_limit={self.bad_row_limit} must be in [0, 1]")
         if not 0.0 <= self.empty_prompt_prob <= 1.0:

@@ -101,6 +101,7 @@ class Run:
     weight_dtype: Any
     cache: dict[str, Any] | None = None  # precomputed latents and prompt embeddings
     empty_prompt: dict[str, Any] | None = None  # a latent cache on disk: the embedding of "" (hidden, pooled)
+    ema: Any = None  # diffusers' EMAModel of the ControlNet's trainable weights (ema_decay > 0)
     step: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"empty_prompts": 0, "prompts": 0})
     unlocked: bool = False  # large mode: the base U-Net trains too
@@ -244,6 +245,10 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     else:
         run.controlnet, run.optimizer, run.loader = accelerator.prepare(controlnet, optimizer, loader)
     run.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + accelerator.process_index)
+    if config.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        run.ema = EMAModel([p for p in controlnet.parameters() if p.requires_grad], decay=config.ema_decay)
     # 6. Resume: weights, optimizer, LR schedule, every process's generator, counters.
     if config.resume:
         _resume(run)
@@ -268,7 +273,10 @@ def finish(run: Run, stopped: bool) -> Path | None:
     if len(set(hashes)) > 1:
         run.emit("warning", {"message": f"the processes ended with different weights: {hashes}"})
     if not stopped and run.main:
-        result = _save_final(controlnet, run.unet if run.unlocked else None, run.config, run.loaded, run.stats,
+        if run.ema is not None:  # the result is the averaged weights (the last ones stay in the checkpoints)
+            run.ema.copy_to([p for p in controlnet.parameters() if p.requires_grad])
+        result = _save_final(controlnet, _trained_base(run) if run.unlocked else None, run.config, run.loaded,
+                             run.stats,
                              run.step)
         run.emit("end", {"path": str(result), "step": run.step, "weights_sha256": hashes})
     elif stopped:
@@ -423,6 +431,11 @@ def _resume(run: Run) -> None:
     # "cpu:0", which torch.load cannot map to).
     run.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
     run.rng.set_state(torch.load(folder / "rng.pt")[run.accelerator.process_index])
+    if run.ema is not None:
+        if not (folder / "ema.pt").is_file():
+            raise CheckpointError(f"checkpoint {folder} holds no EMA weights (the run had ema_decay=0): resume it "
+                                  "with --ema-decay 0")
+        run.ema.load_state_dict(torch.load(folder / "ema.pt", map_location="cpu", weights_only=False))
     if run.streaming:
         _resume_stream(run, folder)
     run.emit("resume", {"step": run.step, "checkpoint": str(folder)})
@@ -456,6 +469,8 @@ def _optimizer_step(run: Run) -> None:
     _apply_lr(optimizer, run.config, run.step)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.step([p for p in accelerator.unwrap_model(run.controlnet).parameters() if p.requires_grad])
     run.step += 1
 
 
@@ -505,6 +520,8 @@ def save_checkpoint(run: Run) -> Path | None:
                 run.unet.save_pretrained(tmp / "unet")
             torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(states, tmp / "rng.pt")
+            if run.ema is not None:
+                torch.save(run.ema.state_dict(), tmp / "ema.pt")
             if positions is not None:
                 torch.save(positions, tmp / "stream.pt")
             (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "stats": run.stats}))
@@ -724,19 +741,22 @@ def _validate(run: Run) -> None:
     if accelerator.is_main_process and rows:
         net = accelerator.unwrap_model(run.controlnet)
         net.eval()
+        trained = [p for p in net.parameters() if p.requires_grad]
+        if run.ema is not None:  # validate what the run will save: the averaged weights
+            run.ema.store(trained)
+            run.ema.copy_to(trained)
         # The family's own pipeline over the training modules (SDXL: both text encoders).
-        parts = {k: base[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "text_encoder_2", "tokenizer_2")
-                 if k in base}
-        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
-            if base["family"].has_safety_checker else {}
         pipe = getattr(diffusers, base["family"].pipelines["txt2img"])(
-            **parts, controlnet=net, scheduler=DDIMScheduler.from_config(base["noise_scheduler"].config), **extra)
+            **_pipeline_parts(base), controlnet=net,
+            scheduler=DDIMScheduler.from_config(base["noise_scheduler"].config))
         pipe.set_progress_bar_config(disable=True)
         conditions = [resize_and_crop(load_image(r.conditioning), config.resolution) for r in rows]
         with torch.no_grad(), accelerator.autocast():
             result = run_validation(pipe, conditions, [r.text for r in rows], steps=config.validation_steps,
                                     guidance=config.validation_guidance, seed=config.seed,
                                     out_file=out / "validation" / f"step-{step:08d}.png", fidelity=config.fidelity)
+        if run.ema is not None:
+            run.ema.restore(trained)
         net.train()
         record = {"step": step, "grid": result["grid"], "fidelity": result.get("fidelity"),
                   "prompts": [r.text for r in rows]}
@@ -752,7 +772,25 @@ def _validate(run: Run) -> None:
     accelerator.wait_for_everyone()
 
 
-def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
+def _trained_base(run: Run) -> Any:
+    """Large mode's result besides the ControlNet: the base pipeline with its trained U-Net, so that it loads like
+    any base (the Generate tab, `from_pretrained`) with the ControlNet trained beside it."""
+    import diffusers
+
+    return getattr(diffusers, run.base["family"].base_pipeline)(**_pipeline_parts(run.base),
+                                                                 scheduler=run.base["noise_scheduler"])
+
+
+def _pipeline_parts(base: dict[str, Any]) -> dict[str, Any]:
+    """The training modules as a pipeline's components (SDXL: both text encoders; SD: no safety checker)."""
+    parts = {k: base[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "text_encoder_2", "tokenizer_2")
+             if k in base}
+    if base["family"].has_safety_checker:
+        parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return parts
+
+
+def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     import datetime
     import shutil
 
@@ -765,8 +803,8 @@ def _save_final(controlnet, unet, config, loaded, stats, step) -> Path:
     # Written beside the old result and renamed over it: a failed save (a full disk) leaves the old one and the
     # last checkpoint as they were, and no half-written folder.
     staged = [(out / ".tmp-controlnet", final, controlnet)]
-    if unet is not None:
-        staged.append((out / ".tmp-unet", out / "unet", unet))
+    if base is not None:  # large mode: the base it unlocked and trained, as a whole pipeline
+        staged.append((out / ".tmp-base", out / "base", base))
     try:
         for tmp, _, model in staged:
             shutil.rmtree(tmp, ignore_errors=True)

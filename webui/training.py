@@ -233,6 +233,9 @@ class TrainingManager:
         status = self.status()
         if not status.controlnet:
             raise ValueError("The run has no finished ControlNet yet (it appears when training ends).")
+        trained_base = Path(status.controlnet).parent / "base"  # large mode trained the base too: that one
+        if (trained_base / "model_index.json").is_file():
+            return status.controlnet, str(trained_base)
         return status.controlnet, status.config.get("base_model") or ""
 
     def shown_run(self) -> Path | None:
