@@ -70,29 +70,44 @@ def _options(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]
                 weights=args.weights, device=args.device, **params)
 
 
-def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, list[tuple[Path, str]]]:
-    """Convert every image under --input; unreadable files are skipped and reported, not fatal."""
+def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, int, list[tuple[Path, str]]]:
+    """Convert every image under --input whose map is not written yet (this process's share of them, under
+    `accelerate launch`: cnet/shares.py); unreadable files are skipped and reported, not fatal. Returns (written,
+    already there, skipped)."""
+    import os
+
     from tqdm import tqdm
+
+    from cnet.shares import Share
 
     from .detect import detect
 
     source, target = Path(args.input), Path(args.output)
     if not source.is_dir():
         raise AnnotatorError(f"--input={str(source)!r} is not a folder")
-    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    share = Share.from_env()
+    files = share.take(sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+    options = _options(args, params)
+    if options.get("device") is None and share.device():
+        options["device"] = share.device()
     skipped: list[tuple[Path, str]] = []
-    done = 0
-    for path in tqdm(files, desc=f"{args.kind}", unit="image"):
+    done = present = 0
+    for path in tqdm(files, desc=f"{args.kind}", unit="image", disable=share.rank > 0):
         out = (target / path.relative_to(source)).with_suffix(".png")
+        if out.is_file():  # written whole by an earlier run (renamed into place): a stopped batch resumes
+            present += 1
+            continue
         try:
-            detected = detect(args.kind, path, **_options(args, params))
+            detected = detect(args.kind, path, **options)
         except ImageInputError as err:
             skipped.append((path, str(err)))
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
-        detected.save(out)
+        partial = out.with_name(f".{out.name}.tmp")
+        detected.save(partial, format="PNG")
+        os.replace(partial, out)
         done += 1
-    return done, skipped
+    return done, present, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             detected.save(out)
             print(out)
             return 0
-        done, skipped = run_batch(args, params)
+        done, present, skipped = run_batch(args, params)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
-        print(f"{_count(done, 'map')} written to {args.output}, {_count(len(skipped), 'file')} skipped")
+        print(f"{_count(done, 'map')} written to {args.output}, {present} already there, "
+              f"{_count(len(skipped), 'file')} skipped")
         return 0
     except (AnnotatorError, ImageInputError, ModelUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,7 +3,9 @@
 `run_batch(folder, out, make_one)` walks the folder's images in name order, skips those already recorded in
 `out/results.jsonl`, calls `make_one(path)` for the rest (it generates and saves, returning the saved paths and the
 first image's metadata) and records one row per input; an input that fails is reported and the batch goes on.
-The CLI (`python -m cnet batch`) and the app's Batch section both run through it.
+The CLI (`python -m cnet batch`) and the app's Batch section both run through it. Under `accelerate launch` each
+process takes every n-th input (cnet/shares.py) and keeps its own table (`results.part-*.jsonl` / `.csv`); an
+input recorded in any table is done.
 """
 
 from __future__ import annotations
@@ -49,13 +51,16 @@ def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
               expected_errors: tuple[type[BaseException], ...] = (ValueError,),
               should_stop: Callable[[], bool] | None = None) -> BatchReport:
     """Run `make_one` on each input not yet recorded in `out/results.jsonl`; record a row per input."""
+    from .shares import Share
+
     files = batch_inputs(folder)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = BatchReport(table=out / "results.jsonl")
-    done = _recorded(report.table)
-    stems = _unique_stems(files)
-    for path in files:
+    share = Share.from_env()
+    report = BatchReport(table=out / f"results{share.suffix}.jsonl")
+    done = set().union(*(_recorded(table) for table in out.glob("results*.jsonl")))
+    stems = _unique_stems(files)  # from every input, so the names are the same whichever process makes them
+    for path in share.take(files):
         if should_stop is not None and should_stop():
             break
         if path.name in done:
@@ -66,7 +71,7 @@ def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
         except expected_errors as err:
             report.failed.append(f"{path.name}: {err}")
             continue
-        _record(out, path.name, paths, meta)
+        _record(report.table, path.name, paths, meta)
         report.done += 1
         report.written += paths
     return report
@@ -93,11 +98,10 @@ def _unique_stems(files: list[Path]) -> dict[Path, str]:
     return {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in files}
 
 
-def _record(out: Path, name: str, paths: list[Path], meta: dict[str, Any]) -> None:
+def _record(table: Path, name: str, paths: list[Path], meta: dict[str, Any]) -> None:
     row = {"input": name, "outputs": [p.name for p in paths], "seed": meta["seed"],
            "prompt_used": meta["prompt_used"], "kinds": [c["kind"] for c in meta["controlnets"]],
            "strengths": [c["strength"] for c in meta["controlnets"]], **{k: meta[k] for k in COLUMNS[6:]}}
-    table = out / "results.jsonl"
     cut = False
     if table.exists() and table.stat().st_size:
         with open(table, "rb") as f:
@@ -106,8 +110,9 @@ def _record(out: Path, name: str, paths: list[Path], meta: dict[str, Any]) -> No
     with open(table, "a") as f:
         # after a line cut short, start a new one: the cut line stays unreadable, this row does not
         f.write(("\n" if cut else "") + json.dumps({**row, "metadata": meta}) + "\n")
-    new = not (out / "results.csv").exists()
-    with open(out / "results.csv", "a", newline="") as f:
+    spreadsheet = table.with_suffix(".csv")
+    new = not spreadsheet.exists()
+    with open(spreadsheet, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:
             writer.writeheader()

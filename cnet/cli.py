@@ -229,8 +229,10 @@ def _batch(args: argparse.Namespace) -> list[Path]:
     from annotators import AnnotatorError, ImageInputError
 
     from .batch import run_batch
+    from .shares import Share
 
     engines: dict = {}
+    args.device = args.device or Share.from_env().device()  # under accelerate launch: this process's own GPU
 
     def make_one(path: Path, stem: str) -> tuple[list[Path], dict]:
         one = copy.copy(args)

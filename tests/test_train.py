@@ -470,3 +470,14 @@ def test_ema_is_the_result_the_raw_weights_train_as_without_it_and_resume_exactl
     assert train(TrainConfig(**{**cfg.to_dict(), "stop_after": 2})) is None
     resumed = weights(train(TrainConfig(**{**cfg.to_dict(), "resume": "latest"})))
     assert all(torch.equal(averaged[k], resumed[k]) for k in averaged)
+
+
+def test_resume_auto_starts_fresh_then_goes_on_from_the_latest_checkpoint(tiny_models, circles, tmp_path):
+    """A requeued cluster job runs the same command each time: `--resume auto`."""
+    cfg = config(tiny_models, circles, tmp_path, max_steps=4, resume="auto")
+    recorder = Recorder()
+    assert train(TrainConfig(**{**cfg.to_dict(), "stop_after": 2}), callback=recorder) is None
+    assert recorder.of("resume") == []  # nothing to resume from: a fresh start
+    recorder = Recorder()
+    assert train(cfg, callback=recorder) is not None
+    assert [info["step"] for info in recorder.of("resume")] == [2]

@@ -133,7 +133,9 @@ def _main(argv: list[str]) -> int:
             for line in report["skipped"]:
                 print(f"skipped {line}", file=sys.stderr)
             rows, skipped = report["rows"], len(report["skipped"])
-            print(f"{rows} row{'' if rows == 1 else 's'} written to {report['out']}/metadata.jsonl, "
+            where = f"{report['out']}/metadata.jsonl" if report["merged"] else \
+                f"{report['out']} by this process (the last process to finish writes metadata.jsonl)"
+            print(f"{rows} row{'' if rows == 1 else 's'} written to {where}, "
                   f"{skipped} file{'' if skipped == 1 else 's'} skipped")
             return 0
         args = vars(build_parser().parse_args(argv))

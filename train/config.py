@@ -80,7 +80,7 @@ class TrainConfig:
     validation_guidance: float = 9.0  # the paper's CFG
     log_every: int = 10  # steps between metric lines (loss, lr, empty-prompt share, speed)
     fidelity: str | None = None  # "canny": F1 of edges re-extracted from validation images (see train/validate.py)
-    resume: str | None = None  # "latest" or a checkpoint folder
+    resume: str | None = None  # "latest", a checkpoint folder, or "auto" (latest if there is one: requeued jobs)
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this run, for tests and schedules
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes copied into the model card
 

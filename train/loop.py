@@ -419,7 +419,13 @@ def _resume(run: Run) -> None:
     import torch
     from diffusers import ControlNetModel
 
-    folder = find_resume(run.out, run.config.resume, warn=lambda message: run.emit("warning", {"message": message}))
+    if run.config.resume == "auto":  # a (re)queued cluster job: go on where the last one stopped, or start
+        from .checkpoint import complete_checkpoints
+
+        if not complete_checkpoints(run.out):
+            return
+    resume = "latest" if run.config.resume == "auto" else run.config.resume
+    folder = find_resume(run.out, resume, warn=lambda message: run.emit("warning", {"message": message}))
     state = json.loads((folder / "trainer_state.json").read_text())
     run.step, run.stats = state["step"], state["stats"]
     run.accelerator.unwrap_model(run.controlnet).load_state_dict(
