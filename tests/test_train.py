@@ -481,3 +481,12 @@ def test_resume_auto_starts_fresh_then_goes_on_from_the_latest_checkpoint(tiny_m
     recorder = Recorder()
     assert train(cfg, callback=recorder) is not None
     assert [info["step"] for info in recorder.of("resume")] == [2]
+
+
+def test_presets_leave_precompute_out_for_streams_and_latent_caches():
+    from train.presets import apply_preset
+
+    assert apply_preset({}, "24gb")[0]["precompute"] is True
+    for given in ({"streaming": True}, {"latent_cache": "cache"}):
+        settings, _ = apply_preset(given, "24gb")
+        assert "precompute" not in settings and settings["mixed_precision"] == "bf16"

@@ -128,3 +128,30 @@ def test_quick_start_prepares_the_demo_run_in_the_workspace(tmp_path, monkeypatc
 
 
 pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not
+
+
+def test_a_run_with_a_latent_cache_encodes_it_first_and_reports_speed_and_rows(tiny_models, circles, tmp_path):
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    out = manager.start("cached", tiny_settings(tiny_models, circles, latent_cache=True, max_steps=6))
+    assert wait_for(lambda: manager.status().step >= 2), manager.status().log_tail
+    running = manager.status()
+    assert "images/s" in running.message and "Data: 16 rows, 0 skipped." in running.message
+    assert "█" in running.message  # the step's progress bar
+    assert manager.wait(timeout=240) == 0
+    assert (out / "latent-cache" / "manifest.json").is_file()  # built in the run's own folder, before step 1
+    log = manager.status().log_tail
+    assert log.index('"event": "cache"') < log.index('"event": "start"')
+
+
+def test_the_status_line_shows_the_caching_bar_and_a_streams_counts():
+    from webui.training import RunStatus, _describe
+
+    caching = RunStatus(name="r", running=True, max_steps=10,
+                        progress={"phase": "caching", "cache_done": 3, "cache_of": 4})
+    assert _describe(caching, None) == ("Running r: encoding the latent cache before the first step, shard 3 of 4 "
+                                        "[███████████████░░░░░] 75%.")
+    streaming = RunStatus(name="r", running=True, step=5, max_steps=10, loss=0.5, progress={
+        "phase": "training", "images_per_second": 12.34, "rows_read": 2460, "rows_skipped": 4,
+        "rows_estimated": True})
+    assert _describe(streaming, None) == ("Running r: step 5/10 [██████████░░░░░░░░░░] 50%, loss 0.5000, 12.3 "
+                                          "images/s. Data: about 2,460 rows read, about 4 skipped.")

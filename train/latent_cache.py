@@ -65,9 +65,11 @@ def check_key(folder: Path, key: dict[str, Any]) -> dict[str, Any]:
 def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: int = 512, batch_size: int = 8,
                 rows_per_shard: int = 1024, single_file_config: str | None = None, image_column: str = "image",
                 conditioning_image_column: str = "conditioning_image", caption_column: str = "text",
-                skip_bad_rows: bool = False, progress: Any = None) -> Path:
+                skip_bad_rows: bool = False, progress: Any = None, accelerator: Any = None,
+                base: dict[str, Any] | None = None) -> Path:
     """Encode `dataset` (a folder layout or saved/Hub `datasets` dataset) into `out`; every process of an
-    `accelerate launch` encodes its own rows. Returns `out`."""
+    `accelerate launch` encodes its own rows. A training run that builds its cache first passes its own
+    `accelerator` and loaded `base`. `progress(info)` hears of each shard written. Returns `out`."""
     import torch
     from accelerate import Accelerator
     from safetensors.torch import save_file
@@ -75,15 +77,16 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     from .data import ControlNetDataset, load_rows
     from .loop import _encode_text, load_base
 
-    accelerator = Accelerator()
+    accelerator = accelerator or Accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(out)
     device = accelerator.device
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    base = load_base(base_model, dtype, single_file_config)
-    for name in ("vae", "text_encoder", "text_encoder_2"):
-        if name in base:
-            base[name].to(device).eval()
+    if base is None:
+        base = load_base(base_model, torch.float16 if device.type == "cuda" else torch.float32, single_file_config)
+        for name in ("vae", "text_encoder", "text_encoder_2"):
+            if name in base:
+                base[name].to(device).eval()
+    dtype = base["vae"].dtype
     key = cache_key(base, resolution)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +128,8 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
                 [loaded.rows[i].index for i in indices])})
             os.replace(tmp, path)
             if progress is not None:
-                progress({"process": rank, "shard": number, "done": done + 1, "of": len(mine)})
+                progress({"process": rank, "shard": number, "done": done + 1, "of": len(mine),
+                          "rows": len(rows)})
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             hidden, pooled = _encode_text([""], base, device)

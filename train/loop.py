@@ -222,14 +222,19 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     set_seed(config.seed)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
-    # 2. Data, checked row by row before anything heavy is loaded.
+    # 2. Data, checked row by row before anything heavy is loaded; a latent cache still to be made is made first,
+    # by the models this run loads anyway.
+    models = None
+    if config.latent_cache and not (Path(config.latent_cache) / "manifest.json").is_file() and config.dataset:
+        models = _models(config, accelerator.device, weight_dtype)
+        _build_latent_cache(config, accelerator, models[0], emit)
     loaded, dataset, loader, validation_rows = _data(config, accelerator)
     run = Run(config, accelerator, emit, stop, loaded, loader, validation_rows, base={}, controlnet=None,
               optimizer=None, rng=None, weight_dtype=weight_dtype)
     if run.any_process(stop()):
         return _stopped_while_loading(run)
     # 3. Models: the locked base and the trainable copy; 4. precomputed latents; 5. the optimizer.
-    run.base, controlnet = _models(config, accelerator.device, weight_dtype)
+    run.base, controlnet = models or _models(config, accelerator.device, weight_dtype)
     if config.latent_cache:  # made by these very encoders at this resolution, or refused
         from .latent_cache import cache_key, check_key
 
@@ -371,6 +376,25 @@ def _cache_data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
             item = dataset[i]
             validation_rows.append(Row(i, None, _to_picture(item["conditioning_pixel_values"]), item["text"]))
     return LoadedRows([], dataset.manifest.get("skipped", []), "latent cache"), dataset, loader, validation_rows
+
+
+def _build_latent_cache(config: TrainConfig, accelerator: Any, base: dict[str, Any], emit: Callback) -> None:
+    """`python -m train cache` inside the run, with its progress in progress.json (the Train tab's bar)."""
+    from .latent_cache import build_cache
+
+    out = Path(config.output_dir)
+
+    def report(info: dict[str, Any]) -> None:
+        emit("cache", info)
+        if accelerator.is_main_process:
+            _write_json(out / "progress.json", {"phase": "caching", "step": 0, "max_steps": config.max_steps,
+                                                "cache_done": info["done"], "cache_of": info["of"]})
+
+    build_cache(config.dataset, config.base_model, config.latent_cache, resolution=config.resolution,
+                batch_size=config.batch_size, single_file_config=config.single_file_config,
+                image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
+                caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows, progress=report,
+                accelerator=accelerator, base=base)
 
 
 def _to_picture(values: Any) -> Any:
@@ -721,14 +745,30 @@ def _write_progress(run: Run, loss: float, seconds_per_step: float) -> None:
     an ETA from this run's own speed, so a resumed run never shows the previous run's. A tiny atomic write."""
     if not run.main:
         return
-    progress = {"step": run.step, "max_steps": run.config.max_steps, "loss": loss,
-                "seconds_per_step": seconds_per_step,
-                "eta_seconds": seconds_per_step * (run.config.max_steps - run.step)}
-    tmp = run.out / "progress.json.tmp"
+    config = run.config
+    images = config.batch_size * config.grad_accum * run.accelerator.num_processes  # per optimizer step
+    progress = {"phase": "training", "step": run.step, "max_steps": config.max_steps, "loss": loss,
+                "seconds_per_step": seconds_per_step, "images_per_second": images / seconds_per_step,
+                "eta_seconds": seconds_per_step * (config.max_steps - run.step), **_rows_seen(run)}
+    _write_json(run.out / "progress.json", progress)
+
+
+def _rows_seen(run: Run) -> dict[str, Any]:
+    """The data's counts for the status line: a stream's rows read and skipped so far (this process's, times the
+    processes: each reads its own share), a folder's rows and skipped ones (checked up front)."""
+    if run.streaming:
+        dataset, world = run.loader.dataset, run.accelerator.num_processes
+        return {"rows_read": dataset.read * world, "rows_skipped": dataset.bad * world, "rows_estimated": world > 1}
+    return {"rows": len(run.loader.dataset), "rows_skipped": len(run.loaded.skipped)}
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    """A small status file, replaced atomically; a full disk only delays it (the next checkpoint says so)."""
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(progress))
-        os.replace(tmp, run.out / "progress.json")
-    except OSError as err:  # a full disk: the status line lags; the next checkpoint says so loudly
+        tmp.write_text(json.dumps(content))
+        os.replace(tmp, path)
+    except OSError as err:
         if not is_disk_full(err):
             raise
 

@@ -44,4 +44,7 @@ def apply_preset(given: dict[str, Any], preset: str | None) -> tuple[dict[str, A
         return dict(given), None
     if name not in PRESETS:
         raise ValueError(f"preset={preset!r} is not one of {['auto', 'none', *PRESETS]}")
-    return {**PRESETS[name], **given}, name
+    preset_settings = dict(PRESETS[name])
+    if given.get("streaming") or given.get("latent_cache"):  # their latents come per step or from disk, never all
+        preset_settings.pop("precompute", None)  # held in RAM
+    return {**preset_settings, **given}, name

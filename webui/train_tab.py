@@ -97,6 +97,11 @@ def _settings_form(ui: SimpleNamespace) -> None:
         validation_dataset = gr.Textbox(label="Validation dataset (held-out rows, same layouts; optional: the "
                                               "first training rows)")
         with gr.Row():
+            streaming = gr.Checkbox(label="Stream the dataset (shards: parquet, arrow, WebDataset .tar; any size, "
+                                          "memory stays flat)", elem_id="train-streaming")
+            latent_cache = gr.Checkbox(label="Latent cache on disk (encoded once before the first step, in the run "
+                                             "folder; resumes reuse it)", elem_id="train-latent-cache")
+        with gr.Row():
             mixed_precision = gr.Dropdown(list(PRECISIONS), value="no", label="Mixed precision")
             preset = gr.Dropdown(["auto", "none", *PRESETS], value="auto", label="Memory preset",
                                  info="auto: from the GPU's memory; fills only what you leave at default")
@@ -104,7 +109,8 @@ def _settings_form(ui: SimpleNamespace) -> None:
                  "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "resolution": resolution,
                  "empty_prompt_prob": empty_prob, "unlock_after": unlock_after, "init_controlnet": init_controlnet,
                  "checkpoint_every": checkpoint_every, "validate_every": validate_every, "fidelity": fidelity,
-                 "validation_dataset": validation_dataset, "mixed_precision": mixed_precision, "preset": preset}
+                 "validation_dataset": validation_dataset, "mixed_precision": mixed_precision, "preset": preset,
+                 "streaming": streaming, "latent_cache": latent_cache}
 
 
 def _settings_from(ui: SimpleNamespace, values: dict) -> dict[str, Any]:
@@ -117,6 +123,7 @@ def _settings_from(ui: SimpleNamespace, values: dict) -> dict[str, Any]:
                                                                                 "empty_prompt_prob")
     for optional in ("init_controlnet", "fidelity", "validation_dataset"):
         out[optional] = out[optional] or None
+    out["streaming"], out["latent_cache"] = bool(out["streaming"]), bool(out["latent_cache"])
     return out
 
 
@@ -148,6 +155,8 @@ def _restore_form(ui: SimpleNamespace, manager: TrainingManager) -> list[Any]:
     for key in ui.fields:
         if key == "preset":  # the saved values already include what a preset filled in
             values.append("none")
+        elif key in ("streaming", "latent_cache"):  # boxes: a saved cache folder means the box was ticked
+            values.append(bool(saved.get(key)))
         elif key in saved:
             values.append("" if saved[key] is None else saved[key])
         else:

@@ -62,6 +62,7 @@ class RunStatus:
     config: dict[str, Any] = field(default_factory=dict)  # the run's saved settings (config.json)
     validation: list[str] = field(default_factory=list)  # newest first
     controlnet: str | None = None  # the finished ControlNet folder, when there is one
+    progress: dict[str, Any] = field(default_factory=dict)  # progress.json of this run's own part
 
 
 class TrainingManager:
@@ -140,6 +141,14 @@ class TrainingManager:
                 if given.get(optional):
                     given[optional] = self.resolve_input(given[optional], optional)
             given["output_dir"] = str(out)
+            # The tab's box asks for a cache; its place is the run's own folder (inside the workspace, and a Resume
+            # finds it again). A path from elsewhere (the API, a script) is resolved like any input.
+            if given.get("latent_cache") is True:
+                given["latent_cache"] = str(out / "latent-cache")
+            elif given.get("latent_cache"):
+                given["latent_cache"] = self.resolve_input(given["latent_cache"], "latent_cache")
+            else:
+                given["latent_cache"] = None
             if resume:
                 given["resume"] = "latest"
                 from train.config import saved_settings
@@ -261,6 +270,7 @@ class TrainingManager:
             # A resumed run reads its previous part's file until its own first step: no ETA from that one.
             fresh = not running or _mtime(out / "progress.json") >= self._started
             status.eta_seconds = progress.get("eta_seconds") if fresh else None
+            status.progress = progress if fresh else {}
         status.config = _read_json(out / "config.json") or {}
         status.max_steps = status.config.get("max_steps", 0)
         status.metrics = _read_jsonl(out / "metrics.jsonl")
@@ -281,11 +291,18 @@ class TrainingManager:
 
 def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = False) -> str:
     where = f"step {status.step}/{status.max_steps}" if status.max_steps else f"step {status.step}"
+    progress = status.progress
+    if status.running and progress.get("phase") == "caching":
+        done, of = progress.get("cache_done", 0), max(1, progress.get("cache_of", 1))
+        return (f"Running {status.name}: encoding the latent cache before the first step, shard {done} of {of} "
+                f"{progress_bar(done / of)}.")
     if status.running:
         eta = f", about {time.strftime('%H:%M:%S', time.gmtime(status.eta_seconds))} left" \
             if status.eta_seconds is not None else ""
         loss = f", loss {status.loss:.4f}" if status.loss is not None else ""
-        return f"Running {status.name}: {where}{loss}{eta}."
+        speed = f", {progress['images_per_second']:.1f} images/s" if progress.get("images_per_second") else ""
+        bar = f" {progress_bar(status.step / status.max_steps)}" if status.max_steps else ""
+        return f"Running {status.name}: {where}{bar}{loss}{speed}{eta}.{_data_counts(progress)}"
     if status.controlnet:
         return f"{status.name} finished at {where}: the ControlNet is in {status.controlnet}."
     if exit_code not in (None, 0) and stop_requested and exit_code < 0:  # ended by our own SIGTERM/SIGKILL
@@ -297,6 +314,24 @@ def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = F
         return f"{status.name} stopped at {where}, before its first training step."
     saved = f" from {status.checkpoint}" if status.checkpoint else " from its last checkpoint"
     return f"{status.name} stopped at {where}; Resume continues{saved}."
+
+
+def progress_bar(fraction: float, width: int = 20) -> str:
+    """`[██████░░░░░░] 30%` for a status line."""
+    fraction = min(1.0, max(0.0, fraction))
+    filled = round(fraction * width)
+    return f"[{'█' * filled}{'░' * (width - filled)}] {fraction:.0%}"
+
+
+def _data_counts(progress: dict[str, Any]) -> str:
+    """' Data: 1,234 rows read, 3 skipped.' (a stream) or ' Data: 16 rows, 1 skipped.' (a folder); '' unknown."""
+    skipped = progress.get("rows_skipped", 0)
+    if "rows_read" in progress:
+        about = "about " if progress.get("rows_estimated") else ""
+        return f" Data: {about}{progress['rows_read']:,} rows read, {about}{skipped:,} skipped."
+    if "rows" in progress:
+        return f" Data: {progress['rows']:,} rows, {skipped:,} skipped."
+    return ""
 
 
 def _group_alive(pgid: int) -> bool:
