@@ -4,8 +4,8 @@ TAESD (diffusers' AutoencoderTiny), random weights with the published architectu
     python -m bench.decode [--resolution 512] [--repeats 5]
 
 Alternated (VAE, TAESD, VAE, ...), after one untimed decode of each; min and median seconds. What it saves: the VAE
-decoder runs 512-channel 3x3 convolutions at up to full resolution (about 1.2 TFLOP at 512 px, counted below with
-torch's FlopCounterMode); TAESD's decoder has 64 channels.
+decoder runs 128- to 512-channel 3x3 convolutions up to full resolution (2.48 TFLOP at 512 px, counted with torch's
+FlopCounterMode, 2 per multiply-add); TAESD's decoder has 64 channels (0.14 TFLOP).
 """
 
 from __future__ import annotations
