@@ -10,8 +10,9 @@
   and `to_v`, which a fused layer would bypass (`Engine.use_loras`).
 - **Shape buckets** (`CNET_COMPILE_SIZES=512x512,768x512`, `CNET_COMPILE_BATCHES=1,2`): the shapes that are compiled,
   and warmed up at start-up on request (`Engine.warm_up`, `python -m cnet warm-up`). A shape outside the buckets runs
-  uncompiled, so an odd size never pauses the server for a compile. Without buckets every new shape is compiled when
-  it is first seen, up to dynamo's recompile limit.
+  uncompiled, so an odd size never pauses the server for a compile. After `warm_up`, anything else that would need a
+  new graph (a LoRA, a prompt over 77 tokens) also runs uncompiled (`torch.compiler.set_stance`). Without buckets
+  every new shape is compiled when it is first seen, up to dynamo's recompile limit.
 - **Caches on disk**: inductor's FX-graph and autotune caches live in `CNET_COMPILE_CACHE` (default
   `~/.cache/cnet/inductor`, or `TORCHINDUCTOR_CACHE_DIR` when set), so a restart compiles from the cache instead of
   from scratch (`bench/compile.py` measures both).
@@ -73,7 +74,11 @@ class ShapeBuckets:
         sizes = os.environ.get("CNET_COMPILE_SIZES", "").strip()
         if not sizes:
             return None
-        return cls.parse(sizes, os.environ.get("CNET_COMPILE_BATCHES", "1"))
+        batches = os.environ.get("CNET_COMPILE_BATCHES", "1")
+        try:
+            return cls.parse(sizes, batches)
+        except ValueError as err:
+            raise ValueError(f"CNET_COMPILE_SIZES={sizes!r} / CNET_COMPILE_BATCHES={batches!r}: {err}") from None
 
     def latent_keys(self) -> frozenset[tuple[int, int, int]]:
         """(batch, latent height, latent width) of every model input these buckets produce: the U-Net and

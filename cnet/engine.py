@@ -378,6 +378,8 @@ class Engine:
                     self._load_lora(pipe, parse_model_source(spec, what=f"loras[{i}]"), f"lora{i}")
             except BaseException:
                 pipe.unload_lora_weights()  # never leave half a selection applied
+                if self.compile:
+                    set_qkv_fused([pipe.unet], True)
                 raise
         if wanted:
             pipe.set_adapters([f"lora{i}" for i in range(len(wanted))], adapter_weights=[w for _, w in wanted])
@@ -448,7 +450,7 @@ class Engine:
     def warm_up(self, kinds: tuple[str, ...] = ("canny",), *, steps: int = 2, guidance: tuple[float, ...] = (9.0, 1.0),
                 controlnet: str | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
         """Compile every shape of the compile buckets now, so no visitor waits for a compile: a short run per size,
-        batch and guidance (9: the CFG batch; 1: few-step mode's single batch) with a blank map of each kind.
+        batch and guidance (9: the CFG batch; 1: the single batch of guidance 1) with a blank map of each kind.
         Returns the seconds and graphs compiled per shape. With the on-disk caches warm (cnet/compiled.py) a restart
         reads most of it back."""
         import time
@@ -474,6 +476,11 @@ class Engine:
                     if progress is not None:
                         progress(f"compiled {width}x{height}, batch {batch}, guidance {scale} in "
                                  f"{report[-1]['seconds']} s ({report[-1]['graphs_compiled']} graphs)")
+        # From now on a run that would need a new graph (a LoRA, a prompt over 77 tokens, another base) runs
+        # uncompiled instead of compiling while visitors wait.
+        import torch
+
+        torch.compiler.set_stance("eager_on_recompile")
         return report
 
     # -- generation ------------------------------------------------------------------------------------------------
@@ -522,7 +529,14 @@ class Engine:
         if picture is not None:  # diffusers runs only the last denoise x steps of an edit: the bar counts those
             total = max(1, min(int(total * request.denoise), total))
 
+        # CUDA graphs (compile on a GPU): each denoising step replays the ControlNet's graph, whose outputs feed the
+        # U-Net's; marking each step's start tells inductor that the previous step's outputs may be overwritten.
+        # diffusers does this itself only for models compiled whole (OptimizedModule), and ours compile `forward`.
+        mark_steps = self.compile and self.device.startswith("cuda")
+
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if mark_steps:
+                torch.compiler.cudagraph_mark_step_begin()
             if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors:
                 from .preview import latents_to_preview
 
@@ -595,6 +609,8 @@ class Engine:
             else:
                 pipe.vae.disable_tiling()
             try:
+                if mark_steps:
+                    torch.compiler.cudagraph_mark_step_begin()
                 texts, encoding = self._texts(pipe, prompt, request.negative_prompt)
                 output = self._run_pipeline(pipe, dict(
                 **texts,

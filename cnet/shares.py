@@ -24,12 +24,14 @@ class Share:
     @classmethod
     def from_env(cls) -> Share:
         """This process's place among those a launcher started (RANK / WORLD_SIZE / LOCAL_RANK), or the whole."""
+        given = {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
         try:
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            rank = int(os.environ.get("RANK", "0"))
-            local = int(os.environ.get("LOCAL_RANK", str(rank)))
+            world = int(given["WORLD_SIZE"] or 1)
+            rank = int(given["RANK"] or 0)
+            local = int(given["LOCAL_RANK"] or rank)
         except ValueError:
-            raise ValueError("RANK / WORLD_SIZE / LOCAL_RANK must be whole numbers (set by accelerate launch or "
+            raise ValueError(f"RANK={given['RANK']!r}, WORLD_SIZE={given['WORLD_SIZE']!r}, LOCAL_RANK="
+                             f"{given['LOCAL_RANK']!r}: must be whole numbers (set by accelerate launch or "
                              "torchrun)") from None
         if world < 1 or not 0 <= rank < world:
             raise ValueError(f"RANK={rank} is not within WORLD_SIZE={world}")

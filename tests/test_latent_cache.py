@@ -2,6 +2,8 @@
 on every reuse, and refused when made by other weights."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -88,3 +90,31 @@ def test_a_stopped_build_keeps_its_finished_shards(tiny_models, circles, cache, 
                  "--out", str(out), "--batch-size", "4", "--rows-per-shard", "6"]) == 0
     assert (out / "shard-00000.safetensors").stat().st_mtime_ns == kept
     assert (out / "shard-00002.safetensors").read_bytes() == (cache / "shard-00002.safetensors").read_bytes()
+
+
+def test_a_cache_of_another_dataset_or_precision_is_refused_by_name(tiny_models, cache, tmp_path):
+    from shapes.data import write_dataset
+
+    other = write_dataset(tmp_path / "other-set", 8, seed=5)
+    with pytest.raises(DataError, match=r"dataset: cache '.*fill50k.*', this run '.*other-set'"):
+        train(config(tiny_models, cache, tmp_path / "run", dataset=str(other)))
+    # Another precision: in a process of its own (accelerate's precision is set once per process).
+    proc = subprocess.run([sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--latent-cache",
+                           str(cache), "--output-dir", str(tmp_path / "bf16"), "--resolution", "64",
+                           "--mixed-precision", "bf16", "--preset", "none", "--max-steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "dtype: cache 'float32', this run 'bfloat16'" in proc.stderr, proc.stderr
+
+
+def test_a_run_builds_its_missing_cache_first_and_a_stop_before_it_keeps_nothing_half_made(tiny_models, circles,
+                                                                                          tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "STOP").write_text("stop")
+    recorder_events = []
+    cfg = config(tiny_models, tmp_path / "made-here", out, dataset=str(circles))
+    assert train(cfg, callback=lambda e, i: recorder_events.append(e)) is None  # stopped before any shard
+    assert "stopped" in recorder_events and not (tmp_path / "made-here" / "manifest.json").exists()
+    assert not list((tmp_path / "made-here").glob("*.tmp")) and not (out / "STOP").exists()
+    assert train(cfg, callback=lambda e, i: recorder_events.append(e)) is not None  # now it builds, then trains
+    assert (tmp_path / "made-here" / "manifest.json").is_file() and "cache" in recorder_events

@@ -77,6 +77,18 @@ def test_two_processes_build_one_dataset_that_a_rerun_leaves_as_it_is(photos, tm
             "--caption", "none", "--text", "a photo", "--resolution", "64")
     assert (out / "metadata.jsonl").read_text() == before
     assert {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == mtimes  # nothing made again
+    # A new photo: only it is made, and it takes its place in the merged list.
+    Image.open(photos / "p0.png").save(photos / "a-new.png")
+    _launch("-m", "train", "build-dataset", "--photos", str(photos), "--kind", "canny", "--out", str(out),
+            "--caption", "none", "--text", "a photo", "--resolution", "64")
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in rows] == ["a-new.png"] + [f"p{i}.png" for i in range(5)]
+    assert all(p.stat().st_mtime_ns == mtimes[p.name] for p in (out / "images").iterdir() if p.name in mtimes)
+    # Other settings into the same folder would mix two datasets: refused, naming them.
+    refused = subprocess.run([sys.executable, "-m", "train", "build-dataset", "--photos", str(photos), "--kind",
+                              "depth", "--out", str(out), "--caption", "none"], capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and "was built with other settings (kind" in refused.stderr
 
 
 @pytest.mark.slow

@@ -106,7 +106,8 @@ def _write_shard(path, rows):
     from datasets import Image as ImageFeature
 
     features = Features({"image": ImageFeature(), "conditioning_image": ImageFeature(), "text": Value("string")})
-    Dataset.from_dict({"image": [{"bytes": r[0], "path": None} for r in rows],
+    Dataset.from_dict({"image": [{"bytes": None, "path": r[0][5:]} if isinstance(r[0], str) else
+                                 {"bytes": r[0], "path": None} for r in rows],
                        "conditioning_image": [{"bytes": r[1], "path": None} for r in rows],
                        "text": [r[2] for r in rows]}, features=features).to_parquet(str(path))
 
@@ -118,14 +119,16 @@ def test_bad_rows_are_skipped_counted_and_named_and_too_many_stop_the_run(tmp_pa
     broken = list(good)
     broken[5] = (b"not a png", good[5][1], "row 5")
     broken[9] = (good[9][0], good[9][1], "")
+    broken[11] = ("PATH:/etc/hostname", good[11][1], "row 11")  # a cell that names a file on this machine
     _write_shard(data / "a.parquet", broken)
     log = tmp_path / "bad.jsonl"
     rows = StreamingRows(str(data), 64, columns=COLUMNS, seed=0, bad_rows_file=log, bad_row_limit=0.05)
-    texts = [item["text"] for _, item in zip(range(198), rows)]
-    assert len(set(texts)) == 198 and "row 5" not in texts
+    texts = [item["text"] for _, item in zip(range(197), rows)]
+    assert len(set(texts)) == 197 and "row 5" not in texts and "row 11" not in texts
     reasons = [json.loads(line)["reason"] for line in log.read_text().splitlines()]
-    assert len(reasons) == 2 and any("cannot identify image" in r for r in reasons) \
-        and any("column 'text' is empty" in r for r in reasons)
+    assert len(reasons) == 3 and any("cannot identify image" in r for r in reasons) \
+        and any("column 'text' is empty" in r for r in reasons) \
+        and any("holds a path ('/etc/hostname'), not the image's bytes" in r for r in reasons)
     # Mostly broken: the run stops once more than bad_row_limit of the rows read are bad, naming the limit.
     awful = tmp_path / "awful"
     awful.mkdir()

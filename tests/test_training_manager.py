@@ -102,6 +102,11 @@ def test_public_deployment_refuses_training(tiny_models, circles, tmp_path, monk
     (tmp_path / "datasets").mkdir()
     assert enabled.resolve_input("datasets", "dataset") == str(tmp_path / "datasets")
     assert enabled.resolve_input("fusing/fill50k", "dataset") == "fusing/fill50k"
+    # A folder the run writes (a latent cache) may not exist yet; a Hub-id-shaped name is still a workspace folder.
+    assert enabled.output_folder("caches/x", "latent_cache") == tmp_path / "caches" / "x"
+    for outside in ("../elsewhere", "/tmp/x"):
+        with pytest.raises(ValueError, match="latent_cache=.*must stay inside the workspace"):
+            enabled.output_folder(outside, "latent_cache")
 
 
 def test_quick_start_prepares_the_demo_run_in_the_workspace(tmp_path, monkeypatch):

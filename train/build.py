@@ -6,8 +6,11 @@ captioner); unreadable photos are skipped and reported.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from annotators import ImageInputError, detect, to_rgb_array
 from annotators.cli import IMAGE_SUFFIXES
@@ -19,8 +22,9 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     """Write out/images, out/conditioning_images and out/metadata.jsonl; return counts and skipped files.
 
     Under `accelerate launch` each process takes every n-th photo (cnet/shares.py) and records its rows in its own
-    `metadata.part-*.jsonl` as it goes; the last process to finish merges them into metadata.jsonl. A photo's files
-    are named by its place in the sorted list, so a stopped build resumes where it was (recorded rows are kept)."""
+    `metadata.part-*.jsonl` as it goes; the first process merges them into metadata.jsonl once all have finished.
+    Rows are known by their photo's path, so a stopped build (or one given new photos) makes only what is missing;
+    the folder keeps its settings (`build.json`) and refuses others."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -35,6 +39,9 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     if condition.needs_mask:
         raise ValueError(f"--kind={kind!r} is made from a picture and a mask when editing, not from one photo")
     share = Share.from_env()
+    target.mkdir(parents=True, exist_ok=True)
+    _check_settings(target, {"kind": kind, "resolution": resolution, "caption": caption,
+                             "caption_model": caption_model, "text": default_text})
     captioner = None
     if caption == "blip":
         from cnet.captioner import Captioner
@@ -44,13 +51,14 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     (target / "images").mkdir(parents=True, exist_ok=True)
     (target / "conditioning_images").mkdir(exist_ok=True)
     files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # Rows are known by their photo (its path under --photos), whichever process or launch made them.
+    recorded = {row["source"] for part in target.glob("metadata.part-*.jsonl") for row in _read_rows(part)}
     part = target / f"metadata{share.suffix or '.part-000-of-001'}.jsonl"
-    recorded = {row["index"] for row in _read_rows(part)}
     written, skipped = 0, []
     options = {"device": share.device()} if share.device() else {}
-    for index, path in tqdm(share.take(list(enumerate(files))), desc=f"building {kind} dataset", unit="photo",
-                            disable=share.rank > 0):
-        if index in recorded:
+    for path in tqdm(share.take(files), desc=f"building {kind} dataset", unit="photo", disable=share.rank > 0):
+        relative = str(path.relative_to(source))
+        if relative in recorded:
             continue
         try:
             rgb = to_rgb_array(path, what=str(path))
@@ -59,19 +67,33 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
             skipped.append(f"{path}: {err}")
             continue
         photo = Image.fromarray(rgb).resize(made.size, Image.Resampling.LANCZOS)
-        name = f"{index:06d}.png"
+        name = f"{path.stem[:40]}-{hashlib.sha1(relative.encode()).hexdigest()[:10]}.png"
         photo.save(target / "images" / name)
         made.save(target / "conditioning_images" / name)
         text = captioner(photo) if captioner else default_text
-        row = {"index": index, "image": f"images/{name}", "conditioning_image": f"conditioning_images/{name}",
-               "text": text or default_text or "a photo", "source": str(path.relative_to(source))}
+        row = {"image": f"images/{name}", "conditioning_image": f"conditioning_images/{name}",
+               "text": text or default_text or "a photo", "source": relative}
         with open(part, "a") as f:  # the row after its files: a row on record always has them
             f.write(json.dumps(row) + "\n")
         written += 1
-    (target / f"{part.stem}.done").write_text("")
-    rows = _merge_when_all_done(target, share.world)
+    rows = _merge(target, share)
     return {"rows": rows if rows is not None else written, "merged": rows is not None, "skipped": skipped,
             "out": str(target)}
+
+
+def _check_settings(target: Path, settings: dict) -> None:
+    """A folder keeps the settings it was built with: resuming with others would mix two datasets."""
+    saved_file = target / "build.json"
+    if saved_file.is_file():
+        saved = json.loads(saved_file.read_text())
+        differs = sorted(k for k in {**saved, **settings} if saved.get(k) != settings.get(k))
+        if differs:
+            raise ValueError(f"--out={str(target)!r} was built with other settings ({', '.join(differs)}: "
+                             f"{ {k: saved.get(k) for k in differs} }): choose an empty folder, or the same settings")
+        return
+    tmp = target / f".build.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(settings, indent=2))
+    os.replace(tmp, saved_file)  # every process writes the same content
 
 
 def _read_rows(part: Path) -> list[dict]:
@@ -86,16 +108,25 @@ def _read_rows(part: Path) -> list[dict]:
     return rows
 
 
-def _merge_when_all_done(target: Path, world: int) -> int | None:
-    """metadata.jsonl from every process's part, in photo order, once all of them finished (None before). Written
-    to a temporary file and renamed: two processes finishing together write the same file."""
-    import os
+def _merge(target: Path, share: Any, wait_seconds: float = 3600.0) -> int | None:
+    """metadata.jsonl from every process's rows, in photo order. The first process merges once every process of
+    this launch has finished (each leaves a marker naming the launch); the others return None. A merge that waited
+    too long is left to the next run of the same command (it resumes and merges)."""
+    import time
 
-    parts = sorted(target.glob(f"metadata.part-*-of-{world:03d}.jsonl"))
-    if len(list(target.glob(f"metadata.part-*-of-{world:03d}.done"))) < world:
+    launch = os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getppid())
+    marker = target / f"done{share.suffix or '.part-000-of-001'}"
+    marker.write_text(launch)
+    if share.rank != 0:
         return None
-    rows = sorted((row for part in parts for row in _read_rows(part)), key=lambda row: row["index"])
+    markers = [target / f"done.part-{rank:03d}-of-{share.world:03d}" for rank in range(share.world)]
+    deadline = time.monotonic() + wait_seconds
+    while not all(m.is_file() and m.read_text() == launch for m in markers):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
+    rows = {row["source"]: row for part in sorted(target.glob("metadata.part-*.jsonl")) for row in _read_rows(part)}
     tmp = target / f".metadata.jsonl.{os.getpid()}.tmp"
-    tmp.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "index"}) + "\n" for row in rows))
+    tmp.write_text("".join(json.dumps(rows[k]) + "\n" for k in sorted(rows)))
     os.replace(tmp, target / "metadata.jsonl")
     return len(rows)

@@ -79,6 +79,9 @@ def build_cache_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rows-per-shard", type=int, default=1024)
     parser.add_argument("--skip-bad-rows", action="store_true")
+    parser.add_argument("--mixed-precision", choices=PRECISIONS, default="no",
+                        help="encode in the precision the training runs will use (their --mixed-precision): the "
+                        "cache is keyed by it")
     return parser
 
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # (python -m train did it already) a Stop during the imports and loading is honoured; a caller in the same
     # process (a notebook, a test) gets its own handlers back afterwards.
-    owns_signals = not (argv and argv[0] in ("build-dataset", "shard", "cache")) and listen_for_signals()
+    owns_signals = not (argv and argv[0] in ("build-dataset", "shard")) and listen_for_signals()
     try:
         return _main(argv)
     finally:
@@ -108,10 +111,17 @@ def _main(argv: list[str]) -> int:
             from .latent_cache import build_cache
 
             args = build_cache_parser().parse_args(argv[1:])
+            from .stop import StopRequest
+
+            # Ctrl-C / SIGTERM or a STOP file in the cache folder: the shard being written is finished first.
             out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
                               batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
                               single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
+                              mixed_precision=args.mixed_precision, should_stop=StopRequest(Path(args.out) / "STOP"),
                               progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True))
+            if out is None:
+                print(f"stopped: the shards written so far stay in {args.out}; the same command goes on")
+                return 0
             print(f"latent cache written to {out}")
             return 0
         if argv and argv[0] == "shard":

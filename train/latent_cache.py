@@ -37,17 +37,26 @@ def weights_sha256(model: Any) -> str:
     return digest.hexdigest()
 
 
+def dataset_identity(dataset: str) -> str:
+    """A dataset reference as the cache records it: a local folder by its absolute path, a Hub id as given."""
+    path = Path(dataset).expanduser()
+    return str(path.resolve()) if path.exists() else dataset
+
+
 def cache_key(base: dict[str, Any], resolution: int) -> dict[str, Any]:
-    """What makes cached rows valid for a run: the encoders' weights, the resolution and the crop."""
+    """What makes cached rows valid for a run: the encoders' weights and the precision they ran in (the hashes are
+    of the weights as loaded: build the cache with the run's --mixed-precision), the resolution and the crop."""
     key = {"version": CACHE_VERSION, "resolution": resolution, "crop": CROP, "family": base["family"].name,
+           "dtype": str(base["vae"].dtype).removeprefix("torch."),
            "vae_sha256": weights_sha256(base["vae"]), "text_encoder_sha256": weights_sha256(base["text_encoder"])}
     if "text_encoder_2" in base:
         key["text_encoder_2_sha256"] = weights_sha256(base["text_encoder_2"])
     return key
 
 
-def check_key(folder: Path, key: dict[str, Any]) -> dict[str, Any]:
-    """The cache's manifest, if it was made for `key`; else a DataError naming what differs."""
+def check_key(folder: Path, key: dict[str, Any], dataset: str | None = None) -> dict[str, Any]:
+    """The cache's manifest, if it was made for `key` (and from `dataset`, when given); else a DataError naming
+    what differs."""
     manifest_file = folder / "manifest.json"
     if not manifest_file.is_file():
         raise DataError(f"latent_cache={str(folder)!r} holds no manifest.json: build it with `python -m train cache "
@@ -55,21 +64,25 @@ def check_key(folder: Path, key: dict[str, Any]) -> dict[str, Any]:
     manifest = json.loads(manifest_file.read_text())
     differs = [f"{name}: cache {manifest['key'].get(name)!r}, this run {value!r}"
                for name, value in key.items() if manifest["key"].get(name) != value]
+    if dataset and dataset_identity(dataset) != manifest.get("dataset"):
+        differs.append(f"dataset: cache {manifest.get('dataset')!r}, this run {dataset_identity(dataset)!r}")
     if differs:
         raise DataError(f"latent_cache={str(folder)!r} was made for other settings or weights, so its latents would "
-                        f"be wrong here ({'; '.join(differs)}). Rebuild it with `python -m train cache` for this "
-                        "base model and resolution")
+                        f"be wrong here ({'; '.join(differs)}). Rebuild it with `python -m train cache` (with this "
+                        "run's base model, dataset, resolution and --mixed-precision) into an empty folder")
     return manifest
 
 
 def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: int = 512, batch_size: int = 8,
                 rows_per_shard: int = 1024, single_file_config: str | None = None, image_column: str = "image",
                 conditioning_image_column: str = "conditioning_image", caption_column: str = "text",
-                skip_bad_rows: bool = False, progress: Any = None, accelerator: Any = None,
-                base: dict[str, Any] | None = None) -> Path:
+                skip_bad_rows: bool = False, mixed_precision: str = "no", progress: Any = None,
+                should_stop: Any = None, accelerator: Any = None, base: dict[str, Any] | None = None) -> Path | None:
     """Encode `dataset` (a folder layout or saved/Hub `datasets` dataset) into `out`; every process of an
-    `accelerate launch` encodes its own rows. A training run that builds its cache first passes its own
-    `accelerator` and loaded `base`. `progress(info)` hears of each shard written. Returns `out`."""
+    `accelerate launch` encodes its own rows, in the precision training will use (`mixed_precision`). A training
+    run that builds its cache first passes its own `accelerator` and loaded `base`. `progress(info)` hears of each
+    shard written; `should_stop()` is asked before each (a stop returns None, the shards written so far kept).
+    Returns `out`."""
     import torch
     from accelerate import Accelerator
     from safetensors.torch import save_file
@@ -82,37 +95,52 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     out = Path(out)
     device = accelerator.device
     if base is None:
-        base = load_base(base_model, torch.float16 if device.type == "cuda" else torch.float32, single_file_config)
+        precisions = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        if mixed_precision not in precisions:
+            raise DataError(f"mixed_precision={mixed_precision!r} is not one of {list(precisions)}")
+        base = load_base(base_model, precisions[mixed_precision], single_file_config)
         for name in ("vae", "text_encoder", "text_encoder_2"):
             if name in base:
                 base[name].to(device).eval()
     dtype = base["vae"].dtype
-    key = cache_key(base, resolution)
-    if accelerator.is_main_process:
+    # What the shards depend on: a stopped build resumes only into the same settings.
+    key = {**cache_key(base, resolution), "build": {"dataset": dataset_identity(dataset),
+                                                   "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows}}
+    key_file = out / "key.json"
+    if accelerator.is_main_process and not key_file.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        key_file = out / "key.json"
-        if key_file.is_file() and json.loads(key_file.read_text()) != key:
-            raise DataError(f"out={str(out)!r} holds a cache for other weights or settings ({key_file}); choose an "
-                            "empty folder")
         key_file.write_text(json.dumps(key, indent=2))
     accelerator.wait_for_everyone()
+    written = json.loads(key_file.read_text())  # every process checks, so every process stops alike
+    if written != key:
+        differs = sorted(k for k in {**written, **key} if written.get(k) != key.get(k))
+        raise DataError(f"out={str(out)!r} holds a cache (or a stopped build) made with other settings or weights "
+                        f"({', '.join(differs)} differ; see {key_file}): choose an empty folder")
     loaded = load_rows(dataset, image_column=image_column, conditioning_image_column=conditioning_image_column,
                        caption_column=caption_column, skip_bad_rows=skip_bad_rows)
     rows = ControlNetDataset(loaded.rows, resolution)
     shards = [list(range(start, min(len(rows), start + rows_per_shard)))
               for start in range(0, len(rows), rows_per_shard)]
     mine = [(number, indices) for number, indices in enumerate(shards) if number % world == rank]
+    stopped = False
     with torch.no_grad():
         for done, (number, indices) in enumerate(mine):
             path = out / f"shard-{number:05d}.safetensors"
-            if path.is_file():  # written atomically by an earlier (stopped) run
+            if path.is_file():  # written atomically by an earlier (stopped) run with the same key
                 continue
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
             tensors: dict[str, list[Any]] = {"mean": [], "std": [], "hidden": [], "pooled": [], "condition": []}
             texts = []
             for start in range(0, len(indices), batch_size):
                 items = [rows[i] for i in indices[start:start + batch_size]]
                 pixels = torch.stack([it["pixel_values"] for it in items]).to(device, dtype)
                 posterior = base["vae"].encode(pixels).latent_dist
+                if not torch.isfinite(posterior.mean).all():
+                    raise DataError(f"the VAE gave NaN/inf latents in {dtype} for rows "
+                                    f"{[loaded.rows[i].index for i in indices[start:start + batch_size]]}: build "
+                                    "the cache (and train) with --mixed-precision bf16 or no")
                 hidden, pooled = _encode_text([it["text"] for it in items], base, device)
                 tensors["mean"].append(posterior.mean.float().cpu())
                 tensors["std"].append(posterior.std.float().cpu())
@@ -130,14 +158,19 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
             if progress is not None:
                 progress({"process": rank, "shard": number, "done": done + 1, "of": len(mine),
                           "rows": len(rows)})
-        accelerator.wait_for_everyone()
+        # Every process learns whether any stopped (each asked at its own shards): all return alike, none waits.
+        flag = torch.tensor([float(stopped)], device=device)
+        if world > 1:
+            flag = accelerator.reduce(flag, reduction="sum")
+        if flag.item() > 0:
+            return None
         if accelerator.is_main_process:
             hidden, pooled = _encode_text([""], base, device)
             empty = {"hidden": hidden.half().cpu().contiguous()}
             if pooled is not None:
                 empty["pooled"] = pooled.half().cpu().contiguous()
             save_file(empty, str(out / "empty_prompt.safetensors"))
-            manifest = {"key": key, "dataset": dataset, "rows": len(rows), "skipped": loaded.skipped,
+            manifest = {"key": key, "dataset": dataset_identity(dataset), "rows": len(rows), "skipped": loaded.skipped,
                         "shards": [{"file": f"shard-{n:05d}.safetensors", "rows": len(ix)}
                                    for n, ix in enumerate(shards)]}
             (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -227,7 +227,9 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     models = None
     if config.latent_cache and not (Path(config.latent_cache) / "manifest.json").is_file() and config.dataset:
         models = _models(config, accelerator.device, weight_dtype)
-        _build_latent_cache(config, accelerator, models[0], emit)
+        if not _build_latent_cache(config, accelerator, models[0], emit, stop):
+            return _stopped_while_loading(Run(config, accelerator, emit, stop, None, None, [], base={},
+                                              controlnet=None, optimizer=None, rng=None, weight_dtype=weight_dtype))
     loaded, dataset, loader, validation_rows = _data(config, accelerator)
     run = Run(config, accelerator, emit, stop, loaded, loader, validation_rows, base={}, controlnet=None,
               optimizer=None, rng=None, weight_dtype=weight_dtype)
@@ -238,7 +240,7 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     if config.latent_cache:  # made by these very encoders at this resolution, or refused
         from .latent_cache import cache_key, check_key
 
-        check_key(Path(config.latent_cache), cache_key(run.base, config.resolution))
+        check_key(Path(config.latent_cache), cache_key(run.base, config.resolution), config.dataset or None)
         run.empty_prompt = dataset.empty
     if config.precompute:  # the VAE encoder and text encoder leave the training step
         run.cache = _precompute(dataset, run.base, accelerator.device, weight_dtype, config)
@@ -378,8 +380,10 @@ def _cache_data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
     return LoadedRows([], dataset.manifest.get("skipped", []), "latent cache"), dataset, loader, validation_rows
 
 
-def _build_latent_cache(config: TrainConfig, accelerator: Any, base: dict[str, Any], emit: Callback) -> None:
-    """`python -m train cache` inside the run, with its progress in progress.json (the Train tab's bar)."""
+def _build_latent_cache(config: TrainConfig, accelerator: Any, base: dict[str, Any], emit: Callback,
+                        stop: StopRequest) -> bool:
+    """`python -m train cache` inside the run, with its progress in progress.json (the Train tab's bar); False
+    when a stop arrived first (the shards written so far are kept for the next start)."""
     from .latent_cache import build_cache
 
     out = Path(config.output_dir)
@@ -390,11 +394,12 @@ def _build_latent_cache(config: TrainConfig, accelerator: Any, base: dict[str, A
             _write_json(out / "progress.json", {"phase": "caching", "step": 0, "max_steps": config.max_steps,
                                                 "cache_done": info["done"], "cache_of": info["of"]})
 
-    build_cache(config.dataset, config.base_model, config.latent_cache, resolution=config.resolution,
-                batch_size=config.batch_size, single_file_config=config.single_file_config,
-                image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
-                caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows, progress=report,
-                accelerator=accelerator, base=base)
+    made = build_cache(config.dataset, config.base_model, config.latent_cache, resolution=config.resolution,
+                       batch_size=config.batch_size, single_file_config=config.single_file_config,
+                       image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
+                       caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows, progress=report,
+                       should_stop=stop, accelerator=accelerator, base=base)
+    return made is not None
 
 
 def _to_picture(values: Any) -> Any:
@@ -466,6 +471,7 @@ def _resume(run: Run) -> None:
             raise CheckpointError(f"checkpoint {folder} holds no EMA weights (the run had ema_decay=0): resume it "
                                   "with --ema-decay 0")
         run.ema.load_state_dict(torch.load(folder / "ema.pt", map_location="cpu", weights_only=False))
+        run.ema.to(run.accelerator.device)  # read on the CPU; the averaging runs beside the weights
     if run.streaming:
         _resume_stream(run, folder)
     run.emit("resume", {"step": run.step, "checkpoint": str(folder)})
@@ -868,6 +874,8 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     for tmp, target, _ in staged:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
+    if base is None:  # an earlier large run's base must not be paired with this ControlNet ("Use in Generate")
+        shutil.rmtree(out / "base", ignore_errors=True)
     return final
 
 

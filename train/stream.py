@@ -71,15 +71,16 @@ def column_of(features: Any, wanted: str) -> str:
 
 
 def decode_image(value: Any) -> Image.Image:
-    """An image cell as `datasets` streams it undecoded (bytes and/or path), or a PIL image."""
+    """An image cell as `datasets` streams it undecoded: its bytes. A cell that holds only a path is refused: a
+    stream from elsewhere must not make the trainer open files on this machine."""
     if isinstance(value, Image.Image):
         return value.convert("RGB")
     if isinstance(value, dict) and value.get("bytes"):
         value = io.BytesIO(value["bytes"])
-    elif isinstance(value, dict) and value.get("path"):
-        value = value["path"]
     elif isinstance(value, bytes):
         value = io.BytesIO(value)
+    elif isinstance(value, dict) and value.get("path"):
+        raise ValueError(f"the cell holds a path ({str(value['path'])[:80]!r}), not the image's bytes")
     else:
         raise ValueError(f"not an image cell ({type(value).__name__})")
     with Image.open(value) as image:
@@ -122,6 +123,7 @@ class StreamingRows(torch.utils.data.IterableDataset):
     def __iter__(self) -> Any:
         from itertools import islice
 
+        barren = 0  # epochs in a row that gave no usable row
         while True:
             stream = self._epoch_stream()
             if self.block_state is not None:
@@ -142,8 +144,10 @@ class StreamingRows(torch.utils.data.IterableDataset):
                         yielded = True
                         yield item
                 self.block_state, self.block_number, self.taken = None, self.block_number + 1, 0
-            if not yielded and self.block_number == 0:
-                raise DataError(f"dataset={self.dataset!r}: this process's share has no usable rows")
+            barren = 0 if yielded else barren + 1
+            if barren >= 2:  # a whole epoch without one usable row (a resume may start at an epoch's very end)
+                raise DataError(f"dataset={self.dataset!r}: this process's share has no usable rows (rank "
+                                f"{self.rank} of {self.world_size}; {self.bad} bad of {self.read} read)")
             self.epoch, self.block_state, self.block_number, self.taken = self.epoch + 1, None, 0, 0
 
     def _item(self, example: dict[str, Any]) -> dict[str, Any] | None:

@@ -110,6 +110,15 @@ class TrainingManager:
         except ValueError:
             raise ValueError(f"{what}={value!r} is neither an existing path nor a Hub id (owner/name)") from None
 
+    def output_folder(self, value: str, what: str) -> Path:
+        """A folder the run writes (it may not exist yet): relative paths are the workspace's, and on a public
+        deployment it must stay inside the workspace."""
+        path = Path(str(value)).expanduser()
+        path = (path if path.is_absolute() else self.workspace / path).resolve()
+        if self.settings.public and self.workspace not in (path, *path.parents):
+            raise ValueError(f"{what}={value!r}: on this deployment paths must stay inside the workspace")
+        return path
+
     def demo_settings(self, recipe: str = "quick") -> tuple[str, dict[str, Any]]:
         """A run that trains the demo ControlNet on circles: (run name, settings) for `recipe` in DEMO_RECIPES.
         Writes the circles datasets into the workspace the first time."""
@@ -146,7 +155,7 @@ class TrainingManager:
             if given.get("latent_cache") is True:
                 given["latent_cache"] = str(out / "latent-cache")
             elif given.get("latent_cache"):
-                given["latent_cache"] = self.resolve_input(given["latent_cache"], "latent_cache")
+                given["latent_cache"] = str(self.output_folder(given["latent_cache"], "latent_cache"))
             else:
                 given["latent_cache"] = None
             if resume:
