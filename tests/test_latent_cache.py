@@ -2,6 +2,7 @@
 on every reuse, and refused when made by other weights."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -72,7 +73,7 @@ def test_a_cache_from_another_vae_is_refused_by_hash(tiny_models, cache, tmp_pat
 
 
 def test_cache_settings_are_checked(tiny_models, cache, tmp_path):
-    with pytest.raises(ConfigError, match="latent_cache replaces precompute and streaming"):
+    with pytest.raises(ConfigError, match="latent_cache replaces precompute"):
         config(tiny_models, cache, tmp_path, precompute=True).validated()
     with pytest.raises(DataError, match="holds no manifest.json"):
         train(config(tiny_models, tmp_path, tmp_path / "run"))
@@ -89,7 +90,15 @@ def test_a_stopped_build_keeps_its_finished_shards(tiny_models, circles, cache, 
     assert main(["cache", "--dataset", str(circles), "--base-model", str(tiny_models[0]), "--resolution", "64",
                  "--out", str(out), "--batch-size", "4", "--rows-per-shard", "6"]) == 0
     assert (out / "shard-00000.safetensors").stat().st_mtime_ns == kept
-    assert (out / "shard-00002.safetensors").read_bytes() == (cache / "shard-00002.safetensors").read_bytes()
+    assert _shard(out / "shard-00002.safetensors") == _shard(cache / "shard-00002.safetensors")
+
+
+def _shard(path):
+    """A shard's tensors and metadata (the file's header order may differ from one write to the next)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata(), {k: f.get_tensor(k).numpy().tobytes() for k in f.keys()}
 
 
 def test_a_cache_of_another_dataset_or_precision_is_refused_by_name(tiny_models, cache, tmp_path):
@@ -118,3 +127,56 @@ def test_a_run_builds_its_missing_cache_first_and_a_stop_before_it_keeps_nothing
     assert not list((tmp_path / "made-here").glob("*.tmp")) and not (out / "STOP").exists()
     assert train(cfg, callback=lambda e, i: recorder_events.append(e)) is not None  # now it builds, then trains
     assert (tmp_path / "made-here" / "manifest.json").is_file() and "cache" in recorder_events
+
+
+@pytest.fixture(scope="module")
+def circle_shards(circles, tmp_path_factory):
+    from train.shards import write_shards
+
+    out = tmp_path_factory.mktemp("circle-shards")
+    write_shards(str(circles), out, rows_per_shard=8)
+    return out
+
+
+def _cache_stream(tiny_models, shards, out, *extra):
+    return main(["cache", "--dataset", str(shards), "--streaming", "--base-model", str(tiny_models[0]),
+                 "--resolution", "64", "--out", str(out), "--batch-size", "4", "--rows-per-shard", "5", *extra])
+
+
+def test_a_cache_is_built_from_a_stream_and_a_stopped_build_resumes_where_it_was(tiny_models, circle_shards,
+                                                                                 tmp_path):
+    out = tmp_path / "from-stream"
+    assert _cache_stream(tiny_models, circle_shards, out) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows"] == 16 and [s["rows"] for s in manifest["shards"]] == [5, 5, 5, 1]
+    assert manifest["key"]["build"]["streaming"] is True
+    whole = {s["file"]: _shard(out / s["file"]) for s in manifest["shards"]}
+    # As if stopped after two shards: the build skips the rows those consumed and makes the rest again, the same.
+    for name in ("shard-000-of-001-00002.safetensors", "shard-000-of-001-00003.safetensors", "manifest.json"):
+        (out / name).unlink()
+    assert _cache_stream(tiny_models, circle_shards, out) == 0
+    assert {s["file"]: _shard(out / s["file"]) for s in json.loads((out / "manifest.json").read_text())["shards"]} \
+        == whole
+    # And a run trains on it, with no VAE encoder call.
+    cfg = config(tiny_models, out, tmp_path / "run", dataset=str(circle_shards), streaming=True)
+    result, calls, losses = _run_counting_encoder_calls(cfg)
+    assert result is not None and calls == 0 and len(losses) == 4
+
+
+@pytest.mark.slow
+def test_two_processes_cache_disjoint_rows_of_a_stream(tiny_models, circle_shards, tmp_path):
+    out = tmp_path / "two"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
+                           "cache", "--dataset", str(circle_shards), "--streaming", "--base-model",
+                           str(tiny_models[0]), "--resolution", "64", "--out", str(out), "--rows-per-shard", "5"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    by_process = {}
+    for shard in manifest["shards"]:
+        meta, _ = _shard(out / shard["file"])
+        by_process.setdefault(shard["file"][:19], []).extend(json.loads(meta["texts"]))
+    assert sorted(by_process) == ["shard-000-of-002-00", "shard-001-of-002-00"]
+    assert manifest["rows"] == 16 and sum(len(t) for t in by_process.values()) == 16

@@ -78,7 +78,12 @@ def build_cache_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="the cache folder")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rows-per-shard", type=int, default=1024)
-    parser.add_argument("--skip-bad-rows", action="store_true")
+    parser.add_argument("--skip-bad-rows", action="store_true", help="folder datasets: skip unreadable rows")
+    parser.add_argument("--streaming", action="store_true",
+                        help="read --dataset as a stream of shards (Hub id, or parquet / arrow / WebDataset .tar "
+                        "files): no row list, each process its own shards")
+    parser.add_argument("--bad-row-limit", type=float, default=0.01,
+                        help="streaming: stop when more than this share of the rows read are bad (0.01)")
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="no",
                         help="encode in the precision the training runs will use (their --mixed-precision): the "
                         "cache is keyed by it")
@@ -117,6 +122,7 @@ def _main(argv: list[str]) -> int:
             out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
                               batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
                               single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
+                              streaming=args.streaming, bad_row_limit=args.bad_row_limit,
                               mixed_precision=args.mixed_precision, should_stop=StopRequest(Path(args.out) / "STOP"),
                               progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True))
             if out is None:

@@ -48,7 +48,8 @@ class TrainConfig:
     shuffle_block: int = 256  # streaming: rows mixed at a time (held undecoded in RAM); a resume re-reads one block
     bad_row_limit: float = 0.01  # streaming: bad rows are skipped and logged; above this share the data is broken
     # A latent cache written by `python -m train cache` (VAE posteriors, text embeddings, conditions at
-    # `resolution`): steps read it memory-mapped, no VAE or text encoder runs; refused if made by other weights
+    # `resolution`): steps read it memory-mapped, no VAE or text encoder runs; refused if made by other weights.
+    # A folder without one is built first from `dataset` (read as a stream with `streaming`)
     latent_cache: str | None = None
     empty_prompt_prob: float = 0.5  # the paper: half the prompts are "" so the model learns semantics from the map
     # -- optimisation -------------------------------------------------------------------------------------------------
@@ -106,8 +107,8 @@ class TrainConfig:
         if self.streaming and self.precompute:
             raise ConfigError("precompute=True holds every latent in RAM, which a stream of any size cannot: use "
                               "latent_cache (python -m train cache) with streaming, or neither")
-        if self.latent_cache and (self.precompute or self.streaming):
-            raise ConfigError("latent_cache replaces precompute and streaming (the cache holds the rows): set only "
+        if self.latent_cache and self.precompute:
+            raise ConfigError("latent_cache replaces precompute (the cache holds the latents on disk): set only "
                               "latent_cache")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0: off; 0.9999 is common)")

@@ -76,7 +76,8 @@ def check_key(folder: Path, key: dict[str, Any], dataset: str | None = None) -> 
 def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: int = 512, batch_size: int = 8,
                 rows_per_shard: int = 1024, single_file_config: str | None = None, image_column: str = "image",
                 conditioning_image_column: str = "conditioning_image", caption_column: str = "text",
-                skip_bad_rows: bool = False, mixed_precision: str = "no", progress: Any = None,
+                skip_bad_rows: bool = False, streaming: bool = False, bad_row_limit: float = 0.01,
+                mixed_precision: str = "no", progress: Any = None,
                 should_stop: Any = None, accelerator: Any = None, base: dict[str, Any] | None = None) -> Path | None:
     """Encode `dataset` (a folder layout or saved/Hub `datasets` dataset) into `out`; every process of an
     `accelerate launch` encodes its own rows, in the precision training will use (`mixed_precision`). A training
@@ -85,9 +86,9 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     Returns `out`."""
     import torch
     from accelerate import Accelerator
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from .data import ControlNetDataset, load_rows
     from .loop import _encode_text, load_base
 
     accelerator = accelerator or Accelerator()
@@ -104,8 +105,9 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
                 base[name].to(device).eval()
     dtype = base["vae"].dtype
     # What the shards depend on: a stopped build resumes only into the same settings.
-    key = {**cache_key(base, resolution), "build": {"dataset": dataset_identity(dataset),
-                                                   "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows}}
+    key = {**cache_key(base, resolution), "build": {
+        "dataset": dataset_identity(dataset), "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows,
+        "streaming": streaming, **({"processes": world} if streaming else {})}}  # a stream's shards are per process
     key_file = out / "key.json"
     if accelerator.is_main_process and not key_file.is_file():
         out.mkdir(parents=True, exist_ok=True)
@@ -116,66 +118,137 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
         differs = sorted(k for k in {**written, **key} if written.get(k) != key.get(k))
         raise DataError(f"out={str(out)!r} holds a cache (or a stopped build) made with other settings or weights "
                         f"({', '.join(differs)} differ; see {key_file}): choose an empty folder")
-    loaded = load_rows(dataset, image_column=image_column, conditioning_image_column=conditioning_image_column,
-                       caption_column=caption_column, skip_bad_rows=skip_bad_rows)
-    rows = ControlNetDataset(loaded.rows, resolution)
-    shards = [list(range(start, min(len(rows), start + rows_per_shard)))
-              for start in range(0, len(rows), rows_per_shard)]
-    mine = [(number, indices) for number, indices in enumerate(shards) if number % world == rank]
-    stopped = False
-    with torch.no_grad():
-        for done, (number, indices) in enumerate(mine):
-            path = out / f"shard-{number:05d}.safetensors"
-            if path.is_file():  # written atomically by an earlier (stopped) run with the same key
-                continue
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
-            tensors: dict[str, list[Any]] = {"mean": [], "std": [], "hidden": [], "pooled": [], "condition": []}
-            texts = []
-            for start in range(0, len(indices), batch_size):
-                items = [rows[i] for i in indices[start:start + batch_size]]
-                pixels = torch.stack([it["pixel_values"] for it in items]).to(device, dtype)
-                posterior = base["vae"].encode(pixels).latent_dist
+    columns = (image_column, conditioning_image_column, caption_column)
+    encode = _ShardWriter(base, device, dtype, batch_size)
+    report = (lambda info: progress({"process": rank, **info})) if progress is not None else None
+    if streaming:
+        stopped, skipped = _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_limit, rank,
+                                         world, encode, report, should_stop)
+    else:
+        stopped, skipped = _cache_folder(dataset, out, columns, resolution, rows_per_shard, skip_bad_rows, rank,
+                                         world, encode, report, should_stop)
+    # Every process learns whether any stopped (each asked at its own shards): all return alike, none waits.
+    flag = torch.tensor([float(stopped)], device=device)
+    if world > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    if flag.item() > 0:
+        return None
+    skipped = accelerator.gather_for_metrics([skipped], use_gather_object=True) if world > 1 else [skipped]
+    if accelerator.is_main_process:
+        with torch.no_grad():
+            hidden, pooled = _encode_text([""], base, device)
+        empty = {"hidden": hidden.half().cpu().contiguous()}
+        if pooled is not None:
+            empty["pooled"] = pooled.half().cpu().contiguous()
+        save_file(empty, str(out / "empty_prompt.safetensors"))
+        shards = [{"file": path.name, "rows": len(json.loads(safe_open(str(path), "pt").metadata()["texts"]))}
+                  for path in sorted(out.glob("shard-*.safetensors"))]
+        manifest = {"key": key, "dataset": dataset_identity(dataset), "rows": sum(s["rows"] for s in shards),
+                    "skipped": [line for part in skipped for line in part], "shards": shards}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    accelerator.wait_for_everyone()
+    return out
+
+
+class _ShardWriter:
+    """Encodes training items (pixels, condition, text) and writes them as one safetensors shard, atomically."""
+
+    def __init__(self, base: dict[str, Any], device: Any, dtype: Any, batch_size: int) -> None:
+        self.base, self.device, self.dtype, self.batch_size = base, device, dtype, batch_size
+
+    def __call__(self, items: list[dict[str, Any]], path: Path, ids: list[Any], consumed: int = 0) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        from .loop import _encode_text
+
+        tensors: dict[str, list[Any]] = {"mean": [], "std": [], "hidden": [], "pooled": [], "condition": []}
+        with torch.no_grad():
+            for start in range(0, len(items), self.batch_size):
+                batch = items[start:start + self.batch_size]
+                pixels = torch.stack([it["pixel_values"] for it in batch]).to(self.device, self.dtype)
+                posterior = self.base["vae"].encode(pixels).latent_dist
                 if not torch.isfinite(posterior.mean).all():
-                    raise DataError(f"the VAE gave NaN/inf latents in {dtype} for rows "
-                                    f"{[loaded.rows[i].index for i in indices[start:start + batch_size]]}: build "
-                                    "the cache (and train) with --mixed-precision bf16 or no")
-                hidden, pooled = _encode_text([it["text"] for it in items], base, device)
+                    raise DataError(f"the VAE gave NaN/inf latents in {self.dtype} for rows "
+                                    f"{ids[start:start + self.batch_size]}: build the cache (and train) with "
+                                    "--mixed-precision bf16 or no")
+                hidden, pooled = _encode_text([it["text"] for it in batch], self.base, self.device)
                 tensors["mean"].append(posterior.mean.float().cpu())
                 tensors["std"].append(posterior.std.float().cpu())
                 tensors["hidden"].append(hidden.half().cpu())
                 if pooled is not None:
                     tensors["pooled"].append(pooled.half().cpu())
                 tensors["condition"].append(torch.stack([(it["conditioning_pixel_values"] * 255).round()
-                                                         .to(torch.uint8) for it in items]))
-                texts += [it["text"] for it in items]
-            arrays = {name: torch.cat(parts).contiguous() for name, parts in tensors.items() if parts}
-            tmp = path.with_suffix(".tmp")
-            save_file(arrays, str(tmp), metadata={"texts": json.dumps(texts), "rows": json.dumps(
-                [loaded.rows[i].index for i in indices])})
-            os.replace(tmp, path)
-            if progress is not None:
-                progress({"process": rank, "shard": number, "done": done + 1, "of": len(mine),
-                          "rows": len(rows)})
-        # Every process learns whether any stopped (each asked at its own shards): all return alike, none waits.
-        flag = torch.tensor([float(stopped)], device=device)
-        if world > 1:
-            flag = accelerator.reduce(flag, reduction="sum")
-        if flag.item() > 0:
-            return None
-        if accelerator.is_main_process:
-            hidden, pooled = _encode_text([""], base, device)
-            empty = {"hidden": hidden.half().cpu().contiguous()}
-            if pooled is not None:
-                empty["pooled"] = pooled.half().cpu().contiguous()
-            save_file(empty, str(out / "empty_prompt.safetensors"))
-            manifest = {"key": key, "dataset": dataset_identity(dataset), "rows": len(rows), "skipped": loaded.skipped,
-                        "shards": [{"file": f"shard-{n:05d}.safetensors", "rows": len(ix)}
-                                   for n, ix in enumerate(shards)]}
-            (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    accelerator.wait_for_everyone()
-    return out
+                                                         .to(torch.uint8) for it in batch]))
+        arrays = {name: torch.cat(parts).contiguous() for name, parts in tensors.items() if parts}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(arrays, str(tmp), metadata={"texts": json.dumps([it["text"] for it in items]),
+                                              "rows": json.dumps(ids), "consumed": str(consumed)})
+        os.replace(tmp, path)
+
+
+def _cache_folder(dataset, out, columns, resolution, rows_per_shard, skip_bad_rows, rank, world, encode, report,
+                  should_stop) -> tuple[bool, list[str]]:
+    """A folder (or in-memory `datasets`) dataset: its checked rows cut into shards, every `world`-th one ours."""
+    from .data import ControlNetDataset, load_rows
+
+    loaded = load_rows(dataset, image_column=columns[0], conditioning_image_column=columns[1],
+                       caption_column=columns[2], skip_bad_rows=skip_bad_rows)
+    rows = ControlNetDataset(loaded.rows, resolution)
+    shards = [list(range(start, min(len(rows), start + rows_per_shard)))
+              for start in range(0, len(rows), rows_per_shard)]
+    mine = [(number, indices) for number, indices in enumerate(shards) if number % world == rank]
+    for done, (number, indices) in enumerate(mine):
+        path = out / f"shard-{number:05d}.safetensors"
+        if path.is_file():  # written atomically by an earlier (stopped) run with the same key
+            continue
+        if should_stop is not None and should_stop():
+            return True, loaded.skipped
+        encode([rows[i] for i in indices], path, [loaded.rows[i].index for i in indices])
+        if report is not None:
+            report({"shard": number, "done": done + 1, "of": len(mine)})
+    return False, loaded.skipped if rank == 0 else []
+
+
+def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_limit, rank, world, encode, report,
+                  should_stop) -> tuple[bool, list[str]]:
+    """A stream of shards, read once in order: this process's share (`split_dataset_by_node`), rows checked as they
+    come (bad ones logged in bad_rows.jsonl), written every `rows_per_shard` good rows. A resumed build skips the
+    rows its finished shards consumed (`datasets`' `skip`, without decoding)."""
+    from datasets.distributed import split_dataset_by_node
+    from safetensors import safe_open
+
+    from .stream import checked_item, fields_of, open_stream, record_bad_row, row_name
+
+    stream = open_stream(dataset)
+    fields = fields_of(stream, columns)
+    stream = split_dataset_by_node(stream, rank=rank, world_size=world)
+    prefix = f"shard-{rank:03d}-of-{world:03d}-"
+    finished = sorted(out.glob(f"{prefix}*.safetensors"))
+    consumed_before = sum(int(safe_open(str(p), "pt").metadata()["consumed"]) for p in finished)
+    rows = iter(stream.skip(consumed_before) if consumed_before else stream)
+    log_file = out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl")
+    number, read, bad, consumed, pending, skipped = len(finished), consumed_before, 0, 0, [], []
+    for example in rows:
+        where = row_name(example, read)
+        read, consumed = read + 1, consumed + 1
+        try:
+            pending.append(checked_item(example, fields, resolution, where))
+        except ValueError as err:
+            bad += 1
+            skipped.append(f"{where}: {err}")
+            record_bad_row(dataset, where, str(err), read, bad, bad_row_limit, log_file)
+            continue
+        if len(pending) == rows_per_shard:
+            if should_stop is not None and should_stop():
+                return True, skipped
+            encode(pending, out / f"{prefix}{number:05d}.safetensors", [it["id"] for it in pending], consumed)
+            number, pending, consumed = number + 1, [], 0
+            if report is not None:
+                report({"shard": number - 1, "done": number, "of": None})
+    if pending:
+        encode(pending, out / f"{prefix}{number:05d}.safetensors", [it["id"] for it in pending], consumed)
+    return False, skipped
 
 
 class LatentCacheDataset:

@@ -113,7 +113,8 @@ class Run:
 
     @property
     def streaming(self) -> bool:
-        return self.config.streaming
+        """Steps read a stream (with a latent cache, the stream only fed the cache: steps read the cache)."""
+        return self.config.streaming and not self.config.latent_cache
 
     @property
     def main(self) -> bool:
@@ -247,7 +248,7 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
         dataset.with_pixels = False  # from here the steps read the cache: no image decoded or moved per step
     optimizer = _optimizer([p for p in controlnet.parameters() if p.requires_grad], config)
     optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
-    if config.streaming:  # each process reads its own shards: accelerate must not split or dispatch the batches
+    if run.streaming:  # each process reads its own shards: accelerate must not split or dispatch the batches
         run.controlnet, run.optimizer = accelerator.prepare(controlnet, optimizer)
     else:
         run.controlnet, run.optimizer, run.loader = accelerator.prepare(controlnet, optimizer, loader)
@@ -264,7 +265,7 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     run.writer = _tensorboard(out) if run.main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
     emit("setup", {"unet": run.unet, "controlnet": accelerator.unwrap_model(run.controlnet), "vae": run.base["vae"]})
-    emit("start", {"max_steps": config.max_steps, "rows": None if config.streaming else len(dataset),
+    emit("start", {"max_steps": config.max_steps, "rows": None if run.streaming else len(dataset),
                    "skipped": loaded.skipped,
                    "layout": loaded.layout, "step": run.step, "processes": accelerator.num_processes})
     return run
@@ -316,10 +317,10 @@ def _data(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, Any, list[An
 
     columns = dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
                    caption_column=config.caption_column)
-    if config.streaming:
-        return _stream_data(config, accelerator, columns)
     if config.latent_cache:
         return _cache_data(config)
+    if config.streaming:
+        return _stream_data(config, accelerator, columns)
     loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **columns)
     dataset = ControlNetDataset(loaded.rows, config.resolution)
     validation_rows = loaded.rows[: config.num_validation]
@@ -397,7 +398,8 @@ def _build_latent_cache(config: TrainConfig, accelerator: Any, base: dict[str, A
     made = build_cache(config.dataset, config.base_model, config.latent_cache, resolution=config.resolution,
                        batch_size=config.batch_size, single_file_config=config.single_file_config,
                        image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
-                       caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows, progress=report,
+                       caption_column=config.caption_column, skip_bad_rows=config.skip_bad_rows,
+                       streaming=config.streaming, bad_row_limit=config.bad_row_limit, progress=report,
                        should_stop=stop, accelerator=accelerator, base=base)
     return made is not None
 
@@ -880,10 +882,10 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
 
 
 def _rows_text(config: TrainConfig, loaded: Any) -> str:
-    if config.streaming:
-        return "streamed"
     if config.latent_cache:
         return f"read from the latent cache {config.latent_cache}"
+    if config.streaming:
+        return "streamed"
     return f"{len(loaded.rows)} rows, {len(loaded.skipped)} skipped"
 
 

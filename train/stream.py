@@ -101,11 +101,7 @@ class StreamingRows(torch.utils.data.IterableDataset):
                  shuffle_block: int = 256, rank: int = 0, world_size: int = 1, bad_row_limit: float = 0.01,
                  bad_rows_file: Path | None = None, with_pixels: bool = True) -> None:
         super().__init__()
-        probe = open_stream(dataset)
-        features = probe.features
-        if features is None:  # some Hub datasets only know their columns once read
-            features = next(iter(probe)).keys()
-        self.fields = tuple(column_of(features, c) for c in columns)
+        self.fields = fields_of(open_stream(dataset), columns)
         self.dataset, self.resolution, self.with_pixels, self.seed = dataset, resolution, with_pixels, seed
         self.rank, self.world_size, self.block = rank, world_size, max(1, shuffle_block)
         self.bad_row_limit, self.bad_rows_file = bad_row_limit, bad_rows_file
@@ -151,34 +147,14 @@ class StreamingRows(torch.utils.data.IterableDataset):
             self.epoch, self.block_state, self.block_number, self.taken = self.epoch + 1, None, 0, 0
 
     def _item(self, example: dict[str, Any]) -> dict[str, Any] | None:
-        image_field, cond_field, text_field = self.fields
-        where = _row_name(example, self.read)
+        where = row_name(example, self.read)
         self.read += 1
-        text = example.get(text_field)
         try:
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"column '{text_field}' is empty")
-            cond = np.asarray(resize_and_crop(decode_image(example.get(cond_field)), self.resolution), np.float32)
-            pixels = np.asarray(resize_and_crop(decode_image(example.get(image_field)), self.resolution),
-                                np.float32) if self.with_pixels else None
-        except Exception as err:  # PIL raises many types for broken files
-            self._bad(where, str(err))
+            return checked_item(example, self.fields, self.resolution, where, self.with_pixels)
+        except ValueError as err:
+            self.bad += 1
+            record_bad_row(self.dataset, where, str(err), self.read, self.bad, self.bad_row_limit, self.bad_rows_file)
             return None
-        item = {"conditioning_pixel_values": torch.from_numpy(cond / 255.0).permute(2, 0, 1), "text": text.strip(),
-                "id": where}
-        if pixels is not None:
-            item["pixel_values"] = torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
-        return item
-
-    def _bad(self, where: str, reason: str) -> None:
-        self.bad += 1
-        if self.bad_rows_file is not None:
-            with open(self.bad_rows_file, "a") as f:
-                f.write(json.dumps({"row": where, "reason": reason[:300]}) + "\n")
-        if self.read >= MIN_ROWS_BEFORE_LIMIT and self.bad > self.bad_row_limit * self.read:
-            raise DataError(f"dataset={self.dataset!r}: {self.bad} of {self.read} rows read are bad (more than "
-                            f"bad_row_limit={self.bad_row_limit}); the last: {where}: {reason[:200]}. See "
-                            f"{self.bad_rows_file or 'the log'} for all of them")
 
     def state_dict(self) -> dict[str, Any]:
         """The position in the stream (exact at a batch boundary with no loader workers) and the counts."""
@@ -190,7 +166,46 @@ class StreamingRows(torch.utils.data.IterableDataset):
             setattr(self, name, state[name])
 
 
-def _row_name(example: dict[str, Any], position: int) -> str:
+def checked_item(example: dict[str, Any], fields: tuple[str, str, str], resolution: int, where: str,
+                 with_pixels: bool = True) -> dict[str, Any]:
+    """A streamed row as a training item (`ControlNetDataset`'s tensors, the text, `id`); ValueError if it is bad."""
+    image_field, cond_field, text_field = fields
+    text = example.get(text_field)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"column '{text_field}' is empty")
+    try:
+        cond = np.asarray(resize_and_crop(decode_image(example.get(cond_field)), resolution), np.float32)
+        pixels = np.asarray(resize_and_crop(decode_image(example.get(image_field)), resolution),
+                            np.float32) if with_pixels else None
+    except Exception as err:  # PIL raises many types for broken files
+        raise ValueError(str(err)) from None
+    item = {"conditioning_pixel_values": torch.from_numpy(cond / 255.0).permute(2, 0, 1), "text": text.strip(),
+            "id": where}
+    if pixels is not None:
+        item["pixel_values"] = torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
+    return item
+
+
+def record_bad_row(dataset: str, where: str, reason: str, read: int, bad: int, limit: float,
+                   log_file: Path | None) -> None:
+    """Log a skipped row; DataError once more than `limit` of the rows read are bad (after the first 100)."""
+    if log_file is not None:
+        with open(log_file, "a") as f:
+            f.write(json.dumps({"row": where, "reason": reason[:300]}) + "\n")
+    if read >= MIN_ROWS_BEFORE_LIMIT and bad > limit * read:
+        raise DataError(f"dataset={dataset!r}: {bad} of {read} rows read are bad (more than bad_row_limit={limit}); "
+                        f"the last: {where}: {reason[:200]}. See {log_file or 'the log'} for all of them")
+
+
+def fields_of(stream: Any, columns: tuple[str, str, str]) -> tuple[str, str, str]:
+    """The stream's fields for the configured columns (read from a first row when the stream does not say)."""
+    features = stream.features
+    if features is None:
+        features = next(iter(stream)).keys()
+    return tuple(column_of(features, c) for c in columns)
+
+
+def row_name(example: dict[str, Any], position: int) -> str:
     """WebDataset rows by shard and key; others by their position in this process's stream."""
     if example.get("__url__") and example.get("__key__"):
         return f"{Path(str(example['__url__'])).name}:{example['__key__']}"

@@ -302,9 +302,12 @@ def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = F
     where = f"step {status.step}/{status.max_steps}" if status.max_steps else f"step {status.step}"
     progress = status.progress
     if status.running and progress.get("phase") == "caching":
-        done, of = progress.get("cache_done", 0), max(1, progress.get("cache_of", 1))
+        done, of = progress.get("cache_done", 0), progress.get("cache_of")
+        if not of:  # a stream: its length is not known until it ends
+            return f"Running {status.name}: encoding the latent cache from the stream before the first step, " \
+                   f"{done} shard{'' if done == 1 else 's'} written."
         return (f"Running {status.name}: encoding the latent cache before the first step, shard {done} of {of} "
-                f"{progress_bar(done / of)}.")
+                f"{progress_bar(done / max(1, of))}.")
     if status.running:
         eta = f", about {time.strftime('%H:%M:%S', time.gmtime(status.eta_seconds))} left" \
             if status.eta_seconds is not None else ""
