@@ -160,3 +160,14 @@ def test_the_status_line_shows_the_caching_bar_and_a_streams_counts():
         "rows_estimated": True})
     assert _describe(streaming, None) == ("Running r: step 5/10 [██████████░░░░░░░░░░] 50%, loss 0.5000, 12.3 "
                                           "images/s. Data: about 2,460 rows read, about 4 skipped.")
+
+
+def test_the_status_reads_a_run_that_is_still_building_its_cache(tmp_path):
+    """progress.json has no loss yet while a run encodes its latent cache: the tab's poll must not fail on it."""
+    out = tmp_path / "runs" / "caching"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text('{"max_steps": 10}')
+    (out / "progress.json").write_text('{"phase": "caching", "step": 0, "max_steps": 10, "cache_done": 1, '
+                                       '"cache_of": 4}')
+    status = TrainingManager(AppSettings(), workspace=tmp_path).status("caching")
+    assert status.step == 0 and status.loss is None and status.progress["phase"] == "caching"

@@ -275,7 +275,7 @@ class TrainingManager:
         status = RunStatus(name=out.name, running=running)
         progress = _read_json(out / "progress.json")
         if progress:
-            status.step, status.loss = progress["step"], progress["loss"]
+            status.step, status.loss = progress.get("step", 0), progress.get("loss")  # no loss while caching
             # A resumed run reads its previous part's file until its own first step: no ETA from that one.
             fresh = not running or _mtime(out / "progress.json") >= self._started
             status.eta_seconds = progress.get("eta_seconds") if fresh else None
