@@ -142,6 +142,10 @@ def test_stream_settings_are_checked(tiny_models, shards, tmp_path):
         config(tiny_models, shards, tmp_path, precompute=True).validated()
     with pytest.raises(DataError, match="no column 'picture'"):
         StreamingRows(str(shards), 64, columns=("picture", "conditioning_image", "text"), seed=0)
+    with pytest.raises(DataError, match="is a folder without shards"):
+        StreamingRows(str(tmp_path), 64, columns=COLUMNS, seed=0)
+    (tmp_path / "a.parquet").write_bytes(b"")
+    (tmp_path / "b.tar").write_bytes(b"")
     with pytest.raises(DataError, match="shards of one format"):
         StreamingRows(str(tmp_path), 64, columns=COLUMNS, seed=0)
 

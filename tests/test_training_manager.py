@@ -162,6 +162,38 @@ def test_the_status_line_shows_the_caching_bar_and_a_streams_counts():
                                           "images/s. Data: about 2,460 rows read, about 4 skipped.")
 
 
+def test_streaming_a_folder_dataset_is_refused_before_the_run_starts(tiny_models, circles, tmp_path):
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    with pytest.raises(ValueError, match=r"is a Fill50K folder, not a stream of shards .*python -m train shard"):
+        manager.start("s", tiny_settings(tiny_models, circles, streaming=True))
+    assert not (tmp_path / "runs" / "s").exists()
+    # The demo recipe is a folder dataset: Quick start turns the streaming and cache boxes off.
+    _, settings = manager.demo_settings("quick")
+    assert settings["streaming"] is False and settings["latent_cache"] is False
+
+
+def test_the_status_names_loading_stopping_and_the_trainers_own_error(tmp_path):
+    from webui.training import RunStatus, _describe
+
+    assert _describe(RunStatus(name="r", running=True, max_steps=9), None) == \
+        "Running r: loading the models and data before the first step."
+    assert _describe(RunStatus(name="r", running=True, step=4, max_steps=9, progress={"step": 4}), None,
+                     stop_requested=True) == "Stopping r at step 4/9: a checkpoint is written first."
+    out = tmp_path / "runs" / "failed"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text('{"max_steps": 9}')
+    (out / "train.log").write_text("error: dataset='x' is a Fill50K folder\nTraceback (most recent call last):\n"
+                                   "subprocess.CalledProcessError: ... returned non-zero exit status 2.\n")
+    import subprocess
+
+    manager = TrainingManager(AppSettings(), workspace=tmp_path)
+    ended = subprocess.Popen(["sh", "-c", "exit 1"], start_new_session=True)  # a launcher that failed
+    ended.wait()
+    manager._run, manager._process = out, ended
+    assert manager.status("failed").message == "failed ended with an error at step 0/9: dataset='x' is a Fill50K " \
+        "folder"
+
+
 def test_the_status_reads_a_run_that_is_still_building_its_cache(tmp_path):
     """progress.json has no loss yet while a run encodes its latent cache: the tab's poll must not fail on it."""
     out = tmp_path / "runs" / "caching"

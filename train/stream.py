@@ -38,6 +38,7 @@ def open_stream(dataset: str) -> Any:
     import datasets
 
     path = Path(dataset).expanduser()
+    check_streamable(dataset)
     try:
         if path.is_dir():
             shards = {fmt: sorted(str(p) for p in path.rglob(f"*{suffix}")) for suffix, fmt in SHARD_FORMATS.items()}
@@ -56,6 +57,20 @@ def open_stream(dataset: str) -> Any:
     except Exception as err:  # datasets raises many types for a missing or unreadable source
         raise DataError(f"dataset={dataset!r} could not be streamed: {err}") from None
     return stream.decode(False)  # images arrive as bytes: a broken one is a bad row, not a crash
+
+
+def check_streamable(dataset: str) -> None:
+    """A local folder must hold shards to be streamed (cheap: no `datasets` import); a Hub id is left to `datasets`.
+    DataError with what to do otherwise."""
+    path = Path(dataset).expanduser()
+    if not path.is_dir():
+        return
+    if not any(next(path.rglob(f"*{suffix}"), None) for suffix in SHARD_FORMATS):
+        layout = "a metadata.jsonl folder" if (path / "metadata.jsonl").is_file() else \
+            "a Fill50K folder" if (path / "prompt.json").is_file() else "a folder without shards"
+        raise DataError(f"dataset={dataset!r} is {layout}, not a stream of shards ({', '.join(SHARD_FORMATS)}): "
+                        f"train it without streaming, or write shards first: python -m train shard --dataset "
+                        f"{dataset} --out {dataset.rstrip('/')}-shards")
 
 
 def column_of(features: Any, wanted: str) -> str:

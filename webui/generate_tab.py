@@ -222,6 +222,7 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
             ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                        label="Sampler")
+        with gr.Row():  # the two speed switches, each labelled in full
             ui.few_step = gr.Checkbox(label="Few-step mode (LCM-LoRA: 4 steps, guidance 1; changes the image)",
                                       elem_id="few-step")
             ui.fast_decode = gr.Checkbox(label="Fast decode (TAESD: a fraction of the VAE's time; slightly softer)",

@@ -188,7 +188,8 @@ def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
     gr.Timer(2.0).tick(lambda: _render(manager), None, outputs, queue=False, api_visibility="private",
                        show_progress="hidden")
     quick_fields = ["base_model", "dataset", "mode", "max_steps", "batch_size", "grad_accum", "lr", "resolution",
-                    "checkpoint_every", "validate_every", "fidelity", "validation_dataset"]
+                    "checkpoint_every", "validate_every", "fidelity", "validation_dataset", "streaming",
+                    "latent_cache"]
 
     def fill_with(recipe: str) -> Callable[[], list[Any]]:
         @user_errors

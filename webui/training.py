@@ -63,6 +63,7 @@ class RunStatus:
     validation: list[str] = field(default_factory=list)  # newest first
     controlnet: str | None = None  # the finished ControlNet folder, when there is one
     progress: dict[str, Any] = field(default_factory=dict)  # progress.json of this run's own part
+    error: str | None = None  # the trainer's own error message, when it ended with one
 
 
 class TrainingManager:
@@ -135,7 +136,8 @@ class TrainingManager:
             write_dataset(held_out, 16, seed=12345)  # the evaluation's held-out circles (shapes/eval.py)
         return f"demo-circles-{recipe}", {
             "base_model": str(DEMO_BASE), "dataset": str(data), "validation_dataset": str(held_out),
-            "mode": "default", "resolution": 64, "fidelity": "shapes", **DEMO_RECIPES[recipe]}
+            "mode": "default", "resolution": 64, "fidelity": "shapes", "streaming": False, "latent_cache": False,
+            **DEMO_RECIPES[recipe]}  # the circles are a folder dataset: not streamed
 
     # -- actions -----------------------------------------------------------------------------------------------------
     def start(self, name: str, settings: dict[str, Any], resume: bool = False) -> Path:
@@ -167,6 +169,10 @@ class TrainingManager:
                     if saved.get(key):
                         given[key] = saved[key]
             given["dataset"] = self.resolve_input(given.get("dataset", ""), "dataset")
+            if given.get("streaming"):
+                from train.stream import check_streamable
+
+                check_streamable(given["dataset"])  # a folder of images is not a stream: said now, not in the log
             given["base_model"] = self.resolve_input(given.get("base_model", ""), "base_model")
             preset = given.pop("preset", "auto")
             from train.config import TrainConfig
@@ -294,6 +300,10 @@ class TrainingManager:
         if (out / "controlnet" / "config.json").exists():
             status.controlnet = str(out / "controlnet")
         exit_code = None if running or self._process is None or self._run != out else self._process.poll()
+        if exit_code not in (None, 0):  # the trainer's own "error: ..." line, not accelerate's traceback after it
+            errors = [line for line in (out / "train.log").read_text(errors="replace").splitlines()
+                      if line.startswith("error: ")] if (out / "train.log").exists() else []
+            status.error = errors[-1].removeprefix("error: ") if errors else None
         status.message = _describe(status, exit_code, stop_requested=self._stop_requested and self._run == out)
         return status
 
@@ -301,6 +311,10 @@ class TrainingManager:
 def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = False) -> str:
     where = f"step {status.step}/{status.max_steps}" if status.max_steps else f"step {status.step}"
     progress = status.progress
+    if status.running and stop_requested:
+        return f"Stopping {status.name} at {where}: a checkpoint is written first."
+    if status.running and not progress:
+        return f"Running {status.name}: loading the models and data before the first step."
     if status.running and progress.get("phase") == "caching":
         done, of = progress.get("cache_done", 0), progress.get("cache_of")
         if not of:  # a stream: its length is not known until it ends
@@ -321,6 +335,8 @@ def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = F
         return f"{status.name} stopped at {where} (it did not stop in time and was ended); Resume continues " \
                "from its last checkpoint."
     if exit_code not in (None, 0):
+        if status.error:
+            return f"{status.name} ended with an error at {where}: {status.error}"
         return f"{status.name} ended with an error (exit {exit_code}) at {where}: see the log."
     if status.step == 0:
         return f"{status.name} stopped at {where}, before its first training step."
