@@ -260,11 +260,7 @@ class LatentCacheDataset:
         from safetensors.torch import load_file
 
         self.folder = Path(folder)
-        manifest = json.loads((self.folder / "manifest.json").read_text()) \
-            if (self.folder / "manifest.json").is_file() else None
-        if manifest is None:
-            check_key(self.folder, {})  # raises the "build it" message
-        self.manifest = manifest
+        self.manifest = manifest = check_key(self.folder, {})  # the manifest, or the "build it" message
         self.files = [safe_open(str(self.folder / s["file"]), framework="pt") for s in manifest["shards"]]
         self.texts = [json.loads(f.metadata()["texts"]) for f in self.files]
         self.starts = []

@@ -292,17 +292,15 @@ class TrainingManager:
         status.fidelity = [{"step": r["step"], "fidelity": r["fidelity"]} for r in _read_jsonl(out / "validation.jsonl")
                            if isinstance(r.get("fidelity"), (int, float))]
         status.validation = [str(p) for p in sorted((out / "validation").glob("step-*.png"), reverse=True)]
-        if (out / "train.log").exists():
-            lines = (out / "train.log").read_text(errors="replace").splitlines()
-            status.log_tail = "\n".join(lines[-LOG_LINES:])
+        lines = (out / "train.log").read_text(errors="replace").splitlines() if (out / "train.log").exists() else []
+        status.log_tail = "\n".join(lines[-LOG_LINES:])
         found = complete_checkpoints(out)
         status.checkpoint = found[-1][1].name if found else None
         if (out / "controlnet" / "config.json").exists():
             status.controlnet = str(out / "controlnet")
         exit_code = None if running or self._process is None or self._run != out else self._process.poll()
         if exit_code not in (None, 0):  # the trainer's own "error: ..." line, not accelerate's traceback after it
-            errors = [line for line in (out / "train.log").read_text(errors="replace").splitlines()
-                      if line.startswith("error: ")] if (out / "train.log").exists() else []
+            errors = [line for line in lines if line.startswith("error: ")]
             status.error = errors[-1].removeprefix("error: ") if errors else None
         status.message = _describe(status, exit_code, stop_requested=self._stop_requested and self._run == out)
         return status
