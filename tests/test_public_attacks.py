@@ -666,3 +666,15 @@ def test_edit_inputs_are_pruned_like_the_images(tmp_path):
         (tmp_path / name).write_bytes(b"x" * 100)
         _os.utime(tmp_path / name, (1000 + i, 1000 + i))
     assert prune_outputs(tmp_path, max_bytes=1) == 4
+
+
+def test_fast_decode_over_http_names_the_missing_autoencoder_and_the_app_keeps_serving(client, map_path):
+    """A visitor's fast_decode=True on a deployment without TAESD: a plain message naming it (no path or trace of the
+    server), then a normal request still works."""
+    from gradio_client import handle_file
+
+    message = error_of(lambda: client.predict(handle_file(map_path), steps=1, fast_decode=True,
+                                              api_name="/generate"))
+    assert "madebyollin/taesd" in message and "CNET_TINY_VAE" in message and "Traceback" not in message
+    images, _, metadata = client.predict(handle_file(map_path), steps=1, seed=3, api_name="/generate")
+    assert images and metadata[0]["fast_decode"] is False
