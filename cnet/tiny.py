@@ -78,6 +78,27 @@ def build_clip_tokenizer(out_dir: str | Path, words: Iterable[str] = BASE_WORDS,
                          pad_token="<|endoftext|>")
 
 
+def wake_zero_convolutions(controlnet: Any, std: float = 0.1) -> None:
+    """Make a fresh random-weight ControlNet respond to its map, in place.
+
+    diffusers starts the 13 zero convolutions and the condition encoder's last conv at zero, as the paper does, and
+    the encoder's other convs at PyTorch's default, which shrinks a signal about threefold per layer: after its eight
+    layers the map is all but gone. A tiny model built that way gives the same pixels for a black, a white, a canny
+    and an MLSD map, and every test of map handling on it passes whatever happens to the map. So the encoder gets
+    a signal-preserving (He) initialisation with zero biases, and the zero convolutions small random values.
+    """
+    import torch
+
+    encoder = controlnet.controlnet_cond_embedding
+    with torch.no_grad():
+        for conv in [encoder.conv_in, *encoder.blocks, encoder.conv_out]:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            conv.bias.zero_()
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            for p in module.parameters():
+                p.normal_(0.0, std)
+
+
 def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None, family: str = "sd15") -> dict:
     """Tiny SD1.5-shaped components and a ControlNet, seeded random weights (`family="sd2"`: SD 2.x's linear
     projections and v-prediction, otherwise the same).
@@ -99,10 +120,7 @@ def build_tiny_components(seed: int = 0, tokenizer_dir: str | Path | None = None
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
     # The conditioning encoder must downsample as much as the VAE (factor 8, as in SD1.5): four widths, three halvings.
     controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 16, 16), **blocks)
-    with torch.no_grad():  # zero convolutions start at zero; give them small values so the control shows
-        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
-            for p in module.parameters():
-                p.normal_(0.0, 0.05)
+    wake_zero_convolutions(controlnet)
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16), latent_channels=4,
                         norm_num_groups=8, sample_size=64)
@@ -140,11 +158,8 @@ def build_tiny_sdxl_components(seed: int = 0, tokenizer_dir: str | Path | None =
     controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 16, 16), **blocks)
     union = ControlNetUnionModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 16, 16), num_control_type=8,
                                  num_trans_channel=32, num_trans_head=2, num_proj_channel=32, **blocks)
-    with torch.no_grad():  # zero convolutions start at zero; give them small values so the control shows
-        for net in (controlnet, union):
-            for module in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
-                for p in module.parameters():
-                    p.normal_(0.0, 0.05)
+    for net in (controlnet, union):
+        wake_zero_convolutions(net)
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16), latent_channels=4,
                         norm_num_groups=8, sample_size=64, scaling_factor=0.13025)
@@ -182,6 +197,7 @@ def build_sd15_components(seed: int = 0, tokenizer_dir: str | Path | None = None
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
                                 block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
     controlnet = ControlNetModel.from_unet(unet)
+    wake_zero_convolutions(controlnet, std=0.01)
     vae = build_sd15_vae()
     tokenizer = build_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
     text_encoder = CLIPTextModel(CLIPTextConfig(
