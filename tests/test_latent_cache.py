@@ -180,3 +180,63 @@ def test_two_processes_cache_disjoint_rows_of_a_stream(tiny_models, circle_shard
         by_process.setdefault(shard["file"][:19], []).extend(json.loads(meta["texts"]))
     assert sorted(by_process) == ["shard-000-of-002-00", "shard-001-of-002-00"]
     assert manifest["rows"] == 16 and sum(len(t) for t in by_process.values()) == 16
+
+
+def test_a_nan_in_a_cache_shard_stops_the_run_at_its_step_with_the_finite_checkpoints_kept(tiny_models, cache,
+                                                                                             tmp_path):
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from train.checkpoint import complete_checkpoints, find_resume
+    from train.finite import TrainingDiverged, nonfinite_weights_in
+
+    damaged = tmp_path / "latents"
+    shutil.copytree(cache, damaged)
+    shard = damaged / json.loads((cache / "manifest.json").read_text())["shards"][1]["file"]
+    with safe_open(str(shard), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    tensors["mean"][2, 0, 0, 0] = float("nan")  # one value of one row, as a flipped bit on disk could leave it
+    save_file(tensors, str(shard), metadata=metadata)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+: the loss is nan") as raised:
+        train(config(tiny_models, damaged, out, max_steps=8, checkpoint_every=1, keep_checkpoints=3))
+    step = int(str(raised.value).split("step ")[1].split(":")[0])
+    kept = complete_checkpoints(out)
+    assert [s for s, _ in kept] == list(range(max(1, step - 3), step))  # every step before it, none from it
+    assert all(nonfinite_weights_in(folder) is None for _, folder in kept)
+    assert not (out / "controlnet").exists()
+    assert find_resume(out, "latest") == kept[-1][1]
+
+
+@pytest.mark.slow
+def test_a_nan_met_by_one_of_two_processes_stops_both_at_that_step(tiny_models, cache, tmp_path):
+    """The row with the NaN is in one process's share only: the other process stops at the same step too, instead
+    of waiting at the next collective until the launcher's timeout."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    damaged = tmp_path / "latents"
+    shutil.copytree(cache, damaged)
+    shard = damaged / json.loads((cache / "manifest.json").read_text())["shards"][0]["file"]
+    with safe_open(str(shard), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    tensors["mean"][1] = float("nan")
+    save_file(tensors, str(shard), metadata=metadata)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
+         "--base-model", str(tiny_models[0]), "--latent-cache", str(damaged), "--output-dir", str(tmp_path / "run"),
+         "--resolution", "64", "--batch-size", "2", "--max-steps", "8", "--checkpoint-every", "1",
+         "--validate-every", "0", "--log-every", "1", "--preset", "none"],
+        capture_output=True, text=True, env=env, timeout=600)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: training diverged at step")]
+    assert proc.returncode != 0 and len(errors) == 2, proc.stderr[-3000:]
+    assert errors[0].split(":")[1] == errors[1].split(":")[1]  # the same step on both processes
+    # The process that read the row names its loss; the other sees the NaN in the averaged gradient.
+    assert sorted(e.split(": ")[2].split(",")[0] for e in errors) == ["the gradient norm is nan", "the loss is nan"]
+    assert not (tmp_path / "run" / "controlnet").exists()

@@ -23,11 +23,15 @@ from train.loop import train
 # -- damaged checkpoints ---------------------------------------------------------------------------------------------
 
 
-def write_checkpoint(out, step):
+def write_checkpoint(out, step, weight=1.0):
     """A checkpoint with the files a real one holds (weights, optimizer state, trainer state)."""
+    import torch
+    from safetensors.torch import save_file
+
     def write(folder):
         (folder / "controlnet").mkdir()
-        (folder / "controlnet" / "diffusion_pytorch_model.safetensors").write_bytes(os.urandom(4096))
+        save_file({"conv.weight": torch.randn(32, 32), "conv.bias": torch.full((32,), weight)},
+                  str(folder / "controlnet" / "diffusion_pytorch_model.safetensors"))
         (folder / "controlnet" / "config.json").write_text('{"x": 1}')
         (folder / "optimizer.pt").write_bytes(os.urandom(8192))
         (folder / "trainer_state.json").write_text(json.dumps({"step": step, "stats": {}}))
@@ -382,3 +386,61 @@ def test_the_checkpoint_just_written_is_never_pruned_for_a_stale_newer_one(tmp_p
     assert [n for n in names if n.startswith("step-")] == (["step-00000003"] if keep == 1 else
                                                            ["step-00000002", "step-00000003"])
     assert any(n.startswith("superseded-step-00000004") for n in names)  # set aside, not deleted
+
+
+# -- a run that diverges ---------------------------------------------------------------------------------------------
+
+
+def test_a_run_whose_loss_becomes_nan_stops_naming_the_step_and_saves_nothing_from_it(tiny_models, circles,
+                                                                                       tmp_path):
+    from train.checkpoint import complete_checkpoints
+    from train.finite import TrainingDiverged, nonfinite_weights_in
+
+    out = tmp_path / "run"
+    losses = []
+    cfg = TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
+                      batch_size=2, max_steps=12, lr=1e6, checkpoint_every=1, keep_checkpoints=2, validate_every=0,
+                      log_every=1)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step (\d+): the loss is (nan|inf)") as raised:
+        train(cfg, callback=lambda event, info: losses.append(info["loss"]) if event == "step" else None)
+    step = int(raised.value.args[0].split("step ")[1].split(":")[0])
+    assert step == len(losses) + 1  # the step that met the NaN was not taken
+    kept = complete_checkpoints(out)
+    assert kept and kept[-1][0] == step - 1 and f"step-{step - 1:08d}, is kept" in str(raised.value)
+    assert all(nonfinite_weights_in(folder) is None for _, folder in kept)  # nothing non-finite was written
+    assert not (out / "controlnet").exists()  # no result from a diverged run
+    assert find_resume(out, "latest").name == f"step-{step - 1:08d}"
+    assert "--lr 1e+06" in str(raised.value)
+
+
+def test_resume_never_picks_a_checkpoint_with_nonfinite_weights(tmp_path):
+    write_checkpoint(tmp_path, 2)
+    for step, weight in ((4, float("nan")), (6, float("inf"))):
+        write_checkpoint(tmp_path, step, weight=weight)  # as a run before this check would have left them
+    warnings = []
+    assert find_resume(tmp_path, "latest", warn=warnings.append).name == "step-00000002"
+    assert len(warnings) == 2 and all("NaN or infinite weights (conv.bias)" in w for w in warnings)
+    with pytest.raises(CheckpointError, match="NaN or infinite weights"):
+        find_resume(tmp_path, str(tmp_path / "checkpoints" / "step-00000006"))
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_train_tab_report_a_diverged_run_as_an_error(tiny_models, circles, tmp_path):
+    from webui.settings import AppSettings
+    from webui.training import TrainingManager
+
+    out = tmp_path / "cli"
+    args = [sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--dataset", str(circles),
+            "--output-dir", str(out), "--resolution", "64", "--batch-size", "2", "--checkpoint-every", "1",
+            "--validate-every", "0", "--preset", "none", "--max-steps", "12", "--lr", "1e6"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "error: training diverged at step" in done.stderr and "Traceback" not in done.stderr
+    assert "ControlNet saved" not in done.stdout and not (out / "controlnet").exists()
+    manager = TrainingManager(AppSettings(), workspace=tmp_path / "ws")
+    manager.start("nan", {"base_model": str(tiny_models[0]), "dataset": str(circles), "resolution": 64,
+                          "batch_size": 2, "max_steps": 12, "lr": 1e6, "checkpoint_every": 1, "validate_every": 0,
+                          "log_every": 1, "preset": "none"})
+    assert manager.wait(timeout=300) not in (None, 0)
+    status = manager.status()
+    assert "ended with an error" in status.message and "training diverged at step" in status.message

@@ -41,8 +41,9 @@ def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def verify_checkpoint(folder: str | Path) -> str | None:
-    """None when the checkpoint is intact, else what is wrong with it: no marker, an unreadable marker, or a file
-    missing, of another size or with another SHA-256 than the marker recorded (a flaky disk, a copy cut short)."""
+    """None when the checkpoint is intact, else what is wrong with it: no marker, an unreadable marker, a file
+    missing, of another size or with another SHA-256 than the marker recorded (a flaky disk, a copy cut short), or
+    weights that are not finite (a run that diverged before this project stopped such runs)."""
     folder = Path(folder)
     try:
         marker = json.loads((folder / MARKER).read_text())
@@ -64,7 +65,12 @@ def verify_checkpoint(folder: str | Path) -> str | None:
             return f"{name} is {size} bytes, {expected['size']} were written"
         if _sha256(path) != expected["sha256"]:
             return f"{name} is damaged (its SHA-256 differs from the one written)"
-    return None
+    from .finite import nonfinite_weights_in
+
+    try:
+        return nonfinite_weights_in(folder)
+    except ValueError as err:
+        return str(err)
 
 
 def find_resume(output_dir: str | Path, resume: str, warn: Callable[[str], None] | None = None) -> Path:

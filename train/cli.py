@@ -110,6 +110,7 @@ def _main(argv: list[str]) -> int:
 
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .finite import TrainingDiverged
 
     try:
         if argv and argv[0] == "cache":
@@ -176,7 +177,8 @@ def _main(argv: list[str]) -> int:
         if result:
             print(f"ControlNet saved to {result}")
         return 0
-    except (ConfigError, DataError, CheckpointError, ModelUnavailableError, AnnotatorError, ValueError) as err:
+    except (ConfigError, DataError, CheckpointError, ModelUnavailableError, AnnotatorError, TrainingDiverged,
+            ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk anywhere else (logs, validation grids): say so, not a traceback

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 from .checkpoint import CheckpointError, describe_write_error, find_resume, is_disk_full, write_atomically
 from .config import TrainConfig
 from .data import ControlNetDataset, collate, load_rows
+from .finite import TrainingDiverged, divergence_message, first_nonfinite, nonfinite_tensors
 from .stop import StopRequest
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -171,7 +173,7 @@ def loop(run: Run) -> bool:
             micro += 1
             if not boundary:
                 continue
-            _optimizer_step(run)
+            _optimizer_step(run, window)
             run_steps += 1
             mean_loss = sum(window) / len(window)
             window.clear()
@@ -276,6 +278,7 @@ def finish(run: Run, stopped: bool) -> Path | None:
     stopped, nothing new (the last checkpoint has it all)."""
     result = None
     controlnet = run.accelerator.unwrap_model(run.controlnet)
+    _refuse_nonfinite_weights(run)  # the result (the EMA's weights, when kept) is finite, or not saved
     # All processes must hold the same weights (DDP keeps them so): checked, and the hash reported with the result.
     hashes = run.accelerator.gather_for_metrics([_weights_hash(controlnet)], use_gather_object=True)
     if len(set(hashes)) > 1:
@@ -496,20 +499,60 @@ def _resume_stream(run: Run, folder: Path) -> None:
     run.loader.dataset.load_state_dict(positions[run.accelerator.process_index])
 
 
-def _optimizer_step(run: Run) -> None:
-    """One optimizer step from the accumulated gradients: averaged over processes, clipped, at the step's LR."""
+def _optimizer_step(run: Run, losses: list[float]) -> None:
+    """One optimizer step from the accumulated gradients: averaged over processes, clipped, at the step's LR; not
+    taken, and the run stopped on every process, when a micro-batch's loss or the gradient is not finite."""
     accelerator, optimizer = run.accelerator, run.optimizer
     if run.unlocked and accelerator.num_processes > 1:  # the base is not DDP-wrapped: average its gradients
         for p in run.unet.parameters():
             if p.grad is not None:
                 p.grad = accelerator.reduce(p.grad, reduction="mean")
-    accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], run.config.max_grad_norm)
+    norm = accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                       run.config.max_grad_norm)
+    _stop_if_diverged(run, losses, norm)
     _apply_lr(optimizer, run.config, run.step)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
         run.ema.step([p for p in accelerator.unwrap_model(run.controlnet).parameters() if p.requires_grad])
     run.step += 1
+
+
+def _stop_if_diverged(run: Run, losses: list[float], grad_norm: Any) -> None:
+    """Raise TrainingDiverged on every process when any process's micro-batch loss, or the gradient norm, is not
+    finite. Under fp16's gradient scaler an infinite gradient is expected now and then (the scaler skips that step
+    and lowers its scale), so there only the loss counts."""
+    bad_loss = first_nonfinite(losses)
+    what = None if bad_loss is None else f"the loss is {bad_loss}"
+    if what is None and run.accelerator.scaler is None and grad_norm is not None:
+        norm = float(grad_norm)
+        what = None if math.isfinite(norm) else f"the gradient norm is {norm}"
+    if run.any_process(what is not None):
+        run.optimizer.zero_grad(set_to_none=True)
+        raise TrainingDiverged(divergence_message(run.step + 1, what or "another process's loss is not finite",
+                                                  run.config.lr, _last_checkpoint(run)))
+
+
+def _refuse_nonfinite_weights(run: Run) -> None:
+    """Raise TrainingDiverged on every process when a trained weight (or its EMA) is not finite: nothing is saved
+    from such weights, so no finite checkpoint is ever pruned for them."""
+    controlnet = run.accelerator.unwrap_model(run.controlnet)
+    named = list(controlnet.named_parameters())
+    if run.unlocked:
+        named += [(f"unet.{n}", p) for n, p in run.unet.named_parameters()]
+    if run.ema is not None:
+        named += [(f"ema.{i}", p) for i, p in enumerate(run.ema.shadow_params)]
+    bad = nonfinite_tensors((n, p.detach()) for n, p in named)
+    if run.any_process(bool(bad)):
+        what = f"the weights are not finite ({', '.join(bad)})" if bad else "another process's weights are not finite"
+        raise TrainingDiverged(divergence_message(run.step, what, run.config.lr, _last_checkpoint(run)))
+
+
+def _last_checkpoint(run: Run) -> str | None:
+    from .checkpoint import complete_checkpoints
+
+    found = complete_checkpoints(run.out)
+    return found[-1][1].name if found else None
 
 
 def _log(run: Run, mean_loss: float, seconds_per_step: float) -> None:
@@ -546,6 +589,7 @@ def save_checkpoint(run: Run) -> Path | None:
     import torch
 
     accelerator, step = run.accelerator, run.step
+    _refuse_nonfinite_weights(run)
     states = accelerator.gather_for_metrics([run.rng.get_state()], use_gather_object=True)
     # A stream's position, per process (each reads its own shards).
     positions = accelerator.gather_for_metrics([run.loader.dataset.state_dict()], use_gather_object=True) \
