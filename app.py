@@ -19,6 +19,7 @@ import gradio as gr
 from cnet.env import env_flag
 from webui.api import create_api
 from webui.edit_tab import create_edit_tab
+from webui.editor import BodyLimit, EditorLimits
 from webui.errors import keep_results, user_errors
 from webui.generate_tab import create_generate_tab
 from webui.history import create_history
@@ -106,13 +107,14 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
         with gr.Accordion("Model details", open=False):
             gr.Markdown(status_markdown(studio) or "All default models are available locally.",
                         elem_id="model-status")
+        editor = EditorLimits.for_deployment(settings.public)  # every canvas's payloads, bounded together
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
-                generate = create_generate_tab(studio, gpu)
+                generate = create_generate_tab(studio, gpu, editor)
             with gr.Tab("Edit", id="edit"):
                 # The base model, its LoRAs and embeddings are the Generate tab's (Advanced settings): one choice.
                 edit = create_edit_tab(studio, gpu, models={k: generate[k] for k in ("base_model", "loras",
-                                                                                   "embeddings")})
+                                                                                   "embeddings")}, editor=editor)
             with gr.Tab("Train", id="train"):
                 use_result = create_train_tab(studio.training, demo)
 
@@ -135,12 +137,19 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
 
 def launch_options(settings: AppSettings) -> dict[str, Any]:
     """Arguments for `demo.launch`: where to listen, what may be served, how big an upload may be."""
+    from gradio.utils import _parse_file_size
     from huggingface_hub import constants
+    from starlette.middleware import Middleware
 
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     # Serve our outputs and nothing else of the disk; never the model cache or secrets.
     blocked = [constants.HF_HOME, str(Path.home() / ".ssh"), str(Path(".env").resolve())]
+    # The editors post one image per component_server request: its body is bounded before it is read (Gradio's
+    # parser would take 1,000 files of max_file_size each into memory).
+    body_limit = Middleware(BodyLimit, paths=("/component_server",),
+                            max_bytes=_parse_file_size(settings.max_file_size) + (1 << 20))
     return dict(server_name=settings.host, server_port=settings.port, share=settings.share,
+                app_kwargs={"middleware": [body_limit]},
                 max_file_size=settings.max_file_size, allowed_paths=[str(settings.output_dir.resolve())],
                 blocked_paths=blocked, enable_monitoring=False,
                 # Gradio's own errors (bad payloads, paths) name internals such as the working folder: only our

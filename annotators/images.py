@@ -35,16 +35,7 @@ def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, .
     elif isinstance(source, np.ndarray):
         return Image.fromarray(to_rgb_array(source, what=what))
     else:
-        try:
-            with warnings.catch_warnings():  # above PIL's limit it only warns: make it an error here too
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            pixels = re.search(r"\((\d+) pixels\)", str(err))
-            size = f"{int(pixels.group(1)) / 1e6:.0f} MP, " if pixels else ""
-            raise ImageInputError(f"{what}: refused before decoding: {size}over the {_limit_mp()} limit") from None
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise ImageInputError(f"{what}: not a readable image ({err})") from None
+        image = _open_lazily(source, what)
     # Phones save JPEGs as MPO (a JPEG with a second, preview or depth frame): take the first frame, the photo.
     is_mpo = getattr(image, "format", None) == "MPO"
     accepted = image.format in (formats or ()) or (is_mpo and "JPEG" in (formats or ()))
@@ -60,6 +51,32 @@ def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, .
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageInputError(f"{what}: the image data is damaged or truncated ({err})") from None
     return image
+
+
+def _open_lazily(source: str | Path | bytes | io.BytesIO, what: str) -> Image.Image:
+    """Pillow's Image.open: the header is read, the pixels are not. Decompression bombs (over MAX_PIXELS, where
+    Pillow would only warn, or over twice that, where it errs) are refused with one message naming their size."""
+    try:
+        with warnings.catch_warnings():  # above PIL's limit it only warns: make it an error here too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP, " if pixels else ""
+        raise ImageInputError(f"{what}: refused before decoding: {size}over the {_limit_mp()} limit") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageInputError(f"{what}: not a readable image ({err})") from None
+
+
+def image_size(source: str | Path | bytes | io.BytesIO, *, what: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file or its bytes, read from its header without decoding the pixels; an
+    unreadable file, an empty image or one over MAX_PIXELS is refused (ImageInputError naming `what`)."""
+    image = _open_lazily(source, what)
+    try:
+        _check_size(image.size, what)
+        return image.size
+    finally:
+        image.close()
 
 
 def _check_size(size: tuple[int, int], what: str) -> None:
@@ -102,12 +119,22 @@ def to_rgb_array(source: ImageInput, *, what: str = "image", background: int = 2
         raise ImageInputError(f"{what}: unsupported array shape {array.shape}")
     channels = array.shape[2]
     if channels in (2, 4):  # composite the alpha channel over the background
-        alpha = array[:, :, -1:].astype(np.float32) / 255.0
-        color = array[:, :, :-1].astype(np.float32)
-        array = np.clip(color * alpha + background * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+        array = _composite(array, background)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return np.ascontiguousarray(array)
+
+
+def _composite(array: np.ndarray, background: int, rows: int = 256) -> np.ndarray:
+    """Colour channels of an array with alpha (last channel), composited over a grey level, a block of rows at a
+    time: the float temporaries of a 10 MP photo at once took 450 MB, a block of rows takes a few."""
+    out = np.empty(array.shape[:2] + (array.shape[2] - 1,), dtype=np.uint8)
+    for top in range(0, array.shape[0], rows):
+        block = array[top:top + rows]
+        alpha = block[:, :, -1:].astype(np.float32) / 255.0
+        color = block[:, :, :-1].astype(np.float32)
+        out[top:top + rows] = np.clip(color * alpha + background * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:

@@ -23,6 +23,7 @@ class GenerationResult:
     metadata: list[dict[str, Any]]
     # The edited picture and its mask ("init", "mask"), saved beside the images so a re-run finds them.
     edit_inputs: dict[str, Image.Image] = field(default_factory=dict)
+    map_files: list[Path] = field(default_factory=list)  # the condition maps as `save` wrote them
 
     @property
     def prompt(self) -> str:
@@ -41,6 +42,7 @@ class GenerationResult:
         map_names = [f"{stem}-control{j}.png" for j in range(len(self.condition_maps))]
         for name, cond in zip(map_names, self.condition_maps):
             cond.save(out / name)
+        self.map_files = [out / name for name in map_names]
         inputs = {f"{role}_image": f"{stem}-{role}.png" for role in self.edit_inputs}  # init_image, mask_image
         for role, image in self.edit_inputs.items():
             image.save(out / inputs[f"{role}_image"])

@@ -128,6 +128,21 @@ def test_training_is_refused_on_the_public_deployment(public_app, monkeypatch):
         studio.training.stop()
 
 
+def test_results_are_handed_over_as_the_saved_pngs(client, tmp_path, cond_map):
+    """The API's images and map are our saved files (with their metadata), which Gradio copies into its cache
+    atomically; images it encodes itself are written in place under a content-addressed name, and two visitors
+    getting the same map at once were once served a truncated file."""
+    from gradio_client import handle_file
+
+    from cnet.result import read_metadata
+
+    path = tmp_path / "map.png"
+    cond_map.save(path)
+    images, condition_map, metadata = client.predict(handle_file(str(path)), steps=1, seed=5, api_name="/generate")
+    assert read_metadata(images[0]["image"])["seed"] == 5 == metadata[0]["seed"]
+    assert np.array_equal(np.asarray(Image.open(condition_map).convert("RGB")), np.asarray(cond_map))
+
+
 @pytest.mark.slow
 def test_twenty_concurrent_clients_get_their_own_images_or_a_clean_refusal(public_app, tmp_path, cond_map):
     from gradio_client import Client, handle_file

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from .errors import user_errors
-from .generate_tab import model_choices
+from .generate_tab import model_choices, shown_files
 from .jobs import stop_requested
 from .service import Studio, UnitInput, as_float, as_int
 
@@ -62,7 +62,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
                          strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
                          pixel_perfect=bool(pixel_perfect), controlnet=controlnet or None)
-        result, _ = studio.generate(
+        result, paths = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
             **_models(base_model, loras, embeddings), few_step=bool(few_step),
             prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
@@ -73,7 +73,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
             guess_mode=bool(guess_mode), scheduler=scheduler or "ddim", resize_mode=resize_mode or "crop_and_resize",
             fast_decode=bool(fast_decode))
-        return list(result.images), result.condition_maps[0], result.metadata
+        images, maps = shown_files(result, paths)
+        return images, maps[0], result.metadata
 
     gr.Button(visible=False).click(
         generate, [image, kind, text["prompt_mode"], text["prompt"], text["added_prompt"], text["negative_prompt"],
@@ -118,7 +119,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                          controlnet=controlnet or None)
         sides = {side: as_int(value or 0, f"outpaint_{side}") for side, value in (
             ("left", outpaint_left), ("right", outpaint_right), ("top", outpaint_top), ("bottom", outpaint_bottom))}
-        result, _ = studio.edit(
+        result, paths = studio.edit(
             picture, [unit], operation=operation or "img2img", mask=mask or None, outpaint=sides,
             upscale=as_float(upscale, "upscale"), tile_down_sampling=as_float(tile_down_sampling, "tile_down_sampling"),
             session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
@@ -131,7 +132,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             **({} if tile_size in (None, "") or as_int(tile_size, "tile_size") < 0
                else {"tile_size": as_int(tile_size, "tile_size")}),
             **_models(base_model, loras, embeddings))
-        return list(result.images), result.condition_maps[0], result.metadata
+        images, maps = shown_files(result, paths)
+        return images, maps[0], result.metadata
 
     gr.Button(visible=False).click(
         edit, [picture, image, mask, operation, kind, text["prompt_mode"], text["prompt"], text["negative_prompt"],

@@ -16,6 +16,8 @@ import gradio as gr
 from cnet.edit import UPSCALE_TILE_SIZE
 from cnet.kinds import KINDS
 
+from .editor import EditorLimits
+from .editor_components import BoundedImageEditor
 from .errors import keep_results, user_errors
 from .generate_tab import (
     CONTROL_MODE_CHOICES,
@@ -42,10 +44,11 @@ OPERATION_KIND = {"img2img": "canny", "inpaint": "canny", "outpaint": "canny", "
 
 
 def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
-                    models: dict[str, Any] | None = None) -> dict[str, Any]:
+                    models: dict[str, Any] | None = None, editor: EditorLimits | None = None) -> dict[str, Any]:
     """Build the tab inside the current gr.Blocks; returns what the history fills (the editor, the operation) and
     what feeds it (the saved files). `models`: the components holding the base model, LoRAs and embeddings (the
-    Generate tab's), read when an edit runs; without them the defaults are used."""
+    Generate tab's), read when an edit runs; without them the defaults are used. `editor`: the app's bounds on
+    editor payloads (the deployment's by default)."""
     limits = studio.settings.limits
     defaults = form_defaults(studio.demo_mode)  # in demo mode: a circle prompt the demo's text encoder reads
     ui = SimpleNamespace()
@@ -54,9 +57,10 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             gr.Markdown("Picture: upload it, then (to inpaint) paint over what should change",
                         elem_classes="canvas-caption")
             # RGBA: the painted layers keep their alpha, which is the mask.
-            ui.editor = gr.ImageEditor(label="Picture", show_label=False, type="pil", image_mode="RGBA",
-                                       sources=["upload", "clipboard"], layers=True, elem_id="edit-picture",
-                                       brush=gr.Brush(default_size=24, colors=["#FFFFFF"], color_mode="fixed"))
+            ui.editor = BoundedImageEditor(limits=editor or EditorLimits.for_deployment(studio.settings.public),
+                                           label="Picture", show_label=False, type="pil", image_mode="RGBA",
+                                           sources=["upload", "clipboard"], layers=True, elem_id="edit-picture",
+                                           brush=gr.Brush(default_size=24, colors=["#FFFFFF"], color_mode="fixed"))
             ui.operation = gr.Radio(list(EDIT_OPERATIONS), value="img2img", label="Operation",
                                     info=OPERATION_HELP["img2img"], elem_id="edit-operation")
             with gr.Row():

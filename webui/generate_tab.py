@@ -20,6 +20,8 @@ from annotators import ANNOTATORS
 from cnet.kinds import KINDS, map_kinds
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS
 
+from .editor import EditorLimits
+from .editor_components import BoundedImageEditor, BoundedSketchpad
 from .errors import keep_results, user_errors
 from .jobs import stop_requested
 from .service import Studio, UnitInput, as_float, as_int
@@ -68,14 +70,16 @@ def _param_component(name: str, first_annotator: str) -> gr.components.Component
                      visible=visible)
 
 
-def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> dict[str, Any]:
-    """Build the tab inside the current gr.Blocks; `gpu` wraps functions that need the accelerator (ZeroGPU).
+def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
+                        editor: EditorLimits | None = None) -> dict[str, Any]:
+    """Build the tab inside the current gr.Blocks; `gpu` wraps functions that need the accelerator (ZeroGPU);
+    `editor`: the app's bounds on canvas payloads (the deployment's by default).
     Returns the components other tabs may fill (the ControlNet and base model fields, their accordion, the kind)."""
     limits = studio.settings.limits
     ui = SimpleNamespace(source=gr.State("draw"))
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            _condition_inputs(ui)
+            _condition_inputs(ui, editor or EditorLimits.for_deployment(studio.settings.public))
             defaults = form_defaults(studio.demo_mode)
             _condition_settings(ui, defaults)
             _prompt_controls(ui, defaults)
@@ -101,26 +105,26 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable]) -> 
 # -- sections: each adds its components to `ui` ------------------------------------------------------------------------
 
 
-def _condition_inputs(ui: SimpleNamespace) -> None:
+def _condition_inputs(ui: SimpleNamespace, editor: EditorLimits) -> None:
     """Three ways in: draw on a canvas, a photo for an annotator, or a ready map (also the preview's editor)."""
     # Each canvas's caption sits above it: Gradio's floating label covered the top of the drawing or photo.
     with gr.Tabs(selected="draw") as ui.source_tabs:
         with gr.Tab("Draw", id="draw") as ui.draw_tab:
             _caption("Sketch: black strokes, which become a white-on-black scribble")
-            ui.sketch = gr.Sketchpad(label="Sketch", show_label=False,
-                                     type="numpy", image_mode="RGBA", canvas_size=(512, 512),
-                                     brush=gr.Brush(default_size=6, colors=["#000000"], color_mode="fixed"),
-                                     eraser=gr.Eraser(default_size=24), elem_id="sketch")
+            ui.sketch = BoundedSketchpad(limits=editor, label="Sketch", show_label=False,
+                                         type="numpy", image_mode="RGBA", canvas_size=(512, 512),
+                                         brush=gr.Brush(default_size=6, colors=["#000000"], color_mode="fixed"),
+                                         eraser=gr.Eraser(default_size=24), elem_id="sketch")
         with gr.Tab("Photo", id="photo") as ui.photo_tab:
             _caption("Photo: the annotator extracts the map")
             ui.photo = gr.Image(label="Photo", show_label=False, type="filepath",
                                 sources=["upload", "webcam", "clipboard"], elem_id="photo")
         with gr.Tab("Map", id="map") as ui.map_tab:
             _caption("Condition map: upload a ready map, or edit the preview")
-            ui.map_editor = gr.ImageEditor(label="Condition map", show_label=False,
-                                           type="numpy", image_mode="RGB", canvas_size=(512, 512),
-                                           brush=gr.Brush(default_size=4, colors=["#FFFFFF", "#000000"]),
-                                           elem_id="map-editor")
+            ui.map_editor = BoundedImageEditor(limits=editor, label="Condition map", show_label=False,
+                                               type="numpy", image_mode="RGB", canvas_size=(512, 512),
+                                               brush=gr.Brush(default_size=4, colors=["#FFFFFF", "#000000"]),
+                                               elem_id="map-editor")
 
 
 def _caption(text: str) -> gr.Markdown:
@@ -541,11 +545,23 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
 
 
+def shown_files(result: Any, paths: list[Path]) -> tuple[list[Any], list[Any]]:
+    """The saved files of a result (its images, its condition maps) to hand to Gradio, or the images themselves
+    where nothing was saved. Files, because Gradio copies a file into its cache atomically, while an image it
+    encodes itself is written in place under a content-addressed name: two visitors getting the same image at once
+    (an example's map) could be served a truncated file."""
+    images = [str(p) for p in paths] if len(paths) == len(result.images) else list(result.images)
+    maps = [str(p) for p in result.map_files] if len(result.map_files) == len(result.condition_maps) \
+        else list(result.condition_maps)
+    return images, maps
+
+
 def shown_results(result: Any, paths: list[Path]) -> list[Any]:
     """What the results column shows of a generation."""
+    images, maps = shown_files(result, paths)
     shown = [(im, f"seed {m['seed']}" + (" · blocked by the safety checker" if m["nsfw_content_detected"] else ""))
-             for im, m in zip(result.images, result.metadata)]
-    shown += [(m, f"condition map {i + 1}") for i, m in enumerate(result.condition_maps)]
+             for im, m in zip(images, result.metadata)]
+    shown += [(m, f"condition map {i + 1}") for i, m in enumerate(maps)]
     note = f"Prompt mode **{result.metadata[0]['prompt_mode']}**"
     if result.metadata[0].get("caption"):
         note += f" · BLIP caption: *{result.metadata[0]['caption']}*"
