@@ -47,18 +47,34 @@ def batch_inputs(folder: str | Path) -> list[Path]:
     return files
 
 
+def batch_folder_name(folder: str | Path) -> str:
+    """An output folder's name for a batch over `folder`: its name and a hash of its full path, so two folders
+    of the same name (2023/maps, 2024/maps) never share outputs or a table."""
+    import hashlib
+
+    resolved = Path(folder).expanduser().resolve()
+    return f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+
+
 def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
               expected_errors: tuple[type[BaseException], ...] = (ValueError,),
               should_stop: Callable[[], bool] | None = None) -> BatchReport:
-    """Run `make_one` on each input not yet recorded in `out/results.jsonl`; record a row per input."""
+    """Run `make_one` on each input not yet recorded in `out/results.jsonl`; record a row per input. `out` holds
+    the batch of one input folder (recorded in `out/batch.json`): rows are keyed by the input's file name, which is
+    unique in its folder, and another folder's batch is refused there."""
     from .shares import Share
 
     files = batch_inputs(folder)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _claim(out, Path(folder))
     share = Share.from_env()
     report = BatchReport(table=out / f"results{share.suffix}.jsonl")
-    done = set().union(*(_recorded(table) for table in out.glob("results*.jsonl")))
+    tables = sorted(out.glob("results*.jsonl"))
+    for table in (*tables, report.table, report.table.with_suffix(".csv")):
+        if table.exists() and not table.is_file():
+            raise ValueError(f"{table} is not a file: the batch records its rows there; move it away")
+    done = set().union(*(_recorded(table) for table in tables))
     stems = _unique_stems(files)  # from every input, so the names are the same whichever process makes them
     for path in share.take(files):
         if should_stop is not None and should_stop():
@@ -89,13 +105,37 @@ def _recorded(table: Path) -> set[str]:
     return done
 
 
+def _claim(out: Path, folder: Path) -> None:
+    """Record which input folder `out` holds the batch of, or refuse another one (its file names would meet the
+    recorded ones: `x.png` of a second folder skipped as done, or written over)."""
+    record, source = out / "batch.json", str(folder.expanduser().resolve())
+    if record.is_file():
+        try:
+            claimed = json.loads(record.read_text()).get("input")
+        except (ValueError, AttributeError):
+            claimed = None
+        if claimed and claimed != source:
+            raise ValueError(f"output folder {str(out)!r} holds the batch of {claimed!r}; give the batch of "
+                             f"{source!r} another output folder")
+        if claimed:
+            return
+    record.write_text(json.dumps({"input": source}) + "\n")
+
+
 def _unique_stems(files: list[Path]) -> dict[Path, str]:
-    """File stems for the outputs: the input's own, or with its extension where two inputs share one (a.png,
-    a.jpg), so no output overwrites another."""
-    counts: dict[str, int] = {}
-    for path in files:
-        counts[path.stem] = counts.get(path.stem, 0) + 1
-    return {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in files}
+    """File stems for the outputs, one per input and never the same twice: the input's stem, or its whole file
+    name where stems meet (a.png and a.jpg; a.png and a.png.jpg), repeated until no two meet (file names in one
+    folder are unique, so it ends)."""
+    from collections import Counter
+
+    names = {path: path.stem for path in files}
+    while True:
+        counts = Counter(names.values())
+        clashing = [path for path in files if counts[names[path]] > 1 and names[path] != path.name]
+        if not clashing:
+            return names
+        for path in clashing:
+            names[path] = path.name
 
 
 def _record(table: Path, name: str, paths: list[Path], meta: dict[str, Any]) -> None:

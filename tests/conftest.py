@@ -183,17 +183,22 @@ class RawUI:
             server_path = self.http.post(self.url + "gradio_api/upload", files={"files": f}).json()[0]
         return {"path": server_path, "meta": {"_type": "gradio.FileData"}, "orig_name": "upload.png"}
 
-    def values(self, dep: dict, **overrides) -> list:
-        """The dependency's inputs at their initial values; `overrides` by elem_id or label (spaces as _)."""
+    def values(self, dep: dict, by_id: dict[int, object] | None = None, **overrides) -> list:
+        """The dependency's inputs at their initial values; `overrides` by elem_id or label (spaces as _), `by_id`
+        by component id (a gr.State has neither)."""
         data = []
         for cid in dep["inputs"]:
             props = self.components[cid].get("props", {})
             keys = {props.get("elem_id"), (props.get("label") or "").lower().replace(" ", "_")}
             hit = next((k for k in overrides if k in keys), None)
-            data.append(overrides[hit] if hit else props.get("value"))
+            if by_id and cid in by_id:
+                data.append(by_id[cid])
+            else:
+                data.append(overrides[hit] if hit else props.get("value"))
         return data
 
-    def join(self, elem_id: str, event: str = "click", session: str | None = None, **overrides) -> str:
+    def join(self, elem_id: str, event: str = "click", session: str | None = None,
+             by_id: dict[int, object] | None = None, **overrides) -> str:
         """Queue the event (elem_id + event, or an api_name with event="api"); returns the session to listen on.
         The body is plain ASCII JSON, so it can carry what a browser would not send (a lone surrogate, say)."""
         import json
@@ -201,7 +206,7 @@ class RawUI:
 
         dep = self.find(elem_id, event)
         session = session or secrets.token_hex(6)
-        body = {"data": self.values(dep, **overrides), "fn_index": dep["id"], "session_hash": session,
+        body = {"data": self.values(dep, by_id, **overrides), "fn_index": dep["id"], "session_hash": session,
                 "event_data": None, "trigger_id": dep["targets"][0][0]}
         joined = self.http.post(self.url + "gradio_api/queue/join", content=json.dumps(body),
                                 headers={"content-type": "application/json"})
@@ -217,11 +222,12 @@ class RawUI:
                 if line.startswith("data:"):
                     yield json.loads(line[5:])
 
-    def call(self, elem_id: str, event: str = "click", session: str | None = None, **overrides) -> dict:
+    def call(self, elem_id: str, event: str = "click", session: str | None = None,
+             by_id: dict[int, object] | None = None, **overrides) -> dict:
         """The final message of the event: {"success": bool, "output": {...}} (errors in output["error"]), with the
         notices shown on the way (gr.Warning / gr.Info) in "notices"."""
         notices = []
-        for message in self.messages(self.join(elem_id, event, session, **overrides)):
+        for message in self.messages(self.join(elem_id, event, session, by_id, **overrides)):
             if message.get("msg") == "log":
                 notices.append(message.get("log", ""))
             if message.get("msg") == "process_completed":

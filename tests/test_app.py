@@ -146,3 +146,48 @@ def test_the_progress_bar_shows_once_over_the_gallery(app_url):
     (generate,) = [d for d in on_click if len(d["outputs"]) == 6]  # the run; the other starts the live preview
     assert generate["show_progress_on"] == [ids["gallery"]]
     assert all(d["show_progress"] == "hidden" for d in on_click if d is not generate)
+
+
+def test_a_batch_runs_exactly_what_generate_runs_per_input(app_url, raw_ui, tmp_path, cond_map, tiny_models,
+                                                            monkeypatch):
+    """The form's settings, through the UI's own events: control start/end, pixel perfect, the second condition and
+    few-step mode (its LoRA, not only its sampler) reach every input of the Batch section as they reach Generate."""
+    import json
+    import os
+    import re
+    from pathlib import Path
+
+    from cnet.tiny import save_tiny_lora
+
+    monkeypatch.setenv("CNET_FEW_STEP_LORA", str(save_tiny_lora(tiny_models[0], tmp_path / "lcm")))
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    cond_map.save(maps / "x.png")
+    cond_map.transpose(0).save(tmp_path / "second.png")
+    ui = raw_ui(app_url)
+    source = next(c for c in ui.find("generate")["inputs"] if ui.components[c]["type"] == "state")
+    form = {"condition_kind": "canny", "control_start": 0.3, "control_end": 0.6, "steps": 4, "random_seed": False,
+            "seed": 11, "pixel_perfect_(detect_at_the_output's_resolution)": True, "width": 64, "height": 64,
+            "few-step": True, "guidance_(cfg)": 1.0, "sampler": "lcm", "use_a_second_condition": True,
+            "kind": "depth", "source": "map", "image_for_the_second_condition": ui.upload(tmp_path / "second.png")}
+    editor = {"background": ui.upload(maps / "x.png"), "layers": [], "composite": ui.upload(maps / "x.png")}
+    # The source is server-side session state: selecting the Map tab sets it, as a click in the browser does.
+    select_map = next(d for d in ui.config["dependencies"] for target, name in d["targets"] if name == "select"
+                      and ui.components[target]["props"].get("label") == "Map" and d["outputs"] == [source])
+    session = "batch-vs-generate"
+    ui.http.post(app_url + "gradio_api/run/predict", json={"data": [], "fn_index": select_map["id"],
+                                                          "session_hash": session}).raise_for_status()
+    generated = ui.call("generate", session=session, **{"map-editor": editor}, **form)
+    assert generated["success"] and "Prompt mode" in generated["output"]["data"][3], generated
+    batch = ui.call("batch-run", **{"batch-folder": str(maps)}, **form)
+    assert batch["success"] and "1 input(s) done" in batch["output"]["data"][0], batch
+    table = Path(re.search(r"table: (\S+results\.jsonl)", batch["output"]["data"][0]).group(1))
+    (row,) = [json.loads(line) for line in table.read_text().splitlines()]
+    made = generated["output"]["data"][-1]  # the metadata of Generate's first image
+    ran = {k: v for k, v in row["metadata"].items() if k != "control_images"}
+    assert [(c["kind"], c["start"], c["end"]) for c in ran["controlnets"]] == [("canny", 0.3, 0.6), ("depth", 0.0, 1.0)]
+    assert ran["loras"] and ran["loras"][0]["model"] == os.environ["CNET_FEW_STEP_LORA"]
+    assert ran == made  # every setting, the models and the seed
+    first = Image.open(table.parent / row["outputs"][0])
+    shown = Image.open(generated["output"]["data"][0][0]["image"]["path"])
+    assert np.array_equal(np.asarray(first.convert("RGB")), np.asarray(shown.convert("RGB")))

@@ -430,15 +430,30 @@ def test_batch_survives_a_cut_line_and_inputs_sharing_a_name(tiny_models, cond_m
 
     maps = tmp_path / "maps"
     maps.mkdir()
-    cond_map.save(maps / "a.png")
-    cond_map.save(maps / "a.jpg")
+    # Stems that meet: a.png and a.jpg (both "a"), a.png.jpg ("a.png", a.png's whole name), a_png.png ("a_png",
+    # which the old fallback for a.png was).
+    names = ["a.png", "a.jpg", "a.png.jpg", "a_png.png"]
+    for i, name in enumerate(names):
+        cond_map.rotate(90 * i).save(maps / name)
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.jsonl").write_text('{"input": "a.jp')  # killed mid-write
-    assert main(["batch", "--input", str(maps), "--out", str(out), "--base-model", str(tiny_models[0]),
-                 "--controlnet", str(tiny_models[1]), "--steps", "1", "--seed", "3"]) == 0
+    args = ["batch", "--input", str(maps), "--out", str(out), "--base-model", str(tiny_models[0]),
+            "--controlnet", str(tiny_models[1]), "--steps", "1", "--seed", "3"]
+    assert main(args) == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()[1:]]
-    assert [r["outputs"] for r in rows] == [["a_jpg-3-0.png"], ["a_png-3-0.png"]]  # no output overwrites another
+    assert {r["input"]: r["outputs"] for r in rows} == {
+        "a.jpg": ["a.jpg-3-0.png"], "a.png": ["a.png-3-0.png"], "a.png.jpg": ["a.png.jpg-3-0.png"],
+        "a_png.png": ["a_png-3-0.png"]}  # no output overwrites another
+    maps_seen = {np.asarray(Image.open(out / r["outputs"][0].replace("-0.png", "-control0.png"))).tobytes()
+                 for r in rows}
+    assert len(maps_seen) == 4  # each row's own map
+    assert main(args) == 0 and "0 input(s) done, 4 already done" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    cond_map.save(other / "a.png")
+    assert main([*args[:2], str(other), *args[3:]]) == 2  # another folder into the same output folder
+    assert f"holds the batch of {str(maps.resolve())!r}" in capsys.readouterr().err
 
 
 def test_the_tile_upscale_matches_the_direct_diffusers_call(engine, tiny_models, picture):

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from annotators import ImageInputError
+from cnet.batch import batch_folder_name
 from cnet.engine import GenerationCancelled
 from cnet.request import RequestError
 from webui.service import Studio, UnitInput
@@ -150,13 +152,28 @@ def test_a_batch_runs_over_a_local_folder_into_its_own_output_folder(local_model
     cond_map.save(maps / "one.png")
     cond_map.transpose(0).save(maps / "two.png")
     studio = Studio(local_models)
-    report = studio.batch(str(maps), UnitInput("map", None, kind="canny"), num_inference_steps=1, seed=7)
-    out = local_models.output_dir / "batch" / "my-maps"
-    assert report.done == 2 and not report.failed and report.table == out / "results.jsonl"
+    report = studio.batch(str(maps), [UnitInput("map", None, kind="canny")], num_inference_steps=1, seed=7)
+    out = local_models.output_dir / "batch" / batch_folder_name(maps)
+    assert out.name.startswith("my-maps-") and report.table == out / "results.jsonl"
+    assert report.done == 2 and not report.failed
     assert sorted(p.name for p in report.written) == ["one-7-0.png", "two-7-0.png"]
     assert [json.loads(line)["input"] for line in report.table.read_text().splitlines()] == ["one.png", "two.png"]
-    again = studio.batch(str(maps), UnitInput("map", None, kind="canny"), num_inference_steps=1, seed=7)
+    again = studio.batch(str(maps), [UnitInput("map", None, kind="canny")], num_inference_steps=1, seed=7)
     assert again.done == 0 and again.already_done == 2  # resumable
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .png/.jpg/.jpeg/.webp images"):
-        studio.batch(str(tmp_path / "empty"), UnitInput("map", None), num_inference_steps=1)
+        studio.batch(str(tmp_path / "empty"), [UnitInput("map", None)], num_inference_steps=1)
+
+
+def test_two_folders_of_the_same_name_get_their_own_batch(local_models, cond_map, tmp_path):
+    """2023/maps then 2024/maps: the second folder's x.png is made, not skipped as the first one's."""
+    studio = Studio(local_models)
+    reports = []
+    for year, image in (("2023", cond_map), ("2024", cond_map.transpose(0))):
+        (tmp_path / year / "maps").mkdir(parents=True)
+        image.save(tmp_path / year / "maps" / "x.png")
+        reports.append(studio.batch(str(tmp_path / year / "maps"), [UnitInput("map", None, kind="canny")],
+                                    num_inference_steps=1, seed=7))
+    assert [r.done for r in reports] == [1, 1] and reports[0].table.parent != reports[1].table.parent
+    first, second = (Image.open(r.written[0]) for r in reports)
+    assert not np.array_equal(np.asarray(first), np.asarray(second))  # each folder's own map, each kept

@@ -421,6 +421,23 @@ def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
                      detect_resolution=as_int(v[ui.detect_resolution], "detect resolution"))
 
 
+def _form_run(ui: SimpleNamespace, v: dict) -> tuple[list[UnitInput], dict[str, Any]]:
+    """What the form asks to run: its units (the main condition with its strength, start/end, ControlNet, control
+    mode and pixel perfect; the second condition when used) and `Studio.generate`'s other arguments. Generate and
+    the Batch section both run from it, so a batch runs what one Generate would."""
+    unit = _first_unit(ui, v)
+    unit.strength, unit.start, unit.end = (as_float(v[c], n) for c, n in (
+        (ui.strength, "strength"), (ui.start, "start"), (ui.end, "end")))
+    unit.controlnet = v[ui.controlnet] or None
+    unit.control_mode = v[ui.control_mode] or "balanced"
+    unit.pixel_perfect = bool(v[ui.pixel_perfect])
+    units = [unit]
+    if v[ui.use_second]:
+        units.append(UnitInput(v[ui.source2], v[ui.image2], kind=v[ui.kind2],
+                               strength=as_float(v[ui.strength2], "strength")))
+    return units, {"base_model": v[ui.base_model] or None, "few_step": bool(v[ui.few_step]), **_settings(ui, v)}
+
+
 def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
     """The request's settings from the form (GenerationRequest fields); hidden textboxes send None: empty."""
     return dict(
@@ -500,20 +517,10 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     @gpu
     def on_generate(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)
                     ) -> list[Any]:
-        unit = _first_unit(ui, v)
-        unit.strength, unit.start, unit.end = (as_float(v[c], n) for c, n in (
-            (ui.strength, "strength"), (ui.start, "start"), (ui.end, "end")))
-        unit.controlnet = v[ui.controlnet] or None
-        unit.control_mode = v[ui.control_mode] or "balanced"
-        unit.pixel_perfect = bool(v[ui.pixel_perfect])
-        units = [unit]
-        if v[ui.use_second]:
-            units.append(UnitInput(v[ui.source2], v[ui.image2], kind=v[ui.kind2],
-                                   strength=as_float(v[ui.strength2], "strength")))
+        units, arguments = _form_run(ui, v)
         result, paths = studio.generate(
-            units, session=request.session_hash or "", base_model=v[ui.base_model] or None,
-            should_stop=stop_requested(), progress=lambda i, n: progress((i, n), desc="Denoising"),
-            few_step=bool(v[ui.few_step]), **_settings(ui, v))
+            units, session=request.session_hash or "", should_stop=stop_requested(),
+            progress=lambda i, n: progress((i, n), desc="Denoising"), **arguments)
         return shown_results(result, paths)
 
     stop_previews = live_previews(ui, studio, ui.run.click)  # registered first: the timer starts as the run does
@@ -525,13 +532,10 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     @user_errors
     @gpu
     def on_batch(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
-        unit = _first_unit(ui, v)
-        unit.strength = as_float(v[ui.strength], "strength")
-        unit.controlnet, unit.control_mode = v[ui.controlnet] or None, v[ui.control_mode] or "balanced"
-        report = studio.batch(v[ui.batch_folder] or "", unit, detect=bool(v[ui.batch_detect]),
-                              session=request.session_hash or "", base_model=v[ui.base_model] or None,
-                              should_stop=stop_requested(),
-                              progress=lambda i, n: progress((i, n), desc="Batch"), **_settings(ui, v))
+        units, arguments = _form_run(ui, v)  # exactly what Generate would run, with each input as the first map
+        report = studio.batch(v[ui.batch_folder] or "", units, detect=bool(v[ui.batch_detect]),
+                              session=request.session_hash or "", should_stop=stop_requested(),
+                              progress=lambda i, n: progress((i, n), desc="Batch"), **arguments)
         failed = "".join(f"\n- {line}" for line in report.failed[:20])
         return f"**Batch:** {report.summary()}{failed}"
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -353,13 +353,14 @@ class Studio:
             if self._runs.get(session) is run:
                 del self._runs[session]
 
-    def batch(self, folder: str, unit: UnitInput, *, detect: bool = False, session: str = "",
+    def batch(self, folder: str, units: list[UnitInput], *, detect: bool = False, session: str = "",
               progress: Callable[[int, int], None] | None = None, should_stop: StopCheck | None = None,
               **generate_args: Any) -> Any:
-        """One generation per image of `folder` on this machine (maps, or photos with `detect`), with `unit`'s
-        condition settings and `generate_args`, into outputs/batch/<folder name>/ with a JSONL/CSV of settings;
-        resumable (cnet/batch.py). Local deployments only: it reads a folder of the server's disk."""
-        from cnet.batch import batch_inputs, run_batch
+        """One generation per image of `folder` on this machine (maps, or photos with `detect`), each run as
+        `generate(units, **generate_args)` would run it with the image as the first unit's map (its settings kept;
+        the other units as given), into outputs/batch/<folder name>-<hash of its path>/ with a JSONL/CSV of
+        settings; resumable (cnet/batch.py). Local deployments only: it reads a folder of the server's disk."""
+        from cnet.batch import batch_folder_name, batch_inputs, run_batch
 
         if self.settings.public or not self.settings.allow_local_paths:
             raise DeploymentRefused("Batches read a folder of the server's disk: not on this deployment.")
@@ -367,15 +368,12 @@ class Studio:
         if not folder:
             raise ValueError("batch folder is empty: give a folder of maps or photos")
         files = batch_inputs(Path(folder).expanduser())
-        out = self.settings.output_dir / "batch" / Path(folder).expanduser().resolve().name
+        out = self.settings.output_dir / "batch" / batch_folder_name(Path(folder).expanduser())
         counter = iter(range(1, len(files) + 1))
 
         def make_one(path: Path, stem: str) -> tuple[list[Path], dict[str, Any]]:
-            one = UnitInput("photo" if detect else "map", str(path), kind=unit.kind, annotator=unit.annotator,
-                            params=unit.params, detect_resolution=unit.detect_resolution, strength=unit.strength,
-                            start=unit.start, end=unit.end, controlnet=unit.controlnet,
-                            control_mode=unit.control_mode, pixel_perfect=unit.pixel_perfect)
-            result, paths = self.generate([one], session=session, should_stop=should_stop,
+            first = replace(units[0], source="photo" if detect else "map", image=str(path))
+            result, paths = self.generate([first, *units[1:]], session=session, should_stop=should_stop,
                                           save_to=(out, stem), **generate_args)
             if progress is not None:
                 progress(next(counter), len(files))
