@@ -159,7 +159,7 @@ class GenerationRequest:
             raise RequestError(
                 f"prompt_mode={short_repr(self.prompt_mode)} is not one of {[m.value for m in PromptMode]}") from None
         for name in ("prompt", "added_prompt", "negative_prompt", "caption"):
-            _check_text(name, getattr(self, name), limits.max_prompt_chars, optional=name == "caption")
+            check_text(name, getattr(self, name), limits.max_prompt_chars, optional=name == "caption")
         if mode is PromptMode.CUSTOM and not self.prompt.strip():
             raise RequestError("prompt='' : prompt_mode='custom' needs a non-empty prompt")
         _check_int("num_inference_steps", self.num_inference_steps, 1, limits.max_steps)
@@ -194,7 +194,7 @@ class GenerationRequest:
         for i, lora in enumerate(self.loras):
             if not isinstance(lora, LoraRef) or not _names_a_model(lora.source):
                 raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
-            _check_text(f"loras[{i}]", _model_text(lora.source), 1000)
+            check_text(f"loras[{i}]", _model_text(lora.source), 1000)
             _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
         if not isinstance(self.embeddings, list) or len(self.embeddings) > MAX_LORAS:
             raise RequestError(f"embeddings={short_repr(self.embeddings)}: give a list of at most {MAX_LORAS}")
@@ -202,7 +202,7 @@ class GenerationRequest:
             if not _names_a_model(source):
                 raise RequestError(f"embeddings[{i}]={short_repr(source)} "
                                    "must name an embedding (a file, folder or Hub id)")
-            _check_text(f"embeddings[{i}]", _model_text(source), 1000)
+            check_text(f"embeddings[{i}]", _model_text(source), 1000)
         return replace(self, prompt_mode=mode)
 
     def _validate_edit(self) -> None:
@@ -301,7 +301,8 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
                            f"{list(CONTROL_MODES)}")
 
 
-def _check_text(name: str, value: Any, max_chars: int, optional: bool = False) -> None:
+def check_text(name: str, value: Any, max_chars: int, optional: bool = False) -> None:
+    """RequestError unless `value` is text of at most `max_chars` characters that any encoder can carry."""
     if optional and value is None:
         return
     if not isinstance(value, str):

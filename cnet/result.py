@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from .request import short_repr
+
 METADATA_KEY = "cnet"  # our JSON, read back by `python -m cnet generate --from-png`
 PARAMETERS_KEY = "parameters"  # a one-line summary in the style other SD tools show
 
@@ -89,8 +91,18 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         texts = dict(getattr(image, "text", {}))
     if texts.get(METADATA_KEY) is None:
         raise ValueError(f"{path}: this PNG carries no '{METADATA_KEY}' metadata (was it saved by cnet?)")
-    meta = json.loads(texts[METADATA_KEY])
+    try:
+        meta = json.loads(texts[METADATA_KEY])
+    except RecursionError:
+        raise ValueError(f"{path}: its '{METADATA_KEY}' metadata is nested too deep to be settings") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: its '{METADATA_KEY}' metadata is not JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its '{METADATA_KEY}' metadata is a {type(meta).__name__}, not settings")
     lengths = meta.pop("text_lengths", None)
+    if lengths is not None and not (isinstance(lengths, dict) and all(
+            type(lengths.get(k)) is int and lengths[k] >= 0 for k in _SUMMARY_TEXTS)):
+        raise ValueError(f"{path}: its text_lengths {short_repr(lengths)} are not the lengths of its two texts")
     if lengths is not None:  # the texts live in the summary line
         summary = texts.get(PARAMETERS_KEY, "")
         sent = summary[: lengths["prompt_used"]]
@@ -119,36 +131,97 @@ RESTORABLE = ("prompt_mode", "prompt", "added_prompt", "negative_prompt", "num_i
               "num_images", "width", "height", "guess_mode", "scheduler", "resize_mode", "fast_decode")
 
 
-def settings_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+class Restored(NamedTuple):
+    """The settings a form takes back from a saved image, and what was refused (one message per setting, naming
+    it and its value, as a request's check names them)."""
+
+    settings: dict[str, Any]
+    refused: list[str]
+
+
+def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored:
     """The settings a form restores from a saved image's metadata (`read_metadata`): the request's, the first
     ControlNet's kind, strength, start, end and control mode, and the model references (`base_model`,
     `controlnet`). The seed and image count are those of the batch the image was made in (its first seed), which
-    gives the same pixels again, as `request_from_metadata` does. Keys missing from older files are left out."""
-    out = {k: meta[k] for k in RESTORABLE if k in meta}
+    gives the same pixels again, as `request_from_metadata` does. Keys missing from older files are left out.
+
+    Each value is checked as a request checks it (within `limits`, the library's by default): a value of the wrong
+    type, out of range or holding a lone surrogate is refused by name and the others are restored."""
+    out: dict[str, Any] = {k: meta[k] for k in RESTORABLE if k in meta}
     if "batch_size" in meta:
         out["num_images"] = meta["batch_size"]
     if "seed" in meta:
-        out["seed"] = meta["seed"] - int(meta.get("image_index", 0))
-    from .kinds import KINDS, base_model_source
+        index = meta.get("image_index", 0)
+        out["seed"] = meta["seed"] - index if _is_int(meta["seed"]) and _is_int(index) else meta["seed"]
+    refused: list[str] = []
+    first = _entries(meta, "controlnets", refused)[:1]
+    if first:
+        from .kinds import KINDS
 
-    nets = meta.get("controlnets") or []
-    if nets:
-        first = nets[0]
-        out.update({k: first[k] for k in ("kind", "strength", "start", "end", "control_mode") if k in first})
-        kind = KINDS.get(first.get("kind"))
+        out.update({k: first[0][k] for k in ("kind", "strength", "start", "end", "control_mode") if k in first[0]})
+        kind = KINDS.get(first[0].get("kind")) if isinstance(first[0].get("kind"), str) else None
         # Today's default for its kind is left out: the field stays empty and follows the kind when it changes.
-        if first.get("model") and not (kind and first["model"] == kind.controlnet_source()):
-            out["controlnet"] = first["model"]
-    base = meta.get("base_model")
-    if isinstance(base, dict) and base.get("model") and base["model"] != base_model_source():
-        out["base_model"] = base["model"]
-    loras = [lora for lora in meta.get("loras") or [] if isinstance(lora, dict) and lora.get("model")]
+        if first[0].get("model") and not (kind and first[0]["model"] == kind.controlnet_source()):
+            out["controlnet"] = first[0]["model"]
+    base = _model_of(meta.get("base_model"))
+    from .kinds import base_model_source
+
+    if base and base != base_model_source():
+        out["base_model"] = base
+    loras = [(_model_of(lora), lora.get("weight", 1.0)) for lora in _entries(meta, "loras", refused)]
     if loras:  # as the form writes them: one source:weight a line
-        out["loras"] = "\n".join(f"{lora['model']}:{lora.get('weight', 1.0)}" for lora in loras)
-    embeddings = [e["model"] for e in meta.get("embeddings") or [] if isinstance(e, dict) and e.get("model")]
-    if embeddings:
-        out["embeddings"] = "\n".join(embeddings)
-    return out
+        out["loras"] = "\n".join(f"{model}:{weight}" for model, weight in loras if model)
+    embeddings = [_model_of(e) for e in _entries(meta, "embeddings", refused)]
+    if any(embeddings):
+        out["embeddings"] = "\n".join(e for e in embeddings if e)
+    kept = {}
+    for key, value in out.items():
+        try:
+            _check_restored(key, value, limits)
+        except ValueError as err:
+            refused.append(str(err))
+            continue
+        kept[key] = value
+    return Restored(kept, refused)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entries(meta: dict[str, Any], key: str, refused: list[str]) -> list[dict[str, Any]]:
+    """The dicts of a list entry of the metadata (controlnets, loras, embeddings); anything else is refused."""
+    value = meta.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        refused.append(f"{key}={short_repr(value)} is not a list of entries")
+        return []
+    return value
+
+
+def _model_of(entry: Any) -> Any:
+    """The model reference of a metadata entry ({"model": ..., "revision": ...}, or the reference itself)."""
+    return entry.get("model") if isinstance(entry, dict) else entry
+
+
+_UNIT_SETTINGS = ("kind", "strength", "start", "end", "control_mode")
+_MODEL_SETTINGS = ("base_model", "controlnet", "loras", "embeddings")
+
+
+def _check_restored(key: str, value: Any, limits: Any) -> None:
+    """RequestError (a ValueError naming the setting and the value) when `value` would not pass a request's check."""
+    from .request import DEFAULT_LIMITS, ControlUnit, GenerationRequest, check_text
+
+    limits = limits or DEFAULT_LIMITS
+    if key in _UNIT_SETTINGS:
+        unit = ControlUnit(Image.new("RGB", (8, 8)), **{key: value})
+        if key == "kind" and not isinstance(value, str):
+            raise ValueError(f"kind={short_repr(value)} must be text")
+        GenerationRequest(units=[unit]).validated(limits)
+    elif key in _MODEL_SETTINGS:
+        check_text(key, value, 10_000)
+    else:  # a request's own setting, over the defaults (custom mode's prompt is checked as the prompt)
+        trial = {key: value, **({"prompt": "x"} if key == "prompt_mode" else {})}
+        GenerationRequest(units=[], **trial).validate_settings(limits)
 
 
 class Rerun(NamedTuple):
@@ -167,40 +240,74 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     so a re-run needs no captioner. The request is the whole batch the image was made in (same size, first seed):
     float kernels may round differently at another batch size, so only the same batch composition gives the same
     pixels bit for bit on every machine. Take `images[index]` of the result.
+
+    A re-run must be the run recorded, so a malformed entry is a ValueError naming it (not a partial re-run); the
+    settings themselves are checked when the request runs, as any request's are.
     """
     from .request import ControlUnit, GenerationRequest, LoraRef
 
     folder = Path(folder)
-    maps = meta.get("control_images") or []
-    nets = meta.get("controlnets") or []
-    if not maps or len(maps) != len(nets):
+    maps, nets = meta.get("control_images") or [], _strict_entries(meta, "controlnets")
+    if not isinstance(maps, list) or not maps or len(maps) != len(nets):
         raise ValueError("metadata lists no condition maps to re-run from (control_images / controlnets)")
     units = []
-    for name, net in zip(maps, nets):
-        path = folder / Path(name).name  # never follow a path out of the image's folder
-        if not path.is_file():
-            raise ValueError(f"condition map {path} is missing; it is saved beside the image")
-        with Image.open(path) as image:
-            units.append(ControlUnit(image.convert("RGB"), kind=net["kind"], controlnet=net["model"],
-                                     strength=net["strength"], start=net["start"], end=net["end"],
-                                     control_mode=net.get("control_mode", "balanced")))
-    edit = {}
-    for role in ("init_image", "mask"):
-        name = meta.get("mask_image" if role == "mask" else role)
-        if name:
-            path = folder / Path(name).name
-            if not path.is_file():
-                raise ValueError(f"{role.replace('_', ' ')} {path} is missing; it is saved beside the image")
-            with Image.open(path) as image:
-                edit[role] = image.copy()
+    for i, (name, net) in enumerate(zip(maps, nets)):
+        image = _saved_beside(folder, name, f"condition map {i}")
+        units.append(ControlUnit(image.convert("RGB"), kind=_field(net, "kind", str, f"controlnets[{i}]"),
+                                 controlnet=_field(net, "model", str, f"controlnets[{i}]"),
+                                 strength=net.get("strength", 1.0), start=net.get("start", 0.0),
+                                 end=net.get("end", 1.0), control_mode=net.get("control_mode", "balanced")))
+    edit = {role: _saved_beside(folder, meta[key], role.replace("_", " ")).copy()
+            for role, key in (("init_image", "init_image"), ("mask", "mask_image")) if meta.get(key)}
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
               "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "resize_mode", "denoise",
               "mask_blur",
               "inpaint_padding", "keep_unmasked", "tile_size", "fast_decode")
-    index = int(meta.get("image_index", 0))
-    loras = [LoraRef(lora["model"], float(lora["weight"])) for lora in meta.get("loras") or []]
-    embeddings = [e["model"] for e in meta.get("embeddings") or []]
-    request = GenerationRequest(units=units, num_images=int(meta.get("batch_size", 1)), seed=meta["seed"] - index,
+    index, seed = _field(meta, "image_index", int, "", 0), _field(meta, "seed", int, "")
+    loras = [LoraRef(_field(lora, "model", str, f"loras[{i}]"), lora.get("weight", 1.0))
+             for i, lora in enumerate(_strict_entries(meta, "loras"))]
+    embeddings = [_field(e, "model", str, f"embeddings[{i}]")
+                  for i, e in enumerate(_strict_entries(meta, "embeddings"))]
+    base = meta.get("base_model")  # {"model": ..., "revision": ...}, or the reference itself
+    if not isinstance(base, str):
+        base = _field(base if isinstance(base, dict) else {}, "model", str, "base_model")
+    request = GenerationRequest(units=units, num_images=_field(meta, "batch_size", int, "", 1), seed=seed - index,
                                 loras=loras, embeddings=embeddings, **edit,
                                 **{k: meta[k] for k in fields if k in meta})
-    return Rerun(request, meta["base_model"]["model"], index)
+    return Rerun(request, base, index)
+
+
+def _strict_entries(meta: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    refused: list[str] = []
+    found = _entries(meta, key, refused)
+    if refused:
+        raise ValueError(f"metadata: {refused[0]}; it cannot be re-run")
+    return found
+
+
+_MISSING = object()
+
+
+def _field(entry: dict[str, Any], name: str, kind: type, where: str, default: Any = _MISSING) -> Any:
+    """`entry[name]`, which must be of `kind` (an int is not a bool); ValueError naming it otherwise."""
+    label = f"{where}.{name}" if where else name
+    if name not in entry and default is not _MISSING:
+        return default
+    value = entry.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or (kind is str and not value):
+        wanted = "text" if kind is str else "a whole number"
+        what = "missing" if name not in entry else f"{short_repr(value)}, not {wanted}"
+        raise ValueError(f"metadata: {label} is {what}; it cannot be re-run")
+    return value
+
+
+def _saved_beside(folder: Path, name: Any, what: str) -> Image.Image:
+    """An image saved beside the PNG, by its recorded name (never a path out of that folder)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"metadata: the {what}'s file name {short_repr(name)} is not a file name")
+    path = folder / Path(name).name
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is missing; it is saved beside the image")
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()

@@ -342,19 +342,22 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
         if not path:
             return [gr.skip()] * (len(targets) + 2)
         try:
-            saved = settings_from_metadata(read_metadata(path))
-        except (OSError, ValueError, KeyError, TypeError):  # the message would name the server's upload path
+            saved, refused = settings_from_metadata(read_metadata(path), studio.settings.limits)
+        except (OSError, ValueError):  # the message would name the server's upload path
             raise ValueError("no settings restored: this file carries no settings of this studio (not made "
-                             "here, or its text chunks were stripped)") from None
+                             "here, or its text chunks were stripped or damaged)") from None
         values = [saved[key] if saved.get(key) is not None and usable(key, saved[key]) else gr.skip()
                   for key in RESTORED_FIELDS]
         # The prompt box shows when the restored mode is custom (a value alone would leave it hidden).
         values[list(RESTORED_FIELDS).index("prompt")] = gr.Textbox(value=saved.get("prompt") or "",
                                                                     visible=saved.get("prompt_mode") == "custom")
-        note = ("**Settings restored** from the PNG (seed fixed). Its condition map is saved beside it as "
-                "`…-control0.png`: upload that in the Map tab.")
-        gr.Info("Settings restored from the PNG; open Advanced settings to see them.")
-        return [*values, False, note]
+        note = ("**Settings restored** from the PNG" + (" (seed fixed)" if "seed" in saved else "") + ". Its "
+                "condition map is saved beside it as `…-control0.png`: upload that in the Map tab.")
+        if refused:  # each named, at most a few (a crafted file could hold thousands)
+            note += "\n\n**Not restored:** " + "; ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
+        gr.Info("Settings restored from the PNG" + (f", {len(refused)} refused" if refused else "")
+                + "; open Advanced settings to see them.")
+        return [*values, "seed" not in saved, note]
 
     ui.settings_png.upload(on_drop, ui.settings_png, [*targets, ui.randomize, ui.status],
                            api_visibility="private")
