@@ -103,10 +103,9 @@ def _check_file(root: Path, name: str, where: str, column: str) -> str | None:
     try:
         # Decoded, not only verified: `verify()` checks a PNG's checksums but reads no pixel data, so a corrupt
         # deflate stream or a truncated JPEG passes it and fails mid-run. Decoding costs far less than a step.
-        with Image.open(path) as image:
-            image.load()
+        load_image(path)
     except Exception as err:  # PIL raises many types for broken files
-        return f"{where}: file {name} (column '{column}') is not a readable image ({err})"
+        return f"{where}: file {name} (column '{column}') is not a usable image ({err})"
     return None
 
 
@@ -159,12 +158,15 @@ class _LazyCell:
 
 
 def load_image(value: Any) -> Image.Image:
+    """A row's image as RGB, decoded as the app decodes uploads (annotators.to_rgb_array): refused over the pixel
+    limit (CNET_MAX_IMAGE_PIXELS, 40 MP) before decoding, and when a float image holds NaN or infinite values
+    (ImageInputError, a ValueError); 16-bit and float images scaled to 8 bits, EXIF rotation applied (as the maps
+    made from the photo by the annotators have it), transparency composited over white."""
+    from annotators.images import to_rgb_array
+
     if isinstance(value, _LazyCell):
         value = value.load()
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    with Image.open(value) as image:
-        return image.convert("RGB")
+    return Image.fromarray(to_rgb_array(value, what="image"))
 
 
 def resize_and_crop(image: Image.Image, resolution: int) -> Image.Image:

@@ -61,7 +61,13 @@ def check_key(folder: Path, key: dict[str, Any], dataset: str | None = None) -> 
     if not manifest_file.is_file():
         raise DataError(f"latent_cache={str(folder)!r} holds no manifest.json: build it with `python -m train cache "
                         f"--out {folder} ...` (a stopped build resumes)")
-    manifest = json.loads(manifest_file.read_text())
+    try:
+        manifest = json.loads(manifest_file.read_text())
+        if not isinstance(manifest.get("key"), dict) or not isinstance(manifest.get("shards"), list):
+            raise ValueError("no key or shard list")
+    except (ValueError, AttributeError) as err:
+        raise DataError(f"latent_cache={str(folder)!r}: its manifest.json is damaged ({err}); rebuild the cache with "
+                        "`python -m train cache` into an empty folder") from None
     differs = [f"{name}: cache {manifest['key'].get(name)!r}, this run {value!r}"
                for name, value in key.items() if manifest["key"].get(name) != value]
     if dataset and dataset_identity(dataset) != manifest.get("dataset"):
@@ -140,12 +146,12 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
         empty = {"hidden": hidden.half().cpu().contiguous()}
         if pooled is not None:
             empty["pooled"] = pooled.half().cpu().contiguous()
-        save_file(empty, str(out / "empty_prompt.safetensors"))
+        written_safely(out, lambda: save_file(empty, str(out / "empty_prompt.safetensors")))
         shards = [{"file": path.name, "rows": len(json.loads(safe_open(str(path), "pt").metadata()["texts"]))}
                   for path in sorted(out.glob("shard-*.safetensors"))]
         manifest = {"key": key, "dataset": dataset_identity(dataset), "rows": sum(s["rows"] for s in shards),
                     "skipped": [line for part in skipped for line in part], "shards": shards}
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        written_safely(out, lambda: (out / "manifest.json").write_text(json.dumps(manifest, indent=2)))
     accelerator.wait_for_everyone()
     return out
 
@@ -182,9 +188,26 @@ class _ShardWriter:
                                                          .to(torch.uint8) for it in batch]))
         arrays = {name: torch.cat(parts).contiguous() for name, parts in tensors.items() if parts}
         tmp = path.with_name(path.name + ".tmp")
-        save_file(arrays, str(tmp), metadata={"texts": json.dumps([it["text"] for it in items]),
-                                              "rows": json.dumps(ids), "consumed": str(consumed)})
+        written_safely(path.parent, lambda: save_file(arrays, str(tmp), metadata={
+            "texts": json.dumps([it["text"] for it in items]), "rows": json.dumps(ids), "consumed": str(consumed)}),
+            tmp)
         os.replace(tmp, path)
+
+
+def written_safely(out: Path, write: Any, tmp: Path | None = None) -> None:
+    """Run `write()`; a full disk (or another write error) becomes a DataError naming the folder, the space left
+    and how to go on, with the half-written `tmp` removed and the finished shards kept."""
+    from .checkpoint import describe_write_error
+
+    try:
+        write()
+    except Exception as err:  # safetensors wraps the OSError in its own SafetensorError
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if not isinstance(err, OSError) and type(err).__name__ != "SafetensorError":
+            raise
+        raise DataError(f"latent cache {out}: {describe_write_error(err, out)}. The shards written so far are "
+                        "kept: make room and run the same command again to go on") from None
 
 
 def _cache_folder(dataset, out, columns, resolution, rows_per_shard, skip_bad_rows, rank, world, encode, report,
@@ -218,7 +241,16 @@ def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_lim
     from datasets.distributed import split_dataset_by_node
     from safetensors import safe_open
 
-    from .stream import checked_item, fields_of, open_stream, record_bad_row, row_name
+    from .stream import (
+        MIN_ROWS_BEFORE_LIMIT,
+        check_bad_share,
+        checked_item,
+        fields_of,
+        open_stream,
+        record_bad_row,
+        row_name,
+        rows_of,
+    )
 
     stream = open_stream(dataset)
     fields = fields_of(stream, columns)
@@ -226,7 +258,7 @@ def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_lim
     prefix = f"shard-{rank:03d}-of-{world:03d}-"
     finished = sorted(out.glob(f"{prefix}*.safetensors"))
     consumed_before = sum(int(safe_open(str(p), "pt").metadata()["consumed"]) for p in finished)
-    rows = iter(stream.skip(consumed_before) if consumed_before else stream)
+    rows = rows_of(stream.skip(consumed_before) if consumed_before else stream, dataset)
     log_file = out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl")
     number, read, bad, consumed, pending, skipped = len(finished), consumed_before, 0, 0, [], []
     for example in rows:
@@ -239,6 +271,8 @@ def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_lim
             skipped.append(f"{where}: {err}")
             record_bad_row(dataset, where, str(err), read, bad, bad_row_limit, log_file)
             continue
+        if read == MIN_ROWS_BEFORE_LIMIT:
+            check_bad_share(dataset, read, bad, bad_row_limit, log_file)
         if len(pending) == rows_per_shard:
             if should_stop is not None and should_stop():
                 return True, skipped
@@ -256,20 +290,31 @@ class LatentCacheDataset:
     the per-process split and exact resume work as for folder datasets."""
 
     def __init__(self, folder: str | Path) -> None:
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
         self.folder = Path(folder)
         self.manifest = manifest = check_key(self.folder, {})  # the manifest, or the "build it" message
-        self.files = [safe_open(str(self.folder / s["file"]), framework="pt") for s in manifest["shards"]]
-        self.texts = [json.loads(f.metadata()["texts"]) for f in self.files]
+        self.files, self.texts = [], []
+        per_row: dict[str, list[int]] = {}
+        for number, shard in enumerate(manifest["shards"]):
+            file, texts = _open_shard(self.folder, shard, manifest["key"].get("resolution"), per_row,
+                                      first=number == 0)
+            self.files.append(file)
+            self.texts.append(texts)
         self.starts = []
         total = 0
         for shard in manifest["shards"]:
             self.starts.append(total)
             total += shard["rows"]
+        if manifest.get("rows") != total:
+            raise DataError(f"latent_cache={str(self.folder)!r}: manifest.json says {manifest.get('rows')} rows, its "
+                            f"shards hold {total}: {_REBUILD}")
         self.length = total
-        self.empty = load_file(str(self.folder / "empty_prompt.safetensors"))
+        empty = self.folder / "empty_prompt.safetensors"
+        try:
+            self.empty = load_file(str(empty))
+        except Exception as err:  # a missing, cut or foreign file: safetensors raises its own error types
+            raise DataError(f"latent cache file {empty} cannot be read ({str(err)[:200]}): {_REBUILD}") from None
 
     def __len__(self) -> int:
         return self.length
@@ -293,6 +338,47 @@ class LatentCacheDataset:
         if "pooled" in file.keys():
             item["pooled"] = row("pooled")
         return item
+
+
+_REBUILD = ("delete the damaged shard and run the same `python -m train cache` command again (a folder dataset's "
+            "missing shards are written anew), or rebuild the cache into an empty folder")
+_TENSORS = ("mean", "std", "hidden", "condition")
+
+
+def _open_shard(folder: Path, shard: Any, resolution: Any, per_row: dict[str, list[int]],
+                first: bool) -> tuple[Any, list[str]]:
+    """One shard of the manifest, opened memory-mapped and checked against it before any step reads it: present,
+    readable, holding the tensors a step needs with the recorded number of rows, the same shape per row as the
+    first shard and the condition at the cache's resolution. DataError naming the shard and what is wrong."""
+    from safetensors import safe_open
+
+    name = shard.get("file") if isinstance(shard, dict) else None
+    path = folder / str(name)
+    if not isinstance(name, str) or not isinstance(shard.get("rows"), int):
+        raise DataError(f"latent_cache={str(folder)!r}: manifest.json lists a shard as {str(shard)[:80]!r}: {_REBUILD}")
+    if not path.is_file():
+        raise DataError(f"latent cache shard {path} is missing: {_REBUILD}")
+    try:
+        file = safe_open(str(path), framework="pt")
+        texts = json.loads(file.metadata()["texts"])
+        shapes = {t: list(file.get_slice(t).get_shape()) for t in _TENSORS}
+    except Exception as err:  # safetensors, json and KeyError: a cut, foreign or damaged file
+        raise DataError(f"latent cache shard {path} cannot be read ({type(err).__name__}: {str(err)[:200]}): "
+                        f"{_REBUILD}") from None
+    counts = {len(texts)} | {shape[0] for shape in shapes.values()}
+    if counts != {shard["rows"]}:
+        raise DataError(f"latent cache shard {path} holds {sorted(counts)} rows (texts and tensors), manifest.json "
+                        f"says {shard['rows']}: {_REBUILD}")
+    if first:
+        per_row.update({t: shape[1:] for t, shape in shapes.items()})
+        if resolution is not None and per_row["condition"] != [3, resolution, resolution]:
+            raise DataError(f"latent cache shard {path} holds conditions of shape {per_row['condition']}, the cache "
+                            f"was made at resolution {resolution}: {_REBUILD}")
+    for tensor, shape in shapes.items():
+        if shape[1:] != per_row[tensor]:
+            raise DataError(f"latent cache shard {path}: its '{tensor}' is {shape[1:]} per row, the first shard's is "
+                            f"{per_row[tensor]}: {_REBUILD}")
+    return file, texts
 
 
 def cache_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -492,6 +492,10 @@ def _resume_stream(run: Run, folder: Path) -> None:
         raise DataError(f"checkpoint {folder} holds no stream position: it was not made by a streaming run; "
                         "resume it without --streaming")
     positions = torch.load(folder / "stream.pt", weights_only=False)
+    keys = {"epoch", "block_state", "block_number", "taken", "read", "bad"}
+    if not isinstance(positions, list) or not all(isinstance(p, dict) and keys <= set(p) for p in positions):
+        raise DataError(f"checkpoint {folder}: its stream.pt holds no stream positions (a list with "
+                        f"{', '.join(sorted(keys))} per process); resume from another checkpoint (--resume <folder>)")
     if len(positions) != run.accelerator.num_processes:
         raise DataError(f"checkpoint {folder} was made by {len(positions)} process(es) reading the stream, this run "
                         f"has {run.accelerator.num_processes}: each process's share of the shards would change. "

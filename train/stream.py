@@ -18,7 +18,6 @@ step.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DataError, resize_and_crop
+from .data import DataError, load_image, resize_and_crop
 
 SHARD_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".tar": "webdataset"}
 MIN_ROWS_BEFORE_LIMIT = 100  # the bad-row share is judged only once this many rows were read
@@ -47,6 +46,7 @@ def open_stream(dataset: str) -> Any:
                 raise DataError(f"dataset={dataset!r}: a streamed folder holds shards of one format "
                                 f"({', '.join(SHARD_FORMATS)}); found {sorted(found) or 'none'}")
             (fmt, files), = found.items()
+            check_shards(files, fmt)
             stream = datasets.load_dataset(fmt, data_files=files, split="train", streaming=True)
         elif path.exists() or dataset.startswith((".", "/", "~")):
             raise DataError(f"dataset={dataset!r} is not a folder of shards")
@@ -57,6 +57,59 @@ def open_stream(dataset: str) -> Any:
     except Exception as err:  # datasets raises many types for a missing or unreadable source
         raise DataError(f"dataset={dataset!r} could not be streamed: {err}") from None
     return stream.decode(False)  # images arrive as bytes: a broken one is a bad row, not a crash
+
+
+def check_shards(files: list[str], fmt: str) -> None:
+    """Each local shard opens as its format (its footer or headers only) and has the first shard's columns;
+    DataError naming the file and what is wrong otherwise (a truncated, empty or foreign shard used to surface as
+    pyarrow's "Could not open Parquet input source '<Buffer>'" mid-run)."""
+    first: tuple[str, list[str]] | None = None
+    for file in files:
+        try:
+            columns = _shard_columns(file, fmt)
+        except Exception as err:  # pyarrow and tarfile raise many types for a damaged file
+            raise DataError(f"shard {file} cannot be read as {fmt} ({type(err).__name__}: {str(err)[:200]}): it is "
+                            "damaged, cut short or of another format. Remove it, or write the shards again "
+                            "(python -m train shard)") from None
+        if first is None:
+            first = (file, columns)
+        elif columns != first[1]:
+            raise DataError(f"shard {file} has the columns {columns}, shard {first[0]} has {first[1]}: the shards "
+                            "of one stream share one schema. Remove the odd one, or write the shards again")
+
+
+def _shard_columns(file: str, fmt: str) -> list[str]:
+    """A shard's columns from its schema (parquet's footer, arrow's stream header) or, for a WebDataset tar, the
+    field names of its members (`key.field.ext` -> `field.ext`)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return sorted(pq.read_schema(file).names)
+    if fmt == "arrow":
+        import pyarrow as pa
+
+        with pa.memory_map(file) as source:
+            return sorted(pa.ipc.open_stream(source).schema.names)
+    import tarfile
+
+    with tarfile.open(file) as tar:
+        return sorted({m.name.split(".", 1)[1] for m in tar.getmembers() if m.isfile() and "." in m.name})
+
+
+def rows_of(stream: Any, dataset: str) -> Any:
+    """The stream's rows; an error while `datasets` reads a shard becomes a DataError naming the dataset and what
+    failed, instead of a traceback from pyarrow."""
+    rows = iter(stream)
+    while True:
+        try:
+            example = next(rows)
+        except StopIteration:
+            return
+        except Exception as err:  # pyarrow, fsspec and datasets raise many types for a damaged shard
+            raise DataError(f"dataset={dataset!r}: reading the stream failed ({type(err).__name__}: "
+                            f"{str(err)[:300]}); a shard is damaged or cut short. Remove it, or write the shards "
+                            "again (python -m train shard)") from None
+        yield example
 
 
 def check_streamable(dataset: str) -> None:
@@ -86,20 +139,16 @@ def column_of(features: Any, wanted: str) -> str:
 
 
 def decode_image(value: Any) -> Image.Image:
-    """An image cell as `datasets` streams it undecoded: its bytes. A cell that holds only a path is refused: a
-    stream from elsewhere must not make the trainer open files on this machine."""
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
+    """An image cell as `datasets` streams it undecoded: its bytes, decoded as folder rows are (`load_image`: the
+    pixel limit, NaN refused). A cell that holds only a path is refused: a stream from elsewhere must not make the
+    trainer open files on this machine."""
     if isinstance(value, dict) and value.get("bytes"):
-        value = io.BytesIO(value["bytes"])
-    elif isinstance(value, bytes):
-        value = io.BytesIO(value)
+        value = value["bytes"]
     elif isinstance(value, dict) and value.get("path"):
         raise ValueError(f"the cell holds a path ({str(value['path'])[:80]!r}), not the image's bytes")
-    else:
+    elif not isinstance(value, (bytes, Image.Image)):
         raise ValueError(f"not an image cell ({type(value).__name__})")
-    with Image.open(value) as image:
-        return image.convert("RGB")
+    return load_image(value)
 
 
 class StreamingRows(torch.utils.data.IterableDataset):
@@ -139,7 +188,7 @@ class StreamingRows(torch.utils.data.IterableDataset):
             stream = self._epoch_stream()
             if self.block_state is not None:
                 stream.load_state_dict(self.block_state)
-            rows = iter(stream)
+            rows = rows_of(stream, self.dataset)
             yielded = False
             while True:
                 state = self.block_state if self.block_state is not None else stream.state_dict()
@@ -165,11 +214,14 @@ class StreamingRows(torch.utils.data.IterableDataset):
         where = row_name(example, self.read)
         self.read += 1
         try:
-            return checked_item(example, self.fields, self.resolution, where, self.with_pixels)
+            item = checked_item(example, self.fields, self.resolution, where, self.with_pixels)
         except ValueError as err:
             self.bad += 1
             record_bad_row(self.dataset, where, str(err), self.read, self.bad, self.bad_row_limit, self.bad_rows_file)
             return None
+        if self.read == MIN_ROWS_BEFORE_LIMIT:
+            check_bad_share(self.dataset, self.read, self.bad, self.bad_row_limit, self.bad_rows_file)
+        return item
 
     def state_dict(self) -> dict[str, Any]:
         """The position in the stream (exact at a batch boundary with no loader workers) and the counts."""
@@ -207,16 +259,26 @@ def record_bad_row(dataset: str, where: str, reason: str, read: int, bad: int, l
     if log_file is not None:
         with open(log_file, "a") as f:
             f.write(json.dumps({"row": where, "reason": reason[:300]}) + "\n")
+    check_bad_share(dataset, read, bad, limit, log_file, f"the last: {where}: {reason[:200]}")
+
+
+def check_bad_share(dataset: str, read: int, bad: int, limit: float, log_file: Path | None, last: str = "") -> None:
+    """DataError when more than `limit` of the `read` rows are bad, judged from the 100th row on. The share can
+    newly pass the limit only when a bad row comes or when the 100th row is read (3 bad rows among the first 100
+    used to pass unjudged): callers call it then."""
     if read >= MIN_ROWS_BEFORE_LIMIT and bad > limit * read:
-        raise DataError(f"dataset={dataset!r}: {bad} of {read} rows read are bad (more than bad_row_limit={limit}); "
-                        f"the last: {where}: {reason[:200]}. See {log_file or 'the log'} for all of them")
+        raise DataError(f"dataset={dataset!r}: {bad} of {read} rows read are bad (more than bad_row_limit={limit})"
+                        f"{'; ' + last if last else ''}. See {log_file or 'the log'} for all of them")
 
 
 def fields_of(stream: Any, columns: tuple[str, str, str]) -> tuple[str, str, str]:
     """The stream's fields for the configured columns (read from a first row when the stream does not say)."""
     features = stream.features
     if features is None:
-        features = next(iter(stream)).keys()
+        first = next(rows_of(stream, "the stream"), None)
+        if first is None:
+            raise DataError("the stream holds no rows")
+        features = first.keys()
     return tuple(column_of(features, c) for c in columns)
 
 
