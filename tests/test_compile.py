@@ -89,3 +89,26 @@ def test_qkv_fusion_is_taken_off_while_loras_are_loaded(tiny_models, cond_map, t
     engine.use_loras(pipe, [])
     assert unet._cnet_qkv_fused
     assert {type(p).__name__ for p in unet.attn_processors.values()} == {"FusedAttnProcessor2_0"}
+
+
+def test_a_public_deployment_compiles_only_the_warmed_buckets(tiny_models, cond_map, tmp_path, monkeypatch, caplog):
+    """CNET_COMPILE=1 with no sizes on a public deployment: each new size a visitor sent compiled for minutes on the
+    shared queue. Now that runs uncompiled (named in the log), and with buckets only the default engine compiles."""
+    from webui.service import Studio, UnitInput
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
+    monkeypatch.setenv("CNET_COMPILE", "1")
+    monkeypatch.delenv("CNET_COMPILE_SIZES", raising=False)
+    public = Studio(AppSettings(public=True, limits=PUBLIC_LIMITS, output_dir=tmp_path))
+    before = compile_count()
+    for size in (64, 128):
+        public.generate([UnitInput("map", cond_map)], num_inference_steps=1, width=size, height=size, seed=1)
+    assert compile_count() == before and public.engine.compile is False
+    assert "CNET_COMPILE=1 without CNET_COMPILE_SIZES" in caplog.text
+    monkeypatch.setenv("CNET_COMPILE_SIZES", "64x64")
+    buckets = Studio(AppSettings(public=True, limits=PUBLIC_LIMITS, output_dir=tmp_path))
+    assert buckets.engine_for(None).compile is True  # the default engine, warmed at start-up
+    assert buckets.engine_for("some/visitor-model").compile is False  # a visitor's base model never compiles
+    assert Studio(AppSettings(output_dir=tmp_path)).engine.compile is True  # locally, as CNET_COMPILE says

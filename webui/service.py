@@ -190,8 +190,27 @@ class Studio:
 
                 self._engine = None  # drop the old one before loading the next
                 # Public deployments run the base model's safety checker where it has one.
-                self._engine = Engine(wanted, safety_checker=self.settings.public)
+                self._engine = Engine(wanted, safety_checker=self.settings.public,
+                                      compile=self._compiles(base_model))
             return self._engine
+
+    def _compiles(self, base_model: str | ModelSource | None) -> bool | None:
+        """Whether an engine compiles (None: as CNET_COMPILE says). On public deployments only the default engine
+        compiles, and only within the compile buckets (warmed at start-up): a visitor's base model or a new size
+        must never hold the shared queue for a compile of minutes. CNET_COMPILE=1 without CNET_COMPILE_SIZES runs
+        uncompiled there, with a warning."""
+        from cnet.compiled import ShapeBuckets
+        from cnet.env import env_flag
+
+        if not self.settings.public or not env_flag("CNET_COMPILE"):
+            return None
+        if ShapeBuckets.from_env() is None:
+            if not getattr(self, "_told_compile", False):
+                self._told_compile = True
+                log.warning("CNET_COMPILE=1 without CNET_COMPILE_SIZES: a public deployment compiles only warmed "
+                            "sizes, so it runs uncompiled. Set CNET_COMPILE_SIZES (e.g. 512x512) to compile those")
+            return False
+        return base_model is None
 
     # -- models ----------------------------------------------------------------------------------------------------
     def check_model_reference(self, reference: str | None, what: str) -> str | ModelSource | None:
