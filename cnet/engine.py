@@ -46,6 +46,7 @@ from .request import (
     PromptMode,
     RequestError,
     resolve_prompt,
+    size_refused,
 )
 from .resize import fit
 from .result import GenerationResult
@@ -365,6 +366,7 @@ class Engine:
         loaded, a new selection unloads the old one first (diffusers' `unload_lora_weights` restores the original
         layers, so the base gives its own pixels again). Under the run lock."""
         wanted = tuple((lora.source, float(lora.weight)) for lora in loras)
+        names = [lora.origin or f"loras[{i}]" for i, lora in enumerate(loras)]  # for errors
         if wanted == self._loras:
             return
         if [s for s, _ in wanted] != [s for s, _ in self._loras]:
@@ -375,7 +377,7 @@ class Engine:
                 self._loras = ()
             try:
                 for i, (spec, _) in enumerate(wanted):
-                    self._load_lora(pipe, parse_model_source(spec, what=f"loras[{i}]"), f"lora{i}")
+                    self._load_lora(pipe, parse_model_source(spec, what=names[i]), f"lora{i}", names[i])
             except BaseException:
                 pipe.unload_lora_weights()  # never leave half a selection applied
                 if self.compile:
@@ -385,7 +387,7 @@ class Engine:
             pipe.set_adapters([f"lora{i}" for i in range(len(wanted))], adapter_weights=[w for _, w in wanted])
         self._loras = wanted
 
-    def _load_lora(self, pipe: Any, source: ModelSource, name: str) -> None:
+    def _load_lora(self, pipe: Any, source: ModelSource, name: str, what: str = "loras") -> None:
         from pathlib import Path
 
         def load(location: str, **kwargs: Any) -> None:
@@ -400,7 +402,7 @@ class Engine:
         except (OSError, ValueError, KeyError) as err:
             if isinstance(err, ModelUnavailableError):
                 raise
-            raise RequestError(f"loras: {source.spec!r} is not a LoRA for this {self.family.label} base: "
+            raise RequestError(f"{what}: {source.spec!r} is not a LoRA for this {self.family.label} base: "
                                f"{str(err)[:300]}") from None
 
     def controlnet_spec(self, unit: ControlUnit) -> tuple[str, str | None]:
@@ -496,13 +498,11 @@ class Engine:
         request = request.validated(limits)
         maps = [u.image.convert("RGB") for u in request.units]
         picture = request.init_image.convert("RGB") if request.init_image is not None else None
-        sized_by, source = (picture, "init_image") if picture is not None else (maps[0], "units[0].image")
+        sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0], "map (units[0])")
         width = request.width or sized_by.width // 8 * 8
         height = request.height or sized_by.height // 8 * 8
-        for name, value in (("width", width), ("height", height)):
-            if not limits.min_side <= value <= limits.max_side:
-                raise RequestError(f"{name}={value} (from {source}) is out of range "
-                                   f"[{limits.min_side}, {limits.max_side}]; pass {name} explicitly")
+        if not all(limits.min_side <= side <= limits.max_side for side in (width, height)):
+            raise size_refused(source, sized_by.width, sized_by.height, limits)
         # Every map and the picture meet the output size by the request's resize mode (not silently stretched).
         maps = [fit(m, width, height, request.resize_mode) for m in maps]
         mask = None

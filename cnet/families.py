@@ -156,11 +156,13 @@ def few_step_settings(family: Family, settings: Mapping[str, Any]) -> dict[str, 
 
     from .request import LoraRef
 
-    lora = os.environ.get(FEW_STEP_LORA_ENV) or family.few_step_lora
+    configured = os.environ.get(FEW_STEP_LORA_ENV)
+    lora = configured or family.few_step_lora
     if not lora:
         raise ValueError(f"few-step mode has no LoRA for {family.label}: set {FEW_STEP_LORA_ENV} to one")
+    origin = f"the server's {FEW_STEP_LORA_ENV}" if configured else f"few-step mode's LoRA for {family.label}"
     out = dict(settings)
-    out["loras"] = [*list(out.get("loras") or []), LoraRef(lora, 1.0)]
+    out["loras"] = [*list(out.get("loras") or []), LoraRef(lora, 1.0, origin=origin)]
     out["scheduler"] = "lcm" if out.get("scheduler") in (None, "ddim") else out["scheduler"]
     out.setdefault("num_inference_steps", FEW_STEPS)
     out.setdefault("guidance_scale", FEW_STEP_GUIDANCE)

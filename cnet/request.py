@@ -59,6 +59,13 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+def size_refused(what: str, width: int, height: int, limits: Limits) -> RequestError:
+    """The error for an output size taken from a picture (none was given) that this deployment does not make."""
+    return RequestError(f"the {what} is {width}x{height} px, and with no width or height given the output takes its "
+                        f"size; this deployment makes {limits.min_side}-{limits.max_side} px a side. Give a width "
+                        "or height (the picture is scaled to fit), or use a smaller picture")
+
+
 @dataclass(frozen=True)
 class LoraRef:
     """A LoRA applied to the base (diffusers' `load_lora_weights`): a Hub id, a folder, or a .safetensors file
@@ -66,6 +73,8 @@ class LoraRef:
 
     source: Any  # text, or a ModelSource already classified (a public deployment's Hub id)
     weight: float = 1.0
+    # Who chose it, when not the request (e.g. the server's CNET_FEW_STEP_LORA): errors name that, not loras[i].
+    origin: str | None = field(default=None, compare=False)
 
 
 def parse_lora(text: str) -> LoraRef:

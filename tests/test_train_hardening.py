@@ -160,7 +160,7 @@ def test_the_dataset_check_decodes_images(circles, tmp_path, kind):
     rows = [json.loads(line) for line in (data / "prompt.json").read_text().splitlines()]
     victim = rows[3]["source"]
     (data / victim).write_bytes(BROKEN[kind]())
-    with pytest.raises(DataError, match=rf"prompt.json line 4: file {victim} \(column 'source'\) is not a readable"):
+    with pytest.raises(DataError, match=rf"prompt.json line 4: file {victim} \(column 'source'\) is not a usable "):
         load_rows(str(data))
     loaded = load_rows(str(data), skip_bad_rows=True)
     assert len(loaded.rows) == len(rows) - 1 and len(loaded.skipped) == 1 and victim in loaded.skipped[0]

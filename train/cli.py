@@ -151,7 +151,7 @@ def _main(argv: list[str]) -> int:
                 print(f"skipped {line}", file=sys.stderr)
             rows, skipped = report["rows"], len(report["skipped"])
             where = f"{report['out']}/metadata.jsonl" if report["merged"] else \
-                f"{report['out']} by this process (the last process to finish writes metadata.jsonl)"
+                f"{report['out']} by this process (process 0 writes metadata.jsonl once every process has finished)"
             print(f"{rows} row{'' if rows == 1 else 's'} written to {where}, "
                   f"{skipped} file{'' if skipped == 1 else 's'} skipped")
             return 0

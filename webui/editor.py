@@ -34,6 +34,8 @@ from gradio.components.base import server
 from annotators import ImageInputError
 from annotators.images import MAX_PIXELS, image_size
 
+from .errors import refusal
+
 EDITOR_PARTS = ("background", "composite", "layer")
 
 
@@ -190,7 +192,7 @@ class BoundedEditor:
             except EditorPayloadError as err:
                 if payload.id is not None:
                     self._payload_limits.store.refuse(payload.id, str(err))
-                raise gr.Error(str(err)[:1].upper() + str(err)[1:] + ".", title="Editor payload refused") from None
+                raise refusal(str(err)[:1].upper() + str(err)[1:] + ".", "Editor payload refused") from None
         return super().preprocess(payload)  # type: ignore[misc]
 
     @server

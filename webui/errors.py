@@ -28,30 +28,36 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except GenerationFailed as err:
-            raise gr.Error(str(err), title="Generation failed") from None
+            raise refusal(str(err), "Generation failed") from None
         except (RequestError, AnnotatorError, ImageInputError, ModelUnavailableError) as err:
-            raise gr.Error(str(err), title="Cannot do that") from None
-        except GenerationCancelled as err:
-            raise gr.Error(f"Stopped: {err}", title="Stopped") from None
+            raise refusal(str(err), "Cannot do that") from None
+        except GenerationCancelled as err:  # "stopped after step 12 of 150" -> "Stopped: Stopped after step ..."
+            raise refusal(str(err)[:1].upper() + str(err)[1:], "Stopped") from None
         except PermissionError as err:  # e.g. TrainingRefused: a rule of this deployment, not a fault
-            log.info("refused: %s", err)
-            raise gr.Error(str(err) if _is_ours(err) else "Not allowed on this deployment.",
-                           title="Not allowed") from None
+            raise refusal(str(err) if _is_ours(err) else "Not allowed on this deployment.", "Not allowed",
+                          logged=str(err)) from None
         except ValueError as err:  # other checks in the libraries (model references, sizes)
-            log.info("rejected request: %s", err)
-            raise gr.Error(str(err), title="Cannot do that") from None
+            raise refusal(str(err), "Cannot do that") from None
         except gr.Error:
             raise
         except Exception as err:  # a bug or a fault: log it whole, show the visitor one line, keep serving
             if is_out_of_memory(err):
                 log.warning("out of memory: %s", err)
-                raise gr.Error("The server ran out of memory for this request; try a smaller size or fewer images.",
-                               title="Out of memory") from None
-            log.exception("request failed")
+                raise refusal("The server ran out of memory for this request; try a smaller size or fewer images.",
+                              "Out of memory", logged="") from None
+            log.exception("request failed")  # the traceback, once (Gradio's own print is turned off)
             detail = f" ({type(err).__name__}: {err})" if _show_details() else ""
-            raise gr.Error(f"The server could not finish this request{detail}.", title="Error") from None
+            raise refusal(f"The server could not finish this request{detail}.", "Error", logged="") from None
 
     return wrapper
+
+
+def refusal(message: str, title: str, logged: str | None = None) -> gr.Error:
+    """The error a visitor is shown, logged as one line (`logged`: what to log instead; "" nothing more). Gradio
+    prints a full traceback for every gr.Error unless told not to: a refused request is not a fault."""
+    if logged != "":
+        log.info("refused (%s): %s", title, (message if logged is None else logged)[:300])
+    return gr.Error(message, title=title, print_exception=False)
 
 
 def _show_details() -> bool:

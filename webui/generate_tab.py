@@ -325,8 +325,8 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
             except ValueError:
                 return False
         if key in ("loras", "embeddings"):
-            sources = [lora.source for lora in lora_list(value)] if key == "loras" else text_lines(value)
             try:
+                sources = [lora.source for lora in lora_list(value)] if key == "loras" else text_lines(value, key)
                 for source in sources:
                     studio.check_model_reference(source, key)
             except ValueError:
@@ -452,25 +452,37 @@ def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
         height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
         fast_decode=bool(v[ui.fast_decode]),
         scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize",
-        loras=lora_list(v[ui.loras]), embeddings=text_lines(v[ui.embeddings]))
+        loras=lora_list(v[ui.loras]), embeddings=text_lines(v[ui.embeddings], "embeddings"))
 
 
-def text_lines(text: str | None) -> list[str]:
-    """A multi-line field's non-blank lines, stripped."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+def text_lines(text: str | None, what: str = "the field") -> list[str]:
+    """A multi-line field's non-blank lines, stripped: at most MAX_LORAS lines of 1,000 characters, refused before
+    anything is parsed (200,000 LoRA lines once took 5 s of the accelerator's queue to refuse)."""
+    from cnet.request import MAX_LORAS, RequestError
+
+    text = text or ""
+    if not isinstance(text, str):
+        raise RequestError(f"{what} must be text, one entry a line")
+    if len(text) > MAX_LORAS * 1001:
+        raise RequestError(f"{what} is {len(text)} characters long; at most {MAX_LORAS} lines of 1,000 are accepted")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > MAX_LORAS:
+        raise RequestError(f"{what} has {len(lines)} entries; at most {MAX_LORAS} are accepted")
+    return lines
 
 
 def lora_list(text: str | None) -> list[Any]:
     """The LoRA field's lines (source or source:weight) as LoraRefs; blank lines skipped."""
     from cnet.request import parse_lora
 
-    return [parse_lora(line) for line in text_lines(text)]
+    return [parse_lora(line) for line in text_lines(text, "loras")]
 
 
 def model_choices(base_model: str | None, loras: str | None, embeddings: str | None) -> dict[str, Any]:
     """The model fields (the Generate tab's, or the API's) as Studio arguments: an empty base model is the default;
     one LoRA (source or source:weight) and one embedding a line."""
-    return {"base_model": base_model or None, "loras": lora_list(loras), "embeddings": text_lines(embeddings)}
+    return {"base_model": base_model or None, "loras": lora_list(loras),
+            "embeddings": text_lines(embeddings, "embeddings")}
 
 
 def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from .errors import refusal
 from .service import Studio
 
 
@@ -38,7 +39,7 @@ def create_history(studio: Studio, generate: dict[str, Any], edit: dict[str, Any
 
     def send(path: str | None, operation: str) -> list[Any]:
         if not path:
-            raise gr.Error("Click an image in the history first.", title="Nothing chosen")
+            raise refusal("Click an image in the history first.", "Nothing chosen")
         with Image.open(path) as opened:
             image = opened.convert("RGB")
         editor = {"background": image, "layers": [], "composite": image}
@@ -52,7 +53,7 @@ def create_history(studio: Studio, generate: dict[str, Any], edit: dict[str, Any
 
     def as_condition(path: str | None) -> list[Any]:
         if not path:
-            raise gr.Error("Click an image in the history first.", title="Nothing chosen")
+            raise refusal("Click an image in the history first.", "Nothing chosen")
         with Image.open(path) as opened:
             image = opened.convert("RGB")
         gr.Info("Set as the condition map in the Generate tab's Map tab.")

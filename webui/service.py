@@ -28,7 +28,7 @@ from PIL import Image
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, detect, open_image, to_rgb_array
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
 from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
-from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError, short_repr
+from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError, short_repr, size_refused
 
 from .settings import AppSettings
 
@@ -328,6 +328,7 @@ class Studio:
                 settings = few_step_settings(base_family(base or base_model_source()), settings)
             except ValueError as err:
                 raise RequestError(str(err)) from None
+            self._check_server_lora(settings["loras"][-1])
         if self.demo_mode and base is None:
             from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
 
@@ -371,6 +372,17 @@ class Studio:
         finally:
             if self._runs.get(session) is run:
                 del self._runs[session]
+
+    def _check_server_lora(self, lora: LoraRef) -> None:
+        """The server's own few-step LoRA must exist before a visitor's run uses it: a missing one is the operator's
+        setting, named as such (and, on public deployments, without its path), never the visitor's loras[i]."""
+        try:
+            parse_model_source(lora.source if isinstance(lora.source, str) else lora.source.spec, what=lora.origin)
+        except ValueError as err:
+            log.warning("few-step mode unavailable: %s", err)
+            detail = f" ({err})" if not self.settings.public else ""
+            raise RequestError(f"few-step mode is not available here: {lora.origin} names a LoRA this server does "
+                               f"not have{detail}; the operator must set it to an existing one") from None
 
     def batch(self, folder: str, units: list[UnitInput], *, detect: bool = False, session: str = "",
               progress: Callable[[int, int], None] | None = None, should_stop: StopCheck | None = None,
@@ -435,6 +447,9 @@ class Studio:
         if not generate_args.get("tile_size"):
             generate_args["tile_size"] = None  # 0: the whole image at once
         width, height = generate_args.get("width"), generate_args.get("height")
+        limits = self.settings.limits
+        if not width and not height and not all(limits.min_side <= side <= limits.max_side for side in size):
+            raise size_refused("picture", *image.size, limits)  # not "width=2000", which nobody sent
         if bool(width) != bool(height):  # one side given: the other keeps the picture's aspect ratio
             width = width or max(8, round(height * size[0] / size[1] / 8) * 8)
             height = height or max(8, round(width * size[1] / size[0] / 8) * 8)
