@@ -35,7 +35,13 @@ def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, .
     elif isinstance(source, np.ndarray):
         return Image.fromarray(to_rgb_array(source, what=what))
     else:
-        image = _open_lazily(source, what)
+        try:  # only the accepted formats' readers are tried: nothing is decoded on open
+            image = _open_lazily(source, what, formats)
+        except ImageInputError:
+            other = _other_format(source) if formats else None
+            if other:
+                raise ImageInputError(f"{what}: a {other} file; accepted: {', '.join(formats)}") from None
+            raise
     # Phones save JPEGs as MPO (a JPEG with a second, preview or depth frame): take the first frame, the photo.
     is_mpo = getattr(image, "format", None) == "MPO"
     accepted = image.format in (formats or ()) or (is_mpo and "JPEG" in (formats or ()))
@@ -53,13 +59,16 @@ def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, .
     return image
 
 
-def _open_lazily(source: str | Path | bytes | io.BytesIO, what: str) -> Image.Image:
-    """Pillow's Image.open: the header is read, the pixels are not. Decompression bombs (over MAX_PIXELS, where
-    Pillow would only warn, or over twice that, where it errs) are refused with one message naming their size."""
+def _open_lazily(source: str | Path | bytes | io.BytesIO, what: str,
+                 formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Pillow's Image.open: the header is read, the pixels are not (for the formats given, only their readers are
+    tried: Pillow's ICO reader, for one, decodes on open). Decompression bombs (over MAX_PIXELS, where Pillow would
+    only warn, or over twice that, where it errs) are refused with one message naming their size."""
     try:
         with warnings.catch_warnings():  # above PIL's limit it only warns: make it an error here too
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source,
+                              formats=list(formats) if formats else None)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         pixels = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(pixels.group(1)) / 1e6:.0f} MP, " if pixels else ""
@@ -68,10 +77,27 @@ def _open_lazily(source: str | Path | bytes | io.BytesIO, what: str) -> Image.Im
         raise ImageInputError(f"{what}: not a readable image ({err})") from None
 
 
-def image_size(source: str | Path | bytes | io.BytesIO, *, what: str = "image") -> tuple[int, int]:
+# Formats whose Pillow readers read only the header on open: tried to name a refused upload's format.
+_NAMED_FORMATS = ("GIF", "TIFF", "BMP")
+
+
+def _other_format(source: str | Path | bytes | io.BytesIO) -> str | None:
+    """The format of a file that none of the accepted readers took, when a reader that decodes nothing names it."""
+    for name in _NAMED_FORMATS:
+        try:
+            with _open_lazily(source, "image", (name,)):
+                return name
+        except ImageInputError:
+            continue
+    return None
+
+
+def image_size(source: str | Path | bytes | io.BytesIO, *, what: str = "image",
+               formats: tuple[str, ...] | None = None) -> tuple[int, int]:
     """(width, height) of an image file or its bytes, read from its header without decoding the pixels; an
-    unreadable file, an empty image or one over MAX_PIXELS is refused (ImageInputError naming `what`)."""
-    image = _open_lazily(source, what)
+    unreadable file, one of a format not in `formats`, an empty image or one over MAX_PIXELS is refused
+    (ImageInputError naming `what`)."""
+    image = _open_lazily(source, what, formats)
     try:
         _check_size(image.size, what)
         return image.size
@@ -98,13 +124,15 @@ def check_aspect(h: int, w: int, what: str = "image") -> None:
                               "crop it first")
 
 
-def to_rgb_array(source: ImageInput, *, what: str = "image", background: int = 255) -> np.ndarray:
-    """An HxWx3 uint8 RGB array from any common image: EXIF rotation applied, 16-bit and float scaled,
-    CMYK/palette converted, transparency composited over `background` (white, as a photo would be printed)."""
+def to_rgb_array(source: ImageInput, *, what: str = "image", background: int = 255,
+                 formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """An HxWx3 uint8 RGB array from any common image (of `formats`, for a file or bytes, when given): EXIF
+    rotation applied, 16-bit and float scaled, CMYK/palette converted, transparency composited over `background`
+    (white, as a photo would be printed)."""
     if isinstance(source, np.ndarray):
         array = source
     else:
-        image = ImageOps.exif_transpose(open_image(source, what=what))
+        image = ImageOps.exif_transpose(open_image(source, what=what, formats=formats))
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             array = np.asarray(image)
         else:

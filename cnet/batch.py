@@ -123,15 +123,16 @@ def _claim(out: Path, folder: Path) -> None:
 
 
 def _unique_stems(files: list[Path]) -> dict[Path, str]:
-    """File stems for the outputs, one per input and never the same twice: the input's stem, or its whole file
-    name where stems meet (a.png and a.jpg; a.png and a.png.jpg), repeated until no two meet (file names in one
-    folder are unique, so it ends)."""
+    """File stems for the outputs, one per input and never the same twice, case aside: the input's stem, or its
+    whole file name where stems meet (a.png and a.jpg; a.png and a.png.jpg), repeated until no two meet. It ends:
+    each name changes at most once, and whole names are unique (a folder holding both a.png and A.png on a
+    case-sensitive disk keeps those two names, which differ)."""
     from collections import Counter
 
     names = {path: path.stem for path in files}
-    while True:
-        counts = Counter(names.values())
-        clashing = [path for path in files if counts[names[path]] > 1 and names[path] != path.name]
+    while True:  # compared without case: a.png and A.jpg would meet on Windows and macOS disks
+        counts = Counter(name.lower() for name in names.values())
+        clashing = [path for path in files if counts[names[path].lower()] > 1 and names[path] != path.name]
         if not clashing:
             return names
         for path in clashing:

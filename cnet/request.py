@@ -61,9 +61,10 @@ DEFAULT_LIMITS = Limits()
 
 def size_refused(what: str, width: int, height: int, limits: Limits) -> RequestError:
     """The error for an output size taken from a picture (none was given) that this deployment does not make."""
+    other = "a larger" if min(width, height) < limits.min_side else "a smaller"
     return RequestError(f"the {what} is {width}x{height} px, and with no width or height given the output takes its "
                         f"size; this deployment makes {limits.min_side}-{limits.max_side} px a side. Give a width "
-                        "or height (the picture is scaled to fit), or use a smaller picture")
+                        f"or height (the picture is scaled to fit), or use {other} picture")
 
 
 @dataclass(frozen=True)

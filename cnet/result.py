@@ -169,6 +169,11 @@ def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored
     if base and base != base_model_source():
         out["base_model"] = base
     loras = [(_model_of(lora), lora.get("weight", 1.0)) for lora in _entries(meta, "loras", refused)]
+    for i, (_, weight) in enumerate(loras):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            refused.append(f"loras[{i}].weight={short_repr(weight)} must be a number")
+    loras = [(model, weight) for model, weight in loras if isinstance(weight, (int, float))
+             and not isinstance(weight, bool)]
     if loras:  # as the form writes them: one source:weight a line
         out["loras"] = "\n".join(f"{model}:{weight}" for model, weight in loras if model)
     embeddings = [_model_of(e) for e in _entries(meta, "embeddings", refused)]
@@ -264,6 +269,10 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
               "mask_blur",
               "inpaint_padding", "keep_unmasked", "tile_size", "fast_decode")
     index, seed = _field(meta, "image_index", int, "", 0), _field(meta, "seed", int, "")
+    batch_size = _field(meta, "batch_size", int, "", 1)
+    if not 0 <= index < batch_size:
+        raise ValueError(f"metadata: image_index={index} is not an image of its batch of {batch_size}; "
+                         "it cannot be re-run")
     loras = [LoraRef(_field(lora, "model", str, f"loras[{i}]"), lora.get("weight", 1.0))
              for i, lora in enumerate(_strict_entries(meta, "loras"))]
     embeddings = [_field(e, "model", str, f"embeddings[{i}]")
@@ -271,7 +280,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     base = meta.get("base_model")  # {"model": ..., "revision": ...}, or the reference itself
     if not isinstance(base, str):
         base = _field(base if isinstance(base, dict) else {}, "model", str, "base_model")
-    request = GenerationRequest(units=units, num_images=_field(meta, "batch_size", int, "", 1), seed=seed - index,
+    request = GenerationRequest(units=units, num_images=batch_size, seed=seed - index,
                                 loras=loras, embeddings=embeddings, **edit,
                                 **{k: meta[k] for k in fields if k in meta})
     return Rerun(request, base, index)

@@ -118,6 +118,17 @@ def app_url(tiny_models, tiny_blip, tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(scope="module")
+def latent_cache(tiny_models, circles, tmp_path_factory):
+    """A latent cache of the 16 circles at 64 px, in shards of 6 rows (built by `python -m train cache`)."""
+    from train.cli import main
+
+    out = tmp_path_factory.mktemp("cache") / "latents"
+    assert main(["cache", "--dataset", str(circles), "--base-model", str(tiny_models[0]), "--resolution", "64",
+                 "--out", str(out), "--batch-size", "4", "--rows-per-shard", "6"]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def circles(tmp_path_factory):
     """A Fill50K-layout folder of 16 circles from the project's own seeded generator."""

@@ -107,6 +107,37 @@ def test_a_shard_damaged_inside_stops_the_run_naming_the_stream(shards, tmp_path
         assert rows.bad > 0 and len(read) == 64
 
 
+def test_shards_datasets_reads_are_not_refused(tmp_path):
+    """Arrow's random-access file format, and WebDataset tars whose samples sit in a folder with a dot in its name
+    and lack an optional field: valid, so read (the shard check must not call them damaged)."""
+    import tarfile
+
+    import pyarrow as pa
+
+    arrow = tmp_path / "arrow"
+    arrow.mkdir()
+    cells = [{"bytes": png((i, 0, 0)), "path": None} for i in range(3)]
+    table = pa.table({"image": cells, "conditioning_image": cells, "text": [f"row {i}" for i in range(3)]})
+    with pa.OSFile(str(arrow / "a.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    tars = tmp_path / "tars"
+    tars.mkdir()
+    for shard in range(2):
+        with tarfile.open(tars / f"{shard}.tar", "w") as tar:
+            for key in range(2):
+                fields = {"image.png": png((key, 0, 0)), "conditioning_image.png": png((0, key, 0)),
+                          "text.txt": f"row {shard}{key}".encode()}
+                if shard == 1 and key == 1:
+                    fields["extra.json"] = b"{}"  # an optional field in one sample only
+                for name, data in fields.items():
+                    info = tarfile.TarInfo(f"set.v1/{shard}{key:04d}.{name}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    for folder in (arrow, tars):
+        rows = StreamingRows(str(folder), 64, columns=COLUMNS, seed=0, bad_row_limit=1.0)
+        assert len(list(zip(range(3), rows))) == 3 and rows.bad == 0
+
+
 def test_the_cli_says_which_shard_is_damaged_without_a_traceback(shards, tmp_path, tiny_models):
     folder, victim = damaged_copy(shards, tmp_path, SHARD_DAMAGE["cut in half"][0])
     done = subprocess.run([sys.executable, "-m", "train", "--base-model", str(tiny_models[0]), "--dataset",
@@ -169,13 +200,8 @@ def test_three_bad_rows_among_the_first_100_of_200_stop_the_run(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cache(tiny_models, circles, tmp_path_factory):
-    from train.cli import main
-
-    out = tmp_path_factory.mktemp("cache") / "latents"
-    assert main(["cache", "--dataset", str(circles), "--base-model", str(tiny_models[0]), "--resolution", "64",
-                 "--out", str(out), "--batch-size", "4", "--rows-per-shard", "6"]) == 0
-    return out
+def cache(latent_cache):
+    return latent_cache
 
 
 def reshaped(path):
@@ -200,7 +226,7 @@ CACHE_DAMAGE = {
     "a shard cut short": (lambda f: (f / "shard-00001.safetensors").write_bytes(
         (f / "shard-00001.safetensors").read_bytes()[:500]), "shard-00001.safetensors cannot be read"),
     "a tensor of another shape": (lambda f: reshaped(f / "shard-00002.safetensors"),
-                                  "its 'mean' is [4, 4, 4] per row, the first shard's is [4, 8, 8]"),
+                                  "its 'mean' is [4, 4, 4] (F32) per row, the first shard's is [4, 8, 8] (F32)"),
     "a wrong row count": (miscounted, "holds [6] rows (texts and tensors), manifest.json says 7"),
     "a wrong total": (lambda f: (f / "manifest.json").write_text((f / "manifest.json").read_text().replace(
         '"rows": 16', '"rows": 17')), "manifest.json says 17 rows, its shards hold 16"),

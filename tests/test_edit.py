@@ -424,6 +424,15 @@ def test_cli_edit_takes_a_ready_map(tiny_models, tmp_path, picture, cond_map):
     assert np.array_equal(pixels(Image.open(tmp_path / "out" / "cnet-4-control0.png")), pixels(cond_map))
 
 
+def test_output_stems_never_meet_even_without_case():
+    from pathlib import Path
+
+    from cnet.batch import _unique_stems
+
+    stems = _unique_stems([Path("a.png"), Path("A.jpg"), Path("b.png")])
+    assert stems == {Path("a.png"): "a.png", Path("A.jpg"): "A.jpg", Path("b.png"): "b"}
+
+
 def test_batch_survives_a_cut_line_and_inputs_sharing_a_name(tiny_models, cond_map, tmp_path, capsys):
     import json
 

@@ -16,11 +16,8 @@ from train.loop import train
 
 
 @pytest.fixture(scope="module")
-def cache(tiny_models, circles, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cache") / "latents"
-    assert main(["cache", "--dataset", str(circles), "--base-model", str(tiny_models[0]), "--resolution", "64",
-                 "--out", str(out), "--batch-size", "4", "--rows-per-shard", "6"]) == 0
-    return out
+def cache(latent_cache):
+    return latent_cache
 
 
 def config(tiny_models, cache, out, **kw):

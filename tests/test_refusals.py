@@ -35,6 +35,15 @@ def test_a_picture_over_the_side_limit_with_no_size_given_says_so(client, large,
     assert "Give a width or height" in message and "width=2000" not in message
 
 
+def test_a_picture_under_the_side_limit_asks_for_a_larger_one(client, tmp_path):
+    from gradio_client import handle_file
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (32, 24)).save(small)
+    message = error_of(lambda: client.predict(handle_file(str(small)), steps=1, api_name="/edit"))
+    assert "the picture is 32x24 px" in message and "use a larger picture" in message
+
+
 def test_the_edit_tab_says_so_too(public_app, raw_ui, large):
     ui = raw_ui(public_app[0])
     picture = ui.upload(large)

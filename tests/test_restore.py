@@ -68,6 +68,8 @@ ODD = {  # what is changed -> the setting named in the refusal
     "-5 images": (lambda r: r.update(batch_size=-5), "num_images=-5 is out of range"),
     "a kind that is a number": (lambda r: r["controlnets"][0].update(kind=7), "kind=7 must be text"),
     "controlnets abc": (lambda r: r.update(controlnets="abc"), "controlnets='abc' is not a list of entries"),
+    "a LoRA weight that is a dict": (lambda r: r.update(loras=[{"model": "me/style", "weight": {"x": 1}}]),
+                                     "loras[0].weight={'x': 1} must be a number"),
 }
 
 
@@ -112,6 +114,8 @@ def test_the_restore_event_completes_and_names_what_it_refused(public_app, raw_u
     (lambda r: r.update(loras=7), "loras=7 is not a list of entries"),
     (lambda r: r.update(control_images=[{"a": 1}]), "is not a file name"),
     (lambda r: r.update(guidance_scale="abc"), "guidance_scale='abc' must be a number"),
+    (lambda r: r.update(image_index=5), "image_index=5 is not an image of its batch of 1"),
+    (lambda r: r.update(image_index=-1), "image_index=-1 is not an image of its batch of 1"),
 ])
 def test_a_rerun_of_odd_metadata_names_the_entry_without_a_traceback(saved, tmp_path, tiny_models, change, message):
     path = crafted(saved, tmp_path, change)

@@ -408,6 +408,8 @@ def test_a_run_whose_loss_becomes_nan_stops_naming_the_step_and_saves_nothing_fr
     kept = complete_checkpoints(out)
     assert kept and kept[-1][0] == step - 1 and f"step-{step - 1:08d}, is kept" in str(raised.value)
     assert all(nonfinite_weights_in(folder) is None for _, folder in kept)  # nothing non-finite was written
+    # Checked when written, and recorded so: a resume does not read every weight again.
+    assert all(json.loads((folder / "COMPLETE.json").read_text())["finite"] is True for _, folder in kept)
     assert not (out / "controlnet").exists()  # no result from a diverged run
     assert find_resume(out, "latest").name == f"step-{step - 1:08d}"
     assert "--lr 1e+06" in str(raised.value)

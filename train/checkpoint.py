@@ -43,7 +43,8 @@ def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 def verify_checkpoint(folder: str | Path) -> str | None:
     """None when the checkpoint is intact, else what is wrong with it: no marker, an unreadable marker, a file
     missing, of another size or with another SHA-256 than the marker recorded (a flaky disk, a copy cut short), or
-    weights that are not finite (a run that diverged before this project stopped such runs)."""
+    weights that are not finite (a run that diverged before this project stopped such runs; a marker that records
+    its weights were checked finite when written spares reading them again)."""
     folder = Path(folder)
     try:
         marker = json.loads((folder / MARKER).read_text())
@@ -65,6 +66,9 @@ def verify_checkpoint(folder: str | Path) -> str | None:
             return f"{name} is {size} bytes, {expected['size']} were written"
         if _sha256(path) != expected["sha256"]:
             return f"{name} is damaged (its SHA-256 differs from the one written)"
+    # Checked finite when written, and the files are those written (their SHA-256 above).
+    if isinstance(marker, dict) and marker.get("finite") is True:
+        return None
     from .finite import nonfinite_weights_in
 
     try:

@@ -166,7 +166,12 @@ def load_image(value: Any) -> Image.Image:
 
     if isinstance(value, _LazyCell):
         value = value.load()
-    return Image.fromarray(to_rgb_array(value, what="image"))
+    return Image.fromarray(to_rgb_array(value, what="image", formats=TRAINING_FORMATS))
+
+
+# Formats a training image may have (16-bit and float TIFFs included); not ICO or ICNS, whose readers decode on open
+# or whose header can state a smaller size than the image holds.
+TRAINING_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 
 
 def resize_and_crop(image: Image.Image, resolution: int) -> Image.Image:

@@ -361,23 +361,30 @@ def _open_shard(folder: Path, shard: Any, resolution: Any, per_row: dict[str, li
     try:
         file = safe_open(str(path), framework="pt")
         texts = json.loads(file.metadata()["texts"])
-        shapes = {t: list(file.get_slice(t).get_shape()) for t in _TENSORS}
+        names = set(file.keys())
+        if not names >= set(_TENSORS):
+            raise KeyError(f"no {sorted(set(_TENSORS) - names)}")
+        # Shape per row and dtype of every tensor (SDXL's pooled text too), as the first shard has them.
+        layout = {t: [*file.get_slice(t).get_shape()[1:], file.get_slice(t).get_dtype()] for t in sorted(names)}
+        rows = {len(texts)} | {file.get_slice(t).get_shape()[0] for t in names}
     except Exception as err:  # safetensors, json and KeyError: a cut, foreign or damaged file
         raise DataError(f"latent cache shard {path} cannot be read ({type(err).__name__}: {str(err)[:200]}): "
                         f"{_REBUILD}") from None
-    counts = {len(texts)} | {shape[0] for shape in shapes.values()}
-    if counts != {shard["rows"]}:
-        raise DataError(f"latent cache shard {path} holds {sorted(counts)} rows (texts and tensors), manifest.json "
+    if rows != {shard["rows"]}:
+        raise DataError(f"latent cache shard {path} holds {sorted(rows)} rows (texts and tensors), manifest.json "
                         f"says {shard['rows']}: {_REBUILD}")
     if first:
-        per_row.update({t: shape[1:] for t, shape in shapes.items()})
-        if resolution is not None and per_row["condition"] != [3, resolution, resolution]:
-            raise DataError(f"latent cache shard {path} holds conditions of shape {per_row['condition']}, the cache "
-                            f"was made at resolution {resolution}: {_REBUILD}")
-    for tensor, shape in shapes.items():
-        if shape[1:] != per_row[tensor]:
-            raise DataError(f"latent cache shard {path}: its '{tensor}' is {shape[1:]} per row, the first shard's is "
-                            f"{per_row[tensor]}: {_REBUILD}")
+        per_row.update(layout)
+        if resolution is not None and per_row["condition"][:3] != [3, resolution, resolution]:
+            raise DataError(f"latent cache shard {path} holds conditions of shape {per_row['condition'][:3]}, the "
+                            f"cache was made at resolution {resolution}: {_REBUILD}")
+    if set(layout) != set(per_row):
+        raise DataError(f"latent cache shard {path} holds the tensors {sorted(layout)}, the first shard "
+                        f"{sorted(per_row)}: {_REBUILD}")
+    for tensor, shape in layout.items():
+        if shape != per_row[tensor]:
+            raise DataError(f"latent cache shard {path}: its '{tensor}' is {shape[:-1]} ({shape[-1]}) per row, the "
+                            f"first shard's is {per_row[tensor][:-1]} ({per_row[tensor][-1]}): {_REBUILD}")
     return file, texts
 
 

@@ -612,7 +612,9 @@ def save_checkpoint(run: Run) -> Path | None:
                 torch.save(positions, tmp / "stream.pt")
             (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "stats": run.stats}))
         try:
-            path = write_atomically(run.out, step, write, {"mode": run.config.mode}, run.config.keep_checkpoints)
+            # "finite": checked above, so a resume need not read every weight again (verify_checkpoint).
+            path = write_atomically(run.out, step, write, {"mode": run.config.mode, "finite": True},
+                                    run.config.keep_checkpoints)
             run.emit("checkpoint", {"step": step, "path": str(path)})
         except CheckpointError as err:
             failure = err

@@ -73,7 +73,7 @@ def check_shards(files: list[str], fmt: str) -> None:
                             "(python -m train shard)") from None
         if first is None:
             first = (file, columns)
-        elif columns != first[1]:
+        elif fmt != "webdataset" and columns != first[1]:  # a sample of a tar may lack an optional field
             raise DataError(f"shard {file} has the columns {columns}, shard {first[0]} has {first[1]}: the shards "
                             "of one stream share one schema. Remove the odd one, or write the shards again")
 
@@ -85,15 +85,20 @@ def _shard_columns(file: str, fmt: str) -> list[str]:
         import pyarrow.parquet as pq
 
         return sorted(pq.read_schema(file).names)
-    if fmt == "arrow":
+    if fmt == "arrow":  # datasets writes the streaming format; Arrow's random-access file format is read too
         import pyarrow as pa
 
         with pa.memory_map(file) as source:
-            return sorted(pa.ipc.open_stream(source).schema.names)
+            try:
+                return sorted(pa.ipc.open_stream(source).schema.names)
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return sorted(pa.ipc.open_file(source).schema.names)
     import tarfile
 
-    with tarfile.open(file) as tar:
-        return sorted({m.name.split(".", 1)[1] for m in tar.getmembers() if m.isfile() and "." in m.name})
+    with tarfile.open(file) as tar:  # fields by the file name's first dot, as datasets splits them
+        return sorted({Path(m.name).name.split(".", 1)[1] for m in tar.getmembers()
+                       if m.isfile() and "." in Path(m.name).name})
 
 
 def rows_of(stream: Any, dataset: str) -> Any:

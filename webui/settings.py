@@ -56,10 +56,8 @@ class AppSettings:
 
 def editor_bounds(public: bool) -> dict[str, int]:
     """What one image-editor payload may hold on a deployment (webui/editor.py): layers, and megapixels over the
-    background, the composite and the layers together (public: a 12 MP photo with one painted layer); and the
-    megabytes of editor images posted but not yet used by an event. CNET_EDITOR_MAX_LAYERS, CNET_EDITOR_MAX_MP and
-    CNET_EDITOR_PENDING_MB override them."""
-    layers, megapixels, pending = (4, 36, 256) if public else (16, 160, 1024)
+    background, the composite and the layers together (public: a 12 MP photo with one painted layer).
+    CNET_EDITOR_MAX_LAYERS and CNET_EDITOR_MAX_MP override them."""
+    layers, megapixels = (4, 36) if public else (16, 160)
     return {"editor_max_layers": env_int("CNET_EDITOR_MAX_LAYERS", layers, 1, 64),
-            "editor_max_mp": env_int("CNET_EDITOR_MAX_MP", megapixels, 1, 1000),
-            "editor_pending_mb": env_int("CNET_EDITOR_PENDING_MB", pending, 16, 65536)}
+            "editor_max_mp": env_int("CNET_EDITOR_MAX_MP", megapixels, 1, 1000)}
