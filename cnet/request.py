@@ -333,6 +333,8 @@ def short_repr(value: Any, limit: int = 80) -> str:
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and not low <= value <= high:
+        raise RequestError(f"{name}={value:g} is out of range [{low}, {high}]")  # 1e300 is whole, and far out
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(f"{name}={short_repr(value)} must be a whole number")
     if not low <= value <= high:

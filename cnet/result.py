@@ -107,8 +107,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         summary = texts.get(PARAMETERS_KEY, "")
         sent = summary[: lengths["prompt_used"]]
         start = len(sent) + len(_NEGATIVE)
-        meta.update(prompt_used=sent, negative_prompt=summary[start: start + lengths["negative_prompt"]])
-        if _summary(meta) != summary:
+        negative = summary[start: start + lengths["negative_prompt"]]
+        meta.update(prompt_used=sent, negative_prompt=negative)
+        # The texts must sit where their lengths say; the numbers after them are for other tools to read (the
+        # JSON holds the values), so a seed written 1e300 there instead of 1e+300 does not lose the file.
+        if summary[len(sent):start] != _NEGATIVE or not summary[start + len(negative):].startswith("\nSteps: "):
             raise ValueError(f"{path}: its '{PARAMETERS_KEY}' text was changed; the prompts cannot be read back")
         derived = _DERIVED.get(meta.get("prompt_mode"))
         if derived and derived not in meta:

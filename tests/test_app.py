@@ -191,3 +191,10 @@ def test_a_batch_runs_exactly_what_generate_runs_per_input(app_url, raw_ui, tmp_
     first = Image.open(table.parent / row["outputs"][0])
     shown = Image.open(generated["output"]["data"][0][0]["image"]["path"])
     assert np.array_equal(np.asarray(first.convert("RGB")), np.asarray(shown.convert("RGB")))
+
+
+def test_a_batch_error_is_the_reports_text(app_url, raw_ui, tmp_path):
+    """Not an error badge over the last report: the report says what is wrong, and a notice too."""
+    reply = raw_ui(app_url).call("batch-run", **{"batch-folder": str(tmp_path / "nowhere")})
+    assert reply["success"] and "**Cannot do that:** input folder" in reply["output"]["data"][0]
+    assert "is not a folder" in reply["output"]["data"][0] and reply["notices"]

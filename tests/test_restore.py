@@ -44,7 +44,7 @@ def saved(tiny_models, tmp_path_factory):
     return result.save(tmp_path_factory.mktemp("saved"))[0]
 
 
-def crafted(saved, tmp_path, change=None, raw: str | None = None):
+def crafted(saved, tmp_path, change=None, raw: str | None = None, summary=lambda text: text):
     """A copy of `saved` whose JSON is changed by `change(record)` (or replaced by `raw`), next to its maps."""
     with Image.open(saved) as image:
         texts, pixels = dict(image.text), image.copy()
@@ -55,7 +55,7 @@ def crafted(saved, tmp_path, change=None, raw: str | None = None):
     info = PngInfo()
     info.add_text(METADATA_KEY, raw if raw is not None else json.dumps(record))
     # The summary line repeats the seed, steps, CFG, sampler and size: written to agree, as a crafted file would.
-    info.add_text(PARAMETERS_KEY, _summary({**record, **texts_sent}))
+    info.add_text(PARAMETERS_KEY, summary(_summary({**record, **texts_sent})))
     path = saved.parent / f"crafted-{tmp_path.name}.png"
     pixels.save(path, pnginfo=info)
     return path
@@ -63,7 +63,7 @@ def crafted(saved, tmp_path, change=None, raw: str | None = None):
 
 ODD = {  # what is changed -> the setting named in the refusal
     "a lone surrogate": (lambda r: r.update(added_prompt="\ud800"), "added_prompt holds an invalid character"),
-    "seed 1e300": (lambda r: r.update(seed=1e300), "seed=1e+300 must be a whole number"),
+    "seed 1e300": (lambda r: r.update(seed=1e300), "seed=1e+300 is out of range [0, 4294967295]"),
     "guidance abc": (lambda r: r.update(guidance_scale="abc"), "guidance_scale='abc' must be a number"),
     "-5 images": (lambda r: r.update(batch_size=-5), "num_images=-5 is out of range"),
     "a kind that is a number": (lambda r: r["controlnets"][0].update(kind=7), "kind=7 must be text"),
@@ -80,6 +80,19 @@ def test_odd_values_are_refused_by_name_and_the_rest_restored(saved, tmp_path, o
     assert len(refused) == 1 and message in refused[0], refused
     assert restored["prompt"] == "a red circle" and restored["num_inference_steps"] == 3  # the rest is kept
     assert json.dumps(restored)  # what is restored can be sent to a browser
+
+
+def test_numbers_written_otherwise_in_the_summary_line_lose_nothing(saved, tmp_path):
+    """Another tool (or a hand) may write the summary's numbers its own way (1e300 for 1e+300, CFG 9 for 9.0): the
+    JSON holds the values, the texts still sit where their lengths say, so the settings come back."""
+    path = crafted(saved, tmp_path, lambda r: r.update(seed=1e300),
+                   summary=lambda text: text.replace("Seed: 1e+300", "Seed: 1e300").replace("CFG scale: 9.0",
+                                                                                          "CFG scale: 9"))
+    restored, refused = settings_from_metadata(read_metadata(path))
+    assert restored["prompt"] == "a red circle" and refused == ["seed=1e+300 is out of range [0, 4294967295]"]
+    edited = crafted(saved, tmp_path, summary=lambda text: text.replace("a red circle", "a big red circle"))
+    with pytest.raises(ValueError, match="its 'parameters' text was changed; the prompts cannot be read back"):
+        read_metadata(edited)  # a text whose length changed would be cut wrong: refused, not guessed
 
 
 @pytest.mark.parametrize("raw, message", [

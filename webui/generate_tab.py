@@ -343,9 +343,11 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
             return [gr.skip()] * (len(targets) + 2)
         try:
             saved, refused = settings_from_metadata(read_metadata(path), studio.settings.limits)
-        except (OSError, ValueError):  # the message would name the server's upload path
-            raise ValueError("no settings restored: this file carries no settings of this studio (not made "
-                             "here, or its text chunks were stripped or damaged)") from None
+        except ValueError as err:  # what is wrong with the file, without the server's upload path
+            raise ValueError("no settings restored: " + str(err).replace(f"{path}: ", "").replace(str(path), "it")
+                             ) from None
+        except OSError:
+            raise ValueError("no settings restored: this is not a PNG made by this studio") from None
         values = [saved[key] if saved.get(key) is not None and usable(key, saved[key]) else gr.skip()
                   for key in RESTORED_FIELDS]
         # The prompt box shows when the restored mode is custom (a value alone would leave it hidden).
@@ -544,6 +546,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
                          show_progress_on=ui.gallery)
     stop_previews(event)
 
+    @keep_results(1, status=0)  # an error is the report's text, not a badge over the last report
     @user_errors
     @gpu
     def on_batch(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
