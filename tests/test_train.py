@@ -490,3 +490,20 @@ def test_presets_leave_precompute_out_for_streams_and_latent_caches():
     for given in ({"streaming": True}, {"latent_cache": "cache"}):
         settings, _ = apply_preset(given, "24gb")
         assert "precompute" not in settings and settings["mixed_precision"] == "bf16"
+
+
+def test_the_weights_hash_reads_bf16_weights():
+    """One hash for the cache key and the processes' end-of-run check; numpy has no bfloat16, so the old end-of-run
+    hash failed on bf16 weights."""
+    import copy
+
+    from train.weights import weights_sha256
+
+    model = torch.nn.Linear(4, 4)
+    same = copy.deepcopy(model)
+    assert weights_sha256(model) == weights_sha256(same)
+    with torch.no_grad():
+        same.bias[0] += 1
+    assert weights_sha256(model) != weights_sha256(same)
+    half = model.to(torch.bfloat16)
+    assert len(weights_sha256(half)) == 64

@@ -14,27 +14,16 @@ written are kept.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .data import DataError
+from .weights import weights_sha256
 
 CACHE_VERSION = 1
 CROP = "centre"
-
-
-def weights_sha256(model: Any) -> str:
-    """sha256 over a model's parameter names and bytes (in name order): the same weights, the same hash."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def dataset_identity(dataset: str) -> str:

@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .data import ControlNetDataset, collate, load_rows
 from .finite import TrainingDiverged, divergence_message, first_nonfinite, nonfinite_tensors
 from .stop import StopRequest
+from .weights import weights_sha256
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -280,7 +281,7 @@ def finish(run: Run, stopped: bool) -> Path | None:
     controlnet = run.accelerator.unwrap_model(run.controlnet)
     _refuse_nonfinite_weights(run)  # the result (the EMA's weights, when kept) is finite, or not saved
     # All processes must hold the same weights (DDP keeps them so): checked, and the hash reported with the result.
-    hashes = run.accelerator.gather_for_metrics([_weights_hash(controlnet)], use_gather_object=True)
+    hashes = run.accelerator.gather_for_metrics([weights_sha256(controlnet)], use_gather_object=True)
     if len(set(hashes)) > 1:
         run.emit("warning", {"message": f"the processes ended with different weights: {hashes}"})
     if not stopped and run.main:
@@ -624,16 +625,6 @@ def save_checkpoint(run: Run) -> Path | None:
         raise failure or CheckpointError(f"the main process could not write the checkpoint for step {step}")
     accelerator.wait_for_everyone()
     return path
-
-
-def _weights_hash(model: Any) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _loss(run: Run, batch: dict[str, Any]) -> Any:
