@@ -51,7 +51,7 @@ def parse_hub_id(spec: str, *, what: str = "model") -> ModelSource:
     public deployment accepts from visitors. ValueError naming `what` otherwise."""
     spec = spec.strip() if isinstance(spec, str) else spec
     if not isinstance(spec, str) or not HUB_ID.match(spec) or ".." in spec:
-        from .request import short_repr
+        from .text import short_repr
 
         raise ValueError(f"{what}={short_repr(spec)}: this deployment accepts Hub ids (owner/name) only")
     repo, _, revision = spec.partition("@")

@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from .kinds import KINDS
+from .text import short_repr
 
 DEFAULT_PROMPT = "a professional, detailed, high-quality image"
 # The original ControlNet apps' texts, offered as presets (they are not added unless asked for).
@@ -324,12 +325,6 @@ def check_text(name: str, value: Any, max_chars: int, optional: bool = False) ->
     except UnicodeEncodeError as err:  # a lone surrogate: not text any encoder or PNG chunk can carry
         raise RequestError(f"{name} holds an invalid character at position {err.start} (a lone surrogate "
                            f"{value[err.start]!r}); remove it") from None
-
-
-def short_repr(value: Any, limit: int = 80) -> str:
-    """`repr(value)`, cut to `limit` characters: an error message names a value without repeating a 10 MB one."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

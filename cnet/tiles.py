@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    from .engine import Engine
     from .result import GenerationResult
+
+
+class TileRunner(Protocol):
+    """What runs the tiles: the engine's own `generate` and `caption` (passed in, so this module never imports the
+    engine back)."""
+
+    def generate(self, request: Any, *, progress: Any = None, should_stop: Any = None,
+                 limits: Any = None) -> GenerationResult: ...
+
+    def caption(self, image: Image.Image) -> str: ...
 
 TILE_OVERLAP = 64  # px (8 latent cells): enough for the ramps to hide a seam, little repeated work
 
@@ -67,7 +76,7 @@ def blend_tiles(tiles: list[Image.Image], boxes: list[tuple[int, int, int, int]]
     return Image.fromarray(np.clip(np.rint(total / weight), 0, 255).astype(np.uint8))
 
 
-def generate_tiled(engine: Engine, request: Any, picture: Image.Image, maps: list[Image.Image], width: int,
+def generate_tiled(engine: TileRunner, request: Any, picture: Image.Image, maps: list[Image.Image], width: int,
                    height: int, progress: Any = None, should_stop: Any = None, limits: Any = None) -> GenerationResult:
     """Run an img2img `request` whose picture and maps are already fitted to `width` x `height` tile by tile
     (`request.tile_size`), with one seed and one prompt for every tile; the result reads as the whole run's."""

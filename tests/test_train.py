@@ -89,24 +89,21 @@ def test_zero_convolutions_start_at_zero(tiny_models, circles, tmp_path):
 
 
 @pytest.mark.parametrize("prob, low, high", [(0.5, 0.35, 0.65), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)])
-def test_share_of_empty_prompts(tiny_models, circles, tmp_path, prob, low, high):
+def test_share_of_empty_prompts(tiny_models, circles, tmp_path, prob, low, high, monkeypatch):
     seen = []
     recorder = Recorder()
     cfg = config(tiny_models, circles, tmp_path, max_steps=10, batch_size=8, empty_prompt_prob=prob, lr=1e-12)
 
     import train.loop as loop
 
-    original = loop._encode_text
+    original = loop.encode_text
 
-    def counting(texts, base, device):
+    def counting(texts, base, device):  # every text the step encodes, the real encoder still answering
         seen.extend(texts)
         return original(texts, base, device)
 
-    loop._encode_text = counting
-    try:
-        train(cfg, callback=recorder)
-    finally:
-        loop._encode_text = original
+    monkeypatch.setattr(loop, "encode_text", counting)
+    train(cfg, callback=recorder)
     share = sum(t == "" for t in seen) / len(seen)
     assert len(seen) == 80 and low <= share <= high
     assert recorder.of("log")[-1]["empty_prompt_fraction"] == pytest.approx(share)

@@ -86,7 +86,7 @@ def test_a_single_file_base_is_read_through_its_config_folder_or_refused_by_name
     from safetensors.torch import save_file
 
     from cnet.families import base_family
-    from train.loop import load_base
+    from train.base import load_base
 
     # A file that is no Stable Diffusion checkpoint: the message names the file, the family its config folder
     # gave, and the flag that describes it (an original-format checkpoint cannot be made offline for the tiny

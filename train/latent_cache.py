@@ -84,7 +84,7 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from .loop import _encode_text, load_base
+    from .base import encode_text, load_base
 
     accelerator = accelerator or Accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -131,7 +131,7 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     skipped = accelerator.gather_for_metrics([skipped], use_gather_object=True) if world > 1 else [skipped]
     if accelerator.is_main_process:
         with torch.no_grad():
-            hidden, pooled = _encode_text([""], base, device)
+            hidden, pooled = encode_text([""], base, device)
         empty = {"hidden": hidden.half().cpu().contiguous()}
         if pooled is not None:
             empty["pooled"] = pooled.half().cpu().contiguous()
@@ -155,7 +155,7 @@ class _ShardWriter:
         import torch
         from safetensors.torch import save_file
 
-        from .loop import _encode_text
+        from .base import encode_text
 
         tensors: dict[str, list[Any]] = {"mean": [], "std": [], "hidden": [], "pooled": [], "condition": []}
         with torch.no_grad():
@@ -167,7 +167,7 @@ class _ShardWriter:
                     raise DataError(f"the VAE gave NaN/inf latents in {self.dtype} for rows "
                                     f"{ids[start:start + self.batch_size]}: build the cache (and train) with "
                                     "--mixed-precision bf16 or no")
-                hidden, pooled = _encode_text([it["text"] for it in batch], self.base, self.device)
+                hidden, pooled = encode_text([it["text"] for it in batch], self.base, self.device)
                 tensors["mean"].append(posterior.mean.float().cpu())
                 tensors["std"].append(posterior.std.float().cpu())
                 tensors["hidden"].append(hidden.half().cpu())
