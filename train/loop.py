@@ -701,7 +701,7 @@ def _apply_lr(optimizer: Any, config: TrainConfig, step: int) -> None:
 def _tensorboard(out: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional; metrics.csv is always written
+    except ImportError:  # a trainer installed without tensorboard (requirements.txt has it): metrics.csv still
         return None
     return SummaryWriter(str(out / "tensorboard"))
 
