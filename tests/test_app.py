@@ -1,5 +1,6 @@
 """The Gradio app through its public API (gradio_client), as a script or another app would use it."""
 
+import os
 import subprocess
 import sys
 
@@ -198,3 +199,30 @@ def test_a_batch_error_is_the_reports_text(app_url, raw_ui, tmp_path):
     reply = raw_ui(app_url).call("batch-run", **{"batch-folder": str(tmp_path / "nowhere")})
     assert reply["success"] and "**Cannot do that:** input folder" in reply["output"]["data"][0]
     assert "is not a folder" in reply["output"]["data"][0] and reply["notices"]
+
+
+def test_edit_takes_few_step_and_fast_decode_as_the_cli_does(client, tiny_models, cond_map, tmp_path, monkeypatch):
+    """`cnet edit --few-step --fast-decode` and `/edit` with few_step and fast_decode run the same edit: the same
+    LoRA, sampler and decoder, the same pixels (the API had neither switch)."""
+    from gradio_client import handle_file
+
+    from cnet.cli import main
+    from cnet.result import read_metadata
+    from cnet.tiny import save_tiny_lora, save_tiny_taesd
+
+    monkeypatch.setenv("CNET_FEW_STEP_LORA", str(save_tiny_lora(tiny_models[0], tmp_path / "lcm")))
+    monkeypatch.setenv("CNET_TINY_VAE", str(save_tiny_taesd(tmp_path / "taesd")))
+    picture = tmp_path / "picture.png"
+    cond_map.convert("RGB").rotate(30).save(picture)
+    assert main(["edit", "--picture", str(picture), "--image", str(picture), "--kind", "canny", "--base-model",
+                 str(tiny_models[0]), "--controlnet", str(tiny_models[1]), "--few-step", "--fast-decode", "--steps",
+                 "4", "--guidance", "1", "--seed", "6", "--out", str(tmp_path / "cli")]) == 0
+    images, _, metadata = client.predict(handle_file(str(picture)), image=handle_file(str(picture)), kind="canny",
+                                         few_step=True, fast_decode=True, steps=4, guidance=1.0, seed=6,
+                                         api_name="/edit")
+    theirs = read_metadata(tmp_path / "cli" / "cnet-6-0.png")
+    assert metadata[0]["scheduler"] == theirs["scheduler"] == "lcm" and metadata[0]["fast_decode"] is True
+    assert metadata[0]["loras"][-1]["model"] == theirs["loras"][-1]["model"] == os.environ["CNET_FEW_STEP_LORA"]
+    api_pixels = np.asarray(Image.open(images[0]["image"]).convert("RGB"), dtype=np.int16)
+    cli_pixels = np.asarray(Image.open(tmp_path / "cli" / "cnet-6-0.png").convert("RGB"), dtype=np.int16)
+    assert np.abs(api_pixels - cli_pixels).max() <= 1  # the same run (kernels may round 1/255 apart)

@@ -310,24 +310,22 @@ def test_the_inpaint_controlnet_gets_the_picture_with_the_mask_blanked(engine, t
                                           init_image=picture, num_inference_steps=2))
 
 
-def test_the_vae_is_tiled_above_1024_px_or_when_asked(engine, tiny_models, cond_map):
+def test_the_vae_is_tiled_above_1024_px_or_when_asked(engine, tiny_models, cond_map, monkeypatch):
     """A 2x upscale to 2048 px decodes tile by tile (the whole-image decode is the memory peak there); smaller
     images stay untiled, so their pixels do not change."""
     vae = engine.load_base()["vae"]
     seen = []
     decode = vae.decode
 
-    def spy(*args, **kwargs):
+    def spy(*args, **kwargs):  # records the tiling setting of each real decode
         seen.append(vae.use_tiling)
         return decode(*args, **kwargs)
 
-    vae.decode = spy
-    try:
-        for width in (64, 1088):
-            engine.generate(GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
-                                              width=width, height=64, num_inference_steps=1, seed=0))
-    finally:
-        vae.decode = decode
+    monkeypatch.setattr(vae, "decode", spy)
+    for width in (64, 1088):
+        engine.generate(GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
+                                          width=width, height=64, num_inference_steps=1, seed=0))
+    monkeypatch.undo()
     assert seen == [False, True]
     always = Engine(str(tiny_models[0]), device="cpu", vae_tiling=True)
     always.generate(GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],

@@ -105,13 +105,15 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
              upscale: float = 2.0, tile_down_sampling: float = 1.0, control_mode: str = "balanced",
              width: float | None = None, height: float | None = None, resize_mode: str = "crop_and_resize",
              tile_size: float = -1, base_model: str = "", controlnet: str = "", loras: str = "",
-             embeddings: str = "", request: gr.Request = None) -> tuple:
+             embeddings: str = "", few_step: bool = False, fast_decode: bool = False,
+             request: gr.Request = None) -> tuple:
         """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
         Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
         picture; >= 0: only the masked area, with that padding. width/height 0: the picture's size (an upscale's:
         the picture times `upscale`); another shape is met by resize_mode. tile_size (img2img, upscale): denoise in
         tiles of at most that many px a side; 0: whole; < 0: the default (1024 for an upscale, else whole).
-        base_model, controlnet, loras, embeddings: as for /generate. seed < 0 or empty: random."""
+        base_model, controlnet, loras, embeddings, few_step, fast_decode: as for /generate. seed < 0 or empty:
+        random."""
         seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
         padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
         unit = UnitInput("map" if image else "photo", image or None, kind=kind or "canny",
@@ -131,7 +133,7 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
             width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
             **({} if tile_size in (None, "") or as_int(tile_size, "tile_size") < 0
                else {"tile_size": as_int(tile_size, "tile_size")}),
-            **_models(base_model, loras, embeddings))
+            few_step=bool(few_step), fast_decode=bool(fast_decode), **_models(base_model, loras, embeddings))
         images, maps = shown_files(result, paths)
         return images, maps[0], result.metadata
 
@@ -142,7 +144,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
                *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
                                            "upscale", "tile_down_sampling")), text["control_mode"],
                numbers["width"], numbers["height"], text["resize_mode"], edit_numbers["tile_size"],
-               text["base_model"], text["controlnet"], text["loras"], text["embeddings"]],
+               text["base_model"], text["controlnet"], text["loras"], text["embeddings"], flags["few_step"],
+               flags["fast_decode"]],
         [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
 
     @user_errors

@@ -29,6 +29,7 @@ from .generate_tab import (
     results_column,
     sampling_controls,
     shown_results,
+    speed_switches,
 )
 from .jobs import stop_requested
 from .service import EDIT_OPERATIONS, Studio, UnitInput, as_float, as_int, editor_picture_and_mask
@@ -105,8 +106,10 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
                                       elem_id="edit-prompt-mode")
             ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt", visible=defaults.prompt_mode == "custom",
                                    elem_id="edit-prompt")
-            with gr.Accordion("Steps, guidance, seed", open=False), sampling_controls(ui, limits, defaults, "edit-"):
-                pass
+            with gr.Accordion("Steps, guidance, seed, speed", open=False):
+                with sampling_controls(ui, limits, defaults, "edit-"):
+                    pass
+                speed_switches(ui, "edit-")
         with gr.Column(scale=4):
             with gr.Row():
                 ui.run = gr.Button("Edit", variant="primary", elem_id="edit-run")
@@ -137,6 +140,7 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
                         queue=False, api_visibility="private")
     ui.prompt_mode.change(lambda m: gr.Textbox(visible=m == "custom"), ui.prompt_mode, ui.prompt, queue=False,
                           api_visibility="private")
+    _wire_few_step(ui)
     sides = list(ui.sides.values())
 
     @keep_results(1)
@@ -156,8 +160,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
 
     inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.control_mode, ui.denoise, ui.mask_blur, ui.keep,
               ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.tile_size, ui.prompt_mode, ui.prompt,
-              ui.steps, ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode,
-              *ui.models.values()}
+              ui.steps, ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode, ui.few_step,
+              ui.fast_decode, *ui.models.values()}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
@@ -179,6 +183,7 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
             denoise=as_float(v[ui.denoise], "denoise"), mask_blur=as_int(v[ui.mask_blur], "mask_blur"),
             inpaint_padding=as_int(v[ui.padding], "inpaint_padding") if v[ui.only_masked] else None,
             keep_unmasked=bool(v[ui.keep]), resize_mode=v[ui.resize_mode] or "crop_and_resize",
+            few_step=bool(v[ui.few_step]), fast_decode=bool(v[ui.fast_decode]),
             **_output_size(v[ui.operation], v[ui.width], v[ui.height]),
             **({"tile_size": as_int(v[ui.tile_size] or 0, "tile_size")} if v[ui.operation] == "upscale" else {}),
             **_chosen_models(ui.models, v))
@@ -193,6 +198,13 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
         return studio.stop(request.session_hash or "")
 
     ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
+
+
+def _wire_few_step(ui: SimpleNamespace) -> None:
+    """Few-step mode sets what it needs where the user sees it (the sampler follows by itself: LCM), and back."""
+    guidance = ui.guidance.value
+    ui.few_step.change(lambda on: [4, 1.0] if on else [20, guidance], ui.few_step, [ui.steps, ui.guidance],
+                       queue=False, api_visibility="private")
 
 
 def _sides(values: Any) -> dict[str, int]:

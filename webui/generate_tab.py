@@ -198,6 +198,15 @@ def sampling_controls(ui: SimpleNamespace, limits: Any, defaults: FormDefaults, 
         yield
 
 
+def speed_switches(ui: SimpleNamespace, prefix: str = "") -> None:
+    """The two speed switches in a row, each labelled in full (the Edit tab shares them, its ids prefixed)."""
+    with gr.Row():
+        ui.few_step = gr.Checkbox(label="Few-step mode (LCM-LoRA: 4 steps, guidance 1; changes the image)",
+                                  elem_id=f"{prefix}few-step")
+        ui.fast_decode = gr.Checkbox(label="Fast decode (TAESD: a fraction of the VAE's time; slightly softer)",
+                                     elem_id=f"{prefix}fast-decode")
+
+
 def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults) -> None:
     """Steps, guidance, seed, images, size, control strength/start/end, guess mode, sampler, models."""
     with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as ui.advanced:
@@ -226,11 +235,7 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
             ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                        label="Sampler")
-        with gr.Row():  # the two speed switches, each labelled in full
-            ui.few_step = gr.Checkbox(label="Few-step mode (LCM-LoRA: 4 steps, guidance 1; changes the image)",
-                                      elem_id="few-step")
-            ui.fast_decode = gr.Checkbox(label="Fast decode (TAESD: a fraction of the VAE's time; slightly softer)",
-                                         elem_id="fast-decode")
+        speed_switches(ui)
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
                                        elem_id="base-model", info="SD 1.x, SD 2.x or SDXL: read from its config")
