@@ -446,14 +446,8 @@ class Studio:
             generate_args.setdefault("tile_size", UPSCALE_TILE_SIZE)  # the memory of a 1024 px image at most
         if not generate_args.get("tile_size"):
             generate_args["tile_size"] = None  # 0: the whole image at once
-        width, height = generate_args.get("width"), generate_args.get("height")
-        limits = self.settings.limits
-        if not width and not height and not all(limits.min_side <= side <= limits.max_side for side in size):
-            raise size_refused("picture", *image.size, limits)  # not "width=2000", which nobody sent
-        if bool(width) != bool(height):  # one side given: the other keeps the picture's aspect ratio
-            width = width or max(8, round(height * size[0] / size[1] / 8) * 8)
-            height = height or max(8, round(width * size[1] / size[0] / 8) * 8)
-        generate_args["width"], generate_args["height"] = width or size[0], height or size[1]
+        generate_args["width"], generate_args["height"] = self._edit_output_size(
+            image, size, generate_args.get("width"), generate_args.get("height"))
         filled = []
         for unit in units:
             if unit.image is not None:
@@ -474,6 +468,18 @@ class Studio:
                                         start=unit.start, end=unit.end, controlnet=unit.controlnet,
                                         control_mode=unit.control_mode, pixel_perfect=unit.detect_resolution is None))
         return self.generate(filled, init_image=image, mask=mask, **generate_args)
+
+    def _edit_output_size(self, image: Image.Image, size: tuple[int, int], width: int | None,
+                          height: int | None) -> tuple[int, int]:
+        """An edit's output size: as given; one side alone keeps the picture's aspect ratio; none, the picture's
+        `size`, refused as the picture's (not as a `width=2000` nobody sent) beyond the deployment's sides."""
+        limits = self.settings.limits
+        if not width and not height and not all(limits.min_side <= side <= limits.max_side for side in size):
+            raise size_refused("picture", *image.size, limits)
+        if bool(width) != bool(height):
+            width = width or max(8, round(height * size[0] / size[1] / 8) * 8)
+            height = height or max(8, round(width * size[1] / size[0] / 8) * 8)
+        return width or size[0], height or size[1]
 
     def check_edit_size(self, image: Image.Image, operation: str, outpaint: dict[str, int] | None,
                         upscale: float) -> None:
