@@ -157,6 +157,11 @@ class _LazyCell:
         return self.table[self.index][self.column]
 
 
+# Formats a training image may have (16-bit and float TIFFs included); not ICO or ICNS, whose readers decode on open
+# or whose header can state a smaller size than the image holds.
+TRAINING_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+
+
 def load_image(value: Any) -> Image.Image:
     """A row's image as RGB, decoded as the app decodes uploads (annotators.to_rgb_array): refused over the pixel
     limit (CNET_MAX_IMAGE_PIXELS, 40 MP) before decoding, and when a float image holds NaN or infinite values
@@ -168,10 +173,6 @@ def load_image(value: Any) -> Image.Image:
         value = value.load()
     return Image.fromarray(to_rgb_array(value, what="image", formats=TRAINING_FORMATS))
 
-
-# Formats a training image may have (16-bit and float TIFFs included); not ICO or ICNS, whose readers decode on open
-# or whose header can state a smaller size than the image holds.
-TRAINING_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 
 
 def resize_and_crop(image: Image.Image, resolution: int) -> Image.Image:

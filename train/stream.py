@@ -32,8 +32,9 @@ SHARD_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".tar": "webdataset"}
 MIN_ROWS_BEFORE_LIMIT = 100  # the bad-row share is judged only once this many rows were read
 
 
-def open_stream(dataset: str) -> Any:
-    """`dataset` (a folder of shards or a Hub id) as a `datasets.IterableDataset` that does not decode images."""
+def open_stream(dataset: str, check_shards_first: bool = True) -> Any:
+    """`dataset` (a folder of shards or a Hub id) as a `datasets.IterableDataset` that does not decode images; a
+    folder's shards are checked first (`check_shards`) unless the caller already did (each epoch reopens it)."""
     import datasets
 
     path = Path(dataset).expanduser()
@@ -46,7 +47,8 @@ def open_stream(dataset: str) -> Any:
                 raise DataError(f"dataset={dataset!r}: a streamed folder holds shards of one format "
                                 f"({', '.join(SHARD_FORMATS)}); found {sorted(found) or 'none'}")
             (fmt, files), = found.items()
-            check_shards(files, fmt)
+            if check_shards_first:
+                check_shards(files, fmt)
             stream = datasets.load_dataset(fmt, data_files=files, split="train", streaming=True)
         elif path.exists() or dataset.startswith((".", "/", "~")):
             raise DataError(f"dataset={dataset!r} is not a folder of shards")
@@ -182,7 +184,8 @@ class StreamingRows(torch.utils.data.IterableDataset):
     def _epoch_stream(self) -> Any:
         from datasets.distributed import split_dataset_by_node
 
-        stream = open_stream(self.dataset).shuffle(seed=self.seed * 1_000_003 + self.epoch, buffer_size=1)
+        stream = open_stream(self.dataset, check_shards_first=False).shuffle(  # checked when the rows were made
+            seed=self.seed * 1_000_003 + self.epoch, buffer_size=1)
         return split_dataset_by_node(stream, rank=self.rank, world_size=self.world_size)
 
     def __iter__(self) -> Any:

@@ -144,6 +144,7 @@ class Studio:
         self._pruned_at = -float("inf")
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
+        self._told_compile = False  # the log says once why a public deployment runs uncompiled
 
     def warm_up(self) -> None:
         """Compile the default engine for the compile buckets (CNET_COMPILE=1, CNET_COMPILE_SIZES) before visitors
@@ -205,7 +206,7 @@ class Studio:
         if not self.settings.public or not env_flag("CNET_COMPILE"):
             return None
         if ShapeBuckets.from_env() is None:
-            if not getattr(self, "_told_compile", False):
+            if not self._told_compile:
                 self._told_compile = True
                 log.warning("CNET_COMPILE=1 without CNET_COMPILE_SIZES: a public deployment compiles only warmed "
                             "sizes, so it runs uncompiled. Set CNET_COMPILE_SIZES (e.g. 512x512) to compile those")
