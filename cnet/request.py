@@ -203,10 +203,7 @@ class GenerationRequest:
         if not isinstance(self.loras, list) or len(self.loras) > MAX_LORAS:
             raise RequestError(f"loras={short_repr(self.loras)}: give a list of at most {MAX_LORAS} LoRAs")
         for i, lora in enumerate(self.loras):
-            if not isinstance(lora, LoraRef) or not _names_a_model(lora.source):
-                raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
-            check_text(f"loras[{i}]", _model_text(lora.source), 1000)
-            _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
+            check_lora(i, lora)
         if not isinstance(self.embeddings, list) or len(self.embeddings) > MAX_LORAS:
             raise RequestError(f"embeddings={short_repr(self.embeddings)}: give a list of at most {MAX_LORAS}")
         for i, source in enumerate(self.embeddings):
@@ -259,6 +256,14 @@ class GenerationRequest:
         else:
             del out["tile_size"]
         return out
+
+
+def check_lora(i: int, lora: Any) -> None:
+    """RequestError unless `lora` (the request's `loras[i]`) names a LoRA in text and has a weight in [-4, 4]."""
+    if not isinstance(lora, LoraRef) or not _names_a_model(lora.source):
+        raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
+    check_text(f"loras[{i}]", _model_text(lora.source), 1000)
+    _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
 
 
 def _names_a_model(source: Any) -> bool:

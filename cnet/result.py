@@ -171,14 +171,9 @@ def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored
 
     if base and base != base_model_source():
         out["base_model"] = base
-    loras = [(_model_of(lora), lora.get("weight", 1.0)) for lora in _entries(meta, "loras", refused)]
-    for i, (_, weight) in enumerate(loras):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            refused.append(f"loras[{i}].weight={short_repr(weight)} must be a number")
-    loras = [(model, weight) for model, weight in loras if isinstance(weight, (int, float))
-             and not isinstance(weight, bool)]
+    loras = _checked_loras(_entries(meta, "loras", refused), refused)
     if loras:  # as the form writes them: one source:weight a line
-        out["loras"] = "\n".join(f"{model}:{weight}" for model, weight in loras if model)
+        out["loras"] = "\n".join(f"{lora.source}:{lora.weight}" for lora in loras)
     embeddings = [_model_of(e) for e in _entries(meta, "embeddings", refused)]
     if any(embeddings):
         out["embeddings"] = "\n".join(e for e in embeddings if e)
@@ -191,6 +186,22 @@ def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored
             continue
         kept[key] = value
     return Restored(kept, refused)
+
+
+def _checked_loras(entries: list[dict[str, Any]], refused: list[str]) -> list[Any]:
+    """The LoRAs of the metadata that pass the request's own check of a LoRA; the others named in `refused`."""
+    from .request import LoraRef, RequestError, check_lora
+
+    kept = []
+    for i, entry in enumerate(entries):
+        lora = LoraRef(_model_of(entry), entry.get("weight", 1.0))
+        try:
+            check_lora(i, lora)
+        except RequestError as err:
+            refused.append(str(err))
+            continue
+        kept.append(lora)
+    return kept
 
 
 def _is_int(value: Any) -> bool:
@@ -265,7 +276,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
                                  controlnet=_field(net, "model", str, f"controlnets[{i}]"),
                                  strength=net.get("strength", 1.0), start=net.get("start", 0.0),
                                  end=net.get("end", 1.0), control_mode=net.get("control_mode", "balanced")))
-    edit = {role: _saved_beside(folder, meta[key], role.replace("_", " ")).copy()
+    edit = {role: _saved_beside(folder, meta[key], role.replace("_", " "))
             for role, key in (("init_image", "init_image"), ("mask", "mask_image")) if meta.get(key)}
     fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
               "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "resize_mode", "denoise",

@@ -378,7 +378,7 @@ class Studio:
         """The server's own few-step LoRA must exist before a visitor's run uses it: a missing one is the operator's
         setting, named as such (and, on public deployments, without its path), never the visitor's loras[i]."""
         try:
-            parse_model_source(lora.source if isinstance(lora.source, str) else lora.source.spec, what=lora.origin)
+            parse_model_source(lora.source, what=lora.origin)  # few_step_settings' own text, never a ModelSource
         except ValueError as err:
             log.warning("few-step mode unavailable: %s", err)
             detail = f" ({err})" if not self.settings.public else ""
