@@ -6,14 +6,16 @@ CLI, the app and the API can show it as is. Defaults are the paper's experiment 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from PIL import Image
 
+from .control_mode import CONTROL_MODES
 from .kinds import KINDS
+from .params import Param, RequestError, check_float, check_value, declarations, declared
+from .resize import RESIZE_MODES
 from .text import short_repr
 
 DEFAULT_PROMPT = "a professional, detailed, high-quality image"
@@ -26,10 +28,6 @@ ORIGINAL_NEGATIVE_PROMPT = (
 # lcm / tcd: the few-step samplers, for a base with its few-step LoRA (cnet/families.py, `few_step_settings`).
 SCHEDULERS = ("ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "tcd")
 MAX_SEED = 2**32 - 1
-
-
-class RequestError(ValueError):
-    """A request field is out of bounds; the message names the field and the value."""
 
 
 class PromptMode(StrEnum):
@@ -92,60 +90,111 @@ def parse_lora(text: str) -> LoraRef:
 MAX_LORAS = 8
 
 
+def _kind_names() -> tuple[str, ...]:
+    return tuple(sorted(KINDS))
+
+
 @dataclass
 class ControlUnit:
     """One ControlNet and its condition map. `controlnet=None` takes the kind's default (or its env override)."""
 
-    image: Image.Image
-    kind: str = "canny"
-    controlnet: str | None = None
-    strength: float = 1.0  # diffusers' controlnet_conditioning_scale
-    start: float = 0.0  # control_guidance_start, as a fraction of the steps
-    end: float = 1.0  # control_guidance_end
-    control_mode: str = "balanced"  # balanced | prompt | control, as the A1111 extension (see cnet/control_mode.py)
+    image: Image.Image = declared(None, Param(
+        "condition map (repeat for multi-ControlNet); with detect: a photo the kind's annotator runs on",
+        type="image", record=False, restore=False, per_unit=True))
+    kind: str = declared("canny", Param("the condition kind", choices=_kind_names, per_unit=True))
+    controlnet: str | None = declared(None, Param(
+        "the ControlNet: a Hub id, folder or file (empty: the kind's default)", optional=True, per_unit=True,
+        record=False))  # recorded as the entry's model, with its revision
+    strength: float = declared(1.0, Param(  # diffusers' controlnet_conditioning_scale
+        "control strength", type=float, high="max_strength", per_unit=True))
+    start: float = declared(0.0, Param(  # control_guidance_start
+        "fraction of the steps before control starts", type=float, name="control_start", high=1.0, per_unit=True))
+    end: float = declared(1.0, Param(  # control_guidance_end
+        "fraction of the steps after which control stops", type=float, name="control_end", high=1.0, per_unit=True))
+    control_mode: str = declared("balanced", Param(  # as the A1111 extension (see cnet/control_mode.py)
+        "balanced | prompt (my prompt is more important) | control (ControlNet is more important)",
+        choices=CONTROL_MODES, per_unit=True))
+
+
+_EDIT = "edit"
 
 
 @dataclass
 class GenerationRequest:
-    """Everything that determines the output images (with the models and the seed)."""
+    """Everything that determines the output images (with the models and the seed). Each field but `units` is
+    declared once (cnet/params.py): every door (CLI, API, forms, PNG) is derived from these declarations."""
 
     units: list[ControlUnit]
-    prompt_mode: PromptMode | str = PromptMode.DEFAULT
-    prompt: str = ""  # the text for `custom` mode
-    caption: str | None = None  # `auto` mode: a caption computed earlier (skips BLIP), e.g. when re-running
-    source_image: Image.Image | None = None  # the photo the map came from; `auto` mode captions it
-    added_prompt: str = ""  # appended as ", <added>" except in `none` mode
-    negative_prompt: str = ""
-    num_inference_steps: int = 20
-    guidance_scale: float = 9.0
-    eta: float = 0.0
-    num_images: int = 1
-    seed: int | None = None  # None: drawn at random and reported in the result
-    width: int | None = None  # None: the first condition map's width (rounded down to a multiple of 8)
-    height: int | None = None
-    guess_mode: bool = False  # diffusers' guess mode (control scales 0.1 -> 1.0, conditional half only)
-    scheduler: str = "ddim"
-    # How a map or picture of another shape meets the output: crop_and_resize (keep the centre), just_resize
-    # (stretch) or resize_and_fill (fit inside, fill the bands); see cnet/resize.py.
-    resize_mode: str = "crop_and_resize"
+    prompt_mode: PromptMode | str = declared(PromptMode.DEFAULT, Param(
+        "none | default | auto (a BLIP caption) | custom (your prompt)",
+        choices=lambda: tuple(m.value for m in PromptMode)))
+    prompt: str = declared("", Param("the text for the custom prompt mode", high="max_prompt_chars"))
+    # `auto` mode: a caption computed earlier (BLIP does not run), e.g. when re-running
+    caption: str | None = declared(None, Param(
+        "auto mode: use this caption instead of running BLIP", optional=True, high="max_prompt_chars",
+        restore=False))
+    source_image: Image.Image | None = declared(None, Param(
+        "the photo the map came from (captioned in auto mode)", type="image", optional=True, record=False,
+        restore=False))
+    added_prompt: str = declared("", Param("appended as ', <added>' except in 'none' mode", high="max_prompt_chars"))
+    negative_prompt: str = declared("", Param("what the image should not show", high="max_prompt_chars"))
+    num_inference_steps: int = declared(20, Param(
+        "denoising steps (20, the paper's; 4 with few_step)", type=int, name="steps", low=1, high="max_steps"))
+    guidance_scale: float = declared(9.0, Param(
+        "classifier-free guidance (9.0, the paper's; 1 with few_step)", type=float, name="guidance",
+        high="max_guidance"))
+    eta: float = declared(0.0, Param("DDIM's eta (0: deterministic sampling)", type=float, high=1.0))
+    num_images: int = declared(1, Param("images per run", type=int, low=1, high="max_images"))
+    seed: int | None = declared(None, Param(  # None: drawn at random and reported in the result
+        "the seed (random when not given; always reported and saved)", type=int, high=MAX_SEED, optional=True,
+        unset=-1))
+    width: int | None = declared(None, Param(  # None: the first map's (or the picture's) width, a multiple of 8
+        "output width in px (not given: the map's or picture's)", type=int, low="min_side", high="max_side",
+        multiple_of=8, optional=True, unset=0))
+    height: int | None = declared(None, Param(
+        "output height in px (not given: the map's or picture's)", type=int, low="min_side", high="max_side",
+        multiple_of=8, optional=True, unset=0))
+    guess_mode: bool = declared(False, Param(  # diffusers' guess mode (control scales 0.1 -> 1.0)
+        "diffusers' guess mode: the ControlNet sees only the conditional half", type=bool))
+    scheduler: str = declared("ddim", Param("the sampler (lcm/tcd: with a few-step LoRA)", choices=SCHEDULERS))
+    # How a map or picture of another shape meets the output (cnet/resize.py).
+    resize_mode: str = declared("crop_and_resize", Param(
+        "a map or picture of another shape: crop_and_resize (keep the centre), just_resize (stretch) or "
+        "resize_and_fill (fit inside, fill the bands)", choices=lambda: tuple(RESIZE_MODES)))
     # -- editing your own picture (the paper's "image editing"); all unset: text-to-image -------------------------
-    init_image: Image.Image | None = None  # img2img / inpaint: the picture to edit (its size is the default size)
-    mask: Image.Image | None = None  # inpaint: white = repaint, black = keep (resized to the picture's size)
-    denoise: float = 0.75  # how much of the picture is redrawn (diffusers' `strength`): 0 keeps it, 1 redraws all
-    mask_blur: int = 4  # px of Gaussian blur on the mask edge (A1111's "mask blur"); it feathers inward only
-    inpaint_padding: int | None = None  # "inpaint only the masked area": redraw a crop around the mask, padded by this
-    # many px, at full resolution, and paste it back (diffusers' `padding_mask_crop`); None: the whole picture
-    keep_unmasked: bool = False  # paste the result onto the original through the mask: unmasked pixels stay exact
-    # img2img (a tile upscale): denoise in overlapping tiles of at most this many px a side, so a 2048 px output
-    # needs the memory of one tile (cnet/tiles.py); None: the whole image at once
-    tile_size: int | None = None
-    # Decode the final latents with the family's tiny autoencoder (TAESD, diffusers' AutoencoderTiny) instead of the
-    # base's VAE: the decode costs a small fraction, and the image is slightly softer (changes the pixels; opt-in)
-    fast_decode: bool = False
+    init_image: Image.Image | None = declared(None, Param(
+        "the picture to edit (its size is the default size)", type="image", name="picture", optional=True,
+        scope=_EDIT, record=False, restore=False))
+    mask: Image.Image | None = declared(None, Param(
+        "inpaint: white = repaint, black = keep (or a transparent PNG's painted area)", type="image",
+        optional=True, scope=_EDIT, record=False, restore=False))
+    denoise: float = declared(0.75, Param(  # diffusers' `strength`
+        "how much of the picture is redrawn: 0 keeps it, 1 redraws all", type=float, high=1.0, scope=_EDIT))
+    mask_blur: int = declared(4, Param(  # A1111's "mask blur"; it feathers inward only
+        "px of feathering at the mask's edge", type=int, high=64, scope="inpaint"))
+    # "inpaint only the masked area" (diffusers' `padding_mask_crop`); None: the whole picture
+    inpaint_padding: int | None = declared(None, Param(
+        "inpaint only the masked area, cropped with this much padding, at full resolution (not given: the whole "
+        "picture)", type=int, high=1024, optional=True, unset=-1, scope="inpaint"))
+    keep_unmasked: bool = declared(False, Param(
+        "unmasked pixels stay exactly as they were (the result is pasted through the mask)", type=bool,
+        scope="inpaint"))
+    # img2img (a tile upscale): overlapping tiles (cnet/tiles.py) so a 2048 px output needs one tile's memory
+    tile_size: int | None = declared(None, Param(
+        "img2img/upscale: denoise in overlapping tiles of at most N px a side, for the memory of one tile (not "
+        "given: 1024 for an upscale, else the whole image; 0: the whole image)", type=int, low=256, high=4096,
+        multiple_of=8, optional=True, unset=-1, none=0, scope="img2img"))
+    # The family's tiny autoencoder (TAESD) instead of the base's VAE: a fraction of the time, slightly softer
+    fast_decode: bool = declared(False, Param(
+        "decode with the family's tiny autoencoder (TAESD): a fraction of the VAE's time, a slightly softer image",
+        type=bool))
     # -- the base model's style -----------------------------------------------------------------------------------
-    loras: list[LoraRef] = field(default_factory=list)  # applied in order, each at its weight; [] none
-    # Textual-inversion embeddings (a file, folder or Hub id each): a file's trigger word is its name, as in A1111
-    embeddings: list[str] = field(default_factory=list)
+    loras: list[LoraRef] = declared([], Param(
+        "LoRAs for the base (Hub id, folder or .safetensors, A1111/kohya files too) as SOURCE[:WEIGHT], one a line",
+        type=list, cli_alias="--lora", record=False))
+    embeddings: list[str] = declared([], Param(
+        "textual-inversion embeddings (a file's name is its trigger word, as in A1111; folder or Hub id), one a "
+        "line", type=list, cli_alias="--embedding", record=False))
 
     @property
     def mode(self) -> str:
@@ -163,42 +212,23 @@ class GenerationRequest:
         return self.validate_settings(limits)
 
     def validate_settings(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
-        """Check every field but the units (so a caller can refuse bad settings before making any map)."""
-        try:
-            mode = PromptMode(self.prompt_mode)
-        except ValueError:
-            raise RequestError(
-                f"prompt_mode={short_repr(self.prompt_mode)} is not one of {[m.value for m in PromptMode]}") from None
-        for name in ("prompt", "added_prompt", "negative_prompt", "caption"):
-            check_text(name, getattr(self, name), limits.max_prompt_chars, optional=name == "caption")
+        """Check every field but the units (so a caller can refuse bad settings before making any map): each
+        against its declaration, then what involves several fields."""
+        for item in declarations(GenerationRequest):
+            value = getattr(self, item.field)
+            if item.param.type is str and item.param.choices is None:
+                check_text(item.field, value, item.param.bound(limits), optional=item.param.optional)
+            elif item.param.type == "image":
+                if value is not None and not isinstance(value, Image.Image):
+                    raise RequestError(f"{item.field}={type(value).__name__} must be a PIL image")
+            elif item.param.type is not list:
+                check_value(item.field, value, item.param, limits)
+        mode = PromptMode(self.prompt_mode)
         if mode is PromptMode.CUSTOM and not self.prompt.strip():
             raise RequestError("prompt='' : prompt_mode='custom' needs a non-empty prompt")
-        _check_int("num_inference_steps", self.num_inference_steps, 1, limits.max_steps)
-        _check_int("num_images", self.num_images, 1, limits.max_images)
-        _check_float("guidance_scale", self.guidance_scale, 0.0, limits.max_guidance)
-        _check_float("eta", self.eta, 0.0, 1.0)
-        if self.seed is not None:
-            _check_int("seed", self.seed, 0, MAX_SEED)
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_int(name, value, limits.min_side, limits.max_side)
-                if value % 8:
-                    raise RequestError(f"{name}={value} must be a multiple of 8")
-        from .resize import RESIZE_MODES
-
-        if self.resize_mode not in RESIZE_MODES:
-            raise RequestError(f"resize_mode={short_repr(self.resize_mode)} is not one of {list(RESIZE_MODES)}")
-        if self.scheduler not in SCHEDULERS:
-            raise RequestError(f"scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
-        for name in ("guess_mode", "fast_decode"):
-            if not isinstance(getattr(self, name), bool):
-                raise RequestError(f"{name}={short_repr(getattr(self, name))} must be true or false")
         if self.guess_mode and any(getattr(u, "control_mode", "balanced") != "balanced" for u in self.units):
             raise RequestError("guess_mode=True is diffusers' 'control' mode for every ControlNet: leave the units' "
                                "control_mode at 'balanced', or use control_mode instead of guess_mode")
-        if self.source_image is not None and not isinstance(self.source_image, Image.Image):
-            raise RequestError(f"source_image={type(self.source_image).__name__} must be a PIL image")
         self._validate_edit()
         if not isinstance(self.loras, list) or len(self.loras) > MAX_LORAS:
             raise RequestError(f"loras={short_repr(self.loras)}: give a list of at most {MAX_LORAS} LoRAs")
@@ -214,47 +244,28 @@ class GenerationRequest:
         return replace(self, prompt_mode=mode)
 
     def _validate_edit(self) -> None:
-        for name in ("init_image", "mask"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Image.Image):
-                raise RequestError(f"{name}={type(value).__name__} must be a PIL image")
+        """The editing fields' checks that involve several fields (each alone is checked by its declaration)."""
         if self.mask is not None and self.init_image is None:
             raise RequestError("mask given without init_image: inpainting needs the picture the mask applies to")
         if self.mask is not None:
             (w, h), (mw, mh) = self.init_image.size, self.mask.size
             if abs(w / h - mw / mh) > 0.01:
                 raise RequestError(f"mask is {mw}x{mh} but init_image is {w}x{h}: their shapes must match")
-        _check_float("denoise", self.denoise, 0.0, 1.0)
         if self.init_image is not None and self.denoise * self.num_inference_steps < 1:
             raise RequestError(f"denoise={self.denoise} with num_inference_steps={self.num_inference_steps} runs no "
                                "step: raise either")
-        _check_int("mask_blur", self.mask_blur, 0, 64)
-        if self.inpaint_padding is not None:
-            _check_int("inpaint_padding", self.inpaint_padding, 0, 1024)
-        if not isinstance(self.keep_unmasked, bool):
-            raise RequestError(f"keep_unmasked={self.keep_unmasked!r} must be true or false")
-        if self.tile_size is not None:
-            _check_int("tile_size", self.tile_size, 256, 4096)
-            if self.tile_size % 8:
-                raise RequestError(f"tile_size={self.tile_size} must be a multiple of 8")
-            if self.init_image is None or self.mask is not None:
-                raise RequestError(f"tile_size={self.tile_size} works on img2img (an upscale): give a picture and "
-                                   "no mask, or leave tile_size unset")
+        if self.tile_size is not None and (self.init_image is None or self.mask is not None):
+            raise RequestError(f"tile_size={self.tile_size} works on img2img (an upscale): give a picture and "
+                               "no mask, or leave tile_size unset")
 
     def settings(self) -> dict[str, Any]:
-        """The scalar fields, as recorded in metadata (images and units are recorded separately)."""
-        skip = {"units", "source_image", "init_image", "mask", "loras", "embeddings"}
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        """The declared fields recorded in metadata for this request's mode (images, units, LoRAs and embeddings
+        are recorded separately; the editing settings only where the mode uses them), and the mode."""
+        out = {item.field: getattr(self, item.field) for item in declarations(GenerationRequest)
+               if item.param.record and item.param.scope in ("generate", _EDIT if self.mode != "txt2img" else "",
+                                                              self.mode)}
         out["prompt_mode"] = PromptMode(self.prompt_mode).value
         out["mode"] = self.mode
-        if self.mode == "txt2img":  # the editing settings mean nothing without a picture: not recorded
-            for name in ("denoise", "mask_blur", "inpaint_padding", "keep_unmasked", "tile_size"):
-                del out[name]
-        elif self.mode == "img2img":
-            for name in ("mask_blur", "inpaint_padding", "keep_unmasked"):
-                del out[name]
-        else:
-            del out["tile_size"]
         return out
 
 
@@ -263,7 +274,7 @@ def check_lora(i: int, lora: Any) -> None:
     if not isinstance(lora, LoraRef) or not _names_a_model(lora.source):
         raise RequestError(f"loras[{i}]={short_repr(lora)} must name a LoRA (a Hub id, folder or file)")
     check_text(f"loras[{i}]", _model_text(lora.source), 1000)
-    _check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
+    check_float(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
 
 
 def _names_a_model(source: Any) -> bool:
@@ -305,16 +316,11 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
     if unit.kind not in KINDS and unit.controlnet is None:
         raise RequestError(f"{where}.kind={unit.kind!r} is unknown and no controlnet was given; "
                            f"known kinds: {sorted(KINDS)}")
-    _check_float(f"{where}.strength", unit.strength, 0.0, limits.max_strength)
-    _check_float(f"{where}.start", unit.start, 0.0, 1.0)
-    _check_float(f"{where}.end", unit.end, 0.0, 1.0)
+    for name in ("strength", "start", "end", "control_mode"):
+        item = next(d for d in declarations(ControlUnit) if d.field == name)
+        check_value(f"{where}.{name}", getattr(unit, name), item.param, limits)
     if unit.start >= unit.end:
         raise RequestError(f"{where}.start={unit.start} must be below {where}.end={unit.end}")
-    from .control_mode import CONTROL_MODES
-
-    if unit.control_mode not in CONTROL_MODES:
-        raise RequestError(f"{where}.control_mode={short_repr(unit.control_mode)} is not one of "
-                           f"{list(CONTROL_MODES)}")
 
 
 def check_text(name: str, value: Any, max_chars: int, optional: bool = False) -> None:
@@ -332,20 +338,6 @@ def check_text(name: str, value: Any, max_chars: int, optional: bool = False) ->
                            f"{value[err.start]!r}); remove it") from None
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and not low <= value <= high:
-        raise RequestError(f"{name}={value:g} is out of range [{low}, {high}]")  # 1e300 is whole, and far out
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name}={short_repr(value)} must be a whole number")
-    if not low <= value <= high:
-        raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
-
-
-def _check_float(name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(f"{name}={short_repr(value)} must be a number")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise RequestError(f"{name}={value} is out of range [{low}, {high}]")
 
 
 __all__ = [

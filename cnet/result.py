@@ -129,9 +129,23 @@ def _text_before_added(sent: str, added: str | None) -> str:
     return sent[: -len(", " + added)] if added and sent.endswith(", " + added) else sent
 
 
-# What a form can take back from a saved image: the request's scalar settings and its first ControlNet's.
-RESTORABLE = ("prompt_mode", "prompt", "added_prompt", "negative_prompt", "num_inference_steps", "guidance_scale",
-              "num_images", "width", "height", "guess_mode", "scheduler", "resize_mode", "fast_decode")
+def _declared(restorable: bool) -> tuple[str, ...]:
+    """The request's declared settings recorded in metadata (cnet/params.py); `restorable`: those a form takes back
+    (every request's, not an edit's). The seed and the batch size are read on their own (seed of the first image)."""
+    from .params import declarations
+    from .request import GenerationRequest
+
+    return tuple(item.field for item in declarations(GenerationRequest, "generate" if restorable else None)
+                 if item.param.record and (item.param.restore or not restorable)
+                 and item.field != "seed" and (restorable or item.field != "num_images"))
+
+
+def _unit_settings() -> tuple[str, ...]:
+    """A ControlNet entry's declared settings (kind, strength, start, end, control_mode); its model on its own."""
+    from .params import declarations
+    from .request import ControlUnit
+
+    return tuple(item.field for item in declarations(ControlUnit) if item.param.record)
 
 
 class Restored(NamedTuple):
@@ -150,7 +164,7 @@ def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored
 
     Each value is checked as a request checks it (within `limits`, the library's by default): a value of the wrong
     type, out of range or holding a lone surrogate is refused by name and the others are restored."""
-    out: dict[str, Any] = {k: meta[k] for k in RESTORABLE if k in meta}
+    out: dict[str, Any] = {k: meta[k] for k in _declared(restorable=True) if k in meta}
     if "batch_size" in meta:
         out["num_images"] = meta["batch_size"]
     if "seed" in meta:
@@ -161,7 +175,7 @@ def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored
     if first:
         from .kinds import KINDS
 
-        out.update({k: first[0][k] for k in ("kind", "strength", "start", "end", "control_mode") if k in first[0]})
+        out.update({k: first[0][k] for k in _unit_settings() if k in first[0]})
         kind = KINDS.get(first[0].get("kind")) if isinstance(first[0].get("kind"), str) else None
         # Today's default for its kind is left out: the field stays empty and follows the kind when it changes.
         if first[0].get("model") and not (kind and first[0]["model"] == kind.controlnet_source()):
@@ -222,7 +236,6 @@ def _model_of(entry: Any) -> Any:
     return entry.get("model") if isinstance(entry, dict) else entry
 
 
-_UNIT_SETTINGS = ("kind", "strength", "start", "end", "control_mode")
 _MODEL_SETTINGS = ("base_model", "controlnet", "loras", "embeddings")
 
 
@@ -231,7 +244,7 @@ def _check_restored(key: str, value: Any, limits: Any) -> None:
     from .request import DEFAULT_LIMITS, ControlUnit, GenerationRequest, check_text
 
     limits = limits or DEFAULT_LIMITS
-    if key in _UNIT_SETTINGS:
+    if key in _unit_settings():
         unit = ControlUnit(Image.new("RGB", (8, 8)), **{key: value})
         if key == "kind" and not isinstance(value, str):
             raise ValueError(f"kind={short_repr(value)} must be text")
@@ -272,16 +285,12 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     units = []
     for i, (name, net) in enumerate(zip(maps, nets)):
         image = _saved_beside(folder, name, f"condition map {i}")
-        units.append(ControlUnit(image.convert("RGB"), kind=_field(net, "kind", str, f"controlnets[{i}]"),
-                                 controlnet=_field(net, "model", str, f"controlnets[{i}]"),
-                                 strength=net.get("strength", 1.0), start=net.get("start", 0.0),
-                                 end=net.get("end", 1.0), control_mode=net.get("control_mode", "balanced")))
+        settings = {k: net[k] for k in _unit_settings() if k in net}
+        settings["kind"] = _field(net, "kind", str, f"controlnets[{i}]")
+        units.append(ControlUnit(image.convert("RGB"), controlnet=_field(net, "model", str, f"controlnets[{i}]"),
+                                 **settings))
     edit = {role: _saved_beside(folder, meta[key], role.replace("_", " "))
             for role, key in (("init_image", "init_image"), ("mask", "mask_image")) if meta.get(key)}
-    fields = ("prompt_mode", "prompt", "caption", "added_prompt", "negative_prompt", "num_inference_steps",
-              "guidance_scale", "eta", "width", "height", "guess_mode", "scheduler", "resize_mode", "denoise",
-              "mask_blur",
-              "inpaint_padding", "keep_unmasked", "tile_size", "fast_decode")
     index, seed = _field(meta, "image_index", int, "", 0), _field(meta, "seed", int, "")
     batch_size = _field(meta, "batch_size", int, "", 1)
     if not 0 <= index < batch_size:
@@ -296,7 +305,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
         base = _field(base if isinstance(base, dict) else {}, "model", str, "base_model")
     request = GenerationRequest(units=units, num_images=batch_size, seed=seed - index,
                                 loras=loras, embeddings=embeddings, **edit,
-                                **{k: meta[k] for k in fields if k in meta})
+                                **{k: meta[k] for k in _declared(restorable=False) if k in meta})
     return Rerun(request, base, index)
 
 
