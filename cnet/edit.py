@@ -1,15 +1,15 @@
 """Editing your own picture under ControlNet: the masks, canvases and conditions the editing modes need.
 
-The pipelines are diffusers' (`StableDiffusionControlNetImg2ImgPipeline`, `...InpaintPipeline`, chosen by
-`GenerationRequest.mode`); this module only prepares their inputs, with diffusers' own image helpers where it has
-them (the mask blur, the paste-back):
+The pipelines are diffusers' (`StableDiffusionControlNetImg2ImgPipeline`, `...InpaintPipeline`, chosen by the
+request's operation, cnet/operations.py); this module only prepares their inputs, with diffusers' own image helpers
+where it has them (the mask blur, the paste-back):
 
 - inpaint: `prepare_mask` (white = repaint; blurred for the pipeline, feathered inward only for the paste-back) and
   `keep_unmasked` (the result pasted onto the original through the mask: unmasked pixels stay exact);
 - outpaint: `outpaint_canvas` (the picture on a larger canvas, the new border to inpaint);
 - upscale: `tile_condition` (the tile ControlNet's map: the picture at the output size, optionally resampled down
   first, as the tile model's "tile_resample" preprocessor does) and `upscale_size`; the denoising itself runs tile by
-  tile (`UPSCALE_TILE_SIZE`, cnet/tiles.py).
+  tile (cnet/tiles.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageChops
 
-from .request import RequestError
-
-# An upscale denoises in tiles of at most this many px a side (cnet/tiles.py): a 2048 px result then needs about the
-# memory of a 1024 px one (measured: bench/RESULTS.md).
-UPSCALE_TILE_SIZE = 1024
+from .params import RequestError
 
 
 class Masks(NamedTuple):

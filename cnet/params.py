@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from .text import short_repr
 
-Scope = Literal["generate", "edit", "img2img", "inpaint"]
+Scope = Literal["generate", "txt2img", "edit", "img2img", "inpaint"]
 _NOT_GIVEN = object()
 
 
@@ -39,8 +39,8 @@ class Param:
     registries filled later count). `unset` is the number a door sends for "not given" (the API's seed -1, width
     0; a negative `unset` stands for every negative value) and leaves the field to its default; `none` is the
     number that asks for None explicitly (tile_size 0: the whole image). `scope` says which requests take it
-    ("edit": only with a picture; "img2img" / "inpaint": only in that mode), `record` whether the request's
-    settings record it, `restore` whether a form takes it back from a PNG."""
+    ("edit": only with a picture; "img2img" / "inpaint": only in that mode; "txt2img": only without a picture),
+    `record` whether the request's settings record it, `restore` whether a form takes it back from a PNG."""
 
     help: str
     type: Any = str
@@ -57,6 +57,7 @@ class Param:
     restore: bool = True
     cli_alias: str | None = None  # an older or shorter flag also accepted (e.g. --lora beside --loras)
     per_unit: bool = False  # a ControlUnit field: the CLI takes one value per --image
+    item: Callable[[str], Any] | None = None  # a list's entries from text (e.g. `parse_lora`); None: the text
 
     def choice_list(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else tuple(self.choices or ())
@@ -90,12 +91,14 @@ def declared(default: Any, param: Param) -> Any:
     return dataclasses.field(default=default, metadata={"param": param})
 
 
-def declarations(cls: type, scope: Scope | None = None) -> list[Declared]:
-    """The declared fields of `cls` in order; with `scope="generate"`, only those every request takes."""
+def declarations(cls: type, door: Literal["generate", "edit"] | None = None) -> list[Declared]:
+    """The declared fields of `cls` in order; for the `generate` door (no picture) those every request takes and
+    the txt2img-only ones; for the `edit` door all but the txt2img-only ones."""
     out = []
     for f in dataclasses.fields(cls):
         param = f.metadata.get("param")
-        if param is None or (scope == "generate" and param.scope != "generate"):
+        if param is None or (door == "generate" and param.scope not in ("generate", "txt2img")) or (
+                door == "edit" and param.scope == "txt2img"):
             continue
         default = [] if f.default_factory is not dataclasses.MISSING else f.default
         out.append(Declared(f.name, default, param))
@@ -106,8 +109,11 @@ def from_door(item: Declared, value: Any) -> Any:
     """A value as a door sent it (JSON from the API, a form's widget value, CLI text already typed) in the field's
     type; `_NOT_GIVEN` (see `given`) when it means "not given". Raises RequestError naming the public name."""
     param, name = item.param, item.name
-    if value is None or (isinstance(value, str) and value == "" and param.type is not str):
+    if value is None or (isinstance(value, str) and value == "" and (param.type is not str or param.optional)):
         return _NOT_GIVEN
+    if param.type is list:
+        entries = lines_of(value, name) if isinstance(value, str) else list(value)
+        return [param.item(e) if param.item and isinstance(e, str) else e for e in entries]
     if param.type in (int, float):
         number = as_int(value, name) if param.type is int else as_float(value, name)
         if param.none is not None and number == param.none:
@@ -120,6 +126,23 @@ def from_door(item: Declared, value: Any) -> Any:
             raise RequestError(f"{name}={short_repr(value, 40)} must be true or false")
         return value
     return value
+
+
+MAX_LINES = 8  # a list field's entries (LoRAs, embeddings)
+
+
+def lines_of(text: Any, what: str, max_lines: int = MAX_LINES) -> list[str]:
+    """A multi-line field's non-blank lines, stripped: at most `max_lines` lines of 1,000 characters, refused before
+    anything is parsed (200,000 LoRA lines once took 5 s of the accelerator's queue to refuse)."""
+    text = text or ""
+    if not isinstance(text, str):
+        raise RequestError(f"{what} must be text, one entry a line")
+    if len(text) > max_lines * 1001:
+        raise RequestError(f"{what} is {len(text)} characters long; at most {max_lines} lines of 1,000 are accepted")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > max_lines:
+        raise RequestError(f"{what} has {len(lines)} entries; at most {max_lines} are accepted")
+    return lines
 
 
 def given(values: dict[str, Any]) -> dict[str, Any]:

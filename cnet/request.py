@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
 from .control_mode import CONTROL_MODES
 from .kinds import KINDS
-from .params import Param, RequestError, check_float, check_value, declarations, declared
+from .operations import OPERATIONS, implied_operation, size_refused
+from .params import (
+    MAX_LINES,
+    Declared,
+    Param,
+    RequestError,
+    check_float,
+    check_value,
+    declarations,
+    declared,
+    door_values,
+)
 from .resize import RESIZE_MODES
 from .text import short_repr
 
@@ -58,14 +69,6 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def size_refused(what: str, width: int, height: int, limits: Limits) -> RequestError:
-    """The error for an output size taken from a picture (none was given) that this deployment does not make."""
-    other = "a larger" if min(width, height) < limits.min_side else "a smaller"
-    return RequestError(f"the {what} is {width}x{height} px, and with no width or height given the output takes its "
-                        f"size; this deployment makes {limits.min_side}-{limits.max_side} px a side. Give a width "
-                        f"or height (the picture is scaled to fit), or use {other} picture")
-
-
 @dataclass(frozen=True)
 class LoraRef:
     """A LoRA applied to the base (diffusers' `load_lora_weights`): a Hub id, a folder, or a .safetensors file
@@ -87,7 +90,26 @@ def parse_lora(text: str) -> LoraRef:
         return LoraRef(text)
 
 
-MAX_LORAS = 8
+MAX_LORAS = MAX_LINES
+
+
+@dataclass
+class RunOptions:
+    """How a request is run, beside what it asks for: the base model, the few-step recipe, and how a unit's image
+    is read (declared once, as the request's fields, for the CLI, the API and the forms)."""
+
+    base_model: str | None = declared(None, Param(
+        "the base model: Hub id, diffusers folder or single file (empty: the default)", optional=True,
+        restore=False))
+    few_step: bool = declared(False, Param(
+        "few-step mode (changes the image): the base family's LCM-LoRA, the LCM sampler, 4 steps, guidance 1",
+        type=bool, restore=False))
+    detect: bool = declared(False, Param(
+        "the image is a photo: run the kind's annotator on it first (the photo feeds the auto prompt mode)",
+        type=bool, restore=False, scope="txt2img"))
+    pixel_perfect: bool = declared(False, Param(
+        "with detect and a width/height: detect at the resolution that makes the map the output's size",
+        type=bool, restore=False, scope="txt2img"))
 
 
 def _kind_names() -> tuple[str, ...]:
@@ -162,6 +184,10 @@ class GenerationRequest:
         "a map or picture of another shape: crop_and_resize (keep the centre), just_resize (stretch) or "
         "resize_and_fill (fit inside, fill the bands)", choices=lambda: tuple(RESIZE_MODES)))
     # -- editing your own picture (the paper's "image editing"); all unset: text-to-image -------------------------
+    # None: the one the inputs imply (no picture: txt2img; a picture: img2img; and a mask: inpaint)
+    operation: str | None = declared(None, Param(
+        "img2img | inpaint (needs a mask) | outpaint | upscale (cnet/operations.py)", optional=True,
+        choices=lambda: tuple(OPERATIONS), scope=_EDIT, restore=False))
     init_image: Image.Image | None = declared(None, Param(
         "the picture to edit (its size is the default size)", type="image", name="picture", optional=True,
         scope=_EDIT, record=False, restore=False))
@@ -191,17 +217,21 @@ class GenerationRequest:
     # -- the base model's style -----------------------------------------------------------------------------------
     loras: list[LoraRef] = declared([], Param(
         "LoRAs for the base (Hub id, folder or .safetensors, A1111/kohya files too) as SOURCE[:WEIGHT], one a line",
-        type=list, cli_alias="--lora", record=False))
+        type=list, cli_alias="--lora", record=False, item=parse_lora))
     embeddings: list[str] = declared([], Param(
         "textual-inversion embeddings (a file's name is its trigger word, as in A1111; folder or Hub id), one a "
         "line", type=list, cli_alias="--embedding", record=False))
 
     @property
     def mode(self) -> str:
-        """'txt2img' (from noise), 'img2img' (a picture to redraw) or 'inpaint' (a picture and a mask)."""
-        if self.init_image is None:
-            return "txt2img"
-        return "inpaint" if self.mask is not None else "img2img"
+        """The pipeline mode its operation runs: 'txt2img' (from noise), 'img2img' (a picture to redraw) or
+        'inpaint' (a picture and a mask)."""
+        return OPERATIONS[self.operation_name].pipeline_mode
+
+    @property
+    def operation_name(self) -> str:
+        """The operation: as named, or the one the inputs imply (cnet/operations.py)."""
+        return self.operation or implied_operation(self.init_image, self.mask)
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
         """Return a checked copy with `prompt_mode` as a PromptMode; raise RequestError on the first bad field."""
@@ -245,6 +275,12 @@ class GenerationRequest:
 
     def _validate_edit(self) -> None:
         """The editing fields' checks that involve several fields (each alone is checked by its declaration)."""
+        if self.operation is not None:
+            implied = OPERATIONS[implied_operation(self.init_image, self.mask)].pipeline_mode
+            if OPERATIONS[self.operation].pipeline_mode != implied:
+                needs = {"txt2img": "no init_image", "img2img": "an init_image and no mask",
+                         "inpaint": "an init_image and a mask"}[OPERATIONS[self.operation].pipeline_mode]
+                raise RequestError(f"operation={self.operation!r} needs {needs}")
         if self.mask is not None and self.init_image is None:
             raise RequestError("mask given without init_image: inpainting needs the picture the mask applies to")
         if self.mask is not None:
@@ -265,8 +301,34 @@ class GenerationRequest:
                if item.param.record and item.param.scope in ("generate", _EDIT if self.mode != "txt2img" else "",
                                                               self.mode)}
         out["prompt_mode"] = PromptMode(self.prompt_mode).value
-        out["mode"] = self.mode
+        out["mode"], out["operation"] = self.mode, self.operation_name
         return out
+
+
+def door_fields(door: str) -> list[Declared]:
+    """Every declared field a door takes for `door` ("generate": from maps; "edit": a picture), in the order the
+    CLI and the API list them: the run's options, the unit's, the request's, and an edit's picture options."""
+    from .operations import EditOptions
+
+    groups = [RunOptions, ControlUnit, GenerationRequest] + ([EditOptions] if door == "edit" else [])
+    return [item for cls in groups for item in declarations(cls, door)]
+
+
+class DoorValues(NamedTuple):
+    """What a door sent, typed and split by where it goes (field name -> value; fields not given are absent)."""
+
+    run: dict[str, Any]  # RunOptions
+    unit: dict[str, Any]  # ControlUnit (one unit)
+    settings: dict[str, Any]  # GenerationRequest
+    edit: dict[str, Any]  # EditOptions
+
+
+def door_values_of(door: str, sent: dict[str, Any]) -> DoorValues:
+    """`sent` (public name -> value, as the API or a form sends it) read through the declarations of `door`."""
+    from .operations import EditOptions
+
+    return DoorValues(*(door_values(declarations(cls, door), sent) if cls is not EditOptions or door == "edit"
+                        else {} for cls in (RunOptions, ControlUnit, GenerationRequest, EditOptions)))
 
 
 def check_lora(i: int, lora: Any) -> None:
@@ -341,6 +403,7 @@ def check_text(name: str, value: Any, max_chars: int, optional: bool = False) ->
 
 
 __all__ = [
+    "size_refused",
     "DEFAULT_PROMPT", "ORIGINAL_ADDED_PROMPT", "ORIGINAL_NEGATIVE_PROMPT", "SCHEDULERS", "ControlUnit",
     "GenerationRequest", "Limits", "DEFAULT_LIMITS", "PromptMode", "RequestError", "resolve_prompt",
 ]

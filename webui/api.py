@@ -6,147 +6,127 @@ They take plain values (an image file, text, numbers) rather than the UI's canva
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from cnet.operations import EditOptions, edit_operation
+from cnet.params import Declared, as_int, declarations, public_names
+from cnet.request import ControlUnit, door_fields, door_values_of
+
 from .errors import user_errors
-from .generate_tab import model_choices, shown_files
+from .generate_tab import shown_files
 from .jobs import stop_requested
-from .service import Studio, UnitInput, as_float, as_int
+from .service import Studio, UnitInput
+
+# Parameters the API lists first (gradio_client callers pass them positionally: the file to work on).
+_LEADING = ("picture", "image")
+
+
+def _component(item: Declared) -> gr.components.Component:
+    """The hidden component that gives one declared field its API type and default (gradio_client treats a
+    component's initial value as the optional argument's default; optional numbers start at their `unset`)."""
+    param = item.param
+    if param.type == "image":
+        # A plain file, not gr.Image: Gradio does not decode it, so our checks (format by content, pixel limit)
+        # see every upload first.
+        return gr.File(type="filepath", label=item.name)
+    if param.type is bool:
+        return gr.Checkbox(value=bool(item.default), label=item.name)
+    if param.type in (int, float):
+        return gr.Number(value=item.default if item.default is not None else param.unset, label=item.name)
+    return gr.Textbox(value=str(item.default) if isinstance(item.default, str) else "", label=item.name)
+
+
+def _declared_inputs(door: str) -> dict[str, gr.components.Component]:
+    """Public name -> component for every field `door` takes (cnet.request.door_fields), the files first."""
+    items = sorted(door_fields(door), key=lambda i: _LEADING.index(i.name) if i.name in _LEADING else len(_LEADING))
+    return {item.name: _component(item) for item in items}
+
+
+def _declared_signature(inputs: dict[str, gr.components.Component]) -> Callable[[Callable], Callable]:
+    """Give an endpoint taking `**sent` the signature of its declared parameters (each optional, with its
+    component's default; a file's is None), so gradio_client lists them and a caller may leave any out."""
+    def decorate(fn: Callable) -> Callable:
+        params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=component.value)
+                  for name, component in inputs.items()]
+        request = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=gr.Request)
+        fn.__signature__ = inspect.Signature([*params, request])
+        return fn
+
+    return decorate
 
 
 def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
-    """Register the endpoints inside the current gr.Blocks."""
+    """Register the endpoints inside the current gr.Blocks. /generate and /edit take exactly the declared fields
+    (cnet/request.py), so they match the CLI's `generate` and `edit`."""
     with gr.Column(visible=False):
-        # A plain file, not gr.Image: Gradio does not decode it, so our checks (format by content, pixel limit)
-        # see every upload first.
-        image = gr.File(type="filepath", label="image")
-        kind = gr.Textbox(value="canny", label="kind")
-        # Initial values are the API's defaults (gradio_client treats them as optional arguments).
-        text = {n: gr.Textbox(value=v, label=n) for n, v in (
-            ("prompt_mode", "default"), ("prompt", ""), ("added_prompt", ""), ("negative_prompt", ""),
-            ("scheduler", "ddim"), ("annotator", ""), ("params_json", ""), ("control_mode", "balanced"),
-            ("resize_mode", "crop_and_resize"), ("base_model", ""), ("controlnet", ""), ("loras", ""),
-            ("embeddings", ""))}
-        numbers = {n: gr.Number(value=v, label=n) for n, v in (
-            ("steps", 20), ("guidance", 9.0), ("seed", -1), ("num_images", 1), ("width", 0), ("height", 0),
-            ("strength", 1.0), ("detect_resolution", 0))}
-        flags = {n: gr.Checkbox(value=False, label=n) for n in ("detect", "guess_mode", "pixel_perfect", "few_step",
-                                                                   "fast_decode")}
+        generate_inputs, edit_inputs = _declared_inputs("generate"), _declared_inputs("edit")
         out_gallery = gr.Gallery(label="images", format="png")
         out_image = gr.Image(type="pil", label="map", format="png")
         out_json = gr.JSON(label="metadata")
-        out_text = gr.Textbox(label="caption")
+    outputs = [out_gallery, out_image, out_json]
 
     @user_errors
     @_in_api_names
     @gpu
-    def generate(image: Any, kind: str = "canny", prompt_mode: str = "default", prompt: str = "",
-                 added_prompt: str = "", negative_prompt: str = "", steps: float = 20, guidance: float = 9.0,
-                 seed: float | None = None, num_images: float = 1, width: float | None = None,
-                 height: float | None = None, strength: float = 1.0, guess_mode: bool = False,
-                 scheduler: str = "ddim", detect: bool = False, control_mode: str = "balanced",
-                 resize_mode: str = "crop_and_resize", pixel_perfect: bool = False, base_model: str = "",
-                 controlnet: str = "", loras: str = "", embeddings: str = "", few_step: bool = False,
-                 fast_decode: bool = False, request: gr.Request = None) -> tuple:
-        """Generate from a condition map (or, with detect=True, from a photo). seed < 0 or empty: random.
-        base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: the defaults;
-        loras: `source:weight` items separated by new lines or commas; embeddings: textual-inversion sources
-        the same way (a file's name is its trigger word). few_step: the base family's LCM-LoRA and sampler (set
-        steps=4, guidance=1 with it; it changes the image). fast_decode: decode with the tiny autoencoder (TAESD):
-        faster, slightly softer."""
-        seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
-        unit = UnitInput("photo" if detect else "map", image, kind=kind or "canny",
-                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
-                         pixel_perfect=bool(pixel_perfect), controlnet=controlnet or None)
+    @_declared_signature(generate_inputs)
+    def generate(request: gr.Request = None, **sent: Any) -> tuple:
+        """Generate from a condition map `image` (or, with detect=true, from a photo). Parameters: the request's
+        declared fields (`python -m cnet generate --help` describes each). seed < 0: random; width/height 0: the
+        map's; base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: defaults;
+        loras (`source:weight`) and embeddings: one a line or separated by commas."""
+        values = door_values_of("generate", _lists(sent))
+        unit = UnitInput("photo" if values.run.get("detect") else "map", values.unit.pop("image", None),
+                         pixel_perfect=values.run.get("pixel_perfect", False), **values.unit)
         result, paths = studio.generate(
             [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
-            **_models(base_model, loras, embeddings), few_step=bool(few_step),
-            prompt_mode=prompt_mode or "default", prompt=prompt or "", added_prompt=added_prompt or "",
-            negative_prompt=negative_prompt or "", num_inference_steps=as_int(steps, "steps"),
-            guidance_scale=as_float(guidance, "guidance"),
-            seed=None if seed_value is None or seed_value < 0 else seed_value,
-            num_images=as_int(num_images, "num_images"),
-            width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
-            guess_mode=bool(guess_mode), scheduler=scheduler or "ddim", resize_mode=resize_mode or "crop_and_resize",
-            fast_decode=bool(fast_decode))
+            base_model=values.run.get("base_model"), few_step=values.run.get("few_step", False), **values.settings)
         images, maps = shown_files(result, paths)
         return images, maps[0], result.metadata
 
-    gr.Button(visible=False).click(
-        generate, [image, kind, text["prompt_mode"], text["prompt"], text["added_prompt"], text["negative_prompt"],
-                   numbers["steps"], numbers["guidance"], numbers["seed"], numbers["num_images"], numbers["width"],
-                   numbers["height"], numbers["strength"], flags["guess_mode"], text["scheduler"], flags["detect"],
-                   text["control_mode"], text["resize_mode"], flags["pixel_perfect"], text["base_model"],
-                   text["controlnet"], text["loras"], text["embeddings"], flags["few_step"],
-                   flags["fast_decode"]],
-        [out_gallery, out_image, out_json], api_name="generate", concurrency_id="gpu")
-
-    with gr.Column(visible=False):
-        picture, mask = gr.File(type="filepath", label="picture"), gr.File(type="filepath", label="mask")
-        operation = gr.Textbox(value="img2img", label="operation")
-        edit_numbers = {n: gr.Number(value=v, label=n) for n, v in (
-            ("denoise", 0.75), ("mask_blur", 4), ("inpaint_padding", -1), ("outpaint_left", 0),
-            ("outpaint_right", 0), ("outpaint_top", 0), ("outpaint_bottom", 0), ("upscale", 2.0),
-            ("tile_down_sampling", 1.0), ("tile_size", -1))}
-        keep = gr.Checkbox(value=False, label="keep_unmasked")
+    gr.Button(visible=False).click(generate, None, outputs, inputs_kwargs=generate_inputs, api_name="generate",
+                                   concurrency_id="gpu")
 
     @user_errors
     @_in_api_names
     @gpu
-    def edit(picture: Any, image: Any = None, mask: Any = None, operation: str = "img2img", kind: str = "canny",
-             prompt_mode: str = "default", prompt: str = "", negative_prompt: str = "", steps: float = 20,
-             guidance: float = 9.0, seed: float | None = None, strength: float = 1.0, denoise: float = 0.75,
-             mask_blur: float = 4, inpaint_padding: float = -1, keep_unmasked: bool = False,
-             outpaint_left: float = 0, outpaint_right: float = 0, outpaint_top: float = 0, outpaint_bottom: float = 0,
-             upscale: float = 2.0, tile_down_sampling: float = 1.0, control_mode: str = "balanced",
-             width: float | None = None, height: float | None = None, resize_mode: str = "crop_and_resize",
-             tile_size: float = -1, base_model: str = "", controlnet: str = "", loras: str = "",
-             embeddings: str = "", few_step: bool = False, fast_decode: bool = False,
-             request: gr.Request = None) -> tuple:
-        """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile).
-        Without `image` (a condition map) the condition is made from the picture. inpaint_padding < 0: the whole
-        picture; >= 0: only the masked area, with that padding. width/height 0: the picture's size (an upscale's:
-        the picture times `upscale`); another shape is met by resize_mode. tile_size (img2img, upscale): denoise in
-        tiles of at most that many px a side; 0: whole; < 0: the default (1024 for an upscale, else whole).
-        base_model, controlnet, loras, embeddings, few_step, fast_decode: as for /generate. seed < 0 or empty:
-        random."""
-        seed_value = None if seed is None or seed == "" else as_int(seed, "seed")
-        padding = as_int(inpaint_padding, "inpaint_padding") if inpaint_padding not in (None, "") else -1
-        unit = UnitInput("map" if image else "photo", image or None, kind=kind or "canny",
-                         strength=as_float(strength, "strength"), control_mode=control_mode or "balanced",
-                         controlnet=controlnet or None)
-        sides = {side: as_int(value or 0, f"outpaint_{side}") for side, value in (
-            ("left", outpaint_left), ("right", outpaint_right), ("top", outpaint_top), ("bottom", outpaint_bottom))}
+    @_declared_signature(edit_inputs)
+    def edit(request: gr.Request = None, **sent: Any) -> tuple:
+        """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile);
+        empty: inpaint with a mask, outpaint with a side to extend, else img2img. Without `image` (a condition map)
+        the condition is made from the picture. inpaint_padding < 0: the whole picture; >= 0: only the masked
+        area, with that padding. width/height 0: the picture's size (an upscale's: the picture times `upscale`).
+        tile_size: < 0 the operation's default (1024 for an upscale), 0 the whole image. The other parameters as
+        for /generate."""
+        values = door_values_of("edit", _lists(sent))
+        image = values.unit.pop("image", None)
+        unit = UnitInput("map" if image else "photo", image, **values.unit)
+        options = EditOptions(**values.edit)
+        mask = values.settings.pop("mask", None)
+        operation = edit_operation(values.settings.pop("operation", None), mask, options)
         result, paths = studio.edit(
-            picture, [unit], operation=operation or "img2img", mask=mask or None, outpaint=sides,
-            upscale=as_float(upscale, "upscale"), tile_down_sampling=as_float(tile_down_sampling, "tile_down_sampling"),
+            values.settings.pop("init_image", None), [unit], operation=operation, mask=mask, options=options,
             session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
-            prompt_mode=prompt_mode or "default", prompt=prompt or "", negative_prompt=negative_prompt or "",
-            num_inference_steps=as_int(steps, "steps"), guidance_scale=as_float(guidance, "guidance"),
-            seed=None if seed_value is None or seed_value < 0 else seed_value, denoise=as_float(denoise, "denoise"),
-            mask_blur=as_int(mask_blur, "mask_blur"), inpaint_padding=None if padding < 0 else padding,
-            keep_unmasked=bool(keep_unmasked), resize_mode=resize_mode or "crop_and_resize",
-            width=as_int(width, "width") if width else None, height=as_int(height, "height") if height else None,
-            **({} if tile_size in (None, "") or as_int(tile_size, "tile_size") < 0
-               else {"tile_size": as_int(tile_size, "tile_size")}),
-            few_step=bool(few_step), fast_decode=bool(fast_decode), **_models(base_model, loras, embeddings))
+            base_model=values.run.get("base_model"), few_step=values.run.get("few_step", False), **values.settings)
         images, maps = shown_files(result, paths)
         return images, maps[0], result.metadata
 
-    gr.Button(visible=False).click(
-        edit, [picture, image, mask, operation, kind, text["prompt_mode"], text["prompt"], text["negative_prompt"],
-               numbers["steps"], numbers["guidance"], numbers["seed"], numbers["strength"],
-               *(edit_numbers[n] for n in ("denoise", "mask_blur", "inpaint_padding")), keep,
-               *(edit_numbers[n] for n in ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom",
-                                           "upscale", "tile_down_sampling")), text["control_mode"],
-               numbers["width"], numbers["height"], text["resize_mode"], edit_numbers["tile_size"],
-               text["base_model"], text["controlnet"], text["loras"], text["embeddings"], flags["few_step"],
-               flags["fast_decode"]],
-        [out_gallery, out_image, out_json], api_name="edit", concurrency_id="gpu")
+    gr.Button(visible=False).click(edit, None, outputs, inputs_kwargs=edit_inputs, api_name="edit",
+                                   concurrency_id="gpu")
+    _create_tools(studio, gpu, generate_inputs["image"], out_image)
+
+
+def _create_tools(studio: Studio, gpu: Callable[[Callable], Callable], image: Any, out_image: Any) -> None:
+    """/detect and /caption: what a form's Preview map and the automatic prompt mode do, for API callers."""
+    with gr.Column(visible=False):
+        kind, annotator = gr.Textbox(value="canny", label="kind"), gr.Textbox(value="", label="annotator")
+        params_json = gr.Textbox(value="", label="params_json")
+        resolution, width, height = (gr.Number(value=0, label=n) for n in ("detect_resolution", "width", "height"))
+        out_text = gr.Textbox(label="caption")
 
     @user_errors
     @gpu
@@ -168,8 +148,8 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         return made
 
     gr.Button(visible=False).click(
-        detect, [image, kind, text["annotator"], numbers["detect_resolution"], numbers["width"], numbers["height"],
-                 text["params_json"]], out_image, api_name="detect", concurrency_id="gpu")
+        detect, [image, kind, annotator, resolution, width, height, params_json], out_image, api_name="detect",
+        concurrency_id="gpu")
 
     @user_errors
     @gpu
@@ -180,14 +160,15 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     gr.Button(visible=False).click(caption, image, out_text, api_name="caption", concurrency_id="gpu")
 
 
-def _models(base_model: str | None, loras: str | None, embeddings: str | None) -> dict:
-    """The API's model choices as Studio arguments: lists separated by new lines or commas."""
-    return model_choices(base_model, (loras or "").replace(",", "\n"), (embeddings or "").replace(",", "\n"))
+def _lists(sent: dict[str, Any]) -> dict[str, Any]:
+    """The API's list fields also take commas between entries (one a line is the forms' way)."""
+    return {k: v.replace(",", "\n") if k in ("loras", "embeddings") and isinstance(v, str) else v
+            for k, v in sent.items()}
 
 
 # The library's field names as the API calls them (so an error names the parameter the caller sent).
-API_NAMES = {"num_inference_steps": "steps", "guidance_scale": "guidance", "units[0].strength": "strength",
-             "units[0].control_mode": "control_mode", "units": "image"}
+API_NAMES = {**public_names(door_fields("edit")), "units": "image",
+             **{f"units[0].{item.field}": item.name for item in declarations(ControlUnit)}}
 
 
 def _in_api_names(fn: Callable[..., Any]) -> Callable[..., Any]:

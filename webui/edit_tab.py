@@ -13,12 +13,14 @@ from typing import Any
 
 import gradio as gr
 
-from cnet.edit import UPSCALE_TILE_SIZE
 from cnet.kinds import KINDS
+from cnet.operations import EDIT_OPERATIONS, OPERATIONS, UPSCALE_TILE_SIZE, EditOptions
+from cnet.params import as_int
 
 from .editor import EditorLimits
 from .editor_components import BoundedImageEditor
 from .errors import keep_results, user_errors
+from .form import form_controls, form_values
 from .generate_tab import (
     CONTROL_MODE_CHOICES,
     EXAMPLES,
@@ -32,7 +34,7 @@ from .generate_tab import (
     speed_switches,
 )
 from .jobs import stop_requested
-from .service import EDIT_OPERATIONS, Studio, UnitInput, as_float, as_int, editor_picture_and_mask
+from .service import Studio, UnitInput, editor_picture_and_mask
 
 OPERATION_HELP = {
     "img2img": "redraw the whole picture; Denoise says how much changes",
@@ -83,22 +85,27 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             with gr.Group(visible=False) as ui.inpaint_group:
                 with gr.Row():
                     ui.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px, feathered inward)")
-                    ui.keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly", elem_id="edit-keep")
+                    ui.keep_unmasked = gr.Checkbox(value=True, label="Keep unmasked pixels exactly",
+                                                   elem_id="edit-keep")
                 with gr.Row():
                     ui.only_masked = gr.Checkbox(value=False, label="Inpaint only the masked area (full resolution)")
-                    ui.padding = gr.Slider(0, 256, value=32, step=8, label="Padding around the mask (px)")
+                    ui.inpaint_padding = gr.Slider(0, 256, value=32, step=8, label="Padding around the mask (px)")
             with gr.Group(visible=False) as ui.outpaint_group, gr.Row():
                 ui.sides = {side: gr.Slider(0, 512, value=128 if side == "right" else 0, step=8,
                                             label=f"Extend {side} (px)", elem_id=f"edit-outpaint-{side}")
                             for side in ("left", "right", "top", "bottom")}
+                for side, control in ui.sides.items():  # named as the declared fields (webui/form.py)
+                    setattr(ui, f"outpaint_{side}", control)
             with gr.Group(visible=False) as ui.upscale_group, gr.Row():
-                ui.factor = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
-                ui.down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
+                ui.upscale = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
+                ui.tile_down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
                                              label="Tile down-sampling (more: more invented detail)")
                 ui.tile_size = gr.Slider(0, 2048, value=UPSCALE_TILE_SIZE, step=64, elem_id="edit-tile-size",
                                          label="Denoise in tiles of (px; 0: whole image)",
                                          info="a larger result then needs only the memory of one tile")
             ui.models = models or {}
+            for name, control in ui.models.items():  # the Generate tab's, read as this form's own fields
+                setattr(ui, name, control)
             if ui.models:
                 gr.Markdown("Base model, LoRAs and embeddings: as chosen in Generate → Advanced settings.",
                             elem_classes="canvas-caption")
@@ -146,47 +153,39 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
     @keep_results(1)
     @user_errors
     def on_preview(editor: Any, operation: str, *values: Any) -> Any:
-        from cnet.edit import mask_preview, outpaint_canvas
+        from cnet.edit import mask_preview
 
         picture, mask = editor_picture_and_mask(editor)
         if picture is None:
             raise ValueError("no picture: upload the picture to edit first")
-        if operation == "outpaint":
-            studio.check_edit_size(picture, operation, _sides(values), 1.0)
-            picture, mask = outpaint_canvas(picture, **_sides(values))
+        if operation == "outpaint":  # the operation's own preparation: the canvas and border that will run
+            options = EditOptions(**{f"outpaint_{side}": value for side, value in _sides(values).items()})
+            prepared = OPERATIONS["outpaint"].prepare(picture, None, options, studio.settings.limits.max_side)
+            picture, mask = prepared.picture, prepared.mask
         return mask_preview(picture, mask if operation in ("inpaint", "outpaint") else None)
 
     ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
 
-    inputs = {ui.editor, ui.operation, ui.kind, ui.strength, ui.control_mode, ui.denoise, ui.mask_blur, ui.keep,
-              ui.only_masked, ui.padding, *sides, ui.factor, ui.down_sampling, ui.tile_size, ui.prompt_mode, ui.prompt,
-              ui.steps, ui.guidance, ui.seed, ui.randomize, ui.width, ui.height, ui.resize_mode, ui.few_step,
-              ui.fast_decode, *ui.models.values()}
+    inputs = set(form_controls(ui, "edit").values()) | {ui.editor, ui.operation, ui.only_masked, ui.randomize}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
     @user_errors
     @gpu
     def on_edit(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
+        operation = v[ui.operation]
+        values = form_values(ui, v, "edit", leave_out=_left_out(operation, v[ui.randomize], v[ui.only_masked]))
         picture, mask = editor_picture_and_mask(v[ui.editor])
-        unit = UnitInput("photo", None, kind=v[ui.kind], strength=as_float(v[ui.strength], "strength"),
-                         control_mode=v[ui.control_mode] or "balanced")
+        settings = values.settings
+        settings.pop("operation", None)  # the Radio's value, passed on its own
+        if not v[ui.randomize]:
+            settings["seed"] = as_int(v[ui.seed] or 0, "seed")
         result, paths = studio.edit(
-            picture, [unit], operation=v[ui.operation], mask=mask,
-            outpaint=_sides([v[s] for s in sides]), upscale=as_float(v[ui.factor], "upscale"),
-            tile_down_sampling=as_float(v[ui.down_sampling], "tile_down_sampling"),
-            session=request.session_hash or "", should_stop=stop_requested(),
-            progress=lambda i, n: progress((i, n), desc="Denoising"),
-            prompt_mode=v[ui.prompt_mode], prompt=v[ui.prompt] or "",
-            num_inference_steps=as_int(v[ui.steps], "steps"), guidance_scale=as_float(v[ui.guidance], "guidance"),
-            seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
-            denoise=as_float(v[ui.denoise], "denoise"), mask_blur=as_int(v[ui.mask_blur], "mask_blur"),
-            inpaint_padding=as_int(v[ui.padding], "inpaint_padding") if v[ui.only_masked] else None,
-            keep_unmasked=bool(v[ui.keep]), resize_mode=v[ui.resize_mode] or "crop_and_resize",
-            few_step=bool(v[ui.few_step]), fast_decode=bool(v[ui.fast_decode]),
-            **_output_size(v[ui.operation], v[ui.width], v[ui.height]),
-            **({"tile_size": as_int(v[ui.tile_size] or 0, "tile_size")} if v[ui.operation] == "upscale" else {}),
-            **_chosen_models(ui.models, v))
+            picture, [UnitInput("photo", None, **values.unit)], operation=operation,
+            mask=mask if OPERATIONS[operation].takes_mask else None,  # painted layers stay when the operation changes
+            options=EditOptions(**values.edit), session=request.session_hash or "", should_stop=stop_requested(),
+            progress=lambda i, n: progress((i, n), desc="Denoising"), base_model=values.run.get("base_model"),
+            few_step=values.run.get("few_step", False), **settings)
         return shown_results(result, paths)
 
     stop_previews = live_previews(ui, studio, ui.run.click)  # registered first: the timer starts as the run does
@@ -212,18 +211,11 @@ def _sides(values: Any) -> dict[str, int]:
             for side, value in zip(("left", "right", "top", "bottom"), values)}
 
 
-def _output_size(operation: str, width: Any, height: Any) -> dict[str, int | None]:
-    """The form's output size for img2img and inpaint (0: the picture's own side); the other operations make
-    their own size, so a width left in the hidden fields does not resize an outpaint or an upscale."""
-    if operation not in ("img2img", "inpaint"):
-        return {"width": None, "height": None}
-    return {"width": as_int(width or 0, "width") or None, "height": as_int(height or 0, "height") or None}
-
-
-def _chosen_models(models: dict[str, Any], v: dict) -> dict[str, Any]:
-    """The Generate tab's base model, LoRAs and embeddings, as Studio arguments (empty fields: the defaults)."""
-    from .generate_tab import model_choices
-
-    if not models:
-        return {}
-    return model_choices(*(v[models[name]] for name in ("base_model", "loras", "embeddings")))
+def _left_out(operation: str, random_seed: bool, only_masked: bool) -> tuple[str, ...]:
+    """The declared fields whose controls this run does not use: the seed when random, the padding unless "only the
+    masked area", the tile size unless upscaling, the output size where the operation makes its own (an outpaint's
+    canvas, an upscale's factor), so a value left in a hidden control changes nothing."""
+    out = ("seed",) if random_seed else ()
+    out += () if only_masked else ("inpaint_padding",)
+    out += () if operation == "upscale" else ("tile_size",)
+    return out + (() if operation in ("img2img", "inpaint") else ("width", "height"))

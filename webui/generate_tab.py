@@ -18,13 +18,15 @@ import gradio as gr
 
 from annotators import ANNOTATORS
 from cnet.kinds import KINDS, map_kinds
-from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS
+from cnet.params import as_float, as_int, lines_of
+from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS, door_fields
 
 from .editor import EditorLimits
 from .editor_components import BoundedImageEditor, BoundedSketchpad
 from .errors import keep_results, user_errors
+from .form import form_controls, form_values
 from .jobs import stop_requested
-from .service import Studio, UnitInput, as_float, as_int
+from .service import Studio, UnitInput
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROMPT_MODES = [("No prompt", "none"), ("Default prompt", "default"), ("Automatic (BLIP caption)", "auto"),
@@ -221,8 +223,8 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
                                   label="Height" + side, interactive=not fixed, elem_id="height")
         with gr.Row():
             ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
-            ui.start = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Control start")
-            ui.end = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Control end")
+            ui.control_start = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Control start")
+            ui.control_end = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Control end")
         with gr.Row():
             ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode",
                                        elem_id="control-mode", info="as in the A1111 extension: how the prompt and "
@@ -305,19 +307,16 @@ def _settings_drop(ui: SimpleNamespace) -> None:
                               elem_id="settings-png")
 
 
-# Form fields restored from a PNG's metadata (cnet.result.settings_from_metadata keys -> the ui's names).
-RESTORED_FIELDS = {"prompt_mode": "prompt_mode", "prompt": "prompt", "added_prompt": "added_prompt",
-                   "negative_prompt": "negative_prompt", "num_inference_steps": "steps",
-                   "guidance_scale": "guidance", "seed": "seed", "num_images": "num_images", "width": "width",
-                   "height": "height", "guess_mode": "guess_mode", "scheduler": "scheduler",
-                   "fast_decode": "fast_decode",
-                   "resize_mode": "resize_mode", "kind": "kind", "strength": "strength", "start": "start",
-                   "end": "end", "control_mode": "control_mode", "base_model": "base_model",
-                   "controlnet": "controlnet", "loras": "loras", "embeddings": "embeddings"}
+def restored_fields(ui: SimpleNamespace) -> dict[str, str]:
+    """What a PNG's settings restore into (cnet.result.settings_from_metadata's keys, the field names -> the tab's
+    control names): every declared field the tab has a control for."""
+    controls = form_controls(ui, "generate")
+    return {item.field: item.name for item in door_fields("generate") if item.name in controls}
 
 
 def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
-    targets = [getattr(ui, name) for name in RESTORED_FIELDS.values()]
+    fields = restored_fields(ui)
+    targets = [getattr(ui, name) for name in fields.values()]
     offered_kinds = {k.name for k in map_kinds()}
 
     def usable(key: str, value: Any) -> bool:
@@ -354,9 +353,9 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
         except OSError:
             raise ValueError("no settings restored: this is not a PNG made by this studio") from None
         values = [saved[key] if saved.get(key) is not None and usable(key, saved[key]) else gr.skip()
-                  for key in RESTORED_FIELDS]
+                  for key in fields]
         # The prompt box shows when the restored mode is custom (a value alone would leave it hidden).
-        values[list(RESTORED_FIELDS).index("prompt")] = gr.Textbox(value=saved.get("prompt") or "",
+        values[list(fields).index("prompt")] = gr.Textbox(value=saved.get("prompt") or "",
                                                                     visible=saved.get("prompt_mode") == "custom")
         note = ("**Settings restored** from the PNG" + (" (seed fixed)" if "seed" in saved else "") + ". Its "
                 "condition map is saved beside it as `…-control0.png`: upload that in the Map tab.")
@@ -432,50 +431,28 @@ def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
 
 
 def _form_run(ui: SimpleNamespace, v: dict) -> tuple[list[UnitInput], dict[str, Any]]:
-    """What the form asks to run: its units (the main condition with its strength, start/end, ControlNet, control
-    mode and pixel perfect; the second condition when used) and `Studio.generate`'s other arguments. Generate and
-    the Batch section both run from it, so a batch runs what one Generate would."""
+    """What the form asks to run: its units (the main condition with its declared unit fields and pixel perfect;
+    the second condition when used) and `Studio.generate`'s other arguments, read through the declarations
+    (webui/form.py). Generate and the Batch section both run from it, so a batch runs what one Generate would."""
+    values = form_values(ui, v, "generate", leave_out=("seed",) if v[ui.randomize] else ())
     unit = _first_unit(ui, v)
-    unit.strength, unit.start, unit.end = (as_float(v[c], n) for c, n in (
-        (ui.strength, "strength"), (ui.start, "start"), (ui.end, "end")))
-    unit.controlnet = v[ui.controlnet] or None
-    unit.control_mode = v[ui.control_mode] or "balanced"
-    unit.pixel_perfect = bool(v[ui.pixel_perfect])
+    for name, value in values.unit.items():
+        setattr(unit, name, value)
+    unit.pixel_perfect = values.run.get("pixel_perfect", False)
     units = [unit]
     if v[ui.use_second]:
         units.append(UnitInput(v[ui.source2], v[ui.image2], kind=v[ui.kind2],
                                strength=as_float(v[ui.strength2], "strength")))
-    return units, {"base_model": v[ui.base_model] or None, "few_step": bool(v[ui.few_step]), **_settings(ui, v)}
-
-
-def _settings(ui: SimpleNamespace, v: dict) -> dict[str, Any]:
-    """The request's settings from the form (GenerationRequest fields); hidden textboxes send None: empty."""
-    return dict(
-        prompt_mode=v[ui.prompt_mode], prompt=v[ui.prompt] or "", added_prompt=v[ui.added_prompt] or "",
-        negative_prompt=v[ui.negative_prompt] or "", num_inference_steps=as_int(v[ui.steps], "steps"),
-        guidance_scale=as_float(v[ui.guidance], "guidance"),
-        seed=None if v[ui.randomize] else as_int(v[ui.seed] or 0, "seed"),
-        num_images=as_int(v[ui.num_images], "images"), width=as_int(v[ui.width] or 0, "width") or None,
-        height=as_int(v[ui.height] or 0, "height") or None, guess_mode=bool(v[ui.guess_mode]),
-        fast_decode=bool(v[ui.fast_decode]),
-        scheduler=v[ui.scheduler], resize_mode=v[ui.resize_mode] or "crop_and_resize",
-        loras=lora_list(v[ui.loras]), embeddings=text_lines(v[ui.embeddings], "embeddings"))
+    settings = values.settings
+    if not v[ui.randomize]:
+        settings["seed"] = as_int(v[ui.seed] or 0, "seed")
+    return units, {"base_model": values.run.get("base_model"), "few_step": values.run.get("few_step", False),
+                   **settings}
 
 
 def text_lines(text: str | None, what: str = "the field") -> list[str]:
-    """A multi-line field's non-blank lines, stripped: at most MAX_LORAS lines of 1,000 characters, refused before
-    anything is parsed (200,000 LoRA lines once took 5 s of the accelerator's queue to refuse)."""
-    from cnet.request import MAX_LORAS, RequestError
-
-    text = text or ""
-    if not isinstance(text, str):
-        raise RequestError(f"{what} must be text, one entry a line")
-    if len(text) > MAX_LORAS * 1001:
-        raise RequestError(f"{what} is {len(text)} characters long; at most {MAX_LORAS} lines of 1,000 are accepted")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) > MAX_LORAS:
-        raise RequestError(f"{what} has {len(lines)} entries; at most {MAX_LORAS} are accepted")
-    return lines
+    """A multi-line field's non-blank lines (cnet.params.lines_of: bounded before anything is parsed)."""
+    return lines_of(text, what)
 
 
 def lora_list(text: str | None) -> list[Any]:
@@ -483,13 +460,6 @@ def lora_list(text: str | None) -> list[Any]:
     from cnet.request import parse_lora
 
     return [parse_lora(line) for line in text_lines(text, "loras")]
-
-
-def model_choices(base_model: str | None, loras: str | None, embeddings: str | None) -> dict[str, Any]:
-    """The model fields (the Generate tab's, or the API's) as Studio arguments: an empty base model is the default;
-    one LoRA (source or source:weight) and one embedding a line."""
-    return {"base_model": base_model or None, "loras": lora_list(loras),
-            "embeddings": text_lines(embeddings, "embeddings")}
 
 
 def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
@@ -525,12 +495,9 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
 
     ui.preview.click(on_preview, map_inputs, [ui.map_editor, ui.source_tabs, ui.source], concurrency_id="gpu",
                      api_visibility="private")
-    generate_inputs = map_inputs | {ui.prompt_mode, ui.prompt, ui.added_prompt, ui.negative_prompt, ui.steps,
-                                    ui.guidance, ui.seed, ui.randomize, ui.num_images, ui.width, ui.height,
-                                    ui.strength, ui.start, ui.end, ui.control_mode, ui.guess_mode, ui.scheduler,
-                                    ui.resize_mode, ui.pixel_perfect, ui.loras, ui.embeddings, ui.few_step,
-                                    ui.fast_decode, ui.base_model,
-                                    ui.controlnet, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
+    # The declared fields' controls, and those the form adds (random seed, the second condition).
+    generate_inputs = map_inputs | set(form_controls(ui, "generate").values()) | {
+        ui.randomize, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
 
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 

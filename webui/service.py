@@ -28,7 +28,8 @@ from PIL import Image
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, detect, open_image, to_rgb_array
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
 from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
-from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError, short_repr, size_refused
+from cnet.operations import EditOptions
+from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError
 
 from .settings import AppSettings
 
@@ -99,8 +100,6 @@ def canvas_image(value: Any, what: str = "image") -> Image.Image | None:
         return Image.fromarray(value.astype(np.uint8), "RGBA")  # keep transparency: drawings need it
     return Image.fromarray(to_rgb_array(value, what=what))
 
-
-EDIT_OPERATIONS = ("img2img", "inpaint", "outpaint", "upscale")
 
 
 def editor_picture_and_mask(value: Any) -> tuple[Image.Image | None, Image.Image | None]:
@@ -336,6 +335,8 @@ class Studio:
             # The demo model knows one size and one ControlNet (circle outlines).
             settings["width"], settings["height"] = DEMO_SIZE, DEMO_SIZE
             nets = [net or str(DEMO_CONTROLNET) for net in nets]
+        if settings.get("source_image") is not None and not isinstance(settings["source_image"], Image.Image):
+            settings["source_image"] = canvas_image(settings["source_image"], what="source_image")  # an upload
         GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
         run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
         self._runs[session] = run
@@ -415,93 +416,37 @@ class Studio:
                          should_stop=should_stop)
 
     def edit(self, picture: Any, units: list[UnitInput], *, operation: str = "img2img", mask: Any = None,
-             outpaint: dict[str, int] | None = None, upscale: float = 2.0, tile_down_sampling: float = 1.0,
-             **generate_args: Any) -> tuple[Any, list[Path]]:
-        """Edit a picture (`operation`: img2img, inpaint, outpaint or upscale) under the units' control, through
-        `generate`. A unit whose image is None takes its condition from the picture (its kind's annotator; the tile
-        kind: the picture itself at the output size). `generate_args` as for `generate` (settings included)."""
-        from cnet.edit import outpaint_canvas, tile_condition, upscale_size
+             options: EditOptions | None = None, **generate_args: Any) -> tuple[Any, list[Path]]:
+        """Edit a picture (`operation`: img2img, inpaint, outpaint or upscale; cnet/operations.py plans it) under
+        the units' control, through `generate`. A unit whose image is None takes its condition from the picture
+        (`condition_from_picture`: the picture itself, the tile map, or its kind's annotator, pixel perfect).
+        `options`: an outpaint's sides, an upscale's factor, the tile kind's down-sampling. `generate_args` as for
+        `generate` (settings included)."""
+        from cnet.operations import condition_from_picture, get_operation, plan_edit
 
-        if operation not in EDIT_OPERATIONS:
-            raise RequestError(f"operation={short_repr(operation)} is not one of {list(EDIT_OPERATIONS)}")
+        options = options or EditOptions()
+        get_operation(operation)
         image = canvas_image(picture, what="picture") if not isinstance(picture, Image.Image) else picture
         if image is None:
             raise ImageInputError("no picture: upload the picture to edit first")
         image = Image.fromarray(to_rgb_array(image, what="picture"))
         if mask is not None and not isinstance(mask, Image.Image):
             mask = canvas_image(mask, what="mask")
-        if operation == "inpaint" and mask is None:
-            raise RequestError("operation='inpaint' needs a mask: paint over what should change")
-        if operation != "inpaint":
-            mask = None
-        self.check_edit_size(image, operation, outpaint, upscale)  # before anything that big is made
-        if operation == "outpaint":
-            image, mask = outpaint_canvas(image, **(outpaint or {}))
-            generate_args["keep_unmasked"] = True  # the picture's own pixels stay; the border and a seam are drawn
-        size = upscale_size(image, upscale) if operation == "upscale" else (image.width // 8 * 8,
-                                                                             image.height // 8 * 8)
-        if operation == "upscale":
-            from cnet.edit import UPSCALE_TILE_SIZE
-
-            image = image.resize(size, Image.Resampling.LANCZOS)
-            generate_args.setdefault("tile_size", UPSCALE_TILE_SIZE)  # the memory of a 1024 px image at most
-        if not generate_args.get("tile_size"):
-            generate_args["tile_size"] = None  # 0: the whole image at once
-        generate_args["width"], generate_args["height"] = self._edit_output_size(
-            image, size, generate_args.get("width"), generate_args.get("height"))
+        planned = plan_edit(operation, image, mask, options, generate_args, self.settings.limits)
+        image = planned["init_image"]
         filled = []
         for unit in units:
+            made = None if unit.image is not None else condition_from_picture(
+                get_kind(unit.kind), image, options.tile_down_sampling)
             if unit.image is not None:
                 filled.append(unit)
-            elif get_kind(unit.kind).needs_mask:  # the engine blanks the mask out of the picture itself
-                filled.append(UnitInput("map", image, kind=unit.kind, strength=unit.strength, start=unit.start,
-                                        end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
-            elif unit.kind == "tile":
-                # At the picture's size; the engine fits it to the output by the resize mode, as any map.
-                made = tile_condition(image, image.size, tile_down_sampling)
-                filled.append(UnitInput("map", made, kind="tile", strength=unit.strength, start=unit.start,
-                                        end=unit.end, controlnet=unit.controlnet, control_mode=unit.control_mode))
-            else:
-                # Pixel perfect: the map is detected at the output's own resolution (a 64 px picture's outline
-                # detected at 512 and shrunk back faded to nothing).
-                filled.append(UnitInput("photo", image, kind=unit.kind, annotator=unit.annotator, params=unit.params,
-                                        detect_resolution=unit.detect_resolution, strength=unit.strength,
-                                        start=unit.start, end=unit.end, controlnet=unit.controlnet,
-                                        control_mode=unit.control_mode, pixel_perfect=unit.detect_resolution is None))
-        return self.generate(filled, init_image=image, mask=mask, **generate_args)
-
-    def _edit_output_size(self, image: Image.Image, size: tuple[int, int], width: int | None,
-                          height: int | None) -> tuple[int, int]:
-        """An edit's output size: as given; one side alone keeps the picture's aspect ratio; none, the picture's
-        `size`, refused as the picture's (not as a `width=2000` nobody sent) beyond the deployment's sides."""
-        limits = self.settings.limits
-        if not width and not height and not all(limits.min_side <= side <= limits.max_side for side in size):
-            raise size_refused("picture", *image.size, limits)
-        if bool(width) != bool(height):
-            width = width or max(8, round(height * size[0] / size[1] / 8) * 8)
-            height = height or max(8, round(width * size[1] / size[0] / 8) * 8)
-        return width or size[0], height or size[1]
-
-    def check_edit_size(self, image: Image.Image, operation: str, outpaint: dict[str, int] | None,
-                        upscale: float) -> None:
-        """Refuse an outpaint or upscale whose result would exceed this deployment's side limit, naming the
-        setting, before the enlarged picture is made (a small upload times 4 is a very large image)."""
-        from cnet.edit import upscale_size
-
-        limit = self.settings.limits.max_side
-        if operation == "upscale":
-            width, height = upscale_size(image, upscale)
-            if max(width, height) > limit:
-                raise RequestError(f"upscale={upscale} makes {width}x{height}: at most {limit} px a side here; "
-                                   "use a smaller factor or a smaller picture")
-        if operation == "outpaint":
-            sides = outpaint or {}
-            width = image.width + as_int(sides.get("left", 0), "outpaint_left") + as_int(sides.get("right", 0),
-                                                                                         "outpaint_right")
-            height = image.height + as_int(sides.get("top", 0), "outpaint_top") + as_int(sides.get("bottom", 0),
-                                                                                         "outpaint_bottom")
-            if max(width, height) > limit:
-                raise RequestError(f"outpaint makes {width}x{height}: at most {limit} px a side here; extend less")
+            elif made is not None:
+                filled.append(replace(unit, source="map", image=made))
+            else:  # pixel perfect: detected at the output's own resolution (a 64 px picture's outline detected
+                # at 512 and shrunk back faded to nothing)
+                filled.append(replace(unit, source="photo", image=image,
+                                      pixel_perfect=unit.detect_resolution is None))
+        return self.generate(filled, **planned)
 
     def _save(self, result: Any, session: str) -> list[Path]:
         """Save under outputs/<date>/ locally; on public deployments under a folder per session whose name only the
@@ -561,27 +506,6 @@ class Studio:
         with self._accelerator:
             _raise_if_stopped(should_stop, "captioning")
             return self.engine.caption(Image.fromarray(to_rgb_array(picture)))
-
-
-def as_float(value: Any, name: str) -> float:
-    """A number from JSON: 9, 9.0 or "9" (gradio_client may send text); never null, text or NaN."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        number = float("nan")
-    if isinstance(value, bool) or number != number:
-        raise ValueError(f"{name}={short_repr(value, 40)} must be a number")
-    return number
-
-
-def as_int(value: Any, name: str) -> int:
-    """A whole number from JSON: 7, 7.0 or "7"; anything else is refused naming the field."""
-    try:
-        if float(value) == int(float(value)):
-            return int(float(value))
-    except (TypeError, ValueError, OverflowError):
-        pass
-    raise ValueError(f"{name}={short_repr(value, 40)} must be a whole number")
 
 
 def _without_server_paths(meta: dict[str, Any]) -> dict[str, Any]:

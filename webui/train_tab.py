@@ -11,11 +11,11 @@ from typing import Any
 
 import gradio as gr
 
+from cnet.params import as_float, as_int
 from train.config import PRECISIONS, TrainConfig
 from train.presets import PRESETS
 
 from .errors import keep_results, user_errors
-from .service import as_float, as_int
 from .training import LOG_LINES, TrainingManager
 
 MODE_HELP = {
