@@ -7,6 +7,7 @@ coloured circles (the `shapes` package; recipe in examples/shapes/recipe.sh). It
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from shapes import DEMO_BASE, DEMO_CONTROLNET, DEMO_SIZE  # paths only: the demo package imports nothing heavy
 
@@ -43,5 +44,31 @@ def use_demo() -> bool:
     return demo_available() and default_base_missing()
 
 
+def on_demo(controlnets: list[str | None], settings: dict[str, Any]) -> tuple[list[str | None], dict[str, Any]]:
+    """A run on the demo model (no base model was named and Stable Diffusion is missing): each unit without a
+    ControlNet takes the demo's (circle outlines), and the size is the one the demo knows. The CLI and the app both
+    decide this here. Returns the ControlNets and the settings, changed copies."""
+    return ([net or str(DEMO_CONTROLNET) for net in controlnets],
+            {**settings, "width": DEMO_SIZE, "height": DEMO_SIZE})
+
+
+def few_step_on(settings: dict[str, Any], base_model: Any, demo: bool, single_file_config: str | None = None
+                ) -> dict[str, Any]:
+    """The settings with few-step mode added (the base family's LCM-LoRA and sampler; cnet.families'
+    `few_step_settings`), or a RequestError naming why it cannot run: the demo model has no few-step LoRA, or the
+    family has none. `base_model` None: the configured default."""
+    from .families import base_family, few_step_settings
+    from .kinds import base_model_source
+    from .params import RequestError
+
+    if demo:
+        raise RequestError("few-step mode needs Stable Diffusion and its LCM-LoRA; the offline demo model has no "
+                           "few-step LoRA")
+    try:
+        return few_step_settings(base_family(base_model or base_model_source(), single_file_config), settings)
+    except ValueError as err:
+        raise RequestError(str(err)) from None
+
+
 __all__ = ["DEMO_BASE", "DEMO_CONTROLNET", "DEMO_NOTICE", "DEMO_SIZE", "demo_available", "default_base_missing",
-           "use_demo"]
+           "use_demo", "on_demo", "few_step_on"]

@@ -12,7 +12,8 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from PIL import Image
 
@@ -73,6 +74,38 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
+
+
+class Fitted(NamedTuple):
+    """A request's output size, and its maps, picture and mask fitted to it."""
+
+    width: int
+    height: int
+    maps: list[Image.Image]
+    picture: Image.Image | None
+    mask: Image.Image | None
+
+
+@dataclass
+class RunPlan:
+    """A run, planned: everything checked and made before the engine's lock (size, maps, the picture and its
+    masks, the ControlNets' conditions, the prompt, the seeds, the pipeline's image inputs), so the locked part
+    only prepares the pipeline, denoises and decodes."""
+
+    request: GenerationRequest
+    width: int
+    height: int
+    maps: list[Image.Image]  # as shown and saved
+    conditions: list[Any]  # as the ControlNets read them (the inpaint kind's is a tensor)
+    picture: Image.Image | None
+    mask: Image.Image | None
+    masks: Any  # an inpaint's masks (cnet.edit.Masks): for the pipeline, and for the paste-back
+    prompt: str  # the text sent
+    caption: str | None  # auto mode's caption
+    seeds: list[int]  # one per image
+    total: int  # the steps the progress counts (an edit runs the last denoise x steps)
+    inputs: dict[str, Any]  # the pipeline's image arguments
+    output_type: str
 
 
 class GenerationCancelled(RuntimeError):
@@ -490,12 +523,25 @@ class Engine:
                  should_stop: StopFn | None = None, limits: Limits = DEFAULT_LIMITS,
                  preview: Callable[[Image.Image, int], None] | None = None,
                  preview_every: int = 1) -> GenerationResult:
-        """Run one request. `progress(step, total)` is called after each denoising step; when `should_stop()`
-        returns True the run raises GenerationCancelled after the current step. `preview(image, step)` receives the
-        first image as it forms (cnet/preview.py: the latents mapped to RGB, no VAE) every `preview_every` steps."""
-        import torch
-
+        """Run one request: plan it (`plan`: everything checked and made before the models are touched), then run
+        the plan (`run`). `progress(step, total)` is called after each denoising step; when `should_stop()` returns
+        True the run raises GenerationCancelled after the current step. `preview(image, step)` receives the first
+        image as it forms (cnet/preview.py: the latents mapped to RGB, no VAE) every `preview_every` steps. An
+        upscale larger than its tile size runs tile by tile (cnet/tiles.py), each tile a request of its own."""
         request = request.validated(limits)
+        fitted = self._fit(request, limits)
+        if fitted.picture is not None and request.tile_size is not None and max(
+                fitted.width, fitted.height) > request.tile_size:
+            from .tiles import generate_tiled
+
+            return generate_tiled(self, request, fitted.picture, fitted.maps, fitted.width, fitted.height, progress,
+                                  should_stop, limits)
+        return self.run(self.plan(request, fitted), progress=progress, should_stop=should_stop, preview=preview,
+                        preview_every=preview_every)
+
+    def _fit(self, request: GenerationRequest, limits: Limits) -> Fitted:
+        """The output size (as given, else the picture's or the first map's, a multiple of 8, within `limits`) and
+        every map, the picture and its mask fitted to it by the request's resize mode (never silently stretched)."""
         maps = [u.image.convert("RGB") for u in request.units]
         picture = request.init_image.convert("RGB") if request.init_image is not None else None
         sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0], "map (units[0])")
@@ -503,7 +549,6 @@ class Engine:
         height = request.height or sized_by.height // 8 * 8
         if not all(limits.min_side <= side <= limits.max_side for side in (width, height)):
             raise size_refused(source, sized_by.width, sized_by.height, limits)
-        # Every map and the picture meet the output size by the request's resize mode (not silently stretched).
         maps = [fit(m, width, height, request.resize_mode) for m in maps]
         mask = None
         if picture is not None:
@@ -513,144 +558,174 @@ class Engine:
             if mask is not None and mask.size != picture.size:
                 mask = mask.resize(picture.size, Image.Resampling.NEAREST)  # same shape (checked): same geometry
             picture = fit(picture, width, height, request.resize_mode)
-            if mask is not None:
-                mask = fit(mask, width, height, request.resize_mode)
-            if request.tile_size is not None and max(width, height) > request.tile_size:
-                from .tiles import generate_tiled
+            mask = fit(mask, width, height, request.resize_mode) if mask is not None else None
+        return Fitted(width, height, maps, picture, mask)
 
-                return generate_tiled(self, request, picture, maps, width, height, progress, should_stop, limits)
+    def plan(self, request: GenerationRequest, fitted: Fitted) -> RunPlan:
+        """Everything a run needs besides the models: the caption (auto mode), the prompt sent, the seeds, the
+        ControlNets' conditions (the inpaint kind's made from the picture and mask), and the pipeline's image inputs
+        (text-to-image takes the maps as `image`; the editing pipelines take the picture as `image`, the maps as
+        `control_image`, how much to redraw and, to inpaint, the mask)."""
         caption = None
         if request.prompt_mode is PromptMode.AUTO and request.caption is None:
-            caption = self.caption(request.source_image or maps[0])
-        prompt = resolve_prompt(request, caption)
+            caption = self.caption(request.source_image or fitted.maps[0])
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        seeds = [seed + i for i in range(request.num_images)]
         total = request.num_inference_steps
-        if picture is not None:  # diffusers runs only the last denoise x steps of an edit: the bar counts those
+        if fitted.picture is not None:  # diffusers runs only the last denoise x steps of an edit: the bar counts those
             total = max(1, min(int(total * request.denoise), total))
+        maps, conditions = self._conditions(request, fitted)
+        control = conditions[0] if len(conditions) == 1 else conditions
+        inputs: dict[str, Any] = {"image": control}
+        masks = None
+        if fitted.picture is not None:
+            inputs = {"image": fitted.picture, "control_image": control, "strength": float(request.denoise)}
+        if request.mode == "inpaint":
+            from .edit import prepare_mask
 
-        # CUDA graphs (compile on a GPU): each denoising step replays the ControlNet's graph, whose outputs feed the
-        # U-Net's; marking each step's start tells inductor that the previous step's outputs may be overwritten.
-        # diffusers does this itself only for models compiled whole (OptimizedModule), and ours compile `forward`.
-        mark_steps = self.compile and self.device.startswith("cuda")
+            masks = prepare_mask(fitted.mask, fitted.picture.size, request.mask_blur)
+            inputs["mask_image"] = masks.for_pipeline
+            if request.inpaint_padding is not None:
+                inputs["padding_mask_crop"] = request.inpaint_padding
+        return RunPlan(request, fitted.width, fitted.height, maps, conditions, fitted.picture, fitted.mask, masks,
+                       resolve_prompt(request, caption), caption if caption is not None else request.caption,
+                       [seed + i for i in range(request.num_images)], total, inputs,
+                       # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
+                       "pil" if "padding_mask_crop" in inputs else "np")
+
+    def _conditions(self, request: GenerationRequest, fitted: Fitted) -> tuple[list[Any], list[Any]]:
+        """(maps as shown, conditions as the ControlNets read them): the inpaint ControlNet reads the picture with
+        the mask blanked, made here; every other kind reads its map."""
+        needs_mask = [KINDS[u.kind].needs_mask if u.kind in KINDS else False for u in request.units]
+        if not any(needs_mask):
+            return fitted.maps, fitted.maps
+        from .edit import inpaint_condition
+
+        if request.mask is None:
+            raise RequestError("kind='inpaint' needs a picture and a mask (an inpaint request)")
+        made = [inpaint_condition(fitted.picture, fitted.mask, (fitted.width, fitted.height)) if flag else None
+                for flag in needs_mask]
+        return ([m[1] if m else image for m, image in zip(made, fitted.maps)],
+                [m[0] if m else image for m, image in zip(made, fitted.maps)])
+
+    def run(self, plan: RunPlan, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+            preview: Callable[[Image.Image, int], None] | None = None, preview_every: int = 1) -> GenerationResult:
+        """Run a plan under the engine's lock: the pipeline with its LoRAs, embeddings and control modes, the
+        denoising (reported and stoppable after each step), the decode; then the images and their metadata."""
+        import torch
+
+        request = plan.request
+        on_step_end = self._step_callback(plan, progress, should_stop, preview, preview_every)
+        with self._run_lock:
+            pipe, inputs = self._ready_pipeline(plan, should_stop)
+            try:
+                if self._marks_steps:
+                    torch.compiler.cudagraph_mark_step_begin()
+                texts, encoding = self._texts(pipe, plan.prompt, request.negative_prompt)
+                union = is_union(pipe.controlnet)
+                output = self._run_pipeline(pipe, dict(
+                    **texts, **inputs, height=plan.height, width=plan.width,
+                    num_inference_steps=request.num_inference_steps, guidance_scale=float(request.guidance_scale),
+                    num_images_per_prompt=request.num_images, eta=float(request.eta),
+                    # One CPU generator per image: each image is reproducible alone, on any device.
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in plan.seeds],
+                    # A Union model takes a list (one per condition) even for one condition.
+                    controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], union),
+                    guess_mode=request.guess_mode,
+                    control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
+                    control_guidance_end=_one_or_list([float(u.end) for u in request.units], union),
+                    callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"],
+                    # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
+                    output_type=plan.output_type,
+                ), request, plan.width, plan.height)
+            except BaseException:
+                free_accelerator_memory()  # a failed run must not starve the next one
+                raise
+        return self._result(plan, pipe, output, encoding)
+
+    @property
+    def _marks_steps(self) -> bool:
+        """CUDA graphs (compile on a GPU): each denoising step replays the ControlNet's graph, whose outputs feed
+        the U-Net's; marking each step's start tells inductor that the previous step's outputs may be overwritten.
+        diffusers does this itself only for models compiled whole (OptimizedModule), and ours compile `forward`."""
+        return bool(self.compile) and self.device.startswith("cuda")
+
+    def _step_callback(self, plan: RunPlan, progress: ProgressFn | None, should_stop: StopFn | None,
+                       preview: Callable[[Image.Image, int], None] | None, preview_every: int) -> Callable:
+        """diffusers' `callback_on_step_end` for this run: previews, progress, and the stop check."""
+        import torch
+
+        marks = self._marks_steps
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if mark_steps:
+            if marks:
                 torch.compiler.cudagraph_mark_step_begin()
             if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors:
                 from .preview import latents_to_preview
 
-                preview(latents_to_preview(tensors["latents"], self.family.name, (width, height)), step + 1)
+                preview(latents_to_preview(tensors["latents"], self.family.name, (plan.width, plan.height)), step + 1)
             if progress is not None:
-                progress(step + 1, total)
+                progress(step + 1, plan.total)
             if should_stop is not None and should_stop():
-                raise GenerationCancelled(f"stopped after step {step + 1} of {total}")
+                raise GenerationCancelled(f"stopped after step {step + 1} of {plan.total}")
             return {}
 
-        needs_mask = [KINDS[u.kind].needs_mask if u.kind in KINDS else False for u in request.units]
-        if any(needs_mask):  # the inpaint ControlNet reads the picture with the mask blanked, made here
-            from .edit import inpaint_condition
+        return on_step_end
 
-            if request.mask is None:
-                raise RequestError("kind='inpaint' needs a picture and a mask (an inpaint request)")
-            made = [inpaint_condition(picture, mask, (width, height)) if flag else None
-                    for flag in needs_mask]
-            conditions = [m[0] if m else image for m, image in zip(made, maps)]
-            maps = [m[1] if m else image for m, image in zip(made, maps)]
+    def _ready_pipeline(self, plan: RunPlan, should_stop: StopFn | None) -> tuple[Any, dict[str, Any]]:
+        """The pipeline for the plan, with the request's LoRAs, embeddings and control modes applied, and its image
+        inputs as that pipeline takes them (a Union model takes every condition with its control type)."""
+        request = plan.request
+        pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
+        if should_stop is not None and should_stop():
+            raise GenerationCancelled("stopped before the first step")
+        self.use_loras(pipe, request.loras)
+        self.use_embeddings(pipe, request.embeddings)
+        inputs, union = dict(plan.inputs), is_union(pipe.controlnet)
+        if union:  # one model, every condition with its control type; the maps always as `control_image`
+            if plan.picture is None:
+                del inputs["image"]
+            inputs["control_image"] = list(plan.conditions)
+            inputs["control_mode"] = [_union_type(unit) for unit in request.units]
+        self._set_control_modes(pipe, request, union)
+        # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
+        if self.vae_tiling or max(plan.width, plan.height) > AUTO_TILING_SIDE:
+            pipe.vae.enable_tiling()
         else:
-            conditions = maps
-        single = len(maps) == 1
-        control = conditions[0] if single else conditions
-        # Text-to-image takes the maps as `image`; the editing pipelines take the picture as `image` and the maps as
-        # `control_image`, plus how much to redraw and, to inpaint, the mask.
-        edit: dict[str, Any] = {"image": control}
-        masks = None
-        if picture is not None:
-            edit = {"image": picture, "control_image": control, "strength": float(request.denoise)}
-        if request.mode == "inpaint":
-            from .edit import prepare_mask
+            pipe.vae.disable_tiling()
+        return pipe, inputs
 
-            masks = prepare_mask(mask, picture.size, request.mask_blur)
-            edit["mask_image"] = masks.for_pipeline
-            if request.inpaint_padding is not None:
-                edit["padding_mask_crop"] = request.inpaint_padding
-        # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
-        output_type = "pil" if "padding_mask_crop" in edit else "np"
-        with self._run_lock:
-            pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled("stopped before the first step")
-            self.use_loras(pipe, request.loras)
-            self.use_embeddings(pipe, request.embeddings)
-            union = is_union(pipe.controlnet)
-            if union:  # one model, every condition with its control type; the maps always as `control_image`
-                edit, control_types = dict(edit), []
-                if picture is None:
-                    del edit["image"]
-                edit["control_image"] = list(conditions)
-                for unit in request.units:
-                    if KINDS[unit.kind].union_type is None:
-                        raise RequestError(f"kind={unit.kind!r} has no control type in a ControlNet-Union model")
-                    control_types.append(KINDS[unit.kind].union_type)
-                edit["control_mode"] = control_types
-            nets = pipe.controlnet.nets if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
-            if union:  # the units' control modes all apply to the one model: they must agree
-                nets = nets * len(request.units)
-            cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
-            modes: dict[int, str] = {}
-            for net, unit in zip(nets, request.units):
-                if modes.setdefault(id(net), unit.control_mode) != unit.control_mode:  # one model, one mode
-                    raise RequestError("two units use the same ControlNet with different control modes "
-                                       f"({modes[id(net)]!r} and {unit.control_mode!r}): give them the same mode")
-                set_control_mode(net, unit.control_mode, cfg_batch)
-            # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
-            if self.vae_tiling or max(width, height) > AUTO_TILING_SIDE:
-                pipe.vae.enable_tiling()
-            else:
-                pipe.vae.disable_tiling()
-            try:
-                if mark_steps:
-                    torch.compiler.cudagraph_mark_step_begin()
-                texts, encoding = self._texts(pipe, prompt, request.negative_prompt)
-                output = self._run_pipeline(pipe, dict(
-                **texts,
-                **edit,
-                height=height,
-                width=width,
-                num_inference_steps=request.num_inference_steps,
-                guidance_scale=float(request.guidance_scale),
-                num_images_per_prompt=request.num_images,
-                eta=float(request.eta),
-                # One CPU generator per image: each image is reproducible alone, on any device.
-                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                # A Union model takes a list (one per condition) even for one condition.
-                controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], union),
-                guess_mode=request.guess_mode,
-                control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
-                control_guidance_end=_one_or_list([float(u.end) for u in request.units], union),
-                callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["latents"],
-                # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
-                output_type=output_type,
-                ), request, width, height)
-            except BaseException:
-                free_accelerator_memory()  # a failed run must not starve the next one
-                raise
+    @staticmethod
+    def _set_control_modes(pipe: Any, request: GenerationRequest, union: bool) -> None:
+        """Each ControlNet's control mode (cnet/control_mode.py); one model takes one mode."""
+        nets = pipe.controlnet.nets if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
+        if union:  # the units' control modes all apply to the one model: they must agree
+            nets = nets * len(request.units)
+        cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
+        modes: dict[int, str] = {}
+        for net, unit in zip(nets, request.units):
+            if modes.setdefault(id(net), unit.control_mode) != unit.control_mode:
+                raise RequestError("two units use the same ControlNet with different control modes "
+                                   f"({modes[id(net)]!r} and {unit.control_mode!r}): give them the same mode")
+            set_control_mode(net, unit.control_mode, cfg_batch)
+
+    def _result(self, plan: RunPlan, pipe: Any, output: Any, encoding: dict[str, Any]) -> GenerationResult:
+        """The images (an inpaint's unmasked pixels pasted back when asked) and each one's metadata."""
         # The conversion diffusers itself applies for output_type="pil".
-        images = pipe.numpy_to_pil(output.images) if output_type == "np" else list(output.images)
-        if masks is not None and request.keep_unmasked:
+        images = pipe.numpy_to_pil(output.images) if plan.output_type == "np" else list(output.images)
+        if plan.masks is not None and plan.request.keep_unmasked:
             from .edit import keep_unmasked
 
-            images = keep_unmasked(images, picture, masks.for_composite)
+            images = keep_unmasked(images, plan.picture, plan.masks.for_composite)
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
-        common = self._metadata(request, prompt, caption if caption is not None else request.caption, width, height)
+        common = self._metadata(plan.request, plan.prompt, plan.caption, plan.width, plan.height)
         common.update(encoding)
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
-                    for i, (s, flag) in enumerate(zip(seeds, nsfw))]
-        inputs = {} if picture is None else {"init": picture}
-        if mask is not None:
-            inputs["mask"] = mask
-        return GenerationResult(images=list(images), condition_maps=maps, metadata=metadata, edit_inputs=inputs)
+                    for i, (s, flag) in enumerate(zip(plan.seeds, nsfw))]
+        inputs = {} if plan.picture is None else {"init": plan.picture}
+        if plan.mask is not None:
+            inputs["mask"] = plan.mask
+        return GenerationResult(images=list(images), condition_maps=plan.maps, metadata=metadata,
+                                edit_inputs=inputs)
 
     def _texts(self, pipe: Any, prompt: str, negative_prompt: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The pipeline's text arguments, and what the metadata says about them. Plain prompts go as text (the
@@ -732,6 +807,13 @@ class Engine:
             "dtype": str(self.dtype).removeprefix("torch."),
             "diffusers_version": diffusers.__version__,
         }
+
+
+def _union_type(unit: ControlUnit) -> int:
+    """A unit's control type in a ControlNet-Union model (cnet/kinds.py); refused by name for a kind without one."""
+    if KINDS[unit.kind].union_type is None:
+        raise RequestError(f"kind={unit.kind!r} has no control type in a ControlNet-Union model")
+    return KINDS[unit.kind].union_type
 
 
 def _one_or_list(values: list[float], as_list: bool = False) -> float | list[float]:

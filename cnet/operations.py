@@ -132,14 +132,19 @@ def implied_operation(init_image: Any, mask: Any) -> str:
 
 def edit_operation(named: str | None, mask: Any, options: EditOptions, upscale_given: bool = False) -> str:
     """The edit operation: as named, else what the inputs imply (a mask: inpaint; a side to extend: outpaint; an
-    upscale factor given: upscale; otherwise img2img), the same rule for the CLI and the API."""
+    upscale factor given: upscale; none of them: img2img), the same rule for the CLI and the API. Inputs that
+    imply two operations are refused by name."""
     if named:
         return get_operation(named).name
-    if mask is not None:
-        return "inpaint"
-    if any(options.sides.values()):
-        return "outpaint"
-    return "upscale" if upscale_given else "img2img"
+    sides = {f"outpaint_{k}": v for k, v in options.sides.items() if v}
+    implied = {"inpaint": "mask" if mask is not None else "",
+               "outpaint": ", ".join(f"{k}={v}" for k, v in sides.items()),
+               "upscale": f"upscale={options.upscale}" if upscale_given else ""}
+    chosen = [op for op, why in implied.items() if why]
+    if len(chosen) > 1:
+        raise RequestError(f"{' and '.join(implied[op] for op in chosen)} cannot be combined: they ask for "
+                           f"{' and '.join(chosen)}; give the inputs of one operation")
+    return chosen[0] if chosen else "img2img"
 
 
 def plan_edit(operation: str, picture: Image.Image, mask: Image.Image | None, options: EditOptions,

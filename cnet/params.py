@@ -109,6 +109,8 @@ def from_door(item: Declared, value: Any) -> Any:
     """A value as a door sent it (JSON from the API, a form's widget value, CLI text already typed) in the field's
     type; `_NOT_GIVEN` (see `given`) when it means "not given". Raises RequestError naming the public name."""
     param, name = item.param, item.name
+    if value is None and param.type in (int, float) and not param.optional:
+        raise RequestError(f"{name}=None must be a number")  # null is not a value; "not given" is leaving it out
     if value is None or (isinstance(value, str) and value == "" and (param.type is not str or param.optional)):
         return _NOT_GIVEN
     if param.type is list:

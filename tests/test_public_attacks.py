@@ -167,7 +167,7 @@ def test_work_cancelled_while_waiting_for_the_accelerator_never_starts(public_ap
 
     studio = public_app[1]
     started = []
-    monkeypatch.setattr("webui.service.detect", lambda *a, **k: started.append("detect"))
+    monkeypatch.setattr("webui.service.detect_map", lambda *a, **k: started.append("detect"))
     monkeypatch.setattr(type(studio.engine_for(None)), "caption", lambda *a: started.append("caption"))
     cancelled = threading.Event()
     holder_ready = threading.Event()
@@ -639,15 +639,17 @@ def test_a_batch_over_a_server_folder_is_refused_on_public_deployments(public_ap
 
 def test_an_upscale_or_outpaint_too_big_is_refused_before_it_is_made(public_app, tmp_path):
     """A 16 KB flat PNG of 2000x2000 times 4 would be a 64 MP resize before any check: refused first, naming it."""
+    from cnet.operations import EditOptions
     from webui.service import UnitInput
 
     studio = public_app[1]
     flat = Image.new("RGB", (2000, 2000), "gray")
     with pytest.raises(ValueError, match=r"upscale=4.0 makes 8000x8000: at most 1024 px"):
-        studio.edit(flat, [UnitInput("photo", None, kind="tile")], operation="upscale", upscale=4.0)
+        studio.edit(flat, [UnitInput("photo", None, kind="tile")], operation="upscale",
+                    options=EditOptions(upscale=4.0))
     small = Image.new("RGB", (512, 512), "gray")
     with pytest.raises(ValueError, match=r"outpaint makes 2560x512: at most 1024 px"):
-        studio.edit(small, [UnitInput("photo", None)], operation="outpaint", outpaint={"right": 2048})
+        studio.edit(small, [UnitInput("photo", None)], operation="outpaint", options=EditOptions(outpaint_right=2048))
 
 
 def test_the_edit_preview_names_its_error_through_http(public_app, raw_ui):

@@ -53,8 +53,10 @@ def _declared_signature(inputs: dict[str, gr.components.Component]) -> Callable[
     def decorate(fn: Callable) -> Callable:
         params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=component.value)
                   for name, component in inputs.items()]
-        request = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=gr.Request)
-        fn.__signature__ = inspect.Signature([*params, request])
+        # Gradio passes the gr.Request only to a positional parameter annotated so: the first one.
+        request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                    annotation=gr.Request)
+        fn.__signature__ = inspect.Signature([request, *params])
         return fn
 
     return decorate

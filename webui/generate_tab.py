@@ -101,7 +101,8 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
     _wire_settings_drop(ui, studio)
     return {"controlnet": ui.controlnet, "base_model": ui.base_model, "loras": ui.loras,
             "embeddings": ui.embeddings, "advanced": ui.advanced, "kind": ui.kind,
-            "files": ui.files, "map_editor": ui.map_editor, "source_tabs": ui.source_tabs, "source": ui.source}
+            "files": ui.files, "map_editor": ui.map_editor, "source_tabs": ui.source_tabs, "source": ui.source,
+            "restored": restored_fields(ui)}
 
 
 # -- sections: each adds its components to `ui` ------------------------------------------------------------------------
@@ -237,6 +238,7 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
             ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
                                        label="Sampler")
+            ui.eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Eta (DDIM; 0: deterministic)", elem_id="eta")
         speed_switches(ui)
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",

@@ -25,10 +25,13 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from annotators import ANNOTATORS, AnnotatorError, ImageInputError, detect, open_image, to_rgb_array
+from annotators import ANNOTATORS, AnnotatorError, ImageInputError, open_image, to_rgb_array
+from cnet.demo import few_step_on, on_demo
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
+from cnet.maps import detect_map
 from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
 from cnet.operations import EditOptions
+from cnet.params import declarations
 from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError
 
 from .settings import AppSettings
@@ -281,18 +284,12 @@ class Studio:
             raise AnnotatorError(f"annotator={name!r} is unknown; choose one of {sorted(ANNOTATORS)}")
         # A drawing has no detector settings; a photo's are checked by its annotator (unknown names are errors).
         params = {} if unit.source == "draw" else dict(unit.params)
-        resolution = unit.detect_resolution
-        if unit.pixel_perfect and width and height and unit.source == "photo":
-            from cnet.resize import pixel_perfect_resolution
-
-            resolution = min(pixel_perfect_resolution(image.size, (width, height), resize_mode),
-                             self.settings.limits.max_side)
-        if resize_mode != "crop_and_resize":
-            width = height = None  # the engine fits the map by the mode
         with self._accelerator:
             _raise_if_stopped(should_stop, "detection")
-            made = detect(name, image, detect_resolution=resolution, width=width, height=height,
-                          max_side=self.settings.limits.max_side, **params)
+            made = detect_map(name, image, width=width, height=height, resize_mode=resize_mode,
+                              pixel_perfect=unit.pixel_perfect and unit.source == "photo",
+                              detect_resolution=unit.detect_resolution, max_side=self.settings.limits.max_side,
+                              params=params)
         return made, (None if unit.source == "draw" else Image.fromarray(to_rgb_array(image)))
 
     # -- generation ------------------------------------------------------------------------------------------------
@@ -307,34 +304,13 @@ class Studio:
         caller's own check (an API cancel, a closed page). `few_step`: the base family's few-step LoRA and the LCM
         sampler are added (steps and guidance stay as given: the form sets 4 and 1 when the mode is chosen).
         """
-        # Visitors' model references are checked before the server fills in its own (the demo's), which are allowed.
-        base = self.check_model_reference(base_model, "base_model")
-        nets = [self.check_model_reference(unit.controlnet, "controlnet") for unit in units]
-        if isinstance(settings.get("loras"), list):  # a visitor's LoRAs are model references like the others
-            # Checked references are kept as they were classified (a visitor's Hub id as a Hub source), so the
-            # engine never looks the same text up on this machine's disk.
-            settings["loras"] = [LoraRef(self.check_model_reference(lora.source, f"loras[{i}]") or "", lora.weight)
-                                 if isinstance(lora, LoraRef) else lora for i, lora in enumerate(settings["loras"])]
-        if isinstance(settings.get("embeddings"), list):
-            settings["embeddings"] = [self.check_model_reference(e, f"embeddings[{i}]") or ""
-                                      if isinstance(e, str) else e for i, e in enumerate(settings["embeddings"])]
+        base, nets, settings = self._visitor_models(base_model, units, settings)
+        demo = self.demo_mode and base is None
         if few_step:  # the server's own LoRA for the family, added after the visitor's references are checked
-            from cnet.families import base_family, few_step_settings
-
-            if self.demo_mode and base is None:
-                raise RequestError("few-step mode needs Stable Diffusion and its LCM-LoRA; the offline demo model "
-                                   "has no few-step LoRA")
-            try:
-                settings = few_step_settings(base_family(base or base_model_source()), settings)
-            except ValueError as err:
-                raise RequestError(str(err)) from None
+            settings = few_step_on(settings, base, demo)
             self._check_server_lora(settings["loras"][-1])
-        if self.demo_mode and base is None:
-            from cnet.demo import DEMO_CONTROLNET, DEMO_SIZE
-
-            # The demo model knows one size and one ControlNet (circle outlines).
-            settings["width"], settings["height"] = DEMO_SIZE, DEMO_SIZE
-            nets = [net or str(DEMO_CONTROLNET) for net in nets]
+        if demo:
+            nets, settings = on_demo(nets, settings)
         if settings.get("source_image") is not None and not isinstance(settings["source_image"], Image.Image):
             settings["source_image"] = canvas_image(settings["source_image"], what="source_image")  # an upload
         GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
@@ -357,9 +333,11 @@ class Studio:
                         unit, width=width, height=height, should_stop=stopped,
                         resize_mode=settings.get("resize_mode") or "crop_and_resize")
                     photo = photo or source_photo
-                    control_units.append(ControlUnit(made, kind=unit.kind, strength=unit.strength, start=unit.start,
-                                                     end=unit.end, controlnet=net, control_mode=unit.control_mode))
-                request = GenerationRequest(units=control_units, source_image=photo, **settings)
+                    control_units.append(ControlUnit(made, controlnet=net, **{
+                        item.field: getattr(unit, item.field) for item in declarations(ControlUnit)
+                        if item.field not in ("image", "controlnet")}))
+                # The photo a map was detected from, unless the caller gave the one to caption
+                request = GenerationRequest(units=control_units, **{"source_image": photo, **settings})
                 request.validated(self.settings.limits)  # fail on bad settings before any model loads
                 engine = self.engine_for(base)
                 result = engine.generate(request, progress=on_step, should_stop=stopped,
@@ -374,6 +352,23 @@ class Studio:
         finally:
             if self._runs.get(session) is run:
                 del self._runs[session]
+
+    def _visitor_models(self, base_model: str | None, units: list[UnitInput], settings: dict[str, Any]
+                        ) -> tuple[Any, list[Any], dict[str, Any]]:
+        """The base model, the units' ControlNets and the settings' LoRAs and embeddings, each checked as a
+        visitor's model reference (before the server fills in its own, the demo's, which are allowed). Checked
+        references are kept as they were classified (a visitor's Hub id as a Hub source), so the engine never looks
+        the same text up on this machine's disk."""
+        base = self.check_model_reference(base_model, "base_model")
+        nets = [self.check_model_reference(unit.controlnet, "controlnet") for unit in units]
+        settings = dict(settings)
+        if isinstance(settings.get("loras"), list):
+            settings["loras"] = [LoraRef(self.check_model_reference(lora.source, f"loras[{i}]") or "", lora.weight)
+                                 if isinstance(lora, LoraRef) else lora for i, lora in enumerate(settings["loras"])]
+        if isinstance(settings.get("embeddings"), list):
+            settings["embeddings"] = [self.check_model_reference(e, f"embeddings[{i}]") or ""
+                                      if isinstance(e, str) else e for i, e in enumerate(settings["embeddings"])]
+        return base, nets, settings
 
     def _check_server_lora(self, lora: LoraRef) -> None:
         """The server's own few-step LoRA must exist before a visitor's run uses it: a missing one is the operator's
