@@ -42,12 +42,7 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     target.mkdir(parents=True, exist_ok=True)
     _check_settings(target, {"kind": kind, "resolution": resolution, "caption": caption,
                              "caption_model": caption_model, "text": default_text})
-    captioner = None
-    if caption == "blip":
-        from cnet.captioner import Captioner
-        from cnet.models import pick_device
-
-        captioner = Captioner(caption_model, device=share.device() or pick_device())
+    captioner = _captioner(caption_model, share) if caption == "blip" else None
     (target / "images").mkdir(parents=True, exist_ok=True)
     (target / "conditioning_images").mkdir(exist_ok=True)
     files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -79,6 +74,14 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     rows = _merge(target, share)
     return {"rows": rows if rows is not None else written, "merged": rows is not None, "skipped": skipped,
             "out": str(target)}
+
+
+def _captioner(caption_model: str | None, share: Any) -> Any:
+    """BLIP on this process's own device (cnet/captioner.py)."""
+    from cnet.captioner import Captioner
+    from cnet.models import pick_device
+
+    return Captioner(caption_model, device=share.device() or pick_device())
 
 
 def _check_settings(target: Path, settings: dict) -> None:

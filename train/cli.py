@@ -104,6 +104,86 @@ def main(argv: list[str] | None = None) -> int:
             stop_listening()
 
 
+def _cache(argv: list[str]) -> int:
+    """`python -m train cache`: encode a dataset into a latent cache (stoppable, resumable)."""
+    from .latent_cache import build_cache
+
+    args = build_cache_parser().parse_args(argv)
+    from .stop import StopRequest
+
+    # Ctrl-C / SIGTERM or a STOP file in the cache folder: the shard being written is finished first.
+    out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
+                      batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
+                      single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
+                      streaming=args.streaming, bad_row_limit=args.bad_row_limit,
+                      mixed_precision=args.mixed_precision, should_stop=StopRequest(Path(args.out) / "STOP"),
+                      progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True))
+    if out is None:
+        print(f"stopped: the shards written so far stay in {args.out}; the same command goes on")
+        return 0
+    print(f"latent cache written to {out}")
+    return 0
+
+
+def _shard(argv: list[str]) -> int:
+    """`python -m train shard`: a folder dataset written as shards for streaming."""
+    from .shards import write_shards
+
+    args = build_shard_parser().parse_args(argv)
+    report = write_shards(args.dataset, args.out, rows_per_shard=args.rows_per_shard, seed=args.seed,
+                          skip_bad_rows=args.skip_bad_rows)
+    print(f"{report['rows']} rows in {len(report['shards'])} shards written to {args.out}, "
+          f"{len(report['skipped'])} skipped")
+    return 0
+
+
+def _build_dataset(argv: list[str]) -> int:
+    """`python -m train build-dataset`: (condition, photo, prompt) rows from photos."""
+    from .build import build_dataset
+
+    args = build_dataset_parser().parse_args(argv)
+    report = build_dataset(args.photos, args.kind, args.out, caption=args.caption,
+                           caption_model=args.caption_model, resolution=args.resolution,
+                           default_text=args.text)
+    for line in report["skipped"]:
+        print(f"skipped {line}", file=sys.stderr)
+    rows, skipped = report["rows"], len(report["skipped"])
+    where = f"{report['out']}/metadata.jsonl" if report["merged"] else \
+        f"{report['out']} by this process (process 0 writes metadata.jsonl once every process has finished)"
+    print(f"{rows} row{'' if rows == 1 else 's'} written to {where}, "
+          f"{skipped} file{'' if skipped == 1 else 's'} skipped")
+    return 0
+
+
+def _train(argv: list[str]) -> int:
+    """Train a ControlNet: flags over a config file over a preset; a resumed run keeps its settings."""
+    args = vars(build_parser().parse_args(argv))
+    config_file = args.pop("config", None)
+    from .presets import apply_preset
+
+    given = {**(TrainConfig.read_file(config_file) if config_file else {}), **args}  # flags beat the file
+    if given.get("resume") and given.get("output_dir"):
+        # A resumed run keeps its saved settings (base model, dataset, ...) unless a flag or file changes one.
+        given = {**saved_settings(given["output_dir"]), **given}
+    settings, preset = apply_preset(given, given.pop("preset"))  # the preset fills only what neither gave
+    if preset:
+        print(json.dumps({"event": "preset", "name": preset}), flush=True)
+    config = TrainConfig(**settings)
+    from .loop import train
+
+    def report(event: str, info: dict) -> None:
+        if event != "setup" and event != "step":
+            print(json.dumps({"event": event, **info}), flush=True)
+
+    result = train(config, callback=report)
+    if result:
+        print(f"ControlNet saved to {result}")
+    return 0
+
+
+SUBCOMMANDS = {"cache": _cache, "shard": _shard, "build-dataset": _build_dataset}
+
+
 def _main(argv: list[str]) -> int:
     from annotators import AnnotatorError
     from cnet.models import ModelUnavailableError
@@ -113,70 +193,8 @@ def _main(argv: list[str]) -> int:
     from .finite import TrainingDiverged
 
     try:
-        if argv and argv[0] == "cache":
-            from .latent_cache import build_cache
-
-            args = build_cache_parser().parse_args(argv[1:])
-            from .stop import StopRequest
-
-            # Ctrl-C / SIGTERM or a STOP file in the cache folder: the shard being written is finished first.
-            out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
-                              batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
-                              single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
-                              streaming=args.streaming, bad_row_limit=args.bad_row_limit,
-                              mixed_precision=args.mixed_precision, should_stop=StopRequest(Path(args.out) / "STOP"),
-                              progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True))
-            if out is None:
-                print(f"stopped: the shards written so far stay in {args.out}; the same command goes on")
-                return 0
-            print(f"latent cache written to {out}")
-            return 0
-        if argv and argv[0] == "shard":
-            from .shards import write_shards
-
-            args = build_shard_parser().parse_args(argv[1:])
-            report = write_shards(args.dataset, args.out, rows_per_shard=args.rows_per_shard, seed=args.seed,
-                                  skip_bad_rows=args.skip_bad_rows)
-            print(f"{report['rows']} rows in {len(report['shards'])} shards written to {args.out}, "
-                  f"{len(report['skipped'])} skipped")
-            return 0
-        if argv and argv[0] == "build-dataset":
-            from .build import build_dataset
-
-            args = build_dataset_parser().parse_args(argv[1:])
-            report = build_dataset(args.photos, args.kind, args.out, caption=args.caption,
-                                   caption_model=args.caption_model, resolution=args.resolution,
-                                   default_text=args.text)
-            for line in report["skipped"]:
-                print(f"skipped {line}", file=sys.stderr)
-            rows, skipped = report["rows"], len(report["skipped"])
-            where = f"{report['out']}/metadata.jsonl" if report["merged"] else \
-                f"{report['out']} by this process (process 0 writes metadata.jsonl once every process has finished)"
-            print(f"{rows} row{'' if rows == 1 else 's'} written to {where}, "
-                  f"{skipped} file{'' if skipped == 1 else 's'} skipped")
-            return 0
-        args = vars(build_parser().parse_args(argv))
-        config_file = args.pop("config", None)
-        from .presets import apply_preset
-
-        given = {**(TrainConfig.read_file(config_file) if config_file else {}), **args}  # flags beat the file
-        if given.get("resume") and given.get("output_dir"):
-            # A resumed run keeps its saved settings (base model, dataset, ...) unless a flag or file changes one.
-            given = {**saved_settings(given["output_dir"]), **given}
-        settings, preset = apply_preset(given, given.pop("preset"))  # the preset fills only what neither gave
-        if preset:
-            print(json.dumps({"event": "preset", "name": preset}), flush=True)
-        config = TrainConfig(**settings)
-        from .loop import train
-
-        def report(event: str, info: dict) -> None:
-            if event != "setup" and event != "step":
-                print(json.dumps({"event": event, **info}), flush=True)
-
-        result = train(config, callback=report)
-        if result:
-            print(f"ControlNet saved to {result}")
-        return 0
+        command = SUBCOMMANDS.get(argv[0]) if argv else None
+        return command(argv[1:]) if command else _train(argv)
     except (ConfigError, DataError, CheckpointError, ModelUnavailableError, AnnotatorError, TrainingDiverged,
             ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -81,10 +81,8 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     Returns `out`."""
     import torch
     from accelerate import Accelerator
-    from safetensors import safe_open
-    from safetensors.torch import save_file
 
-    from .base import encode_text, load_base
+    from .base import load_base
 
     accelerator = accelerator or Accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -103,16 +101,7 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
     key = {**cache_key(base, resolution), "build": {
         "dataset": dataset_identity(dataset), "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows,
         "streaming": streaming, **({"processes": world} if streaming else {})}}  # a stream's shards are per process
-    key_file = out / "key.json"
-    if accelerator.is_main_process and not key_file.is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(json.dumps(key, indent=2))
-    accelerator.wait_for_everyone()
-    written = json.loads(key_file.read_text())  # every process checks, so every process stops alike
-    if written != key:
-        differs = sorted(k for k in {**written, **key} if written.get(k) != key.get(k))
-        raise DataError(f"out={str(out)!r} holds a cache (or a stopped build) made with other settings or weights "
-                        f"({', '.join(differs)} differ; see {key_file}): choose an empty folder")
+    _claim(out, key, accelerator)
     columns = (image_column, conditioning_image_column, caption_column)
     encode = _ShardWriter(base, device, dtype, batch_size)
     report = (lambda info: progress({"process": rank, **info})) if progress is not None else None
@@ -130,19 +119,46 @@ def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: i
         return None
     skipped = accelerator.gather_for_metrics([skipped], use_gather_object=True) if world > 1 else [skipped]
     if accelerator.is_main_process:
-        with torch.no_grad():
-            hidden, pooled = encode_text([""], base, device)
-        empty = {"hidden": hidden.half().cpu().contiguous()}
-        if pooled is not None:
-            empty["pooled"] = pooled.half().cpu().contiguous()
-        written_safely(out, lambda: save_file(empty, str(out / "empty_prompt.safetensors")))
-        shards = [{"file": path.name, "rows": len(json.loads(safe_open(str(path), "pt").metadata()["texts"]))}
-                  for path in sorted(out.glob("shard-*.safetensors"))]
-        manifest = {"key": key, "dataset": dataset_identity(dataset), "rows": sum(s["rows"] for s in shards),
-                    "skipped": [line for part in skipped for line in part], "shards": shards}
-        written_safely(out, lambda: (out / "manifest.json").write_text(json.dumps(manifest, indent=2)))
+        _finish(out, key, dataset, base, device, [line for part in skipped for line in part])
     accelerator.wait_for_everyone()
     return out
+
+
+def _claim(out: Path, key: dict[str, Any], accelerator: Any) -> None:
+    """Write the build's key (the first process), or refuse a folder holding a cache made with other settings:
+    every process checks, so every process stops alike."""
+    key_file = out / "key.json"
+    if accelerator.is_main_process and not key_file.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(json.dumps(key, indent=2))
+    accelerator.wait_for_everyone()
+    written = json.loads(key_file.read_text())
+    if written != key:
+        differs = sorted(k for k in {**written, **key} if written.get(k) != key.get(k))
+        raise DataError(f"out={str(out)!r} holds a cache (or a stopped build) made with other settings or weights "
+                        f"({', '.join(differs)} differ; see {key_file}): choose an empty folder")
+
+
+def _finish(out: Path, key: dict[str, Any], dataset: str, base: dict[str, Any], device: Any,
+            skipped: list[str]) -> None:
+    """The main process's last writes: the embedding of "" (for dropped prompts) and the manifest of shards."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .base import encode_text
+
+    with torch.no_grad():
+        hidden, pooled = encode_text([""], base, device)
+    empty = {"hidden": hidden.half().cpu().contiguous()}
+    if pooled is not None:
+        empty["pooled"] = pooled.half().cpu().contiguous()
+    written_safely(out, lambda: save_file(empty, str(out / "empty_prompt.safetensors")))
+    shards = [{"file": path.name, "rows": len(json.loads(safe_open(str(path), "pt").metadata()["texts"]))}
+              for path in sorted(out.glob("shard-*.safetensors"))]
+    manifest = {"key": key, "dataset": dataset_identity(dataset), "rows": sum(s["rows"] for s in shards),
+                "skipped": skipped, "shards": shards}
+    written_safely(out, lambda: (out / "manifest.json").write_text(json.dumps(manifest, indent=2)))
 
 
 class _ShardWriter:

@@ -24,6 +24,7 @@ from .checkpoint import CheckpointError, describe_write_error, find_resume, is_d
 from .config import TrainConfig
 from .data import ControlNetDataset, collate, load_rows
 from .finite import TrainingDiverged, divergence_message, first_nonfinite, nonfinite_tensors
+from .sources import data_source
 from .stop import StopRequest
 from .weights import weights_sha256
 
@@ -47,8 +48,7 @@ class Run:
     optimizer: Any
     rng: Any  # torch.Generator: data-independent draws (noise, timesteps, empty prompts), saved per process
     weight_dtype: Any
-    cache: dict[str, Any] | None = None  # precomputed latents and prompt embeddings
-    empty_prompt: dict[str, Any] | None = None  # a latent cache on disk: the embedding of "" (hidden, pooled)
+    source: Any = None  # train/sources.py DataSource: where each step's latents and text embeddings come from
     ema: Any = None  # diffusers' EMAModel of the ControlNet's trainable weights (ema_decay > 0)
     step: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"empty_prompts": 0, "prompts": 0})
@@ -184,16 +184,9 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
               optimizer=None, rng=None, weight_dtype=weight_dtype)
     if run.any_process(stop()):
         return _stopped_while_loading(run)
-    # 3. Models: the locked base and the trainable copy; 4. precomputed latents; 5. the optimizer.
+    # 3. Models: the locked base and the trainable copy; 4. the data source; 5. the optimizer.
     run.base, controlnet = models or _models(config, accelerator.device, weight_dtype)
-    if config.latent_cache:  # made by these very encoders at this resolution, or refused
-        from .latent_cache import cache_key, check_key
-
-        check_key(Path(config.latent_cache), cache_key(run.base, config.resolution), config.dataset or None)
-        run.empty_prompt = dataset.empty
-    if config.precompute:  # the VAE encoder and text encoder leave the training step
-        run.cache = _precompute(dataset, run.base, accelerator.device, weight_dtype, config)
-        dataset.with_pixels = False  # from here the steps read the cache: no image decoded or moved per step
+    run.source = _source(run, dataset)
     optimizer = _optimizer([p for p in controlnet.parameters() if p.requires_grad], config)
     optimizer.param_groups[0]["base_lr"] = config.lr  # the LR schedule is a function of the step: see _apply_lr
     if run.streaming:  # each process reads its own shards: accelerate must not split or dispatch the batches
@@ -217,6 +210,22 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
                    "skipped": loaded.skipped,
                    "layout": loaded.layout, "step": run.step, "processes": accelerator.num_processes})
     return run
+
+
+def _source(run: Run, dataset: Any) -> Any:
+    """Where the steps' latents and text embeddings come from (train/sources.py): a latent cache made by these very
+    encoders at this resolution (or refused), a RAM precompute, or the encoders in each step."""
+    config = run.config
+    if config.latent_cache:
+        from .latent_cache import cache_key, check_key
+
+        check_key(Path(config.latent_cache), cache_key(run.base, config.resolution), config.dataset or None)
+    cache = None
+    if config.precompute:  # the VAE encoder and text encoder leave the training step
+        cache = _precompute(dataset, run.base, run.accelerator.device, run.weight_dtype, config)
+        dataset.with_pixels = False  # from here the steps read the cache: no image decoded or moved per step
+    return data_source(run.base, run.accelerator.device, run.weight_dtype, cache=cache,
+                       empty_prompt=dataset.empty if config.latent_cache else None)
 
 
 def finish(run: Run, stopped: bool) -> Path | None:
@@ -573,28 +582,16 @@ def save_checkpoint(run: Run) -> Path | None:
 
 
 def _loss(run: Run, batch: dict[str, Any]) -> Any:
-    """The base's own noise-prediction loss with the ControlNet's residuals added (the paper's objective)."""
+    """The base's own noise-prediction loss with the ControlNet's residuals added (the paper's objective). The
+    latents and text embeddings come from the run's data source (train/sources.py)."""
     import torch
     import torch.nn.functional as F
 
-    config, rng, cache, stats = run.config, run.rng, run.cache, run.stats
+    config, rng, stats = run.config, run.rng, run.stats
     device, weight_dtype = run.accelerator.device, run.weight_dtype
-    vae, unet, noise_scheduler = run.base["vae"], run.unet, run.base["noise_scheduler"]
+    unet, noise_scheduler = run.unet, run.base["noise_scheduler"]
     bsz = batch["conditioning_pixel_values"].shape[0]
-    # Latents: encoded now, or drawn from the cached posterior (mean + std * noise: the same distribution), held in
-    # RAM (precompute) or read from the latent cache on disk with the batch.
-    if cache is not None or "mean" in batch:
-        if "mean" in batch:
-            mean, std = batch["mean"], batch["std"]
-        else:
-            mean, std = cache["mean"][batch["index"].cpu()], cache["std"][batch["index"].cpu()]
-        eps = torch.randn(mean.shape, generator=rng)
-        latents = ((mean.float() + std.float() * eps) * vae.config.scaling_factor).to(device, weight_dtype)
-    else:
-        with torch.no_grad():
-            dist = vae.encode(batch["pixel_values"].to(device, weight_dtype)).latent_dist
-            eps = torch.randn(dist.mean.shape, generator=rng).to(device, dist.mean.dtype)
-            latents = (dist.mean + dist.std * eps) * vae.config.scaling_factor
+    latents = run.source.latents(batch, rng)
     noise = torch.randn(latents.shape, generator=rng).to(device, latents.dtype)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=rng).to(device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
@@ -603,27 +600,8 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     texts = ["" if e else t for e, t in zip(empty, batch["text"])]
     stats["empty_prompts"] += sum(empty)
     stats["prompts"] += bsz
-    if "hidden" in batch:  # the latent cache: each row's own embedding, or the cached "" where it was dropped
-        empty_hidden = run.empty_prompt["hidden"][0]
-        hidden = torch.stack([empty_hidden if e else h for e, h in zip(empty, batch["hidden"])]).to(device,
-                                                                                                   weight_dtype)
-        pooled = torch.stack([run.empty_prompt["pooled"][0] if e else p for e, p in zip(empty, batch["pooled"])]
-                             ).to(device, weight_dtype) if "pooled" in batch else None
-    elif cache is not None:
-        hidden = torch.stack([cache["prompts"][t] for t in texts]).to(device, weight_dtype)
-        pooled = torch.stack([cache["pooled"][t] for t in texts]).to(device, weight_dtype) if cache["pooled"] \
-            else None
-    else:
-        with torch.no_grad():
-            hidden, pooled = encode_text(texts, run.base, device)
-    # SDXL also conditions on the pooled text and the image's size and crop (original, top-left, target): the
-    # rows are resized to `resolution` and centre-cropped, so (res, res, 0, 0, res, res), as diffusers' SDXL
-    # ControlNet training script passes them.
-    extra = {}
-    if pooled is not None:
-        sizes = torch.tensor([[config.resolution, config.resolution, 0, 0, config.resolution, config.resolution]],
-                             device=device, dtype=weight_dtype).repeat(bsz, 1)
-        extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": sizes}}
+    hidden, pooled = run.source.text(batch, texts, empty)
+    extra = _sdxl_conditions(config.resolution, pooled, bsz, device, weight_dtype)
     cond = batch["conditioning_pixel_values"].to(device, weight_dtype)
     down, mid = run.controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond,
                                return_dict=False, **extra)
@@ -639,6 +617,19 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     else:
         target = noise
     return F.mse_loss(model_pred.float(), target.float(), reduction="mean")
+
+
+def _sdxl_conditions(resolution: int, pooled: Any, bsz: int, device: Any, dtype: Any) -> dict[str, Any]:
+    """SDXL also conditions on the pooled text and the image's size and crop (original, top-left, target): the
+    rows are resized to `resolution` and centre-cropped, so (res, res, 0, 0, res, res), as diffusers' SDXL
+    ControlNet training script passes them. Nothing for a family without pooled text."""
+    import torch
+
+    if pooled is None:
+        return {}
+    sizes = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device,
+                         dtype=dtype).repeat(bsz, 1)
+    return {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": sizes}}
 
 
 def _precompute(dataset: Any, base: dict[str, Any], device: Any, weight_dtype: Any, config: TrainConfig

@@ -82,33 +82,8 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
                                       elem_id="edit-height")
                 ui.resize_mode = gr.Dropdown(RESIZE_MODE_CHOICES, value="crop_and_resize", elem_id="edit-resize-mode",
                                              label="Resize mode (when the shape differs)")
-            with gr.Group(visible=False) as ui.inpaint_group:
-                with gr.Row():
-                    ui.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px, feathered inward)")
-                    ui.keep_unmasked = gr.Checkbox(value=True, label="Keep unmasked pixels exactly",
-                                                   elem_id="edit-keep")
-                with gr.Row():
-                    ui.only_masked = gr.Checkbox(value=False, label="Inpaint only the masked area (full resolution)")
-                    ui.inpaint_padding = gr.Slider(0, 256, value=32, step=8, label="Padding around the mask (px)")
-            with gr.Group(visible=False) as ui.outpaint_group, gr.Row():
-                ui.sides = {side: gr.Slider(0, 512, value=128 if side == "right" else 0, step=8,
-                                            label=f"Extend {side} (px)", elem_id=f"edit-outpaint-{side}")
-                            for side in ("left", "right", "top", "bottom")}
-                for side, control in ui.sides.items():  # named as the declared fields (webui/form.py)
-                    setattr(ui, f"outpaint_{side}", control)
-            with gr.Group(visible=False) as ui.upscale_group, gr.Row():
-                ui.upscale = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
-                ui.tile_down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
-                                             label="Tile down-sampling (more: more invented detail)")
-                ui.tile_size = gr.Slider(0, 2048, value=UPSCALE_TILE_SIZE, step=64, elem_id="edit-tile-size",
-                                         label="Denoise in tiles of (px; 0: whole image)",
-                                         info="a larger result then needs only the memory of one tile")
-            ui.models = models or {}
-            for name, control in ui.models.items():  # the Generate tab's, read as this form's own fields
-                setattr(ui, name, control)
-            if ui.models:
-                gr.Markdown("Base model, LoRAs and embeddings: as chosen in Generate → Advanced settings.",
-                            elem_classes="canvas-caption")
+            _operation_settings(ui)
+            _shared_models(ui, models or {})
             ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode",
                                       elem_id="edit-prompt-mode")
             ui.prompt = gr.Textbox(value=defaults.prompt, label="Prompt", visible=defaults.prompt_mode == "custom",
@@ -125,14 +100,54 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             ui.preview_image = gr.Image(label="Picture and mask (red: repainted)", type="pil", interactive=False,
                                         height=240, elem_id="edit-preview-image")
             results_column(ui, prefix="edit-")
-    if studio.demo_mode:  # the demo's circles: recolour one (img2img; its canny outline keeps the shape)
-        gr.Examples([[str(EXAMPLES / "shapes" / f"picture-{i}.png"), "img2img", "custom", prompt]
-                     for i, prompt in enumerate(("blue circle with yellow background",
-                                                 "red circle with green background",
-                                                 "white circle with purple background"))],
-                    [ui.editor, ui.operation, ui.prompt_mode, ui.prompt], label="Demo model examples (recolour)")
+    if studio.demo_mode:
+        _demo_examples(ui)
     _wire(ui, studio, gpu)
     return {"editor": ui.editor, "operation": ui.operation, "files": ui.files}
+
+
+def _shared_models(ui: SimpleNamespace, models: dict[str, Any]) -> None:
+    """The Generate tab's base model, LoRAs and embeddings, read as this form's own fields (webui/form.py)."""
+    ui.models = models
+    for name, control in models.items():
+        setattr(ui, name, control)
+    if models:
+        gr.Markdown("Base model, LoRAs and embeddings: as chosen in Generate → Advanced settings.",
+                    elem_classes="canvas-caption")
+
+
+def _operation_settings(ui: SimpleNamespace) -> None:
+    """Each operation's own settings, shown when it is chosen (named as the declared fields: webui/form.py)."""
+    with gr.Group(visible=False) as ui.inpaint_group:
+        with gr.Row():
+            ui.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px, feathered inward)")
+            ui.keep_unmasked = gr.Checkbox(value=True, label="Keep unmasked pixels exactly",
+                                           elem_id="edit-keep")
+        with gr.Row():
+            ui.only_masked = gr.Checkbox(value=False, label="Inpaint only the masked area (full resolution)")
+            ui.inpaint_padding = gr.Slider(0, 256, value=32, step=8, label="Padding around the mask (px)")
+    with gr.Group(visible=False) as ui.outpaint_group, gr.Row():
+        ui.sides = {side: gr.Slider(0, 512, value=128 if side == "right" else 0, step=8,
+                                    label=f"Extend {side} (px)", elem_id=f"edit-outpaint-{side}")
+                    for side in ("left", "right", "top", "bottom")}
+        for side, control in ui.sides.items():  # named as the declared fields (webui/form.py)
+            setattr(ui, f"outpaint_{side}", control)
+    with gr.Group(visible=False) as ui.upscale_group, gr.Row():
+        ui.upscale = gr.Slider(1.0, 4.0, value=2.0, step=0.25, label="Upscale factor", elem_id="edit-factor")
+        ui.tile_down_sampling = gr.Slider(1.0, 8.0, value=1.0, step=0.5,
+                                     label="Tile down-sampling (more: more invented detail)")
+        ui.tile_size = gr.Slider(0, 2048, value=UPSCALE_TILE_SIZE, step=64, elem_id="edit-tile-size",
+                                 label="Denoise in tiles of (px; 0: whole image)",
+                                 info="a larger result then needs only the memory of one tile")
+
+
+def _demo_examples(ui: SimpleNamespace) -> None:
+    """The demo's circles: recolour one (img2img; its canny outline keeps the shape)."""
+    gr.Examples([[str(EXAMPLES / "shapes" / f"picture-{i}.png"), "img2img", "custom", prompt]
+                 for i, prompt in enumerate(("blue circle with yellow background",
+                                             "red circle with green background",
+                                             "white circle with purple background"))],
+                [ui.editor, ui.operation, ui.prompt_mode, ui.prompt], label="Demo model examples (recolour)")
 
 
 def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
@@ -148,23 +163,7 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
     ui.prompt_mode.change(lambda m: gr.Textbox(visible=m == "custom"), ui.prompt_mode, ui.prompt, queue=False,
                           api_visibility="private")
     _wire_few_step(ui)
-    sides = list(ui.sides.values())
-
-    @keep_results(1)
-    @user_errors
-    def on_preview(editor: Any, operation: str, *values: Any) -> Any:
-        from cnet.edit import mask_preview
-
-        picture, mask = editor_picture_and_mask(editor)
-        if picture is None:
-            raise ValueError("no picture: upload the picture to edit first")
-        if operation == "outpaint":  # the operation's own preparation: the canvas and border that will run
-            options = EditOptions(**{f"outpaint_{side}": value for side, value in _sides(values).items()})
-            prepared = OPERATIONS["outpaint"].prepare(picture, None, options, studio.settings.limits.max_side)
-            picture, mask = prepared.picture, prepared.mask
-        return mask_preview(picture, mask if operation in ("inpaint", "outpaint") else None)
-
-    ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
+    _wire_preview(ui, studio)
 
     inputs = set(form_controls(ui, "edit").values()) | {ui.editor, ui.operation, ui.only_masked, ui.randomize}
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
@@ -197,6 +196,27 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
         return studio.stop(request.session_hash or "")
 
     ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
+
+
+def _wire_preview(ui: SimpleNamespace, studio: Studio) -> None:
+    """Preview what runs: the picture with the area to repaint (an outpaint's canvas and border as it will run)."""
+    sides = list(ui.sides.values())
+
+    @keep_results(1)
+    @user_errors
+    def on_preview(editor: Any, operation: str, *values: Any) -> Any:
+        from cnet.edit import mask_preview
+
+        picture, mask = editor_picture_and_mask(editor)
+        if picture is None:
+            raise ValueError("no picture: upload the picture to edit first")
+        if operation == "outpaint":  # the operation's own preparation: the canvas and border that will run
+            options = EditOptions(**{f"outpaint_{side}": value for side, value in _sides(values).items()})
+            prepared = OPERATIONS["outpaint"].prepare(picture, None, options, studio.settings.limits.max_side)
+            picture, mask = prepared.picture, prepared.mask
+        return mask_preview(picture, mask if operation in ("inpaint", "outpaint") else None)
+
+    ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
 
 
 def _wire_few_step(ui: SimpleNamespace) -> None:

@@ -475,18 +475,20 @@ def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
         ui.batch_report = gr.Markdown(elem_id="batch-report")
 
 
-def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
-    """Preview map, Generate and Stop: the accelerator's queue, through `Studio`."""
-    map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
-                  *ui.params.values()}
-
+def _wire_model_fields(ui: SimpleNamespace, studio: Studio) -> None:
     # Few-step mode sets what it needs where the user sees it: 4 steps, guidance 1, the LCM sampler (and back).
     ui.few_step.change(lambda on: [4, 1.0, "lcm"] if on else [20, 9.0, "ddim"], ui.few_step,
                        [ui.steps, ui.guidance, ui.scheduler], queue=False, api_visibility="private")
-
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):
         event(studio.describe_base, ui.base_model, ui.family, api_visibility="private")
+
+
+def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
+    """Preview map, Generate, Batch and Stop: the accelerator's queue, through `Studio`."""
+    map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
+                  *ui.params.values()}
+    _wire_model_fields(ui, studio)
 
     @keep_results(3)
     @user_errors
@@ -533,7 +535,10 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
 
     ui.batch_run.click(on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect}, ui.batch_report,
                        concurrency_id="gpu", api_visibility="private")
+    _wire_stop(ui, studio, event)
 
+
+def _wire_stop(ui: SimpleNamespace, studio: Studio, event: Any) -> None:
     def on_stop(request: gr.Request) -> str:
         # The event is cancelled too (a queued run never starts); the results pane keeps the previous images.
         return studio.stop(request.session_hash or "")
