@@ -11,11 +11,13 @@ With w the unit's strength and i = 0..12 the ControlNet's outputs (the 12 skip c
 The extension sets ``soft_injection = mode != balanced`` and ``cfg_injection = mode == control`` and applies
 exactly these factors (its scripts/hook.py). diffusers' own ``guess_mode`` is the ``control`` mode for every
 ControlNet at once, with 10^(-1 + i/12) (the same 0.8254 ratio). Here the factors are applied to the outputs of
-diffusers' ControlNetModel, whose forward is wrapped once; the engine sets each model's mode before each run.
+diffusers' ControlNetModel by a diffusers model hook (`diffusers.hooks`), registered once; the engine sets each
+model's mode before each run.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 CONTROL_MODES = ("balanced", "prompt", "control")
@@ -27,42 +29,64 @@ def soft_weights(count: int = 13) -> list[float]:
     return [SOFT_RATIO ** float(count - 1 - i) for i in range(count)]
 
 
+HOOK_NAME = "cnet_control_mode"
+
+
+def weighted_outputs(output: Any, mode: str, cfg_batch: bool) -> Any:
+    """A ControlNet's output (diffusers' ControlNetOutput, or its `return_dict=False` tuple) weighted by `mode`."""
+    if mode == "balanced":
+        return output
+    as_tuple = isinstance(output, tuple)
+    down, mid = output if as_tuple else (output.down_block_res_samples, output.mid_block_res_sample)
+    weights = soft_weights(len(down) + 1)
+    down = [d * w for d, w in zip(down, weights)]
+    mid = mid * weights[-1]
+    if mode == "control" and cfg_batch:  # [unconditional, conditional]: no control on the first half
+        half = mid.shape[0] // 2
+        down = [_zero_first(d, half) for d in down]
+        mid = _zero_first(mid, half)
+    return (down, mid) if as_tuple else type(output)(down_block_res_samples=down, mid_block_res_sample=mid)
+
+
+@functools.cache
+def _hook_class() -> type:
+    """The hook class, made on first use (diffusers' hooks import torch: the request module must not)."""
+    from diffusers.hooks import ModelHook
+
+    class ControlModeHook(ModelHook):
+        """Weights a ControlNet's outputs by its control mode after each forward (diffusers' model hooks, so the
+        model's own forward is never replaced by hand, and other hooks compose with it)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.mode, self.cfg_batch = "balanced", False
+
+        def post_forward(self, module: Any, output: Any) -> Any:
+            return weighted_outputs(output, self.mode, self.cfg_batch)
+
+    return ControlModeHook
+
+
 def install_control_modes(controlnet: Any) -> Any:
-    """Wrap this ControlNet instance's forward so that `set_control_mode` takes effect; idempotent."""
-    if getattr(controlnet, "_cnet_control_modes", False):
-        return controlnet
-    original = controlnet.forward
-    controlnet._cnet_mode = ("balanced", False)
+    """Register the control-mode hook on this ControlNet (idempotent), so `set_control_mode` takes effect."""
+    from diffusers.hooks import HookRegistry
 
-    def forward(*args: Any, return_dict: bool = True, **kwargs: Any) -> Any:
-        out = original(*args, return_dict=return_dict, **kwargs)
-        mode, cfg_batch = controlnet._cnet_mode
-        if mode == "balanced":
-            return out
-        down, mid = (out.down_block_res_samples, out.mid_block_res_sample) if return_dict else out
-        weights = soft_weights(len(down) + 1)
-        down = [d * w for d, w in zip(down, weights)]
-        mid = mid * weights[-1]
-        if mode == "control" and cfg_batch:  # [unconditional, conditional]: no control on the first half
-            half = mid.shape[0] // 2
-            down = [_zero_first(d, half) for d in down]
-            mid = _zero_first(mid, half)
-        if not return_dict:
-            return down, mid
-        return type(out)(down_block_res_samples=down, mid_block_res_sample=mid)
-
-    controlnet.forward = forward
-    controlnet._cnet_control_modes = True
+    registry = HookRegistry.check_if_exists_or_initialize(controlnet)
+    if registry.get_hook(HOOK_NAME) is None:
+        registry.register_hook(_hook_class()(), HOOK_NAME)
     return controlnet
 
 
 def set_control_mode(controlnet: Any, mode: str, cfg_batch: bool) -> None:
     """The mode for the next runs of this ControlNet; `cfg_batch`: its input is the [uncond, cond] batch of
     classifier-free guidance (guidance > 1 and not diffusers' guess mode)."""
+    from diffusers.hooks import HookRegistry
+
     if mode not in CONTROL_MODES:
         raise ValueError(f"control_mode={mode!r} is not one of {list(CONTROL_MODES)}")
     install_control_modes(controlnet)
-    controlnet._cnet_mode = (mode, cfg_batch)
+    hook = HookRegistry.check_if_exists_or_initialize(controlnet).get_hook(HOOK_NAME)
+    hook.mode, hook.cfg_batch = mode, cfg_batch
 
 
 def _zero_first(tensor: Any, half: int) -> Any:

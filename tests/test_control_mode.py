@@ -94,3 +94,27 @@ def test_the_api_takes_a_control_mode_and_names_a_bad_one(app_url, cond_map, tmp
     assert metadata[0]["controlnets"][0]["control_mode"] == "control"
     with pytest.raises(Exception, match=r"control_mode='strong' is not one of"):
         client.predict(handle_file(str(tmp_path / "map.png")), control_mode="strong", steps=2, api_name="/generate")
+
+
+def test_modes_and_the_skip_are_diffusers_model_hooks_that_compose(tiny_models):
+    """Both live in diffusers' hook registry (so they apply to any model diffusers hooks, a transformer ControlNet
+    included), and the tuple output (return_dict=False) is weighted too; removing the hook restores the plain one."""
+    from diffusers import ControlNetModel
+    from diffusers.hooks import HookRegistry
+
+    from cnet.control_mode import HOOK_NAME
+    from cnet.fastpath import HOOK_NAME as SKIP
+    from cnet.fastpath import skip_inactive_controlnet
+
+    net = ControlNetModel.from_pretrained(tiny_models[1]).eval()
+    set_control_mode(net, "prompt", False)
+    skip_inactive_controlnet(net)
+    registry = HookRegistry.check_if_exists_or_initialize(net)
+    assert registry.get_hook(HOOK_NAME) is not None and registry.get_hook(SKIP) is not None
+    args = (torch.randn(1, 4, 8, 8), torch.tensor([500]), torch.randn(1, 77, 32), torch.rand(1, 3, 64, 64))
+    with torch.no_grad():
+        down, mid = net(*args, conditioning_scale=0.8, return_dict=False)
+        registry.remove_hook(HOOK_NAME)
+        plain_down, plain_mid = net(*args, conditioning_scale=0.8, return_dict=False)
+    assert torch.allclose(down[0], plain_down[0] * soft_weights(len(down) + 1)[0], atol=1e-6)
+    assert torch.equal(mid, plain_mid)

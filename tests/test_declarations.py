@@ -96,8 +96,8 @@ def test_every_recorded_field_survives_a_png_round_trip(tiny_models, cond_map, t
         GenerationRequest(units=[unit], init_image=picture, denoise=0.6, tile_size=256, num_inference_steps=2,
                           operation="upscale", width=64, height=64, seed=3),
         GenerationRequest(units=[unit], init_image=picture, mask=mask, operation="outpaint", denoise=0.9,
-                          mask_blur=2, inpaint_padding=8, keep_unmasked=True, num_inference_steps=2, seed=4, width=64, height=64,
-                          loras=[], embeddings=[]),
+                          mask_blur=2, inpaint_padding=8, keep_unmasked=True, num_inference_steps=2, seed=4,
+                          width=64, height=64),
     ]
     seen = set()
     for i, request in enumerate(requests):
