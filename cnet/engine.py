@@ -676,6 +676,7 @@ class Engine:
         inputs as that pipeline takes them (a Union model takes every condition with its control type)."""
         request = plan.request
         pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
+        self.family.check_controls(request)  # known once the base is loaded: a setting it does not use is refused
         if should_stop is not None and should_stop():
             raise GenerationCancelled("stopped before the first step")
         self.use_loras(pipe, request.loras)

@@ -25,6 +25,13 @@ class FamilyMismatchError(ValueError):
     """A ControlNet that does not fit the base model; the message names both models and their families."""
 
 
+# Rows: latent channels; columns: R, G, B (the factors ComfyUI and the A1111 web UI use for approximate previews).
+SD_LATENT_RGB = (((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
+                  (-0.2120, -0.2616, -0.7177)), (0.0, 0.0, 0.0))
+SDXL_LATENT_RGB = (((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
+                    (-0.3165, -0.2492, -0.2188)), (0.1084, -0.0175, -0.0011))
+
+
 @dataclass(frozen=True)
 class Family:
     """What the studio needs to know to run a family of base models."""
@@ -44,15 +51,40 @@ class Family:
     few_step_lora: str | None = None
     # The tiny autoencoder (TAESD) distilled from its VAE, for the opt-in fast decode (`fast_decode`).
     tiny_vae: str | None = "madebyollin/taesd"
+    # Live previews (cnet/preview.py): the latent channels -> RGB factors fitted to its VAE, and their bias.
+    latent_rgb: tuple[tuple[tuple[float, ...], ...], tuple[float, ...]] = SD_LATENT_RGB
+    short_label: str = ""  # in messages ("SDXL"); the label when empty
+    # The request settings that mean something for it (a DiT family has no guess mode or control modes): a request
+    # that sets another is refused by name, never silently ignored (`check_controls`).
+    controls: frozenset[str] = frozenset({"guess_mode", "control_mode", "eta"})
+    # Training: it also conditions on the image's size and crop (SDXL's micro-conditioning) beside pooled text.
+    size_conditioning: bool = False
+    # The side of its v-prediction models where they were trained larger (SD 2.x 768-v), read from the scheduler.
+    v_prediction_side: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.short_label:
+            object.__setattr__(self, "short_label", self.label)
+
+    def check_controls(self, request: Any) -> None:
+        """RequestError naming a setting of `request` that this family does not use (set away from its default)."""
+        from .params import RequestError
+
+        used = {"guess_mode": bool(request.guess_mode), "eta": request.eta != 0,
+                "control_mode": any(unit.control_mode != "balanced" for unit in request.units)}
+        for name, set_ in used.items():
+            if set_ and name not in self.controls:
+                raise RequestError(f"{name} does not apply to {self.label} models: leave it at its default")
 
 
 SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
                 "inpaint": "StableDiffusionControlNetInpaintPipeline"}
 
 FAMILIES: dict[str, Family] = {
-    "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES,
+    "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 1.x",
                    few_step_lora="latent-consistency/lcm-lora-sdv1-5"),
-    "sd2": Family("sd2", "Stable Diffusion 2.x", "StableDiffusionPipeline", SD_PIPELINES),
+    "sd2": Family("sd2", "Stable Diffusion 2.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 2.x",
+                  v_prediction_side=768),
     "sdxl": Family(
         "sdxl", "Stable Diffusion XL", "StableDiffusionXLPipeline",
         {"txt2img": "StableDiffusionXLControlNetPipeline", "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
@@ -62,7 +94,7 @@ FAMILIES: dict[str, Family] = {
          "inpaint": "StableDiffusionXLControlNetUnionInpaintPipeline"},
         default_side=1024, has_safety_checker=False, text_encoders=2,
         half_precision_vae="madebyollin/sdxl-vae-fp16-fix", few_step_lora="latent-consistency/lcm-lora-sdxl",
-        tiny_vae="madebyollin/taesdxl"),
+        tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True),
 }
 
 UNION_CLASS = "ControlNetUnionModel"
@@ -105,7 +137,7 @@ def base_family(spec: str | ModelSource, single_file_config: str | None = None) 
 
 def base_default_side(spec: str | ModelSource, family: Family) -> int:
     """The side the base at `spec` was trained at (`default_side`), its scheduler config read where it matters."""
-    if family.name != "sd2":
+    if family.v_prediction_side is None:
         return family.default_side
     from diffusers import DDIMScheduler
 
@@ -118,9 +150,10 @@ def base_default_side(spec: str | ModelSource, family: Family) -> int:
 
 
 def default_side(family: Family, scheduler_config: Mapping[str, Any] | None = None) -> int:
-    """The side a base was trained at: 768 for SD 2.x v-prediction models (the 768-v ones), else the family's."""
-    if family.name == "sd2" and (scheduler_config or {}).get("prediction_type") == "v_prediction":
-        return 768
+    """The side a base was trained at: the family's v-prediction side for its v-prediction models (SD 2.x 768-v),
+    else its default side."""
+    if family.v_prediction_side and (scheduler_config or {}).get("prediction_type") == "v_prediction":
+        return family.v_prediction_side
     return family.default_side
 
 

@@ -24,7 +24,7 @@ class ConditionKind:
     """
 
     name: str
-    controlnet: str
+    controlnet: str  # the SD 1.x ControlNet its authors publish (lllyasviel's v1.1)
     annotator: str  # "" for a kind whose map is not made from one image (inpaint: the picture and its mask)
     description: str
     needs_mask: bool = False  # an editing kind: its map is the edited picture with the mask blanked out
@@ -35,6 +35,13 @@ class ConditionKind:
     sdxl_controlnet: str | None = None
 
     @property
+    def controlnets(self) -> dict[str, str]:
+        """Family name -> the ControlNet published for this kind (cnet/families.py names the families); a family
+        without an entry has none, and a unit of this kind needs a ControlNet named for it."""
+        found = {"sd15": self.controlnet, "sdxl": self.sdxl_controlnet}
+        return {family: net for family, net in found.items() if net}
+
+    @property
     def env_var(self) -> str:
         return f"CNET_CONTROLNET_{self.name.upper()}"
 
@@ -43,12 +50,13 @@ class ConditionKind:
         family's default (ValueError naming the kind when the family has none)."""
         if os.environ.get(self.env_var):
             return os.environ[self.env_var]
-        if family == "sdxl":
-            if self.sdxl_controlnet is None:
-                raise ValueError(f"kind={self.name!r} has no published SDXL ControlNet: choose another kind, or set "
-                                 f"{self.env_var} (or pass a ControlNet) for SDXL")
-            return self.sdxl_controlnet
-        return self.controlnet
+        if family not in self.controlnets:
+            from .families import FAMILIES
+
+            label = FAMILIES[family].short_label if family in FAMILIES else family
+            raise ValueError(f"kind={self.name!r} has no published {label} ControlNet: choose another kind, or set "
+                             f"{self.env_var} (or pass a ControlNet) for {label}")
+        return self.controlnets[family]
 
 
 # xinsir's ControlNet++ (one SDXL model, several kinds); its six-type weights are the repository's diffusers files.

@@ -11,20 +11,15 @@ from typing import Any
 
 from PIL import Image
 
-# Rows: latent channels; columns: R, G, B. The SD 1.x and 2.x VAE is one; SDXL's is another, with a bias.
-LATENT_RGB = {
-    "sd": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177]], [0.0, 0.0, 0.0]),
-    "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
-              [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011]),
-}
-
 
 def latents_to_preview(latents: Any, family: str = "sd15", size: tuple[int, int] | None = None) -> Image.Image:
-    """The first image of a latent batch (B, 4, h, w) as an approximate RGB picture, resized to `size`."""
+    """The first image of a latent batch (B, 4, h, w) as an approximate RGB picture (the family's `latent_rgb`
+    factors, cnet/families.py), resized to `size`."""
     import torch
 
-    factors, bias = LATENT_RGB["sdxl" if family == "sdxl" else "sd"]
+    from .families import FAMILIES
+
+    factors, bias = FAMILIES[family].latent_rgb
     with torch.no_grad():
         latent = latents[0].detach().float().cpu()
         rgb = torch.einsum("chw,cr->hwr", latent, torch.tensor(factors)) + torch.tensor(bias)

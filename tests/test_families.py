@@ -235,3 +235,23 @@ def test_the_edit_api_redraws_on_an_sdxl_base(app_url, sdxl, maps, tmp_path):
         controlnet=str(sdxl[1]), denoise=0.5, steps=2, seed=2, api_name="/edit")
     assert metadata[0]["family"] == "sdxl" and metadata[0]["mode"] == "img2img"
     assert Image.open(images[0]["image"]).size == (64, 64)
+
+
+def test_a_family_refuses_the_settings_it_does_not_use_by_name():
+    """What applies is the family's (a DiT family will have no guess mode or control modes): set, it is refused."""
+    import dataclasses
+
+    from cnet.request import ControlUnit, GenerationRequest, RequestError
+
+    request = GenerationRequest(units=[ControlUnit(Image.new("RGB", (64, 64)), control_mode="prompt")], eta=0.3)
+    FAMILIES["sd15"].check_controls(request)  # every U-Net family takes all three
+    without = dataclasses.replace(FAMILIES["sd15"], controls=frozenset({"eta"}))
+    with pytest.raises(RequestError, match="control_mode does not apply to Stable Diffusion 1.x models"):
+        without.check_controls(request)
+    without.check_controls(GenerationRequest(units=[ControlUnit(Image.new("RGB", (64, 64)))], eta=0.3))
+
+
+def test_a_kind_without_a_published_controlnet_for_the_family_is_named():
+    with pytest.raises(ValueError, match="kind='canny' has no published SD 2.x ControlNet"):
+        KINDS["canny"].controlnet_source("sd2")
+    assert set(KINDS["tile"].controlnets) == {"sd15", "sdxl"}

@@ -94,15 +94,15 @@ def test_share_of_empty_prompts(tiny_models, circles, tmp_path, prob, low, high,
     recorder = Recorder()
     cfg = config(tiny_models, circles, tmp_path, max_steps=10, batch_size=8, empty_prompt_prob=prob, lr=1e-12)
 
-    import train.loop as loop
+    import train.sources as sources
 
-    original = loop.encode_text
+    original = sources.encode_text
 
     def counting(texts, base, device):  # every text the step encodes, the real encoder still answering
         seen.extend(texts)
         return original(texts, base, device)
 
-    monkeypatch.setattr(loop, "encode_text", counting)
+    monkeypatch.setattr(sources, "encode_text", counting)
     train(cfg, callback=recorder)
     share = sum(t == "" for t in seen) / len(seen)
     assert len(seen) == 80 and low <= share <= high

@@ -601,7 +601,7 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     stats["empty_prompts"] += sum(empty)
     stats["prompts"] += bsz
     hidden, pooled = run.source.text(batch, texts, empty)
-    extra = _sdxl_conditions(config.resolution, pooled, bsz, device, weight_dtype)
+    extra = _size_conditions(run.base["family"], config.resolution, pooled, bsz, device, weight_dtype)
     cond = batch["conditioning_pixel_values"].to(device, weight_dtype)
     down, mid = run.controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond,
                                return_dict=False, **extra)
@@ -619,13 +619,14 @@ def _loss(run: Run, batch: dict[str, Any]) -> Any:
     return F.mse_loss(model_pred.float(), target.float(), reduction="mean")
 
 
-def _sdxl_conditions(resolution: int, pooled: Any, bsz: int, device: Any, dtype: Any) -> dict[str, Any]:
-    """SDXL also conditions on the pooled text and the image's size and crop (original, top-left, target): the
-    rows are resized to `resolution` and centre-cropped, so (res, res, 0, 0, res, res), as diffusers' SDXL
-    ControlNet training script passes them. Nothing for a family without pooled text."""
+def _size_conditions(family: Any, resolution: int, pooled: Any, bsz: int, device: Any, dtype: Any
+                     ) -> dict[str, Any]:
+    """A family with size conditioning (SDXL) also conditions on the pooled text and the image's size and crop
+    (original, top-left, target): the rows are resized to `resolution` and centre-cropped, so (res, res, 0, 0, res,
+    res), as diffusers' SDXL ControlNet training script passes them. Nothing for the other families."""
     import torch
 
-    if pooled is None:
+    if not family.size_conditioning:
         return {}
     sizes = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device,
                          dtype=dtype).repeat(bsz, 1)
