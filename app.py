@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from cnet.env import env_flag
+from common.env import env_flag
 from webui.api import create_api
 from webui.edit_tab import create_edit_tab
 from webui.editor import BodyLimit, EditorLimits

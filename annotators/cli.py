@@ -78,7 +78,7 @@ def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, in
 
     from tqdm import tqdm
 
-    from cnet.shares import Share
+    from common.shares import Share
 
     from .detect import detect
 
@@ -111,7 +111,7 @@ def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cnet.models import ModelUnavailableError
+    from common.models import ModelUnavailableError
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

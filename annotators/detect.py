@@ -36,7 +36,7 @@ def detect(name: str, image: ImageInput, *, detect_resolution: int | None = None
 
     model = None
     if annotator.needs_weights:
-        from cnet.models import pick_device
+        from common.models import pick_device
 
         models = cache if cache is not None else _CACHE
         model = models.get(annotator, annotator.weights_location(weights), pick_device(device))

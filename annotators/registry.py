@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cnet.cache import LRUCache
-from cnet.env import env_int
+from common.cache import LRUCache
+from common.env import env_int
 
 ANNOTATORS_REPO = "lllyasviel/Annotators"
 ANNOTATORS_ENV = "CNET_ANNOTATORS"  # a local folder (or another repo) holding lllyasviel/Annotators' files
@@ -176,7 +176,7 @@ def _load_aux(class_name: str) -> Callable[[str, str], Any]:
             warnings.simplefilter("ignore")
             import controlnet_aux
 
-        from cnet.models import load_with_hub_fallback, parse_model_source
+        from common.models import load_with_hub_fallback, parse_model_source
 
         loader = getattr(controlnet_aux, class_name).from_pretrained
         model = load_with_hub_fallback(loader, parse_model_source(location, what="annotator weights"),
@@ -189,7 +189,7 @@ def _load_transformers(model_class: str, env_var: str) -> Callable[[str, str], A
     def load(location: str, device: str) -> Any:
         import transformers
 
-        from cnet.models import load_with_hub_fallback, parse_model_source
+        from common.models import load_with_hub_fallback, parse_model_source
 
         source = parse_model_source(location, what="annotator model")
         processor = load_with_hub_fallback(transformers.AutoImageProcessor.from_pretrained, source, env_var=env_var)
@@ -267,7 +267,7 @@ class ModelCache(LRUCache):
 
 
 def _load(annotator: Annotator, location: str, device: str) -> Any:
-    from cnet.models import ModelUnavailableError
+    from common.models import ModelUnavailableError
 
     try:
         return annotator.load(location, device)

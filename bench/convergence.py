@@ -23,8 +23,8 @@ def rescore(run: Path, val: list[dict], config: dict) -> list[dict]:
     import numpy as np
     from PIL import Image
 
+    from shapes.data import circle_iou
     from train.data import load_rows
-    from train.validate import shapes_iou
 
     rows = load_rows(config.get("validation_dataset") or config["dataset"]).rows
     side = config["resolution"]
@@ -35,7 +35,7 @@ def rescore(run: Path, val: list[dict], config: dict) -> list[dict]:
         for i in range(grid.height // side):
             cond = grid.crop((0, i * side, side, (i + 1) * side))
             image = grid.crop((side, i * side, 2 * side, (i + 1) * side))
-            scores.append(shapes_iou(image, cond, rows[i].text))
+            scores.append(circle_iou(image, cond, rows[i].text))
         out.append({**v, "fidelity": float(np.nanmean(scores))})
     return out
 

@@ -62,7 +62,7 @@ def run_batch(folder: str | Path, out: str | Path, make_one: MakeOne,
     """Run `make_one` on each input not yet recorded in `out/results.jsonl`; record a row per input. `out` holds
     the batch of one input folder (recorded in `out/batch.json`): rows are keyed by the input's file name, which is
     unique in its folder, and another folder's batch is refused there."""
-    from .shares import Share
+    from common.shares import Share
 
     files = batch_inputs(folder)
     out = Path(out)

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from .models import load_with_hub_fallback, parse_model_source
+from common.models import load_with_hub_fallback, parse_model_source
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 CAPTION_MODEL_ENV = "CNET_CAPTION_MODEL"

@@ -186,9 +186,9 @@ def _batch(args: argparse.Namespace) -> list[Path]:
     import copy
 
     from annotators import AnnotatorError, ImageInputError
+    from common.shares import Share
 
     from .batch import run_batch
-    from .shares import Share
 
     engines: dict = {}
     args.device = args.device or Share.from_env().device()  # under accelerate launch: this process's own GPU
@@ -306,8 +306,9 @@ def _warm_up(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common.models import ModelUnavailableError
+
     from .engine import GenerationCancelled, GenerationFailed
-    from .models import ModelUnavailableError
 
     args = build_parser().parse_args(argv)
     try:

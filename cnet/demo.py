@@ -6,12 +6,51 @@ coloured circles (the `shapes` package; recipe in examples/shapes/recipe.sh). It
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from shapes import DEMO_BASE, DEMO_CONTROLNET, DEMO_SIZE  # paths only: the demo package imports nothing heavy
-
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL
+
+# The package that offers the offline demo model: it plugs itself in through a `demo_model()` function returning
+# {"base": folder, "controlnet": folder, "size": px}. The studio ships `shapes` (coloured circles); generation
+# never imports it by name, so another demo (or none) is a setting.
+DEMO_PLUGIN_ENV = "CNET_DEMO_PLUGIN"
+DEFAULT_DEMO_PLUGIN = "shapes"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """The offline demo: a base model folder, its ControlNet, and the one size it makes."""
+
+    base: Path
+    controlnet: Path
+    size: int
+
+
+@functools.cache
+def demo_model() -> DemoModel | None:
+    """The demo plugged in (CNET_DEMO_PLUGIN, default `shapes`), or None when that package is not importable."""
+    name = os.environ.get(DEMO_PLUGIN_ENV) or DEFAULT_DEMO_PLUGIN
+    try:
+        offered = importlib.import_module(name).demo_model()
+    except (ImportError, AttributeError):
+        return None
+    return DemoModel(Path(offered["base"]), Path(offered["controlnet"]), int(offered["size"]))
+
+
+def __getattr__(name: str) -> Any:
+    """DEMO_BASE, DEMO_CONTROLNET and DEMO_SIZE: the plugged-in demo's, read when first asked for."""
+    fields = {"DEMO_BASE": "base", "DEMO_CONTROLNET": "controlnet", "DEMO_SIZE": "size"}
+    if name in fields:
+        demo = demo_model()
+        if demo is None:
+            raise AttributeError(f"no demo model is plugged in ({DEMO_PLUGIN_ENV}={os.environ.get(DEMO_PLUGIN_ENV)!r})")
+        return getattr(demo, fields[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEMO_NOTICE = (
     "Stable Diffusion is not on this machine and the Hugging Face Hub is unreachable, so the built-in demo model "
@@ -23,8 +62,10 @@ DEMO_NOTICE = (
 
 
 def demo_available() -> bool:
-    """True when the demo base and ControlNet are present in examples/shapes/."""
-    return (DEMO_BASE / "model_index.json").is_file() and (DEMO_CONTROLNET / "config.json").is_file()
+    """True when a demo is plugged in and its base and ControlNet are on disk."""
+    demo = demo_model()
+    return demo is not None and (demo.base / "model_index.json").is_file() and (
+        demo.controlnet / "config.json").is_file()
 
 
 def default_base_missing() -> bool:
@@ -33,7 +74,7 @@ def default_base_missing() -> bool:
         return False
     from huggingface_hub import try_to_load_from_cache
 
-    from .models import hub_is_offline
+    from common.models import hub_is_offline
 
     cached = isinstance(try_to_load_from_cache(DEFAULT_BASE_MODEL, "model_index.json"), str)
     return not cached and hub_is_offline()
@@ -48,8 +89,8 @@ def on_demo(controlnets: list[str | None], settings: dict[str, Any]) -> tuple[li
     """A run on the demo model (no base model was named and Stable Diffusion is missing): each unit without a
     ControlNet takes the demo's (circle outlines), and the size is the one the demo knows. The CLI and the app both
     decide this here. Returns the ControlNets and the settings, changed copies."""
-    return ([net or str(DEMO_CONTROLNET) for net in controlnets],
-            {**settings, "width": DEMO_SIZE, "height": DEMO_SIZE})
+    demo = demo_model()
+    return ([net or str(demo.controlnet) for net in controlnets], {**settings, "width": demo.size, "height": demo.size})
 
 
 def few_step_on(settings: dict[str, Any], base_model: Any, demo: bool, single_file_config: str | None = None
@@ -70,5 +111,5 @@ def few_step_on(settings: dict[str, Any], base_model: Any, demo: bool, single_fi
         raise RequestError(str(err)) from None
 
 
-__all__ = ["DEMO_BASE", "DEMO_CONTROLNET", "DEMO_NOTICE", "DEMO_SIZE", "demo_available", "default_base_missing",
+__all__ = ["DEMO_NOTICE", "DemoModel", "demo_model", "demo_available", "default_base_missing",
            "use_demo", "on_demo", "few_step_on"]

@@ -17,16 +17,9 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from .cache import LRUCache, free_accelerator_memory
-from .captioner import Captioner
-from .compiled import ShapeBuckets, compile_forward, set_qkv_fused
-from .compiled import configure as configure_compile
-from .control_mode import install_control_modes, set_control_mode
-from .env import env_flag
-from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
-from .fastpath import skip_inactive_controlnet
-from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
-from .models import (
+from common.cache import LRUCache, free_accelerator_memory
+from common.env import env_flag
+from common.models import (
     ModelSource,
     ModelUnavailableError,
     describe_source,
@@ -37,6 +30,14 @@ from .models import (
     pick_device,
     pick_dtype,
 )
+
+from .captioner import Captioner
+from .compiled import ShapeBuckets, compile_forward, set_qkv_fused
+from .compiled import configure as configure_compile
+from .control_mode import install_control_modes, set_control_mode
+from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
+from .fastpath import skip_inactive_controlnet
+from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .request import (
     DEFAULT_LIMITS,
     MAX_SEED,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .models import ModelSource
+    from common.models import ModelSource
 
 
 class FamilyMismatchError(ValueError):
@@ -118,8 +118,9 @@ def base_family(spec: str | ModelSource, single_file_config: str | None = None) 
     unreachable; ValueError for an architecture that is none of these families."""
     from diffusers import UNet2DConditionModel
 
+    from common.models import hub_is_offline, load_with_hub_fallback, parse_model_source
+
     from .kinds import BASE_MODEL_ENV
-    from .models import hub_is_offline, load_with_hub_fallback, parse_model_source
 
     source = parse_model_source(spec, what="base_model")
     if source.kind == "file":
@@ -141,7 +142,7 @@ def base_default_side(spec: str | ModelSource, family: Family) -> int:
         return family.default_side
     from diffusers import DDIMScheduler
 
-    from .models import load_with_hub_fallback, parse_model_source
+    from common.models import load_with_hub_fallback, parse_model_source
 
     source = parse_model_source(spec, what="base_model")
     if source.kind == "file":

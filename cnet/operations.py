@@ -15,8 +15,9 @@ from typing import Any
 
 from PIL import Image
 
+from common.text import short_repr
+
 from .params import Param, RequestError, check_float, check_int, declared
-from .text import short_repr
 
 # An upscale denoises in tiles of at most this many px a side (cnet/tiles.py): a 2048 px result then needs about the
 # memory of a 1024 px one (measured: bench/RESULTS.md).

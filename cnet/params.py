@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .text import short_repr
+from common.text import short_repr
 
 Scope = Literal["generate", "txt2img", "edit", "img2img", "inpaint"]
 _NOT_GIVEN = object()

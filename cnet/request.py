@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
+from common.text import short_repr
+
 from .control_mode import CONTROL_MODES
 from .kinds import KINDS
 from .operations import OPERATIONS, implied_operation, size_refused
@@ -27,7 +29,6 @@ from .params import (
     door_values,
 )
 from .resize import RESIZE_MODES
-from .text import short_repr
 
 DEFAULT_PROMPT = "a professional, detailed, high-quality image"
 # The original ControlNet apps' texts, offered as presets (they are not added unless asked for).
@@ -340,7 +341,7 @@ def check_lora(i: int, lora: Any) -> None:
 
 
 def _names_a_model(source: Any) -> bool:
-    from .models import ModelSource
+    from common.models import ModelSource
 
     return isinstance(source, ModelSource) or isinstance(source, str) and bool(source.strip())
 

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .text import short_repr
+from common.text import short_repr
 
 METADATA_KEY = "cnet"  # our JSON, read back by `python -m cnet generate --from-png`
 PARAMETERS_KEY = "parameters"  # a one-line summary in the style other SD tools show

@@ -6,8 +6,9 @@ Stable-Diffusion-shaped model trained from scratch on it, and how that model is 
 - `shapes.eval`: how well the shipped ControlNet controls, on held-out circles;
 - `shapes/model/`: the shipped base and ControlNet (about 9 MB), which the app falls back to offline.
 
-`python -m shapes dataset|pretrain|eval ...` runs each. Importing this package loads nothing: generation (`cnet`) reads
-only the paths below, and never imports training code.
+`python -m shapes dataset|pretrain|eval ...` runs each. Importing this package loads nothing. Generation (`cnet`) never
+imports it by name: it plugs in as the offline demo through `demo_model()` (cnet/demo.py), and its circle score
+plugs into training's validation by reference (train/validate.py).
 """
 
 from pathlib import Path
@@ -18,4 +19,11 @@ DEMO_CONTROLNET = HERE / "model" / "controlnet"
 PALETTE_FILE = HERE / "palette.json"
 DEMO_SIZE = 64
 
-__all__ = ["DEMO_BASE", "DEMO_CONTROLNET", "DEMO_SIZE", "PALETTE_FILE"]
+
+
+def demo_model() -> dict:
+    """The studio's offline demo, plugged in by name (cnet/demo.py, CNET_DEMO_PLUGIN): the shipped models."""
+    return {"base": DEMO_BASE, "controlnet": DEMO_CONTROLNET, "size": DEMO_SIZE}
+
+
+__all__ = ["DEMO_BASE", "DEMO_CONTROLNET", "DEMO_SIZE", "PALETTE_FILE", "demo_model"]

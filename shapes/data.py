@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -145,3 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rows={args.rows} must be at least 1")
     print(write_dataset(args.folder, args.rows, seed=args.seed))
     return 0
+
+
+def circle_iou(generated: Any, condition: Any, prompt: str) -> float:
+    """The demo domain's score: IoU of the generated circle (pixels nearer the prompt's circle colour than its
+    background colour) with the circle the outline encloses."""
+    colours = parse_prompt(prompt)
+    if colours is None:  # an empty prompt names no colours: nothing to segment against
+        return float("nan")
+    palette = load_palette()
+    image = np.asarray(generated.convert("RGB"))
+    truth = filled_from_outline(np.asarray(condition.convert("L").resize(generated.size)))
+    return iou(segment(image, palette[colours[0]], palette[colours[1]]), truth)

@@ -12,7 +12,7 @@ from PIL import Image
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, ModelCache, detect, scribble_from_drawing
 from annotators.random_weights import AUX_NAMES
 from cnet.kinds import KINDS
-from cnet.models import ModelUnavailableError
+from common.models import ModelUnavailableError
 
 
 def weights_for(name, annotator_weights):

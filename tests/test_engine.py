@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from cnet.engine import Engine, GenerationCancelled
-from cnet.models import ModelUnavailableError
 from cnet.request import DEFAULT_PROMPT, ControlUnit, GenerationRequest, PromptMode
 from cnet.result import read_metadata, request_from_metadata
+from common.models import ModelUnavailableError
 
 FAST = dict(num_inference_steps=3)
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cnet.engine import Engine
-from cnet.models import ModelUnavailableError
 from cnet.request import DEFAULT_PROMPT, ControlUnit, GenerationRequest, RequestError
 from cnet.result import read_metadata, request_from_metadata
 from cnet.tiny import save_tiny_taesd
+from common.models import ModelUnavailableError
 
 
 @pytest.fixture(scope="module")

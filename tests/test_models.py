@@ -5,7 +5,7 @@ import time
 import pytest
 
 from cnet.kinds import KINDS, base_model_source, get_kind
-from cnet.models import ModelUnavailableError, parse_model_source, pick_dtype
+from common.models import ModelUnavailableError, parse_model_source, pick_dtype
 
 
 def test_sources_are_classified(tmp_path):

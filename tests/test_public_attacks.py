@@ -606,7 +606,7 @@ def test_online_hub_failures_read_alike_for_shadowed_and_plain_names(tmp_path, m
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    import cnet.models as models
+    import common.models as models
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "somefolder" / "model").mkdir(parents=True)

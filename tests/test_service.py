@@ -87,7 +87,7 @@ def test_public_deployment_refuses_local_paths_and_big_requests(local_models, ti
     for reference in (str(tiny_models[0]), "../../etc", "/etc/passwd", "a/b/c"):
         with pytest.raises(RequestError, match="Hub ids"):
             public.check_model_reference(reference, "base_model")
-    from cnet.models import ModelSource
+    from common.models import ModelSource
 
     # A Hub source, never looked up on disk (see tests/test_public_attacks.py for the folder of that name)
     assert public.check_model_reference("owner/model", "base_model") == ModelSource("owner/model", "hub")

@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from cnet.shares import Share
+from common.shares import Share
 
 
 def test_shares_are_disjoint_and_cover_everything(monkeypatch):

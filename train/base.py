@@ -14,7 +14,7 @@ def load_base(base_model: str, dtype: Any, single_file_config: str | None = None
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from cnet.families import family_of
-    from cnet.models import load_with_hub_fallback, parse_model_source
+    from common.models import load_with_hub_fallback, parse_model_source
 
     source = parse_model_source(base_model, what="base_model")
     if source.kind == "file":
@@ -42,7 +42,7 @@ def _load_single_file_base(path: str, dtype: Any, single_file_config: str | None
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     from cnet.families import base_family
-    from cnet.models import hub_is_offline
+    from common.models import hub_is_offline
 
     family = base_family(path, single_file_config)
     try:

@@ -28,7 +28,7 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     from PIL import Image
     from tqdm import tqdm
 
-    from cnet.shares import Share
+    from common.shares import Share
 
     source, target = Path(photos), Path(out)
     if not source.is_dir():
@@ -79,7 +79,7 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
 def _captioner(caption_model: str | None, share: Any) -> Any:
     """BLIP on this process's own device (cnet/captioner.py)."""
     from cnet.captioner import Captioner
-    from cnet.models import pick_device
+    from common.models import pick_device
 
     return Captioner(caption_model, device=share.device() or pick_device())
 

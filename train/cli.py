@@ -186,7 +186,7 @@ SUBCOMMANDS = {"cache": _cache, "shard": _shard, "build-dataset": _build_dataset
 
 def _main(argv: list[str]) -> int:
     from annotators import AnnotatorError
-    from cnet.models import ModelUnavailableError
+    from common.models import ModelUnavailableError
 
     from .checkpoint import CheckpointError
     from .data import DataError

@@ -120,7 +120,7 @@ def _load_hub(dataset_id: str) -> Any:
     import datasets
     from huggingface_hub import constants
 
-    from cnet.models import hub_is_offline
+    from common.models import hub_is_offline
 
     try:
         return datasets.load_dataset(dataset_id, split="train")

@@ -377,7 +377,7 @@ def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[s
     base = load_base(config.base_model, weight_dtype, config.single_file_config)
     unet, vae = base["unet"], base["vae"]
     if config.init_controlnet:
-        from cnet.models import load_with_hub_fallback, parse_model_source
+        from common.models import load_with_hub_fallback, parse_model_source
 
         controlnet = load_with_hub_fallback(ControlNetModel.from_pretrained,
                                             parse_model_source(config.init_controlnet, what="init_controlnet"))

@@ -10,8 +10,8 @@ from typing import Any
 import gradio as gr
 
 from annotators import AnnotatorError, ImageInputError
-from cnet.models import ModelUnavailableError
 from cnet.request import RequestError
+from common.models import ModelUnavailableError
 
 log = logging.getLogger("cnet.app")
 

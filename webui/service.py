@@ -29,10 +29,10 @@ from annotators import ANNOTATORS, AnnotatorError, ImageInputError, open_image, 
 from cnet.demo import few_step_on, on_demo
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
 from cnet.maps import detect_map
-from cnet.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
 from cnet.operations import EditOptions
 from cnet.params import declarations
 from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError
+from common.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
 
 from .settings import AppSettings
 
@@ -152,7 +152,7 @@ class Studio:
         """Compile the default engine for the compile buckets (CNET_COMPILE=1, CNET_COMPILE_SIZES) before visitors
         come; runs hold the accelerator lock, so a request that arrives meanwhile waits instead of compiling too.
         Failures are logged: the app serves uncompiled shapes either way."""
-        from cnet.models import ModelUnavailableError
+        from common.models import ModelUnavailableError
 
         controlnet = None
         if self.demo_mode:
@@ -203,7 +203,7 @@ class Studio:
         must never hold the shared queue for a compile of minutes. CNET_COMPILE=1 without CNET_COMPILE_SIZES runs
         uncompiled there, with a warning."""
         from cnet.compiled import ShapeBuckets
-        from cnet.env import env_flag
+        from common.env import env_flag
 
         if not self.settings.public or not env_flag("CNET_COMPILE"):
             return None
@@ -236,7 +236,7 @@ class Studio:
         """One line on the base model a visitor named (empty: the default): its family and trained size, read from
         its config without loading weights, or why it cannot be read."""
         from cnet.families import base_default_side, base_family
-        from cnet.models import ModelUnavailableError
+        from common.models import ModelUnavailableError
 
         try:
             checked = self.check_model_reference(reference, "base_model")

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cnet.env import env_flag, env_int
 from cnet.request import Limits
+from common.env import env_flag, env_int
 
 # A public deployment (a Space, or --public) gets tighter bounds: one visitor must not hold the GPU for minutes.
 PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2, max_prompt_chars=2000)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from cnet.demo import DEMO_BASE
-from cnet.env import env_flag
-from cnet.models import parse_hub_id
+from common.env import env_flag
+from common.models import parse_hub_id
 
 from .settings import AppSettings
 
