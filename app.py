@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from common.env import env_flag
+from common.env import env_flag, env_text
 from webui.api import create_api
 from webui.edit_tab import create_edit_tab
 from webui.editor import BodyLimit, EditorLimits
@@ -86,9 +85,9 @@ def harden_image_decoding() -> None:
 
     from PIL import Image
 
-    from annotators.images import MAX_PIXELS
+    from annotators.images import max_pixels
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels()
     warnings.simplefilter("error", Image.DecompressionBombWarning)  # above the limit: an error, not a warning
 
 
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = AppSettings.from_env(host=args.host, port=args.port, share=args.share, public=args.public)
     demo, studio = build_app(settings)
-    if env_flag("CNET_COMPILE") and os.environ.get("CNET_COMPILE_SIZES"):  # compile while the page loads
+    if env_flag("CNET_COMPILE") and env_text("CNET_COMPILE_SIZES"):  # compile while the page loads
         threading.Thread(target=studio.warm_up, name="compile-warm-up", daemon=True).start()
     demo.launch(**launch_options(settings))
 

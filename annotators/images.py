@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import warnings
 from pathlib import Path
@@ -12,10 +11,17 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.env import env_int
+
 ImageInput = Image.Image | np.ndarray | str | Path | bytes
 
 # A bound on what we decode: 40 MP is a large phone photo; beyond that is a mistake or an attack.
-MAX_PIXELS = int(os.environ.get("CNET_MAX_IMAGE_PIXELS", 40_000_000))
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def max_pixels() -> int:
+    """The largest image decoded anywhere (CNET_MAX_IMAGE_PIXELS, 40 MP by default), read when an image is checked."""
+    return env_int("CNET_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS, 1, 10**10)
 # Bounds on what we *produce* (maps, resized inputs): the longest side (the app passes its own, e.g. 1024 on public
 # deployments) and the aspect ratio. A 1000x1 image scaled so its short side is 512 would be 512000x512: 1 GB.
 DEFAULT_MAX_SIDE = 2048
@@ -62,7 +68,7 @@ def open_image(source: ImageInput, *, what: str = "image", formats: tuple[str, .
 def _open_lazily(source: str | Path | bytes | io.BytesIO, what: str,
                  formats: tuple[str, ...] | None = None) -> Image.Image:
     """Pillow's Image.open: the header is read, the pixels are not (for the formats given, only their readers are
-    tried: Pillow's ICO reader, for one, decodes on open). Decompression bombs (over MAX_PIXELS, where Pillow would
+    tried: Pillow's ICO reader, for one, decodes on open). Decompression bombs (over `max_pixels()`, where Pillow would
     only warn, or over twice that, where it errs) are refused with one message naming their size."""
     try:
         with warnings.catch_warnings():  # above PIL's limit it only warns: make it an error here too
@@ -95,7 +101,7 @@ def _other_format(source: str | Path | bytes | io.BytesIO) -> str | None:
 def image_size(source: str | Path | bytes | io.BytesIO, *, what: str = "image",
                formats: tuple[str, ...] | None = None) -> tuple[int, int]:
     """(width, height) of an image file or its bytes, read from its header without decoding the pixels; an
-    unreadable file, one of a format not in `formats`, an empty image or one over MAX_PIXELS is refused
+    unreadable file, one of a format not in `formats`, an empty image or one over `max_pixels()` is refused
     (ImageInputError naming `what`)."""
     image = _open_lazily(source, what, formats)
     try:
@@ -109,12 +115,12 @@ def _check_size(size: tuple[int, int], what: str) -> None:
     w, h = size
     if w < 1 or h < 1:
         raise ImageInputError(f"{what}: empty image ({w}x{h})")
-    if w * h > MAX_PIXELS:
+    if w * h > max_pixels():
         raise ImageInputError(f"{what}: {w}x{h} is {w * h / 1e6:.0f} MP, over the {_limit_mp()} limit")
 
 
 def _limit_mp() -> str:
-    return f"{MAX_PIXELS / 1e6:.0f} MP"
+    return f"{max_pixels() / 1e6:.0f} MP"
 
 
 def check_aspect(h: int, w: int, what: str = "image") -> None:

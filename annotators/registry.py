@@ -7,7 +7,6 @@ names) and how to run it on an RGB array already resized to the detection resolu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 
 from common.cache import LRUCache
-from common.env import env_int
+from common.env import env_int, env_text
 
 ANNOTATORS_REPO = "lllyasviel/Annotators"
 ANNOTATORS_ENV = "CNET_ANNOTATORS"  # a local folder (or another repo) holding lllyasviel/Annotators' files
@@ -86,7 +85,7 @@ class Annotator:
         """Where weights come from: `override`, else the env var, else the default."""
         if not self.needs_weights:
             return None
-        return override or (os.environ.get(self.env_var) if self.env_var else None) or self.weights
+        return override or (env_text(self.env_var) if self.env_var else None) or self.weights
 
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with `given`, each checked; unknown names are an error listing the valid ones."""

@@ -6,12 +6,12 @@ The model is loaded on first use, never at import.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 from PIL import Image
 
+from common.env import env_text
 from common.models import load_with_hub_fallback, parse_model_source
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
@@ -23,7 +23,7 @@ class Captioner:
 
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: Any = None,
                  max_new_tokens: int = 30) -> None:
-        self.source = parse_model_source(model or os.environ.get(CAPTION_MODEL_ENV) or DEFAULT_CAPTION_MODEL,
+        self.source = parse_model_source(model or env_text(CAPTION_MODEL_ENV) or DEFAULT_CAPTION_MODEL,
                                          what="caption_model")
         self.device = device
         self.dtype = dtype

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.env import env_text
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODE = "max-autotune"
@@ -71,10 +73,10 @@ class ShapeBuckets:
     @classmethod
     def from_env(cls) -> ShapeBuckets | None:
         """CNET_COMPILE_SIZES / CNET_COMPILE_BATCHES, or None (compile whatever shape comes)."""
-        sizes = os.environ.get("CNET_COMPILE_SIZES", "").strip()
+        sizes = env_text("CNET_COMPILE_SIZES", "")
         if not sizes:
             return None
-        batches = os.environ.get("CNET_COMPILE_BATCHES", "1")
+        batches = env_text("CNET_COMPILE_BATCHES", "1")
         try:
             return cls.parse(sizes, batches)
         except ValueError as err:
@@ -93,7 +95,8 @@ class ShapeBuckets:
 
 def cache_dir() -> Path:
     """Where inductor keeps compiled graphs and autotuning results between runs."""
-    configured = os.environ.get("CNET_COMPILE_CACHE") or os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    inductor_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # inductor's own variable, if the operator set it
+    configured = env_text("CNET_COMPILE_CACHE") or inductor_cache
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "cnet" / "inductor"
 
 
@@ -145,7 +148,7 @@ def compile_forward(module: Any, name: str, buckets: ShapeBuckets | None = None,
     forward in Python (control modes, the skip), so those wrappers stay outside the graph."""
     if isinstance(module.forward, CompiledForward):
         return module
-    mode = mode or os.environ.get("CNET_COMPILE_MODE") or DEFAULT_MODE
+    mode = mode or env_text("CNET_COMPILE_MODE") or DEFAULT_MODE
     module.forward = CompiledForward(module, name, buckets, mode)
     return module
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common.env import env_text
 
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL
 
@@ -34,7 +35,7 @@ class DemoModel:
 @functools.cache
 def demo_model() -> DemoModel | None:
     """The demo plugged in (CNET_DEMO_PLUGIN, default `shapes`), or None when that package is not importable."""
-    name = os.environ.get(DEMO_PLUGIN_ENV) or DEFAULT_DEMO_PLUGIN
+    name = env_text(DEMO_PLUGIN_ENV) or DEFAULT_DEMO_PLUGIN
     try:
         offered = importlib.import_module(name).demo_model()
     except (ImportError, AttributeError):
@@ -48,7 +49,7 @@ def __getattr__(name: str) -> Any:
     if name in fields:
         demo = demo_model()
         if demo is None:
-            raise AttributeError(f"no demo model is plugged in ({DEMO_PLUGIN_ENV}={os.environ.get(DEMO_PLUGIN_ENV)!r})")
+            raise AttributeError(f"no demo model is plugged in ({DEMO_PLUGIN_ENV}={env_text(DEMO_PLUGIN_ENV)!r})")
         return getattr(demo, fields[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -70,7 +71,7 @@ def demo_available() -> bool:
 
 def default_base_missing() -> bool:
     """True when the user asked for nothing special (no CNET_BASE_MODEL) and SD1.5 is neither cached nor reachable."""
-    if os.environ.get(BASE_MODEL_ENV):
+    if env_text(BASE_MODEL_ENV):
         return False
     from huggingface_hub import try_to_load_from_cache
 

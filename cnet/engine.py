@@ -8,7 +8,6 @@ already in memory copies nothing, so switching or combining ControlNets never re
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from common.cache import LRUCache, free_accelerator_memory
-from common.env import env_flag
+from common.env import env_flag, env_text
 from common.models import (
     ModelSource,
     ModelUnavailableError,
@@ -123,7 +122,7 @@ OFFLOAD_MODES = ("none", "model")
 
 
 def _offload_mode(value: str | None) -> str:
-    mode = (value if value is not None else os.environ.get("CNET_OFFLOAD", "none")).strip().lower()
+    mode = (value if value is not None else env_text("CNET_OFFLOAD", "none")).strip().lower()
     if mode not in OFFLOAD_MODES:
         source = "offload" if value is not None else "CNET_OFFLOAD"
         raise ValueError(f"{source}={mode!r} is not one of {list(OFFLOAD_MODES)}")
@@ -197,8 +196,8 @@ class Engine:
         self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
-        self.single_file_config = single_file_config or os.environ.get("CNET_SINGLE_FILE_CONFIG") or None
-        self.controlnet_config = controlnet_config or os.environ.get("CNET_CONTROLNET_CONFIG") or None
+        self.single_file_config = single_file_config or env_text("CNET_SINGLE_FILE_CONFIG")
+        self.controlnet_config = controlnet_config or env_text("CNET_CONTROLNET_CONFIG")
         self.safety_checker = safety_checker
         self.max_cached_controlnets = max(1, max_cached_controlnets)
         self.skip_inactive_controlnet = skip_inactive_controlnet
@@ -260,7 +259,7 @@ class Engine:
                 from diffusers import AutoencoderTiny
 
                 self.load_base()  # the family is the loaded base's
-                spec = os.environ.get("CNET_TINY_VAE") or self.family.tiny_vae
+                spec = env_text("CNET_TINY_VAE") or self.family.tiny_vae
                 if not spec:
                     raise RequestError(f"fast_decode: no tiny autoencoder is known for {self.family.label}; set "
                                        "CNET_TINY_VAE")
@@ -277,7 +276,7 @@ class Engine:
         import torch
         from diffusers import AutoencoderKL
 
-        spec = os.environ.get("CNET_HALF_VAE") or family.half_precision_vae
+        spec = env_text("CNET_HALF_VAE") or family.half_precision_vae
         if self.dtype != torch.float16 or not spec or spec.lower() == "none":
             return None
         try:

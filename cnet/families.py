@@ -186,11 +186,12 @@ def few_step_settings(family: Family, settings: Mapping[str, Any]) -> dict[str, 
     """The few-step mode (opt-in; it changes the image): the family's LCM-LoRA (CNET_FEW_STEP_LORA overrides it)
     added to the request's LoRAs, the LCM sampler, 4 steps and guidance 1, where the settings do not already say
     otherwise (steps and guidance the caller set are kept). ValueError for a family without one."""
-    import os
+
+    from common.env import env_text
 
     from .request import LoraRef
 
-    configured = os.environ.get(FEW_STEP_LORA_ENV)
+    configured = env_text(FEW_STEP_LORA_ENV)
     lora = configured or family.few_step_lora
     if not lora:
         raise ValueError(f"few-step mode has no LoRA for {family.label}: set {FEW_STEP_LORA_ENV} to one")

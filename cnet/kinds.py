@@ -6,10 +6,11 @@ map (see the `annotators` package), and that annotator's default parameters (the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from common.env import env_text
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 BASE_MODEL_ENV = "CNET_BASE_MODEL"
@@ -48,8 +49,8 @@ class ConditionKind:
     def controlnet_source(self, family: str = "sd15") -> str:
         """The ControlNet to use for this kind on a base of `family`: `CNET_CONTROLNET_<KIND>` if set, else the
         family's default (ValueError naming the kind when the family has none)."""
-        if os.environ.get(self.env_var):
-            return os.environ[self.env_var]
+        if env_text(self.env_var):
+            return env_text(self.env_var)
         if family not in self.controlnets:
             from .families import FAMILIES
 
@@ -118,4 +119,4 @@ def get_kind(name: str) -> ConditionKind:
 
 def base_model_source() -> str:
     """The base model to use: `CNET_BASE_MODEL` if set, else Stable Diffusion 1.5."""
-    return os.environ.get(BASE_MODEL_ENV) or DEFAULT_BASE_MODEL
+    return env_text(BASE_MODEL_ENV) or DEFAULT_BASE_MODEL

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .env import env_text
+
 log = logging.getLogger("common.models")
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -214,7 +216,7 @@ def pick_device(device: str | None = None) -> str:
     """The device to run on: `device` if given, else CNET_DEVICE, else CUDA, Apple mps or CPU."""
     import torch
 
-    choice = device or os.environ.get("CNET_DEVICE")
+    choice = device or env_text("CNET_DEVICE")
     if choice:
         try:
             torch.device(choice)
@@ -236,7 +238,7 @@ def pick_dtype(device: str, dtype: str | None = None) -> Any:
     """Half precision on accelerators, fp32 on CPU (half is slow and lossy there); `dtype`/CNET_DTYPE override."""
     import torch
 
-    choice = dtype or os.environ.get("CNET_DTYPE")
+    choice = dtype or env_text("CNET_DTYPE")
     if choice:
         if choice not in _DTYPES:
             raise ValueError(f"dtype={choice!r} is not supported; choose one of {sorted(set(_DTYPES))}")

@@ -276,9 +276,7 @@ def test_bad_images_get_clear_errors(make, message):
 
 
 def test_huge_image_is_refused_before_decoding(monkeypatch):
-    import annotators.images as images
-
-    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setenv("CNET_MAX_IMAGE_PIXELS", str(100 * 100))
     data = png_bytes(Image.new("L", (200, 200)))
     with pytest.raises(ImageInputError, match="200x200"):
         detect("canny", data)

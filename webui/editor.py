@@ -23,7 +23,7 @@ file behind).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -31,7 +31,7 @@ from fastapi import HTTPException
 from gradio.components.base import server
 
 from annotators import ImageInputError
-from annotators.images import MAX_PIXELS, image_size
+from annotators.images import image_size, max_pixels
 
 from .errors import refusal
 
@@ -43,7 +43,8 @@ class EditorLimits:
     """What one editor payload may hold."""
 
     max_layers: int = 16
-    max_pixels: int = 4 * MAX_PIXELS  # background + composite + layers, together
+    # background + composite + layers, together
+    max_pixels: int = field(default_factory=lambda: 4 * max_pixels())
 
     @classmethod
     def for_deployment(cls, public: bool) -> EditorLimits:

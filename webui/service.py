@@ -11,7 +11,6 @@ import datetime
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import threading
@@ -32,6 +31,7 @@ from cnet.maps import detect_map
 from cnet.operations import EditOptions
 from cnet.params import declarations
 from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError
+from common.env import env_text
 from common.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
 
 from .settings import AppSettings
@@ -257,9 +257,9 @@ class Studio:
         rows = [_status("base model", base_model_source(), BASE_MODEL_ENV, "model_index.json")]
         rows += [_status(f"ControlNet: {k.name}", k.controlnet_source(), k.env_var) for k in KINDS.values()]
         # They fail offline just the same: the automatic prompt mode's captioner and the photo annotators' weights.
-        rows.append(_status("captioner (automatic prompt)", os.environ.get(CAPTION_MODEL_ENV) or DEFAULT_CAPTION_MODEL,
+        rows.append(_status("captioner (automatic prompt)", env_text(CAPTION_MODEL_ENV) or DEFAULT_CAPTION_MODEL,
                             CAPTION_MODEL_ENV))
-        rows.append(_status("annotator weights (depth, pose, edges...)", os.environ.get(ANNOTATORS_ENV) or
+        rows.append(_status("annotator weights (depth, pose, edges...)", env_text(ANNOTATORS_ENV) or
                             ANNOTATORS_REPO, ANNOTATORS_ENV, "ControlNetHED.pth"))
         return rows
 

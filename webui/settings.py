@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cnet.request import Limits
-from common.env import env_flag, env_int
+from common.env import env_flag, env_int, env_text
 
 # A public deployment (a Space, or --public) gets tighter bounds: one visitor must not hold the GPU for minutes.
 PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2, max_prompt_chars=2000)
@@ -35,14 +35,15 @@ class AppSettings:
         """Read CNET_* variables (and Spaces' SPACE_ID); keyword overrides (from flags) win."""
         on_space = bool(os.environ.get("SPACE_ID"))
         public = bool(overrides.pop("public", None)) or env_flag("CNET_PUBLIC") or on_space
+        gradio_port = int(os.environ.get("GRADIO_SERVER_PORT", 7860))  # Gradio's own variable, as Spaces set it
         settings = cls(
-            host="0.0.0.0" if public or on_space else os.environ.get("CNET_HOST", "127.0.0.1"),
-            port=env_int("CNET_PORT", int(os.environ.get("GRADIO_SERVER_PORT", 7860)), 1, 65535),
+            host="0.0.0.0" if public or on_space else env_text("CNET_HOST", "127.0.0.1"),
+            port=env_int("CNET_PORT", gradio_port, 1, 65535),
             share=env_flag("CNET_SHARE"),
             public=public,
             allow_local_paths=not public or env_flag("CNET_ALLOW_LOCAL_PATHS"),
             max_queue=env_int("CNET_MAX_QUEUE", 16, 1, 256),
-            output_dir=Path(os.environ.get("CNET_OUTPUT_DIR", "outputs")),
+            output_dir=Path(env_text("CNET_OUTPUT_DIR", "outputs")),
             # A public Space keeps a day of results in at most 1 GB; a laptop keeps 20 GB, with no age limit.
             output_max_mb=env_int("CNET_OUTPUT_MAX_MB", 1000 if public else 20_000, 0, 10**7),
             output_max_age_hours=env_int("CNET_OUTPUT_MAX_AGE_HOURS", 24 if public else 0, 0, 10**6),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cnet.demo import DEMO_BASE
-from common.env import env_flag
+from common.env import env_flag, env_text
 from common.models import parse_hub_id
 
 from .settings import AppSettings
@@ -71,7 +71,7 @@ class TrainingManager:
 
     def __init__(self, settings: AppSettings, workspace: str | Path | None = None) -> None:
         self.settings = settings
-        self.workspace = Path(workspace or os.environ.get("CNET_WORKSPACE", "workspace")).resolve()
+        self.workspace = Path(workspace or env_text("CNET_WORKSPACE", "workspace")).resolve()
         self.allowed = not settings.public or env_flag("CNET_ALLOW_TRAINING")
         self._process: subprocess.Popen | None = None
         self._run: Path | None = None
