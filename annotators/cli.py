@@ -72,7 +72,7 @@ def _options(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]
 
 def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, int, list[tuple[Path, str]]]:
     """Convert every image under --input whose map is not written yet (this process's share of them, under
-    `accelerate launch`: cnet/shares.py); unreadable files are skipped and reported, not fatal. Returns (written,
+    `accelerate launch`: common/shares.py); unreadable files are skipped and reported, not fatal. Returns (written,
     already there, skipped)."""
     import os
 

@@ -4,7 +4,7 @@
 `out/results.jsonl`, calls `make_one(path)` for the rest (it generates and saves, returning the saved paths and the
 first image's metadata) and records one row per input; an input that fails is reported and the batch goes on.
 The CLI (`python -m cnet batch`) and the app's Batch section both run through it. Under `accelerate launch` each
-process takes every n-th input (cnet/shares.py) and keeps its own table (`results.part-*.jsonl` / `.csv`); an
+process takes every n-th input (common/shares.py) and keeps its own table (`results.part-*.jsonl` / `.csv`); an
 input recorded in any table is done.
 """
 

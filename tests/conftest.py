@@ -47,10 +47,21 @@ def tiny_blip(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def engine(tiny_models, tiny_blip):
+def _shared_engine():
+    return []  # the engine the `engine` fixture hands out while it stays as a fresh one would be
+
+
+@pytest.fixture
+def engine(tiny_models, tiny_blip, _shared_engine):
+    """The tiny engine, loaded once and shared while it is clean: a test that leaves LoRAs or embeddings loaded on
+    it hands the next test a new engine, so no test sees another's styles."""
     from cnet.engine import Engine
 
-    return Engine(str(tiny_models[0]), device="cpu", caption_model=str(tiny_blip))
+    if not _shared_engine:
+        _shared_engine.append(Engine(str(tiny_models[0]), device="cpu", caption_model=str(tiny_blip)))
+    yield _shared_engine[0]
+    if _shared_engine[0]._loras or _shared_engine[0]._embeddings:
+        _shared_engine.clear()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
                   caption_model: str | None = None, resolution: int = 512, default_text: str = "") -> dict:
     """Write out/images, out/conditioning_images and out/metadata.jsonl; return counts and skipped files.
 
-    Under `accelerate launch` each process takes every n-th photo (cnet/shares.py) and records its rows in its own
+    Under `accelerate launch` each process takes every n-th photo (common/shares.py) and records its rows in its own
     `metadata.part-*.jsonl` as it goes; the first process merges them into metadata.jsonl once all have finished.
     Rows are known by their photo's path, so a stopped build (or one given new photos) makes only what is missing;
     the folder keeps its settings (`build.json`) and refuses others."""
