@@ -158,7 +158,7 @@ def _maps(args: argparse.Namespace, run: dict[str, Any], settings: dict[str, Any
     from .maps import detect_map
 
     kinds = _per_unit(args.kind, len(args.image), "kind", "canny")
-    maps = [detect_map(KINDS[kind].annotator, path, width=settings.get("width"), height=settings.get("height"),
+    maps = [detect_map(KINDS[kind].annotator, path, size=(settings.get("width"), settings.get("height")),
                        resize_mode=settings.get("resize_mode", "crop_and_resize"),
                        pixel_perfect=run.get("pixel_perfect", False)) for kind, path in zip(kinds, args.image)]
     return maps, _load_image(args.image[0], "--image")
@@ -176,7 +176,7 @@ def _edit_maps(args: argparse.Namespace, planned: dict[str, Any], options: EditO
     for kind in _per_unit(args.kind, 1, "kind", "canny"):
         made = condition_from_picture(KINDS[kind], picture, options.tile_down_sampling)
         maps.append(made if made is not None else detect_map(
-            KINDS[kind].annotator, picture, width=planned["width"], height=planned["height"],
+            KINDS[kind].annotator, picture, size=(planned["width"], planned["height"]),
             resize_mode=planned.get("resize_mode", "crop_and_resize"), pixel_perfect=True))
     return maps
 

@@ -11,7 +11,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from PIL import Image
@@ -157,11 +157,11 @@ def make_scheduler(name: str, base_config: Any) -> Any:
     return getattr(diffusers, class_name).from_config(base_config, **extra)
 
 
-class Engine:
-    """Loads models lazily and turns `GenerationRequest`s into `GenerationResult`s.
+@dataclass(frozen=True)
+class EngineOptions:
+    """How an engine runs, beside its base model (each None: the CNET_* setting, else automatic).
 
-    Args:
-        base_model: Hub id, diffusers folder or single-file checkpoint (default: CNET_BASE_MODEL or SD1.5).
+    Fields:
         device / dtype: override the automatic choice (CUDA fp16, mps fp16, CPU fp32).
         caption_model: BLIP model for the `auto` prompt mode (default: CNET_CAPTION_MODEL or BLIP base).
         single_file_config: the diffusers pipeline folder or Hub id describing a single-file base checkpoint
@@ -186,31 +186,52 @@ class Engine:
             everything on the device.
     """
 
-    def __init__(self, base_model: str | None = None, *, device: str | None = None, dtype: str | None = None,
-                 caption_model: str | None = None, single_file_config: str | None = None,
-                 controlnet_config: str | None = None,
-                 safety_checker: bool = False, max_cached_controlnets: int = 4,
-                 skip_inactive_controlnet: bool = True, channels_last: bool | None = None,
-                 compile: bool | None = None, compile_buckets: ShapeBuckets | None = None,
-                 vae_tiling: bool | None = None, offload: str | None = None) -> None:
+    device: str | None = None
+    dtype: str | None = None
+    caption_model: str | None = None
+    single_file_config: str | None = None
+    controlnet_config: str | None = None
+    safety_checker: bool = False
+    max_cached_controlnets: int = 4
+    skip_inactive_controlnet: bool = True
+    channels_last: bool | None = None
+    compile: bool | None = None
+    compile_buckets: ShapeBuckets | None = None
+    vae_tiling: bool | None = None
+    offload: str | None = None
+
+
+class Engine:
+    """Loads models lazily and turns `GenerationRequest`s into `GenerationResult`s.
+
+    `base_model`: Hub id, diffusers folder or single-file checkpoint (default: CNET_BASE_MODEL or SD1.5). How it
+    runs is an `EngineOptions`, given whole (`options=`) or field by field as keywords (`Engine(path,
+    device="cpu")`); an unknown keyword is a TypeError naming it.
+    """
+
+    def __init__(self, base_model: str | None = None, options: EngineOptions | None = None, **overrides: Any
+                 ) -> None:
+        opts = replace(options or EngineOptions(), **overrides)
+        device, dtype, compile = opts.device, opts.dtype, opts.compile
         self.base_source = parse_model_source(base_model or base_model_source(), what="base_model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
-        self.single_file_config = single_file_config or env_text("CNET_SINGLE_FILE_CONFIG")
-        self.controlnet_config = controlnet_config or env_text("CNET_CONTROLNET_CONFIG")
-        self.safety_checker = safety_checker
-        self.max_cached_controlnets = max(1, max_cached_controlnets)
-        self.skip_inactive_controlnet = skip_inactive_controlnet
+        self.single_file_config = opts.single_file_config or env_text("CNET_SINGLE_FILE_CONFIG")
+        self.controlnet_config = opts.controlnet_config or env_text("CNET_CONTROLNET_CONFIG")
+        self.safety_checker = opts.safety_checker
+        self.max_cached_controlnets = max(1, opts.max_cached_controlnets)
+        self.skip_inactive_controlnet = opts.skip_inactive_controlnet
         on_gpu = self.device.startswith("cuda")
-        self.channels_last = env_flag("CNET_CHANNELS_LAST", on_gpu) if channels_last is None else channels_last
+        self.channels_last = env_flag("CNET_CHANNELS_LAST", on_gpu) if opts.channels_last is None \
+            else opts.channels_last
         self.compile = env_flag("CNET_COMPILE") if compile is None else compile
-        self.compile_buckets = compile_buckets or (ShapeBuckets.from_env() if self.compile else None)
-        self.vae_tiling = env_flag("CNET_VAE_TILING") if vae_tiling is None else vae_tiling
-        self.offload = _offload_mode(offload)
+        self.compile_buckets = opts.compile_buckets or (ShapeBuckets.from_env() if self.compile else None)
+        self.vae_tiling = env_flag("CNET_VAE_TILING") if opts.vae_tiling is None else opts.vae_tiling
+        self.offload = _offload_mode(opts.offload)
         if self.offload != "none" and self.compile:
             raise ValueError(f"compile=True cannot be combined with offload={self.offload!r}: compiled models must "
                              "stay on the device; choose one (compile for speed, offload for small GPUs)")
-        self.captioner = Captioner(caption_model, device=self.device,
+        self.captioner = Captioner(opts.caption_model, device=self.device,
                                    dtype=self.dtype if self.device != "cpu" else None)
         self._base: dict[str, Any] | None = None
         self.family: Family = FAMILIES["sd15"]  # read from the base's config when it loads (load_base)
@@ -534,8 +555,7 @@ class Engine:
                 fitted.width, fitted.height) > request.tile_size:
             from .tiles import generate_tiled
 
-            return generate_tiled(self, request, fitted.picture, fitted.maps, fitted.width, fitted.height, progress,
-                                  should_stop, limits)
+            return generate_tiled(self, request, fitted, progress, should_stop, limits)
         return self.run(self.plan(request, fitted), progress=progress, should_stop=should_stop, preview=preview,
                         preview_every=preview_every)
 

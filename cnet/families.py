@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from common.models import ModelSource
 
 
+DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+BASE_MODEL_ENV = "CNET_BASE_MODEL"
+
+
+def base_model_source() -> str:
+    """The base model to use: `CNET_BASE_MODEL` if set, else Stable Diffusion 1.5."""
+    from common.env import env_text
+
+    return env_text(BASE_MODEL_ENV) or DEFAULT_BASE_MODEL
+
+
 class FamilyMismatchError(ValueError):
     """A ControlNet that does not fit the base model; the message names both models and their families."""
 
@@ -120,7 +131,6 @@ def base_family(spec: str | ModelSource, single_file_config: str | None = None) 
 
     from common.models import hub_is_offline, load_with_hub_fallback, parse_model_source
 
-    from .kinds import BASE_MODEL_ENV
 
     source = parse_model_source(spec, what="base_model")
     if source.kind == "file":

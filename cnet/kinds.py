@@ -12,8 +12,7 @@ from types import MappingProxyType
 
 from common.env import env_text
 
-DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-BASE_MODEL_ENV = "CNET_BASE_MODEL"
+from .families import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, FAMILIES, base_model_source  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,6 @@ class ConditionKind:
         if env_text(self.env_var):
             return env_text(self.env_var)
         if family not in self.controlnets:
-            from .families import FAMILIES
-
             label = FAMILIES[family].short_label if family in FAMILIES else family
             raise ValueError(f"kind={self.name!r} has no published {label} ControlNet: choose another kind, or set "
                              f"{self.env_var} (or pass a ControlNet) for {label}")
@@ -115,8 +112,3 @@ def get_kind(name: str) -> ConditionKind:
         return KINDS[name]
     except KeyError:
         raise ValueError(f"kind={name!r} is not a known condition kind; choose one of {sorted(KINDS)}") from None
-
-
-def base_model_source() -> str:
-    """The base model to use: `CNET_BASE_MODEL` if set, else Stable Diffusion 1.5."""
-    return env_text(BASE_MODEL_ENV) or DEFAULT_BASE_MODEL

@@ -11,12 +11,12 @@ from typing import Any
 from PIL import Image
 
 
-def detect_map(annotator: str, photo: Any, *, width: int | None = None, height: int | None = None,
+def detect_map(annotator: str, photo: Any, *, size: tuple[int | None, int | None] = (None, None),
                resize_mode: str = "crop_and_resize", pixel_perfect: bool = False,
                detect_resolution: int | None = None, max_side: int | None = None,
                params: dict[str, Any] | None = None) -> Image.Image:
     """Run `annotator` on `photo` (a PIL image, or a path the annotator opens itself, so a drawing keeps its
-    transparency). In the crop mode the map is made at `width` x `height` (centre-cropped, as the annotators do;
+    transparency). In the crop mode the map is made at `size` (width, height; centre-cropped, as the annotators do;
     one side alone keeps the photo's aspect ratio); the other modes leave it at the detection size for the engine
     to fit. `pixel_perfect` (with both sides) picks the detect resolution that makes the map the output's size, so
     it is not resampled (at most `max_side`)."""
@@ -26,6 +26,7 @@ def detect_map(annotator: str, photo: Any, *, width: int | None = None, height: 
     from .resize import pixel_perfect_resolution
 
     max_side = max_side or DEFAULT_MAX_SIDE
+    width, height = size
     resolution = detect_resolution
     if pixel_perfect and width and height:
         resolution = min(pixel_perfect_resolution(_size_of(photo), (width, height), resize_mode), max_side)

@@ -76,15 +76,17 @@ def blend_tiles(tiles: list[Image.Image], boxes: list[tuple[int, int, int, int]]
     return Image.fromarray(np.clip(np.rint(total / weight), 0, 255).astype(np.uint8))
 
 
-def generate_tiled(engine: TileRunner, request: Any, picture: Image.Image, maps: list[Image.Image], width: int,
-                   height: int, progress: Any = None, should_stop: Any = None, limits: Any = None) -> GenerationResult:
-    """Run an img2img `request` whose picture and maps are already fitted to `width` x `height` tile by tile
-    (`request.tile_size`), with one seed and one prompt for every tile; the result reads as the whole run's."""
+def generate_tiled(engine: TileRunner, request: Any, fitted: Any, progress: Any = None, should_stop: Any = None,
+                   limits: Any = None) -> GenerationResult:
+    """Run an img2img `request` tile by tile (`request.tile_size`), its picture and maps already `fitted` to the
+    output size (cnet/engine.py `Fitted`), with one seed and one prompt for every tile; the result reads as the
+    whole run's."""
     import secrets
 
     from .request import MAX_SEED, PromptMode
     from .result import GenerationResult
 
+    picture, maps, width, height = fitted.picture, fitted.maps, fitted.width, fitted.height
     boxes = tile_boxes(width, height, request.tile_size)
     caption = request.caption
     if PromptMode(request.prompt_mode) is PromptMode.AUTO and caption is None:  # one caption, of the whole

@@ -295,7 +295,7 @@ def test_a_studio_keeps_its_outputs_within_the_bound(tiny_models, cond_map, tmp_
 
     monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
     monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
-    monkeypatch.setattr("webui.service.PRUNE_EVERY_SECONDS", 0.0)  # prune at every save, for the test
+    monkeypatch.setattr("webui.outputs.PRUNE_EVERY_SECONDS", 0.0)  # prune at every save, for the test
     probe = Studio(AppSettings(output_dir=tmp_path / "probe", output_max_mb=0))
     probe.generate([UnitInput("map", cond_map)], num_inference_steps=1, seed=0)
     one_run = sum(p.stat().st_size for p in (tmp_path / "probe").rglob("*.png"))  # an image and its map
@@ -588,7 +588,7 @@ def test_two_runs_in_the_same_second_with_the_same_seed_keep_both_images(tiny_mo
         def now(cls, tz=None):
             return datetime.datetime(2026, 11, 27, 12, 0, 0)
 
-    monkeypatch.setattr("webui.service.datetime.datetime", FrozenClock)
+    monkeypatch.setattr("webui.outputs.datetime.datetime", FrozenClock)
     monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
     monkeypatch.setenv("CNET_CONTROLNET_CANNY", str(tiny_models[1]))
     studio = Studio(AppSettings(output_dir=tmp_path))

@@ -128,9 +128,9 @@ def test_switching_base_model_replaces_the_engine(local_models, tiny_models, tmp
 
 
 def test_each_session_gets_its_own_history_newest_first(local_models, cond_map, monkeypatch):
-    import webui.service as service
+    import webui.outputs as outputs
 
-    monkeypatch.setattr(service, "RECENT_PER_SESSION", 3)
+    monkeypatch.setattr(outputs, "RECENT_PER_SESSION", 3)
     studio = Studio(local_models)
     made = {}
     for session, seeds in (("alice", (1, 2)), ("bob", (3,)), ("alice", (4, 5))):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,49 +69,65 @@ def check_key(folder: Path, key: dict[str, Any], dataset: str | None = None) -> 
     return manifest
 
 
-def build_cache(dataset: str, base_model: str, out: str | Path, *, resolution: int = 512, batch_size: int = 8,
-                rows_per_shard: int = 1024, single_file_config: str | None = None, image_column: str = "image",
-                conditioning_image_column: str = "conditioning_image", caption_column: str = "text",
-                skip_bad_rows: bool = False, streaming: bool = False, bad_row_limit: float = 0.01,
-                mixed_precision: str = "no", progress: Any = None,
-                should_stop: Any = None, accelerator: Any = None, base: dict[str, Any] | None = None) -> Path | None:
-    """Encode `dataset` (a folder layout or saved/Hub `datasets` dataset) into `out`; every process of an
-    `accelerate launch` encodes its own rows, in the precision training will use (`mixed_precision`). A training
-    run that builds its cache first passes its own `accelerator` and loaded `base`. `progress(info)` hears of each
-    shard written; `should_stop()` is asked before each (a stop returns None, the shards written so far kept).
-    Returns `out`."""
+@dataclass(frozen=True)
+class CacheOptions:
+    """How a latent cache is built (`python -m train cache`'s flags; a training run passes its own)."""
+
+    resolution: int = 512
+    batch_size: int = 8
+    rows_per_shard: int = 1024
+    single_file_config: str | None = None
+    image_column: str = "image"
+    conditioning_image_column: str = "conditioning_image"
+    caption_column: str = "text"
+    skip_bad_rows: bool = False
+    streaming: bool = False
+    bad_row_limit: float = 0.01
+    mixed_precision: str = "no"
+
+    @property
+    def columns(self) -> tuple[str, str, str]:
+        return self.image_column, self.conditioning_image_column, self.caption_column
+
+
+def build_cache(dataset: str, base_model: str, out: str | Path, options: CacheOptions | None = None, *,
+                progress: Any = None, should_stop: Any = None, accelerator: Any = None,
+                base: dict[str, Any] | None = None, **overrides: Any) -> Path | None:
+    """Encode `dataset` (a folder layout or saved/Hub `datasets` dataset) into `out`, built as `options` (or its
+    fields as keywords) say; every process of an `accelerate launch` encodes its own rows, in the precision training
+    will use (`mixed_precision`). A training run that builds its cache first passes its own `accelerator` and loaded
+    `base`. `progress(info)` hears of each shard written; `should_stop()` is asked before each (a stop returns None,
+    the shards written so far kept). Returns `out`."""
     import torch
     from accelerate import Accelerator
 
     from .base import load_base
 
+    opts = replace(options or CacheOptions(), **overrides)
     accelerator = accelerator or Accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(out)
     device = accelerator.device
     if base is None:
         precisions = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-        if mixed_precision not in precisions:
-            raise DataError(f"mixed_precision={mixed_precision!r} is not one of {list(precisions)}")
-        base = load_base(base_model, precisions[mixed_precision], single_file_config)
+        if opts.mixed_precision not in precisions:
+            raise DataError(f"mixed_precision={opts.mixed_precision!r} is not one of {list(precisions)}")
+        base = load_base(base_model, precisions[opts.mixed_precision], opts.single_file_config)
         for name in ("vae", "text_encoder", "text_encoder_2"):
             if name in base:
                 base[name].to(device).eval()
     dtype = base["vae"].dtype
     # What the shards depend on: a stopped build resumes only into the same settings.
-    key = {**cache_key(base, resolution), "build": {
-        "dataset": dataset_identity(dataset), "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows,
-        "streaming": streaming, **({"processes": world} if streaming else {})}}  # a stream's shards are per process
+    key = {**cache_key(base, opts.resolution), "build": {
+        "dataset": dataset_identity(dataset), "rows_per_shard": opts.rows_per_shard,
+        "skip_bad_rows": opts.skip_bad_rows, "streaming": opts.streaming,
+        **({"processes": world} if opts.streaming else {})}}  # a stream's shards are per process
     _claim(out, key, accelerator)
-    columns = (image_column, conditioning_image_column, caption_column)
-    encode = _ShardWriter(base, device, dtype, batch_size)
+    encode = _ShardWriter(base, device, dtype, opts.batch_size)
     report = (lambda info: progress({"process": rank, **info})) if progress is not None else None
-    if streaming:
-        stopped, skipped = _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_limit, rank,
-                                         world, encode, report, should_stop)
-    else:
-        stopped, skipped = _cache_folder(dataset, out, columns, resolution, rows_per_shard, skip_bad_rows, rank,
-                                         world, encode, report, should_stop)
+    share = (rank, world)
+    build = _cache_stream if opts.streaming else _cache_folder
+    stopped, skipped = build(dataset, out, opts, share, encode, report, should_stop)
     # Every process learns whether any stopped (each asked at its own shards): all return alike, none waits.
     flag = torch.tensor([float(stopped)], device=device)
     if world > 1:
@@ -215,14 +232,15 @@ def written_safely(out: Path, write: Any, tmp: Path | None = None) -> None:
                         "kept: make room and run the same command again to go on") from None
 
 
-def _cache_folder(dataset, out, columns, resolution, rows_per_shard, skip_bad_rows, rank, world, encode, report,
-                  should_stop) -> tuple[bool, list[str]]:
+def _cache_folder(dataset, out, opts, share, encode, report, should_stop) -> tuple[bool, list[str]]:
     """A folder (or in-memory `datasets`) dataset: its checked rows cut into shards, every `world`-th one ours."""
     from .data import ControlNetDataset, load_rows
 
+    (rank, world), columns, rows_per_shard = share, opts.columns, opts.rows_per_shard
+
     loaded = load_rows(dataset, image_column=columns[0], conditioning_image_column=columns[1],
-                       caption_column=columns[2], skip_bad_rows=skip_bad_rows)
-    rows = ControlNetDataset(loaded.rows, resolution)
+                       caption_column=columns[2], skip_bad_rows=opts.skip_bad_rows)
+    rows = ControlNetDataset(loaded.rows, opts.resolution)
     shards = [list(range(start, min(len(rows), start + rows_per_shard)))
               for start in range(0, len(rows), rows_per_shard)]
     mine = [(number, indices) for number, indices in enumerate(shards) if number % world == rank]
@@ -238,8 +256,7 @@ def _cache_folder(dataset, out, columns, resolution, rows_per_shard, skip_bad_ro
     return False, loaded.skipped if rank == 0 else []
 
 
-def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_limit, rank, world, encode, report,
-                  should_stop) -> tuple[bool, list[str]]:
+def _cache_stream(dataset, out, opts, share, encode, report, should_stop) -> tuple[bool, list[str]]:
     """A stream of shards, read once in order: this process's share (`split_dataset_by_node`), rows checked as they
     come (bad ones logged in bad_rows.jsonl), written every `rows_per_shard` good rows. A resumed build skips the
     rows its finished shards consumed (`datasets`' `skip`, without decoding)."""
@@ -257,8 +274,9 @@ def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_lim
         rows_of,
     )
 
+    (rank, world), rows_per_shard, bad_row_limit = share, opts.rows_per_shard, opts.bad_row_limit
     stream = open_stream(dataset)
-    fields = fields_of(stream, columns)
+    fields = fields_of(stream, opts.columns)
     stream = split_dataset_by_node(stream, rank=rank, world_size=world)
     prefix = f"shard-{rank:03d}-of-{world:03d}-"
     finished = sorted(out.glob(f"{prefix}*.safetensors"))
@@ -270,7 +288,7 @@ def _cache_stream(dataset, out, columns, resolution, rows_per_shard, bad_row_lim
         where = row_name(example, read)
         read, consumed = read + 1, consumed + 1
         try:
-            pending.append(checked_item(example, fields, resolution, where))
+            pending.append(checked_item(example, fields, opts.resolution, where))
         except ValueError as err:
             bad += 1
             skipped.append(f"{where}: {err}")

@@ -7,40 +7,33 @@ a message fit to show a user.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import hmac
 import logging
-import re
-import secrets
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from PIL import Image
 
-from annotators import ANNOTATORS, AnnotatorError, ImageInputError, open_image, to_rgb_array
+from annotators import ANNOTATORS, AnnotatorError, ImageInputError, to_rgb_array
 from cnet.demo import few_step_on, on_demo
-from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source, get_kind
+from cnet.kinds import base_model_source, get_kind
 from cnet.maps import detect_map
 from cnet.operations import EditOptions
 from cnet.params import declarations
-from cnet.request import ControlUnit, GenerationRequest, LoraRef, RequestError
-from common.env import env_text
-from common.models import ModelSource, how_to_provide, parse_hub_id, parse_model_source
+from cnet.request import ControlUnit, GenerationRequest, LoraRef
+from common.models import ModelSource
 
+from .model_policy import ModelPolicy, ModelStatus
+from .outputs import OutputStore, prune_outputs, without_server_paths
 from .settings import AppSettings
+from .values import canvas_image, editor_picture_and_mask
+
+__all__ = ["Studio", "UnitInput", "canvas_image", "editor_picture_and_mask", "prune_outputs"]
 
 Source = Literal["draw", "photo", "map"]
-UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 StopCheck = Callable[[], bool]
-PRUNE_EVERY_SECONDS = 60.0
-RECENT_SESSIONS, RECENT_PER_SESSION = 256, 24  # the history: sessions remembered, images per session
 log = logging.getLogger("cnet.app")
 
 
@@ -79,53 +72,6 @@ class RunInProgress:
     preview: Any = None  # the first image as it forms (cnet/preview.py), replaced every few steps
 
 
-@dataclass(frozen=True)
-class ModelStatus:
-    role: str
-    reference: str
-    available: bool
-    hint: str = ""
-
-
-def canvas_image(value: Any, what: str = "image") -> Image.Image | None:
-    """The image inside a Gradio value: the editor's composite, or the image itself; None when empty."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        value = value.get("composite") if value.get("composite") is not None else value.get("background")
-        if value is None:
-            return None
-    if isinstance(value, Image.Image):
-        return value
-    if isinstance(value, (str, Path, bytes)):  # an upload: judged by content, only common photo formats
-        return open_image(value, what=what, formats=UPLOAD_FORMATS)
-    if isinstance(value, np.ndarray) and value.ndim == 3 and value.shape[2] == 4:
-        return Image.fromarray(value.astype(np.uint8), "RGBA")  # keep transparency: drawings need it
-    return Image.fromarray(to_rgb_array(value, what=what))
-
-
-
-def editor_picture_and_mask(value: Any) -> tuple[Image.Image | None, Image.Image | None]:
-    """From gr.ImageEditor's value: the picture (its background) and the mask (every painted layer's opaque
-    pixels; None when nothing was painted). A plain image or upload is a picture without a mask."""
-    if not isinstance(value, dict):
-        picture = canvas_image(value, what="picture")
-        return (None if picture is None else Image.fromarray(to_rgb_array(picture, what="picture"))), None
-    background = value.get("background")
-    if background is None:
-        return None, None
-    picture = Image.fromarray(to_rgb_array(canvas_image(background, what="picture"), what="picture"))
-    painted = None
-    for layer in value.get("layers") or []:
-        array = np.asarray(canvas_image(layer, what="mask layer"))
-        if array.ndim == 3 and array.shape[2] == 4:
-            alpha = array[..., 3] > 0
-            painted = alpha if painted is None else painted | alpha
-    if painted is None or not painted.any():
-        return picture, None
-    return picture, Image.fromarray(painted.astype(np.uint8) * 255)
-
-
 class Studio:
     """The app's back end: one engine (loaded lazily), the annotators, and per-run stop flags.
 
@@ -140,10 +86,8 @@ class Studio:
         self._engine_lock = threading.Lock()
         self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
         self._runs: dict[str, RunInProgress] = {}  # only runs in progress: bounded by the queue
-        # Each session's newest saved images, for its history (the server's record, never a visitor's paths).
-        self._recent: OrderedDict[str, list[str]] = OrderedDict()
-        self._secret = secrets.token_bytes(32)  # names each public session's output folder; new each start
-        self._pruned_at = -float("inf")
+        self.outputs = OutputStore(settings)  # saved images, each session's history, pruning
+        self.models = ModelPolicy(settings, lambda: self.demo_mode)  # which models a request may name
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
         self._told_compile = False  # the log says once why a public deployment runs uncompiled
@@ -215,53 +159,18 @@ class Studio:
             return False
         return base_model is None
 
-    # -- models ----------------------------------------------------------------------------------------------------
+    # -- models (webui/model_policy.py) ----------------------------------------------------------------------------
     def check_model_reference(self, reference: str | None, what: str) -> str | ModelSource | None:
-        """A model a visitor named: '' means the default. Where local paths are not allowed (public deployments)
-        it must be a Hub id, and it is returned as a Hub source, so nothing looks for it on this machine's disk
-        (a relative `folder/model` is a Hub id, never the working folder's). Models the server itself configured
-        (CNET_* variables, the demo) are not visitors' references and are not checked here."""
-        if reference is None or not str(reference).strip():
-            return None
-        reference = str(reference).strip()
-        if not self.settings.allow_local_paths:
-            try:
-                return parse_hub_id(reference, what=what)
-            except ValueError as err:
-                raise RequestError(str(err)) from None
-        parse_model_source(reference, what=what)
-        return reference
+        """A model a visitor named, checked by the deployment's policy (`ModelPolicy.check`)."""
+        return self.models.check(reference, what)
 
     def describe_base(self, reference: str | None) -> str:
-        """One line on the base model a visitor named (empty: the default): its family and trained size, read from
-        its config without loading weights, or why it cannot be read."""
-        from cnet.families import base_default_side, base_family
-        from common.models import ModelUnavailableError
-
-        try:
-            checked = self.check_model_reference(reference, "base_model")
-            if checked is None and self.demo_mode:
-                return "Base model: the demo model (Stable Diffusion 1.x layout, 64 px)"
-            source = checked or base_model_source()  # a visitor's Hub id stays a Hub source: never read from disk
-            family = base_family(source)
-            side = base_default_side(source, family)
-        except (ModelUnavailableError, ValueError, OSError) as err:
-            return f"Base model: {err}"
-        return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it)"
+        """One line on the base model a visitor named (`ModelPolicy.describe_base`)."""
+        return self.models.describe_base(reference)
 
     def model_status(self) -> list[ModelStatus]:
-        """Which models are on this machine now (no download, no loading), and how to get the missing ones."""
-        from annotators.registry import ANNOTATORS_ENV, ANNOTATORS_REPO
-        from cnet.captioner import CAPTION_MODEL_ENV, DEFAULT_CAPTION_MODEL
-
-        rows = [_status("base model", base_model_source(), BASE_MODEL_ENV, "model_index.json")]
-        rows += [_status(f"ControlNet: {k.name}", k.controlnet_source(), k.env_var) for k in KINDS.values()]
-        # They fail offline just the same: the automatic prompt mode's captioner and the photo annotators' weights.
-        rows.append(_status("captioner (automatic prompt)", env_text(CAPTION_MODEL_ENV) or DEFAULT_CAPTION_MODEL,
-                            CAPTION_MODEL_ENV))
-        rows.append(_status("annotator weights (depth, pose, edges...)", env_text(ANNOTATORS_ENV) or
-                            ANNOTATORS_REPO, ANNOTATORS_ENV, "ControlNetHED.pth"))
-        return rows
+        """Which models are on this machine now, and how to get the missing ones (`ModelPolicy.status`)."""
+        return self.models.status()
 
     # -- conditions ------------------------------------------------------------------------------------------------
     def condition_map(self, unit: UnitInput, *, width: int | None = None, height: int | None = None,
@@ -286,7 +195,7 @@ class Studio:
         params = {} if unit.source == "draw" else dict(unit.params)
         with self._accelerator:
             _raise_if_stopped(should_stop, "detection")
-            made = detect_map(name, image, width=width, height=height, resize_mode=resize_mode,
+            made = detect_map(name, image, size=(width, height), resize_mode=resize_mode,
                               pixel_perfect=unit.pixel_perfect and unit.source == "photo",
                               detect_resolution=unit.detect_resolution, max_side=self.settings.limits.max_side,
                               params=params)
@@ -308,7 +217,7 @@ class Studio:
         demo = self.demo_mode and base is None
         if few_step:  # the server's own LoRA for the family, added after the visitor's references are checked
             settings = few_step_on(settings, base, demo)
-            self._check_server_lora(settings["loras"][-1])
+            self.models.check_server_lora(settings["loras"][-1])
         if demo:
             nets, settings = on_demo(nets, settings)
         if settings.get("source_image") is not None and not isinstance(settings["source_image"], Image.Image):
@@ -344,11 +253,11 @@ class Studio:
                                          limits=self.settings.limits, preview_every=PREVIEW_EVERY,
                                          preview=lambda image, step: setattr(run, "preview", image))
                 if self.settings.public:  # visitors see the server's own models by name, not by where they live
-                    result.metadata = [_without_server_paths(m) for m in result.metadata]
+                    result.metadata = [without_server_paths(m) for m in result.metadata]
                 if save_to is not None:  # a batch: its own folder, named after the input
                     folder, stem = save_to
                     return result, result.save(folder, stem=f"{stem}-{result.seed}")
-                return result, self._save(result, session)  # under the lock: pruning never races a save
+                return result, self.outputs.save(result, session)  # under the lock: pruning never races a save
         finally:
             if self._runs.get(session) is run:
                 del self._runs[session]
@@ -369,17 +278,6 @@ class Studio:
             settings["embeddings"] = [self.check_model_reference(e, f"embeddings[{i}]") or ""
                                       if isinstance(e, str) else e for i, e in enumerate(settings["embeddings"])]
         return base, nets, settings
-
-    def _check_server_lora(self, lora: LoraRef) -> None:
-        """The server's own few-step LoRA must exist before a visitor's run uses it: a missing one is the operator's
-        setting, named as such (and, on public deployments, without its path), never the visitor's loras[i]."""
-        try:
-            parse_model_source(lora.source, what=lora.origin)  # few_step_settings' own text, never a ModelSource
-        except ValueError as err:
-            log.warning("few-step mode unavailable: %s", err)
-            detail = f" ({err})" if not self.settings.public else ""
-            raise RequestError(f"few-step mode is not available here: {lora.origin} names a LoRA this server does "
-                               f"not have{detail}; the operator must set it to an existing one") from None
 
     def batch(self, folder: str, units: list[UnitInput], *, detect: bool = False, session: str = "",
               progress: Callable[[int, int], None] | None = None, should_stop: StopCheck | None = None,
@@ -443,40 +341,9 @@ class Studio:
                                       pixel_perfect=unit.detect_resolution is None))
         return self.generate(filled, **planned)
 
-    def _save(self, result: Any, session: str) -> list[Path]:
-        """Save under outputs/<date>/ locally; on public deployments under a folder per session whose name only the
-        server can derive (HMAC of the session with a secret), with a random part in each name, so nobody fetches
-        another visitor's images by guessing. Then prune the folder to its size and age bounds."""
-        now = datetime.datetime.now()
-        folder = self.settings.output_dir
-        stem = f"{now.strftime('%H%M%S')}-{result.seed}"
-        if self.settings.public:
-            key = hmac.new(self._secret, session.encode() or secrets.token_bytes(16), hashlib.sha256).hexdigest()
-            folder = folder / "sessions" / key[:32]
-            stem += "-" + secrets.token_hex(8)
-        folder = folder / now.date().isoformat()
-        taken, n = stem, 1
-        while (folder / f"{taken}-0.png").exists():  # same second, same seed: never overwrite an earlier image
-            n += 1
-            taken = f"{stem}-{n}"
-        paths = result.save(folder, stem=taken)
-        recent = self._recent.pop(session, [])
-        self._recent[session] = ([str(p) for p in paths] + recent)[:RECENT_PER_SESSION]
-        while len(self._recent) > RECENT_SESSIONS:  # the least recently active session is forgotten
-            self._recent.popitem(last=False)
-        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:  # a walk of the folder, at most once a minute
-            self._pruned_at = time.monotonic()
-            removed = prune_outputs(self.settings.output_dir, max_bytes=self.settings.output_max_mb * 2**20,
-                                    max_age_seconds=self.settings.output_max_age_hours * 3600, keep=paths)
-            if removed:
-                log.warning("pruned the %d oldest output file(s) from %s (CNET_OUTPUT_MAX_MB=%s, "
-                            "CNET_OUTPUT_MAX_AGE_HOURS=%s)", removed, self.settings.output_dir,
-                            self.settings.output_max_mb, self.settings.output_max_age_hours)
-        return paths
-
     def recent_outputs(self, session: str) -> list[str]:
-        """The images this session saved, newest first (at most RECENT_PER_SESSION), that still exist."""
-        return [p for p in self._recent.get(session, []) if Path(p).is_file()]
+        """The images this session saved, newest first, that still exist (its history)."""
+        return self.outputs.recent(session)
 
     def preview(self, session: str = "") -> Any:
         """The image this session's run is forming (None when nothing runs or no step has ended yet)."""
@@ -503,17 +370,6 @@ class Studio:
             return self.engine.caption(Image.fromarray(to_rgb_array(picture)))
 
 
-def _without_server_paths(meta: dict[str, Any]) -> dict[str, Any]:
-    """The metadata with each local model path (the server's own models: the demo, CNET_* folders) replaced by
-    `server:<folder name>`; Hub ids and hashes stay."""
-    def label(described: dict[str, Any]) -> dict[str, Any]:
-        model = str(described.get("model") or "")
-        return {**described, "model": f"server:{Path(model).name}"} if Path(model).is_absolute() else described
-
-    return {**meta, "base_model": label(meta["base_model"]),
-            "controlnets": [label(net) for net in meta.get("controlnets", [])]}
-
-
 def _raise_if_stopped(should_stop: StopCheck | None, what: str) -> None:
     if should_stop is not None and should_stop():
         from cnet.engine import GenerationCancelled
@@ -521,68 +377,8 @@ def _raise_if_stopped(should_stop: StopCheck | None, what: str) -> None:
         raise GenerationCancelled(f"the {what} was cancelled before it started")
 
 
-# What `Studio._save` writes (images and their condition maps), and nothing else: pruning never touches a file it
-# did not make, even when CNET_OUTPUT_DIR points at a folder with other things in it.
-# Our saved files: images, their condition maps, and an edit's picture and mask (all pruned alike).
-OUTPUT_NAME = re.compile(r"^\d{6}-\d+(-[0-9a-f]{16})?(-\d+)?-(\d+|control\d+|init|mask)\.png$")
-
-
-def prune_outputs(root: Path, *, max_bytes: float, max_age_seconds: float = 0, keep: list[Path] = ()) -> int:
-    """Delete the oldest of our outputs under `root` until they total at most `max_bytes` (0: no bound), and those
-    older than `max_age_seconds` (0: no bound); never the files in `keep`, never a file of another name. Returns how
-    many were removed."""
-    if not root.is_dir() or (max_bytes <= 0 and max_age_seconds <= 0):
-        return 0
-    kept = {Path(p).resolve() for p in keep}
-    files = []
-    for path in root.rglob("*.png"):
-        try:
-            if OUTPUT_NAME.match(path.name) and path.is_file() and not path.is_symlink():
-                info = path.stat()
-                files.append((info.st_mtime, info.st_size, path))
-        except OSError:  # removed meanwhile by another request
-            continue
-    files.sort()
-    total = sum(size for _, size, _ in files)
-    cutoff = time.time() - max_age_seconds if max_age_seconds > 0 else None
-    removed = 0
-    for mtime, size, path in files:
-        too_big = max_bytes > 0 and total > max_bytes
-        too_old = cutoff is not None and mtime < cutoff
-        if not (too_big or too_old):
-            break  # oldest first: every later file is newer, and the total already fits
-        if path.resolve() in kept:
-            continue
-        try:
-            path.unlink()
-        except OSError:
-            continue
-        total -= size
-        removed += 1
-    if removed:
-        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            try:
-                folder.rmdir()  # only empty ones (saves happen under the same lock: none is being filled)
-            except OSError:
-                pass
-    return removed
-
-
 def _normalise(reference: str | ModelSource) -> str:
     if isinstance(reference, ModelSource):
         return reference.spec
     path = Path(reference).expanduser()
     return str(path.resolve()) if path.exists() else reference.strip()
-
-
-def _status(role: str, reference: str, env_var: str, marker: str = "config.json") -> ModelStatus:
-    try:
-        source = parse_model_source(reference, what=env_var)
-    except ValueError as err:
-        return ModelStatus(role, reference, False, str(err))
-    if source.kind != "hub":
-        return ModelStatus(role, reference, True)
-    from huggingface_hub import try_to_load_from_cache
-
-    found = isinstance(try_to_load_from_cache(source.location, marker, revision=source.revision), str)
-    return ModelStatus(role, reference, found, "" if found else how_to_provide(source, env_var))
