@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .detect import Loading
 from .images import ImageInputError
 from .registry import ANNOTATORS, AnnotatorError
 
@@ -67,7 +68,7 @@ def list_annotators() -> str:
 
 def _options(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
     return dict(detect_resolution=args.detect_resolution, width=args.width, height=args.height,
-                weights=args.weights, device=args.device, **params)
+                loading=Loading(weights=args.weights, device=args.device), **params)
 
 
 def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, int, list[tuple[Path, str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,16 +14,25 @@ from .registry import AnnotatorError, ModelCache, get_annotator
 _CACHE = ModelCache()
 
 
+@dataclass(frozen=True)
+class Loading:
+    """Where an annotator's weights come from and where it runs: `weights` overrides the location (a Hub repo or a
+    local folder with the same file names), `device` the automatic choice, `cache` the process-wide model cache."""
+
+    weights: str | None = None
+    device: str | None = None
+    cache: ModelCache | None = None
+
+
 def detect(name: str, image: ImageInput, *, detect_resolution: int | None = None, width: int | None = None,
-           height: int | None = None, image_resolution: int | None = None, weights: str | None = None,
-           device: str | None = None, cache: ModelCache | None = None, max_side: int = DEFAULT_MAX_SIDE,
-           **params: Any) -> Image.Image:
+           height: int | None = None, image_resolution: int | None = None, loading: Loading | None = None,
+           max_side: int = DEFAULT_MAX_SIDE, **params: Any) -> Image.Image:
     """Run annotator `name` on `image` (PIL, numpy, path or bytes) and return an RGB PIL map.
 
     The detector sees the image with its short side at `detect_resolution` (the annotator's default: 512, or 384
     for depth/normal), sides rounded to multiples of 64 as the original apps did. The map keeps that size unless
     `width`/`height` (multiples of 8; the aspect ratio is kept by centre-cropping) or `image_resolution` is given.
-    `weights` overrides where model weights come from (a Hub repo or a local folder with the same file names).
+    `loading` says where model weights come from and where they run (`Loading`); `params` are the annotator's own.
     Every image made on the way is at most `max_side` px on a side (a panorama's short side shrinks instead), and
     images more elongated than 16:1 are refused, so a 74-byte 1000x1 PNG cannot become a 512000x512 map.
     """
@@ -38,8 +48,9 @@ def detect(name: str, image: ImageInput, *, detect_resolution: int | None = None
     if annotator.needs_weights:
         from common.models import pick_device
 
-        models = cache if cache is not None else _CACHE
-        model = models.get(annotator, annotator.weights_location(weights), pick_device(device))
+        loading = loading or Loading()
+        models = loading.cache if loading.cache is not None else _CACHE
+        model = models.get(annotator, annotator.weights_location(loading.weights), pick_device(loading.device))
 
     if annotator.takes_drawing:
         drawn = annotator.run(model, image, resolved)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from annotators import ANNOTATORS, ModelCache, detect
+from annotators.detect import Loading
 from annotators.random_weights import AUX_NAMES, save_aux_weights, save_depth_anything, save_upernet
 from bench.common import median_seconds, record
 
@@ -52,7 +53,8 @@ def main() -> None:
         cache = ModelCache()
 
         def ours(name=name, image=image, location=location, cache=cache):
-            return detect(name, image, detect_resolution=512, weights=location, device=args.device, cache=cache)
+            return detect(name, image, detect_resolution=512,
+                          loading=Loading(weights=location, device=args.device, cache=cache))
 
         ours_s = median_seconds(ours, args.repeats)
         direct_s = None

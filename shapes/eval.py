@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,24 @@ from . import DEMO_BASE, DEMO_CONTROLNET
 HELDOUT_SEED = 12345  # training data uses seed 1; this seed's circles are never trained on
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How the held-out circles are generated."""
+
+    steps: int = 20
+    guidance: float = 5.0
+    strength: float = 1.0
+    control_mode: str = "balanced"
+    scheduler: str = "ddim"
+
+
 def evaluate_shapes(base: str | Path = DEMO_BASE, controlnet: str | Path = DEMO_CONTROLNET, *, n: int = 32,
-                    steps: int = 20, guidance: float = 5.0, strength: float = 1.0, seed: int = HELDOUT_SEED,
-                    engine: Any = None, control_mode: str = "balanced", scheduler: str = "ddim") -> dict[str, Any]:
-    """Median IoU, share with IoU > 0.5, and share with the right circle colour, over `n` held-out circles."""
+                    seed: int = HELDOUT_SEED, engine: Any = None, **sampling: Any) -> dict[str, Any]:
+    """Median IoU, share with IoU > 0.5, and share with the right circle colour, over `n` held-out circles;
+    `sampling`: the `Sampling` fields (steps, guidance, strength, control_mode, scheduler)."""
+    run = Sampling(**sampling)
+    steps, guidance, strength, control_mode, scheduler = (run.steps, run.guidance, run.strength, run.control_mode,
+                                                          run.scheduler)
     from cnet.engine import Engine
     from cnet.request import ControlUnit, GenerationRequest
 

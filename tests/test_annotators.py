@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, ModelCache, detect, scribble_from_drawing
+from annotators.detect import Loading
 from annotators.random_weights import AUX_NAMES
 from cnet.kinds import KINDS
 from common.models import ModelUnavailableError
@@ -135,8 +136,8 @@ def test_every_weighted_annotator_is_covered():
 @pytest.mark.parametrize("name", WEIGHTED)
 def test_weighted_annotator_runs_its_real_network(name, annotator_weights, astronaut):
     cache = ModelCache(capacity=1)
-    result = detect(name, astronaut, detect_resolution=128, weights=weights_for(name, annotator_weights),
-                    device="cpu", cache=cache)
+    loading = Loading(weights=weights_for(name, annotator_weights), device="cpu", cache=cache)
+    result = detect(name, astronaut, detect_resolution=128, loading=loading)
     assert result.mode == "RGB" and result.size == (128, 128)
     ((_, model),) = cache.items()
     if name in EXPECTED_CLASSES:
@@ -144,8 +145,7 @@ def test_weighted_annotator_runs_its_real_network(name, annotator_weights, astro
     else:  # transformers: (image processor, model)
         assert type(model[1]).__name__ == {"depth_anything": "DepthAnythingForDepthEstimation",
                                            "seg": "UperNetForSemanticSegmentation"}[name]
-    sized = detect(name, astronaut[:, :384], detect_resolution=128, width=96, height=64,
-                   weights=weights_for(name, annotator_weights), device="cpu", cache=cache)
+    sized = detect(name, astronaut[:, :384], detect_resolution=128, width=96, height=64, loading=loading)
     assert sized.size == (96, 64)
     assert len(cache) == 1  # the same detector is reused, not reloaded
 
@@ -153,7 +153,8 @@ def test_weighted_annotator_runs_its_real_network(name, annotator_weights, astro
 def test_seg_map_uses_the_ade_palette(annotator_weights, astronaut):
     from controlnet_aux.util import ade_palette
 
-    result = np.asarray(detect("seg", astronaut, detect_resolution=128, weights=weights_for("seg", annotator_weights)))
+    loading = Loading(weights=weights_for("seg", annotator_weights))
+    result = np.asarray(detect("seg", astronaut, detect_resolution=128, loading=loading))
     palette = {tuple(c) for c in ade_palette()}
     assert {tuple(c) for c in result.reshape(-1, 3)} <= palette
 
@@ -161,7 +162,8 @@ def test_seg_map_uses_the_ade_palette(annotator_weights, astronaut):
 def test_cache_keeps_one_heavy_annotator(annotator_weights, astronaut):
     cache = ModelCache(capacity=1)
     for name in ("mlsd", "softedge"):
-        detect(name, astronaut, detect_resolution=128, weights=weights_for(name, annotator_weights), cache=cache)
+        detect(name, astronaut, detect_resolution=128,
+               loading=Loading(weights=weights_for(name, annotator_weights), cache=cache))
     assert len(cache) == 1 and cache.items()[0][0][0] == "softedge"
 
 
@@ -171,19 +173,19 @@ def test_offline_error_names_the_repository(monkeypatch, astronaut):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.delenv("CNET_ANNOTATORS", raising=False)
     with pytest.raises(ModelUnavailableError, match="cnet-tests/no-annotators") as err:
-        detect("mlsd", astronaut, weights="cnet-tests/no-annotators", cache=ModelCache())
+        detect("mlsd", astronaut, loading=Loading(weights="cnet-tests/no-annotators", cache=ModelCache()))
     assert "CNET_ANNOTATORS" in str(err.value)
 
 
 def test_folder_without_the_weight_file_names_the_problem(tmp_path, astronaut):
     with pytest.raises(AnnotatorError, match="mlsd_large_512_fp32.pth") as err:
-        detect("mlsd", astronaut, weights=str(tmp_path), cache=ModelCache())
+        detect("mlsd", astronaut, loading=Loading(weights=str(tmp_path), cache=ModelCache()))
     assert "lllyasviel/Annotators" in str(err.value)
 
 
 def test_env_var_points_at_local_weights(monkeypatch, annotator_weights, astronaut):
     monkeypatch.setenv("CNET_ANNOTATORS", str(annotator_weights["aux"]))
-    assert detect("mlsd", astronaut, detect_resolution=128, cache=ModelCache()).size == (128, 128)
+    assert detect("mlsd", astronaut, detect_resolution=128, loading=Loading(cache=ModelCache())).size == (128, 128)
 
 
 def test_each_kind_has_an_annotator():

@@ -77,7 +77,7 @@ def test_a_stream_resumes_exactly_across_an_epoch_end(numbered):
 def test_two_processes_read_disjoint_rows_that_cover_the_stream(numbered):
     seen = []
     for rank in (0, 1):
-        rows = StreamingRows(str(numbered), 64, columns=COLUMNS, seed=0, rank=rank, world_size=2)
+        rows = StreamingRows(str(numbered), 64, columns=COLUMNS, seed=0, share=(rank, 2))
         seen.append({item["text"] for _, item in zip(range(8), rows)})
     assert not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) == 16

@@ -14,6 +14,7 @@ from typing import Any
 
 from annotators import ImageInputError, detect, to_rgb_array
 from annotators.cli import IMAGE_SUFFIXES
+from annotators.detect import Loading
 from cnet.kinds import get_kind
 
 
@@ -50,14 +51,14 @@ def build_dataset(photos: str | Path, kind: str, out: str | Path, *, caption: st
     recorded = {row["source"] for part in target.glob("metadata.part-*.jsonl") for row in _read_rows(part)}
     part = target / f"metadata{share.suffix or '.part-000-of-001'}.jsonl"
     written, skipped = 0, []
-    options = {"device": share.device()} if share.device() else {}
+    loading = Loading(device=share.device())  # None: automatic
     for path in tqdm(share.take(files), desc=f"building {kind} dataset", unit="photo", disable=share.rank > 0):
         relative = str(path.relative_to(source))
         if relative in recorded:
             continue
         try:
             rgb = to_rgb_array(path, what=str(path))
-            made = detect(condition.annotator, rgb, detect_resolution=resolution, **options)
+            made = detect(condition.annotator, rgb, detect_resolution=resolution, loading=loading)
         except ImageInputError as err:
             skipped.append(f"{path}: {err}")
             continue

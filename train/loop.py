@@ -300,7 +300,7 @@ def _stream_data(config: TrainConfig, accelerator: Any, columns: dict[str, str])
     rank = accelerator.process_index
     out = Path(config.output_dir)
     dataset = StreamingRows(config.dataset, config.resolution, columns=tuple(columns.values()), seed=config.seed,
-                            shuffle_block=config.shuffle_block, rank=rank, world_size=accelerator.num_processes,
+                            shuffle_block=config.shuffle_block, share=(rank, accelerator.num_processes),
                             bad_row_limit=config.bad_row_limit,
                             bad_rows_file=out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl"))
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=stream_collate)

@@ -169,11 +169,14 @@ class StreamingRows(torch.utils.data.IterableDataset):
     key for WebDataset, else the row's place in this process's stream)."""
 
     def __init__(self, dataset: str, resolution: int, *, columns: tuple[str, str, str], seed: int,
-                 shuffle_block: int = 256, rank: int = 0, world_size: int = 1, bad_row_limit: float = 0.01,
-                 bad_rows_file: Path | None = None, with_pixels: bool = True) -> None:
+                 shuffle_block: int = 256, share: tuple[int, int] = (0, 1), bad_row_limit: float = 0.01,
+                 bad_rows_file: Path | None = None) -> None:
+        """`share`: this process's (rank, world size); every process reads its own part of the stream. Items carry
+        pixels unless `with_pixels` is set False (a run that precomputed its latents)."""
         super().__init__()
+        rank, world_size = share
         self.fields = fields_of(open_stream(dataset), columns)
-        self.dataset, self.resolution, self.with_pixels, self.seed = dataset, resolution, with_pixels, seed
+        self.dataset, self.resolution, self.with_pixels, self.seed = dataset, resolution, True, seed
         self.rank, self.world_size, self.block = rank, world_size, max(1, shuffle_block)
         self.bad_row_limit, self.bad_rows_file = bad_row_limit, bad_rows_file
         self.read, self.bad = 0, 0
