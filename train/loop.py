@@ -14,7 +14,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,21 +102,21 @@ def loop(run: Run) -> bool:
     order depends only on the seed and the epoch, so a resumed run sees the batches an uninterrupted one would."""
     config, accelerator = run.config, run.accelerator
     micro = run.step * config.grad_accum
+    # accelerate counts micro-batches to know the accumulation boundaries: a resumed run continues the count.
+    accelerator.step = micro
     started, run_steps, window = time.monotonic(), 0, []
     if run.step < config.max_steps:
         for batch in _batches(run, micro):
             if config.mode == "large" and not run.unlocked and run.step >= config.unlock_after:
                 run.unlocked = _unlock(run.unet, run.optimizer, config)
                 run.emit("unlock", {"step": run.step})
-            boundary = (micro + 1) % config.grad_accum == 0
-            sync = nullcontext() if boundary or accelerator.num_processes == 1 else \
-                accelerator.no_sync(run.controlnet)
-            with sync, accelerator.autocast():
+            # accelerate's gradient accumulation: no all-reduce until the boundary, the loss divided by grad_accum.
+            with accelerator.accumulate(run.controlnet), accelerator.autocast():
                 loss = _loss(run, batch)
-                accelerator.backward(loss / config.grad_accum)
+                accelerator.backward(loss)
             window.append(loss.detach().float().item())
             micro += 1
-            if not boundary:
+            if not accelerator.sync_gradients:
                 continue
             _optimizer_step(run, window)
             run_steps += 1
@@ -158,11 +157,15 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
     """Accelerate, data, models, optimizer, resume: a `Run`, or None when a stop arrived while loading."""
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, set_seed
 
     out = Path(config.output_dir)
     # 1. Accelerate: one process or many (accelerate launch); only the main process writes files and logs.
+    # Accumulation runs across epoch ends (sync_with_dataloader off), so a step's micro-batches do not depend on
+    # where an epoch happens to end, and a resumed run accumulates exactly as an uninterrupted one.
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              gradient_accumulation_plugin=GradientAccumulationPlugin(
+                                  num_steps=config.grad_accum, sync_with_dataloader=False),
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                                         data_seed=config.seed))
     emit: Callback = (callback or _ignore) if accelerator.is_main_process else _ignore
