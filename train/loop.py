@@ -272,21 +272,32 @@ def _stopped_while_loading(run: Run) -> None:
     return None
 
 
+def _columns(config: TrainConfig) -> dict[str, str]:
+    return dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
+                caption_column=config.caption_column)
+
+
+def _validation_rows(config: TrainConfig, first_rows: Callable[[int], list[Any]]) -> list[Any]:
+    """The rows validation generates from, the same rule for every data source: the held-out set's
+    (`validation_dataset`) when given, else the first `num_validation` of the data's own (`first_rows(n)`)."""
+    if not config.num_validation:
+        return []
+    if config.validation_dataset:
+        return load_rows(config.validation_dataset, **_columns(config)).rows[: config.num_validation]
+    return first_rows(config.num_validation)
+
+
 def _data(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, Any, list[Any]]:
     """The checked rows, their Dataset and DataLoader, and the validation rows (held-out ones when given)."""
     import torch
 
-    columns = dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
-                   caption_column=config.caption_column)
     if config.latent_cache:
         return _cache_data(config)
     if config.streaming:
-        return _stream_data(config, accelerator, columns)
-    loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **columns)
+        return _stream_data(config, accelerator, _columns(config))
+    loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **_columns(config))
     dataset = ControlNetDataset(loaded.rows, config.resolution)
-    validation_rows = loaded.rows[: config.num_validation]
-    if config.validation_dataset and config.num_validation:
-        validation_rows = load_rows(config.validation_dataset, **columns).rows[: config.num_validation]
+    validation_rows = _validation_rows(config, lambda n: loaded.rows[:n])
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
     return loaded, dataset, loader, validation_rows
@@ -307,16 +318,13 @@ def _stream_data(config: TrainConfig, accelerator: Any, columns: dict[str, str])
                             bad_row_limit=config.bad_row_limit,
                             bad_rows_file=out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl"))
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=stream_collate)
-    validation_rows: list[Any] = []
-    if config.validation_dataset and config.num_validation:
-        validation_rows = load_rows(config.validation_dataset, **columns).rows[: config.num_validation]
-    elif config.num_validation:
+    def first_rows(n: int) -> list[Any]:  # the first good rows of the stream, read apart from the training share
         probe = StreamingRows(config.dataset, config.resolution, columns=tuple(columns.values()), seed=config.seed,
                               shuffle_block=1)
-        for i, item in zip(range(config.num_validation), probe):
-            validation_rows.append(Row(i, _to_picture(item["pixel_values"] * 0.5 + 0.5),
-                                       _to_picture(item["conditioning_pixel_values"]), item["text"]))
-    return LoadedRows([], [], "stream"), dataset, loader, validation_rows
+        return [Row(i, _to_picture(item["pixel_values"] * 0.5 + 0.5), _to_picture(item["conditioning_pixel_values"]),
+                    item["text"]) for i, item in zip(range(n), probe)]
+
+    return LoadedRows([], [], "stream"), dataset, loader, _validation_rows(config, first_rows)
 
 
 def _cache_data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
@@ -330,16 +338,12 @@ def _cache_data(config: TrainConfig) -> tuple[Any, Any, Any, list[Any]]:
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                                          collate_fn=cache_collate, num_workers=config.num_workers,
                                          drop_last=len(dataset) >= config.batch_size)
-    validation_rows = []
-    if config.validation_dataset and config.num_validation:
-        columns = dict(image_column=config.image_column, conditioning_image_column=config.conditioning_image_column,
-                       caption_column=config.caption_column)
-        validation_rows = load_rows(config.validation_dataset, **columns).rows[: config.num_validation]
-    else:
-        for i in range(min(config.num_validation, len(dataset))):
-            item = dataset[i]
-            validation_rows.append(Row(i, None, _to_picture(item["conditioning_pixel_values"]), item["text"]))
-    return LoadedRows([], dataset.manifest.get("skipped", []), "latent cache"), dataset, loader, validation_rows
+    def first_rows(n: int) -> list[Any]:  # the cache keeps conditions and texts, not the photos
+        return [Row(i, None, _to_picture(item["conditioning_pixel_values"]), item["text"])
+                for i, item in ((i, dataset[i]) for i in range(min(n, len(dataset))))]
+
+    return (LoadedRows([], dataset.manifest.get("skipped", []), "latent cache"), dataset, loader,
+            _validation_rows(config, first_rows))
 
 
 def _build_latent_cache(config: TrainConfig, accelerator: Any, base: dict[str, Any], emit: Callback,
