@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,8 @@ def run_batch(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, in
     share = Share.from_env()
     files = share.take(sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
     options = _options(args, params)
-    if options.get("device") is None and share.device():
-        options["device"] = share.device()
+    if options["loading"].device is None and share.device():  # under accelerate launch: this process's own GPU
+        options["loading"] = replace(options["loading"], device=share.device())
     skipped: list[tuple[Path, str]] = []
     done = present = 0
     for path in tqdm(files, desc=f"{args.kind}", unit="image", disable=share.rank > 0):
