@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
                       help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
-    tiny.add_argument("--family", choices=("sd15", "sd2", "sdxl"), default="sd15",
-                      help="tiny preset: the model family (sdxl also writes DIR/controlnet-union)")
+    tiny.add_argument("--family", choices=("sd15", "sd2", "sdxl", "flux", "sd3"), default="sd15",
+                      help="tiny preset: the model family (sdxl also writes DIR/controlnet-union; flux and sd3: "
+                      "FLUX.1 and SD3.5 shapes, recognised but not yet generated with)")
     return parser
 
 
@@ -293,6 +294,19 @@ def _rerun(args: argparse.Namespace) -> tuple[Any, str, int]:
     return request, sent.run.get("base_model") or base, keep
 
 
+def _save_tiny(args: argparse.Namespace) -> tuple[Path, Path]:
+    """`tiny-model`: the U-Net families' tiny models (cnet/tiny.py) or the DiT families' (cnet/tiny_dit.py)."""
+    if args.family in ("flux", "sd3"):
+        from .tiny_dit import save_tiny_dit_models
+
+        if args.preset != "tiny":
+            raise ValueError(f"--family {args.family} has only the tiny preset")
+        return save_tiny_dit_models(args.dir, seed=args.seed, family=args.family)
+    from .tiny import save_tiny_models
+
+    return save_tiny_models(args.dir, seed=args.seed, preset=args.preset, family=args.family)
+
+
 def _warm_up(args: argparse.Namespace) -> None:
     import json
 
@@ -313,9 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "tiny-model":
-            from .tiny import save_tiny_models
-
-            for path in save_tiny_models(args.dir, seed=args.seed, preset=args.preset, family=args.family):
+            for path in _save_tiny(args):
                 print(path)
         elif args.command == "warm-up":
             _warm_up(args)

@@ -308,11 +308,14 @@ class Engine:
             return None
 
     def _read_family(self) -> Family:
-        """The base's family from its U-Net config, read before any weight (cnet/families.py)."""
+        """The base's family from its denoiser's config, read before any weight (cnet/families.py); a family the
+        studio does not generate with yet is refused by name here, before anything loads."""
         try:
-            return base_family(self.base_source, self.single_file_config)
+            family = base_family(self.base_source, self.single_file_config)
         except ValueError as err:
             raise ModelUnavailableError(str(err)) from None
+        family.check_generates(f"base_model={self.base_source.spec!r}")
+        return family
 
     def load_controlnet(self, spec: str | ModelSource, env_var: str | None = None) -> Any:
         """Load (or fetch from the cache) the ControlNet at `spec`, on this engine's device and dtype."""

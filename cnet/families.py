@@ -72,10 +72,20 @@ class Family:
     size_conditioning: bool = False
     # The side of its v-prediction models where they were trained larger (SD 2.x 768-v), read from the scheduler.
     v_prediction_side: int | None = None
+    denoiser: str = "unet"  # the base's denoising model (its subfolder): a U-Net, or a DiT's "transformer"
+    # False: the family is recognised (its models are named and described) but the studio does not generate with it
+    # yet; a run is refused by name (`check_generates`) instead of failing inside diffusers.
+    generates: bool = True
 
     def __post_init__(self) -> None:
         if not self.short_label:
             object.__setattr__(self, "short_label", self.label)
+
+    def check_generates(self, what: str) -> None:
+        """ValueError naming `what` (the base model) when the studio does not generate with this family yet."""
+        if not self.generates:
+            raise ValueError(f"{what} is a {self.label} model: the studio recognises it but cannot generate with "
+                             f"{self.short_label} yet; choose a Stable Diffusion 1.x, 2.x or XL base")
 
     def check_controls(self, request: Any) -> None:
         """RequestError naming a setting of `request` that this family does not use (set away from its default)."""
@@ -108,11 +118,33 @@ FAMILIES: dict[str, Family] = {
         tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True),
 }
 
+# The DiT families: recognised from their configs, described, and their tiny models built (cnet/tiny_dit.py); the
+# engine does not run them yet. diffusers' ControlNet pipelines for each mode are named here already.
+DIT_FAMILIES = {
+    "flux": Family(
+        "flux", "FLUX.1", "FluxPipeline",
+        {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
+         "inpaint": "FluxControlNetInpaintPipeline"},
+        default_side=1024, has_safety_checker=False, text_encoders=2, tiny_vae="madebyollin/taef1",
+        short_label="FLUX.1", controls=frozenset(), denoiser="transformer", generates=False),
+    "sd3": Family(
+        "sd3", "Stable Diffusion 3.5", "StableDiffusion3Pipeline",
+        {"txt2img": "StableDiffusion3ControlNetPipeline", "inpaint": "StableDiffusion3ControlNetInpaintingPipeline"},
+        default_side=1024, has_safety_checker=False, text_encoders=3, tiny_vae="madebyollin/taesd3",
+        short_label="SD3.5", controls=frozenset(), denoiser="transformer", generates=False),
+}
+FAMILIES.update(DIT_FAMILIES)
+
 UNION_CLASS = "ControlNetUnionModel"
 
 
 def family_of(config: Mapping[str, Any]) -> Family:
-    """The family of a U-Net or ControlNet from its config (a `config.json` as a dict, or a model's `.config`)."""
+    """The family of a U-Net, transformer or ControlNet from its config (a `config.json` as a dict, or a model's
+    `.config`): FLUX.1's have single-stream blocks, SD3's a caption projection; then the U-Net families."""
+    if "num_single_layers" in config:
+        return FAMILIES["flux"]
+    if "caption_projection_dim" in config:
+        return FAMILIES["sd3"]
     if config.get("addition_embed_type") == "text_time":
         return FAMILIES["sdxl"]
     if config.get("addition_embed_type") is not None or config.get("in_channels", 4) not in (4, 9):
@@ -138,12 +170,23 @@ def base_family(spec: str | ModelSource, single_file_config: str | None = None) 
             return FAMILIES["sd15"]
         return family_of(UNet2DConditionModel.load_config(single_file_config, subfolder="unet",
                                                           local_files_only=hub_is_offline()))
+    denoiser = "transformer" if _has_transformer(source) else "unet"
     config = load_with_hub_fallback(UNet2DConditionModel.load_config, source, env_var=BASE_MODEL_ENV,
-                                    subfolder="unet")
+                                    subfolder=denoiser)
     try:
         return family_of(config)
     except ValueError as err:
         raise ValueError(f"base_model={source.spec!r} is {err}") from None
+
+
+def _has_transformer(source: Any) -> bool:
+    """Whether a base pipeline's denoiser is a transformer (its model_index.json names one), read without weights."""
+    from diffusers import DiffusionPipeline
+
+    from common.models import load_with_hub_fallback
+
+    index = load_with_hub_fallback(DiffusionPipeline.load_config, source, env_var=BASE_MODEL_ENV)
+    return "transformer" in index and "unet" not in index
 
 
 def base_default_side(spec: str | ModelSource, family: Family) -> int:

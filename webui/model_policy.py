@@ -65,6 +65,9 @@ class ModelPolicy:
             side = base_default_side(source, family)
         except (ModelUnavailableError, ValueError, OSError) as err:
             return f"Base model: {err}"
+        if not family.generates:
+            return (f"Base model family: **{family.label}** ({side} px): recognised, but the studio cannot generate "
+                    f"with {family.short_label} yet; choose a Stable Diffusion 1.x, 2.x or XL base")
         return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it)"
 
     def status(self) -> list[ModelStatus]:

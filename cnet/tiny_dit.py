@@ -1,0 +1,136 @@
+"""Tiny random-weight FLUX.1 and SD3.5 models, built from configs, for offline tests of the DiT families.
+
+The real classes with tiny configs: a FluxTransformer2DModel / SD3Transformer2DModel and their ControlNets, CLIP and
+T5 text encoders, a 16-channel-free tiny VAE, the flow-matching scheduler. T5's tokenizer is a SentencePiece model
+upstream; here it is a Unigram model over a few words (`tokenizers`), saved as T5TokenizerFast's `tokenizer.json`,
+so nothing is downloaded and no sentencepiece package is needed. `save_tiny_models(..., family="flux" | "sd3")`
+(cnet/tiny.py) writes them in diffusers layout, so `from_pretrained` runs for real.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .tiny import BASE_WORDS, build_clip_tokenizer
+
+T5_MAX_LENGTH = 512  # FLUX.1-dev's and SD3's T5 read up to 512 tokens
+
+
+def build_t5_tokenizer(out_dir: str | Path, words: Iterable[str] = BASE_WORDS) -> Any:
+    """A T5TokenizerFast over `words` (whole words, then single letters for anything else), saved to `out_dir`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [("▁" + w, -1.0) for w in dict.fromkeys(words)]
+    pieces += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789,.'-"]
+    model = Tokenizer(models.Unigram(pieces, unk_id=2))
+    model.pre_tokenizer = pre_tokenizers.Metaspace()
+    model.decoder = decoders.Metaspace()
+    model.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=model, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                extra_ids=0, model_max_length=T5_MAX_LENGTH)
+    tokenizer.save_pretrained(str(out_dir))
+    return T5TokenizerFast.from_pretrained(str(out_dir))
+
+
+def _t5(tokenizer: Any) -> Any:
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)).eval()
+
+
+def _clip_config(tokenizer: Any) -> dict[str, Any]:
+    return dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                num_hidden_layers=2, max_position_embeddings=77, projection_dim=32,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+
+
+def _vae() -> Any:
+    """A one-block VAE with the DiT families' latent shift (4 channels: Flux packs them 2x2 into 16)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                         latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                         shift_factor=0.0609, scaling_factor=1.5035)
+
+
+def wake_zero_layers(controlnet: Any, std: float = 0.1) -> None:
+    """A DiT ControlNet starts its output blocks and condition embedder at zero (as the paper's zero convolutions):
+    give every all-zero weight small random values, so the tiny model's map changes its output (the U-Net families'
+    `wake_zero_convolutions` does the same)."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in controlnet.named_parameters():
+            if name.endswith("weight") and param.ndim > 1 and not param.any():
+                param.normal_(0.0, std)
+
+
+def build_tiny_flux_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict[str, Any]:
+    """Tiny FLUX.1-shaped components (a transformer with one double and one single block, CLIP + T5) and a
+    FluxControlNetModel of the same width, seeded random weights."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    folder = Path(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
+    blocks = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                  num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+                  guidance_embeds=True)
+    controlnet = FluxControlNetModel(**blocks)
+    wake_zero_layers(controlnet)
+    clip_tokenizer = build_clip_tokenizer(folder / "clip")
+    t5_tokenizer = build_t5_tokenizer(folder / "t5")
+    return dict(transformer=FluxTransformer2DModel(**blocks), controlnet=controlnet, vae=_vae(),
+                text_encoder=CLIPTextModel(CLIPTextConfig(**_clip_config(clip_tokenizer))).eval(),
+                tokenizer=clip_tokenizer, text_encoder_2=_t5(t5_tokenizer), tokenizer_2=t5_tokenizer,
+                scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True))
+
+
+def build_tiny_sd3_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict[str, Any]:
+    """Tiny SD3.5-shaped components (an MMDiT of two blocks, two CLIPs with projections + T5) and an
+    SD3ControlNetModel of one block, seeded random weights."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3ControlNetModel, SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    folder = Path(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
+    blocks = dict(sample_size=32, patch_size=1, in_channels=4, attention_head_dim=8, num_attention_heads=4,
+                  caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64)
+    controlnet = SD3ControlNetModel(num_layers=1, **blocks)
+    wake_zero_layers(controlnet)
+    clip_tokenizer = build_clip_tokenizer(folder / "clip")
+    t5_tokenizer = build_t5_tokenizer(folder / "t5")
+    clip = _clip_config(clip_tokenizer)
+    return dict(transformer=SD3Transformer2DModel(num_layers=2, out_channels=4, **blocks), controlnet=controlnet,
+                vae=_vae(), text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**clip)).eval(),
+                tokenizer=clip_tokenizer, text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**clip)).eval(),
+                tokenizer_2=clip_tokenizer, text_encoder_3=_t5(t5_tokenizer), tokenizer_3=t5_tokenizer,
+                scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+
+
+DIT_BUILDERS = {"flux": build_tiny_flux_components, "sd3": build_tiny_sd3_components}
+
+
+def save_tiny_dit_models(out_dir: str | Path, seed: int = 0, family: str = "flux") -> tuple[Path, Path]:
+    """Write `out_dir/base` (the family's base pipeline) and `out_dir/controlnet` in diffusers layout; return both."""
+    import diffusers
+
+    from .families import FAMILIES
+
+    if family not in DIT_BUILDERS:
+        raise ValueError(f"family={family!r} is not one of {list(DIT_BUILDERS)}")
+    out = Path(out_dir)
+    parts = DIT_BUILDERS[family](seed, tokenizer_dir=out / "tokenizers")
+    controlnet = parts.pop("controlnet")
+    getattr(diffusers, FAMILIES[family].base_pipeline)(**parts).save_pretrained(out / "base")
+    controlnet.save_pretrained(out / "controlnet")
+    return out / "base", out / "controlnet"
