@@ -639,12 +639,11 @@ class Engine:
         request = plan.request
         on_step_end = self._step_callback(plan, progress, should_stop, preview, preview_every)
         with self._run_lock:
-            pipe, inputs = self._ready_pipeline(plan, should_stop)
+            pipe, inputs, union = self._ready_pipeline(plan, should_stop)
             try:
                 if self._marks_steps:
                     torch.compiler.cudagraph_mark_step_begin()
                 texts, encoding = self._texts(pipe, plan.prompt, request.negative_prompt)
-                union = is_union(pipe.controlnet)
                 output = self._run_pipeline(pipe, dict(
                     **texts, **inputs, height=plan.height, width=plan.width,
                     num_inference_steps=request.num_inference_steps, guidance_scale=float(request.guidance_scale),
@@ -694,9 +693,10 @@ class Engine:
 
         return on_step_end
 
-    def _ready_pipeline(self, plan: RunPlan, should_stop: StopFn | None) -> tuple[Any, dict[str, Any]]:
-        """The pipeline for the plan, with the request's LoRAs, embeddings and control modes applied, and its image
-        inputs as that pipeline takes them (a Union model takes every condition with its control type)."""
+    def _ready_pipeline(self, plan: RunPlan, should_stop: StopFn | None) -> tuple[Any, dict[str, Any], bool]:
+        """The pipeline for the plan, with the request's LoRAs, embeddings and control modes applied, its image
+        inputs as that pipeline takes them (a Union model takes every condition with its control type), and whether
+        its ControlNet is a Union model."""
         request = plan.request
         pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
         self.family.check_controls(request)  # known once the base is loaded: a setting it does not use is refused
@@ -716,7 +716,7 @@ class Engine:
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
-        return pipe, inputs
+        return pipe, inputs, union
 
     @staticmethod
     def _set_control_modes(pipe: Any, request: GenerationRequest, union: bool) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from common.text import short_repr
 
-from .params import Param, RequestError, check_float, check_int, declared
+from .params import Param, RequestError, check_value, declarations, declared
 
 # An upscale denoises in tiles of at most this many px a side (cnet/tiles.py): a 2048 px result then needs about the
 # memory of a 1024 px one (measured: bench/RESULTS.md).
@@ -49,6 +49,13 @@ class EditOptions:
     @property
     def sides(self) -> dict[str, int]:
         return {side: getattr(self, f"outpaint_{side}") for side in SIDES}
+
+    def check(self, *names: str) -> None:
+        """RequestError naming the first of the fields `names` whose value does not fit its declaration (an
+        operation checks the options it reads)."""
+        for item in declarations(EditOptions):
+            if item.field in names:
+                check_value(item.field, getattr(self, item.field), item.param, None)
 
 
 @dataclass(frozen=True)
@@ -82,9 +89,8 @@ def _as_is(picture: Image.Image, mask: Image.Image | None, options: EditOptions,
 def _outpaint(picture: Image.Image, mask: Image.Image | None, options: EditOptions, max_side: int) -> Prepared:
     from .edit import outpaint_canvas
 
+    options.check(*(f"outpaint_{side}" for side in SIDES))
     sides = options.sides
-    for side, value in sides.items():
-        check_int(f"outpaint_{side}", value, 0, 2048)
     width = picture.width + sides["left"] + sides["right"]
     height = picture.height + sides["top"] + sides["bottom"]
     if max(width, height) > max_side:
@@ -97,7 +103,7 @@ def _outpaint(picture: Image.Image, mask: Image.Image | None, options: EditOptio
 def _upscale(picture: Image.Image, mask: Image.Image | None, options: EditOptions, max_side: int) -> Prepared:
     from .edit import upscale_size
 
-    check_float("upscale", options.upscale, 1.0, 4.0)
+    options.check("upscale")
     width, height = upscale_size(picture, options.upscale)
     if max(width, height) > max_side:
         raise RequestError(f"upscale={options.upscale} makes {width}x{height}: at most {max_side} px a side here; "

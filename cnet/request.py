@@ -379,9 +379,9 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
     if unit.kind not in KINDS and unit.controlnet is None:
         raise RequestError(f"{where}.kind={unit.kind!r} is unknown and no controlnet was given; "
                            f"known kinds: {sorted(KINDS)}")
-    for name in ("strength", "start", "end", "control_mode"):
-        item = next(d for d in declarations(ControlUnit) if d.field == name)
-        check_value(f"{where}.{name}", getattr(unit, name), item.param, limits)
+    for item in declarations(ControlUnit):  # the image, kind and ControlNet are checked above, by their own rules
+        if item.field not in ("image", "kind", "controlnet"):
+            check_value(f"{where}.{item.field}", getattr(unit, item.field), item.param, limits)
     if unit.start >= unit.end:
         raise RequestError(f"{where}.start={unit.start} must be below {where}.end={unit.end}")
 

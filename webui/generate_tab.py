@@ -18,8 +18,8 @@ import gradio as gr
 
 from annotators import ANNOTATORS
 from cnet.kinds import KINDS, map_kinds
-from cnet.params import as_float, as_int, lines_of
-from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS, door_fields
+from cnet.params import as_float, as_int
+from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS, door_fields, door_values_of
 
 from .editor import EditorLimits
 from .editor_components import BoundedImageEditor, BoundedSketchpad
@@ -332,9 +332,10 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
                 return False
         if key in ("loras", "embeddings"):
             try:
-                sources = [lora.source for lora in lora_list(value)] if key == "loras" else text_lines(value, key)
-                for source in sources:
-                    studio.check_model_reference(source, key)
+                # Read as the form reads the field (its declaration): a LoRA's source, an embedding itself.
+                entries = door_values_of("generate", {key: value}).settings.get(key, [])
+                for entry in entries:
+                    studio.check_model_reference(getattr(entry, "source", entry), key)
             except ValueError:
                 return False
         return True
@@ -450,18 +451,6 @@ def _form_run(ui: SimpleNamespace, v: dict) -> tuple[list[UnitInput], dict[str, 
         settings["seed"] = as_int(v[ui.seed] or 0, "seed")
     return units, {"base_model": values.run.get("base_model"), "few_step": values.run.get("few_step", False),
                    **settings}
-
-
-def text_lines(text: str | None, what: str = "the field") -> list[str]:
-    """A multi-line field's non-blank lines (cnet.params.lines_of: bounded before anything is parsed)."""
-    return lines_of(text, what)
-
-
-def lora_list(text: str | None) -> list[Any]:
-    """The LoRA field's lines (source or source:weight) as LoraRefs; blank lines skipped."""
-    from cnet.request import parse_lora
-
-    return [parse_lora(line) for line in text_lines(text, "loras")]
 
 
 def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
