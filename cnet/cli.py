@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
                       help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
     tiny.add_argument("--family", choices=("sd15", "sd2", "sdxl", "flux", "sd3"), default="sd15",
-                      help="tiny preset: the model family (sdxl also writes DIR/controlnet-union; flux and sd3: "
-                      "FLUX.1 and SD3.5 shapes, recognised but not yet generated with)")
+                      help="tiny preset: the model family (sdxl and flux also write DIR/controlnet-union; flux and "
+                      "sd3: FLUX.1 and SD3.5 shapes)")
     return parser
 
 

@@ -70,6 +70,7 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
     "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
     "lcm": ("LCMScheduler", {}),  # few-step mode, with an LCM-LoRA
     "tcd": ("TCDScheduler", {}),  # few-step mode, with a TCD or Hyper-SD LoRA
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),  # flow matching: FLUX.1, SD3.5 (their bases' own)
 }
 
 ProgressFn = Callable[[int, int], None]
@@ -235,6 +236,7 @@ class Engine:
                                    dtype=self.dtype if self.device != "cpu" else None)
         self._base: dict[str, Any] | None = None
         self.family: Family = FAMILIES["sd15"]  # read from the base's config when it loads (load_base)
+        self._planned_family: Family | None = None  # read from its config before (planned_family)
         self._loras: tuple[tuple[str, float], ...] = ()  # (source, weight) applied to the base now
         self._embeddings: tuple[str, ...] = ()  # textual-inversion sources loaded now
         self._controlnets = LRUCache(self.max_cached_controlnets)
@@ -249,7 +251,7 @@ class Engine:
             if self._base is None:
                 import diffusers
 
-                family = self._read_family()
+                family = self.planned_family()
                 kwargs: dict[str, Any] = {"dtype": self.dtype}
                 if not self.safety_checker and family.has_safety_checker:
                     kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -258,18 +260,19 @@ class Engine:
                     kwargs["vae"] = vae
                 pipe = self._load(getattr(diffusers, family.base_pipeline), self.base_source, BASE_MODEL_ENV,
                                   **kwargs)
-                self.family = family_of(pipe.unet.config)  # the loaded weights have the last word
+                denoiser = getattr(pipe, family.denoiser)
+                self.family = family_of(denoiser.config)  # the loaded weights have the last word
                 if self.offload == "none":
                     pipe.to(self.device)  # with offload the weights stay in CPU memory; hooks move them per call
                 else:
                     pipe.vae.enable_slicing()  # decode one image at a time: the VAE decode is the activation peak
-                for name in ("unet", "vae"):
-                    getattr(pipe, name).to(memory_format=_memory_format(self.channels_last))
+                for module in (denoiser, pipe.vae):
+                    module.to(memory_format=_memory_format(self.channels_last))
                 if self.compile:  # the denoiser and the decoder; the text encoder runs once per image
                     configure_compile(self.compile_buckets)
-                    compile_forward(pipe.unet, "unet", self.compile_buckets)
+                    compile_forward(denoiser, family.denoiser, self.compile_buckets)
                     compile_forward(pipe.vae.decoder, "vae decoder", self.compile_buckets)
-                    set_qkv_fused([pipe.unet, pipe.vae], True)
+                    set_qkv_fused([denoiser, pipe.vae], True)
                 self._base = dict(pipe.components)
             return self._base
 
@@ -307,15 +310,25 @@ class Engine:
             log.warning("using the base model's own VAE in fp16 (decoded in fp32 where it asks): %s", err)
             return None
 
-    def _read_family(self) -> Family:
-        """The base's family from its denoiser's config, read before any weight (cnet/families.py); a family the
-        studio does not generate with yet is refused by name here, before anything loads."""
-        try:
-            family = base_family(self.base_source, self.single_file_config)
-        except ValueError as err:
-            raise ModelUnavailableError(str(err)) from None
-        family.check_generates(f"base_model={self.base_source.spec!r}")
-        return family
+    def planned_family(self) -> Family:
+        """The base's family: the loaded denoiser's, else read from its config once, before any weight
+        (cnet/families.py), so a run is planned for it (sizes, arguments); a family the studio does not generate
+        with is refused by name here, before anything loads."""
+        if self._base is not None:
+            return self.family
+        if self._planned_family is None:
+            try:
+                family = base_family(self.base_source, self.single_file_config)
+            except ValueError as err:
+                raise ModelUnavailableError(str(err)) from None
+            family.check_generates(f"base_model={self.base_source.spec!r}")
+            self._planned_family = family
+        return self._planned_family
+
+    @property
+    def denoiser(self) -> Any:
+        """The loaded base's denoising model: its U-Net, or a DiT's transformer."""
+        return self.load_base()[self.family.denoiser]
 
     def load_controlnet(self, spec: str | ModelSource, env_var: str | None = None) -> Any:
         """Load (or fetch from the cache) the ControlNet at `spec`, on this engine's device and dtype."""
@@ -326,7 +339,7 @@ class Engine:
         import diffusers
 
         source = parse_model_source(spec, what="controlnet")
-        base_config = self.load_base()["unet"].config
+        base_config = self.denoiser.config
         cls = diffusers.ControlNetModel
         if source.kind != "file":  # its config first: a ControlNet of another family is refused before its weights
             config = load_with_hub_fallback(diffusers.ControlNetModel.load_config, source, env_var=env_var)
@@ -342,9 +355,10 @@ class Engine:
         if self.compile:  # the model's own forward; the wrappers below stay outside the graph (cnet/compiled.py)
             compile_forward(model, f"controlnet {source.spec}", self.compile_buckets)
             set_qkv_fused([model], True)
-        install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
+        if "control_mode" in self.family.controls:  # the hooks weight a U-Net ControlNet's residuals
+            install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
         # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
-        if self.skip_inactive_controlnet and not is_union(model):
+        if self.skip_inactive_controlnet and self.family.skip_inactive and not is_union(model):
             skip_inactive_controlnet(model)
         return model
 
@@ -472,10 +486,12 @@ class Engine:
         except ValueError as err:
             raise RequestError(str(err)) from None
 
-    def pipeline(self, units: list[ControlUnit], scheduler: str = "ddim", mode: str = "txt2img",
+    def pipeline(self, units: list[ControlUnit], scheduler: str = "default", mode: str = "txt2img",
                  fast_decode: bool = False) -> Any:
-        """The ControlNet pipeline for `mode` (PIPELINE_CLASSES) over the shared base modules and the units'
-        ControlNets; with `fast_decode`, the family's tiny autoencoder (TAESD) in place of the base's VAE."""
+        """The ControlNet pipeline for `mode` (the family's: cnet/families.py) over the shared base modules and the
+        units' ControlNets; with `fast_decode`, the family's tiny autoencoder (TAESD) in place of the base's VAE."""
+        import inspect
+
         import diffusers
 
         if mode not in PIPELINE_CLASSES:
@@ -486,12 +502,19 @@ class Engine:
         if union and any(net is not nets[0] for net in nets):
             raise RequestError("a ControlNet-Union model takes every condition itself: give all units the same "
                                "Union model (each with its own kind), not a mix with other ControlNets")
-        components = {k: v for k, v in base.items() if k != "scheduler"}
+        try:
+            class_name = pipeline_class(self.family, mode, union)
+        except ValueError as err:
+            raise RequestError(f"{err}: choose another operation or base model") from None
+        # The modules this pipeline takes (FLUX.1's img2img takes no image encoder, which its base pipeline holds).
+        accepted = inspect.signature(getattr(diffusers, class_name).__init__).parameters
+        components = {k: v for k, v in base.items() if k != "scheduler" and k in accepted}
         if self.family.has_safety_checker:
             components["requires_safety_checker"] = False
-        pipe = getattr(diffusers, pipeline_class(self.family, mode, union))(
-            **components,
-            controlnet=nets[0] if len(nets) == 1 or union else nets,
+        if scheduler == "default":
+            scheduler = self.family.default_scheduler
+        pipe = getattr(diffusers, class_name)(
+            **components, controlnet=_controlnet_argument(self.family, nets, union),
             scheduler=make_scheduler(scheduler, base["scheduler"].config),
         )
         if fast_decode:  # set after construction, as diffusers' guide does: the pipeline reads its scale factor from
@@ -568,10 +591,15 @@ class Engine:
         maps = [u.image.convert("RGB") for u in request.units]
         picture = request.init_image.convert("RGB") if request.init_image is not None else None
         sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0], "map (units[0])")
-        width = request.width or sized_by.width // 8 * 8
-        height = request.height or sized_by.height // 8 * 8
+        multiple = self.planned_family().size_multiple
+        width = request.width or sized_by.width // multiple * multiple
+        height = request.height or sized_by.height // multiple * multiple
         if not all(limits.min_side <= side <= limits.max_side for side in (width, height)):
             raise size_refused(source, sized_by.width, sized_by.height, limits)
+        for name, side in (("width", width), ("height", height)):
+            if side % multiple:
+                raise RequestError(f"{name}={side}: {self.planned_family().label} makes sides in multiples of "
+                                   f"{multiple} px")
         maps = [fit(m, width, height, request.resize_mode) for m in maps]
         mask = None
         if picture is not None:
@@ -598,7 +626,7 @@ class Engine:
             total = max(1, min(int(total * request.denoise), total))
         maps, conditions = self._conditions(request, fitted)
         control = conditions[0] if len(conditions) == 1 else conditions
-        inputs: dict[str, Any] = {"image": control}
+        inputs: dict[str, Any] = {self.planned_family().map_argument: control}
         masks = None
         if fitted.picture is not None:
             inputs = {"image": fitted.picture, "control_image": control, "strength": float(request.denoise)}
@@ -636,17 +664,18 @@ class Engine:
         denoising (reported and stoppable after each step), the decode; then the images and their metadata."""
         import torch
 
-        request = plan.request
         on_step_end = self._step_callback(plan, progress, should_stop, preview, preview_every)
         with self._run_lock:
             pipe, inputs, union = self._ready_pipeline(plan, should_stop)
+            request = plan.request  # with the family's defaults filled in (`_ready_pipeline`)
             try:
                 if self._marks_steps:
                     torch.compiler.cudagraph_mark_step_begin()
                 texts, encoding = self._texts(pipe, plan.prompt, request.negative_prompt)
-                output = self._run_pipeline(pipe, dict(
+                output = self._run_pipeline(pipe, _call_arguments(pipe, dict(
                     **texts, **inputs, height=plan.height, width=plan.width,
                     num_inference_steps=request.num_inference_steps, guidance_scale=float(request.guidance_scale),
+                    true_cfg_scale=float(request.true_cfg),
                     num_images_per_prompt=request.num_images, eta=float(request.eta),
                     # One CPU generator per image: each image is reproducible alone, on any device.
                     generator=[torch.Generator("cpu").manual_seed(s) for s in plan.seeds],
@@ -658,7 +687,7 @@ class Engine:
                     callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"],
                     # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
                     output_type=plan.output_type,
-                ), request, plan.width, plan.height)
+                )), request, plan.width, plan.height)
             except BaseException:
                 free_accelerator_memory()  # a failed run must not starve the next one
                 raise
@@ -681,7 +710,8 @@ class Engine:
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if marks:
                 torch.compiler.cudagraph_mark_step_begin()
-            if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors:
+            if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors \
+                    and self.family.latent_rgb is not None:
                 from .preview import latents_to_preview
 
                 preview(latents_to_preview(tensors["latents"], self.family.name, (plan.width, plan.height)), step + 1)
@@ -697,20 +727,26 @@ class Engine:
         """The pipeline for the plan, with the request's LoRAs, embeddings and control modes applied, its image
         inputs as that pipeline takes them (a Union model takes every condition with its control type), and whether
         its ControlNet is a Union model."""
-        request = plan.request
+        self.load_base()  # the family is the loaded base's: it fills in the sampler and guidance left to it
+        request = plan.request = self.family.resolved(plan.request)
         pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
-        self.family.check_controls(request)  # known once the base is loaded: a setting it does not use is refused
+        self.family.check_controls(request)  # a setting the family does not use is refused by name
         if should_stop is not None and should_stop():
             raise GenerationCancelled("stopped before the first step")
         self.use_loras(pipe, request.loras)
         self.use_embeddings(pipe, request.embeddings)
-        inputs, union = dict(plan.inputs), is_union(pipe.controlnet)
+        nets = getattr(pipe.controlnet, "nets", [pipe.controlnet])
+        inputs, union = dict(plan.inputs), is_union(nets[0])
         if union:  # one model, every condition with its control type; the maps always as `control_image`
             if plan.picture is None:
-                del inputs["image"]
-            inputs["control_image"] = list(plan.conditions)
-            inputs["control_mode"] = [_union_type(unit) for unit in request.units]
-        self._set_control_modes(pipe, request, union)
+                inputs.pop("image", None)
+            modes = [_union_type(unit, self.family) for unit in request.units]
+            single = self.family.union_as_multi and len(modes) == 1  # FLUX.1: one condition, one mode, unlisted
+            inputs["control_image"] = plan.conditions[0] if single else list(plan.conditions)
+            inputs["control_mode"] = modes[0] if single else modes
+            union = not single  # the scales and start/end as lists, one per condition
+        if "control_mode" in self.family.controls:
+            self._set_control_modes(pipe, request, union)
         # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
         if self.vae_tiling or max(plan.width, plan.height) > AUTO_TILING_SIDE:
             pipe.vae.enable_tiling()
@@ -762,6 +798,12 @@ class Engine:
         # The notation is never sent as text: "(red:1.0)" is "red" at weight 1.
         noted = {} if plain == {"prompt": prompt, "negative_prompt": negative_prompt} else {
             "prompt_weights": {name: [[t, round(w, 4)] for t, w in fragments] for name, fragments in parsed.items()}}
+        if not self.family.weighted_prompts:  # T5 reads long prompts itself; weights would need its embeddings
+            if noted:
+                raise RequestError(f"prompt: {self.family.label} reads the prompt as plain text (T5, up to 512 "
+                                   "tokens); A1111's (word:1.2) weights and escapes are not honoured for it: remove "
+                                   "them")
+            return plain, {}
         if not needs_compel(pipe.tokenizer, prompt, negative_prompt):
             return plain, noted
         embeddings = encode_prompts(pipe, prompt, negative_prompt, device=None,
@@ -780,7 +822,11 @@ class Engine:
         hook = pipe.vae.decoder.register_forward_hook(
             lambda module, args, out: finite.append(bool(torch.isfinite(out).all())))
         try:
-            output = pipe(**kwargs)
+            # SD3's ControlNet pipeline samples the map's latents from torch's global generator, not the run's: seeded
+            # from the run's seed inside a fork, a run is reproducible and the process's random state is untouched.
+            with torch.random.fork_rng(devices=[torch.device(self.device)] if self.device.startswith("cuda") else []):
+                torch.manual_seed(kwargs["generator"][0].initial_seed())
+                output = pipe(**kwargs)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
             if not is_out_of_memory(err):
                 raise
@@ -833,11 +879,42 @@ class Engine:
         }
 
 
-def _union_type(unit: ControlUnit) -> int:
-    """A unit's control type in a ControlNet-Union model (cnet/kinds.py); refused by name for a kind without one."""
-    if KINDS[unit.kind].union_type is None:
-        raise RequestError(f"kind={unit.kind!r} has no control type in a ControlNet-Union model")
-    return KINDS[unit.kind].union_type
+# A pipeline argument that a family's pipeline does not take -> (the request field that sets it, its neutral value):
+# left neutral it is not passed; set otherwise, the run is refused naming the field (never silently ignored).
+OPTIONAL_ARGUMENTS = {"negative_prompt": ("negative_prompt", ""), "eta": ("eta", 0.0),
+                      "guess_mode": ("guess_mode", False), "true_cfg_scale": ("true_cfg", 1.0)}
+
+
+def _call_arguments(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` as this pipeline takes them: an argument of OPTIONAL_ARGUMENTS it does not take is dropped where it
+    is neutral and refused by its field's name where it is set (e.g. a negative prompt for a FLUX.1 img2img)."""
+    import inspect
+
+    accepted = inspect.signature(type(pipe).__call__).parameters
+    out = dict(kwargs)
+    for argument, (field_name, neutral) in OPTIONAL_ARGUMENTS.items():
+        if argument in out and argument not in accepted:
+            if out.pop(argument) != neutral:
+                raise RequestError(f"{field_name} does not apply to {type(pipe).__name__} (this base model and "
+                                   f"operation): leave it at {neutral!r}")
+    return out
+
+
+def _controlnet_argument(family: Family, nets: list[Any], union: bool) -> Any:
+    """The pipeline's `controlnet`: one model, or the list diffusers makes a multi-ControlNet of. A Union model
+    with several conditions is, for FLUX.1 (`union_as_multi`), a multi-ControlNet of that one model."""
+    if len(nets) == 1 or union and not family.union_as_multi:
+        return nets[0]
+    return nets[:1] if union else nets
+
+
+def _union_type(unit: ControlUnit, family: Family) -> int:
+    """A unit's control type in the family's ControlNet-Union model (cnet/kinds.py); refused by name for a kind
+    without one."""
+    kind_type = KINDS[unit.kind].union_types.get(family.name)
+    if kind_type is None:
+        raise RequestError(f"kind={unit.kind!r} has no control type in a {family.short_label} ControlNet-Union model")
+    return kind_type
 
 
 def _one_or_list(values: list[float], as_list: bool = False) -> float | list[float]:

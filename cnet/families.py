@@ -63,7 +63,8 @@ class Family:
     # The tiny autoencoder (TAESD) distilled from its VAE, for the opt-in fast decode (`fast_decode`).
     tiny_vae: str | None = "madebyollin/taesd"
     # Live previews (cnet/preview.py): the latent channels -> RGB factors fitted to its VAE, and their bias.
-    latent_rgb: tuple[tuple[tuple[float, ...], ...], tuple[float, ...]] = SD_LATENT_RGB
+    # None: no factors fitted to its VAE yet, so no live preview.
+    latent_rgb: tuple[tuple[tuple[float, ...], ...], tuple[float, ...]] | None = SD_LATENT_RGB
     short_label: str = ""  # in messages ("SDXL"); the label when empty
     # The request settings that mean something for it (a DiT family has no guess mode or control modes): a request
     # that sets another is refused by name, never silently ignored (`check_controls`).
@@ -76,6 +77,24 @@ class Family:
     # False: the family is recognised (its models are named and described) but the studio does not generate with it
     # yet; a run is refused by name (`check_generates`) instead of failing inside diffusers.
     generates: bool = True
+    # The samplers that apply (cnet/engine.py SCHEDULER_CLASSES) and the one a request's "default" means: DDIM, the
+    # paper's, for the U-Net families; flow-matching Euler, the only one diffusers' DiT pipelines are made for.
+    schedulers: frozenset[str] = frozenset({"ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "tcd"})
+    default_scheduler: str = "ddim"
+    few_step_scheduler: str = "lcm"
+    # The guidance a request that gives none gets: the paper's CFG 9 for SD; FLUX.1-dev's embedded (distilled)
+    # guidance of 3.5, and SD3.5 Large's CFG of 3.5, as their authors' model cards use.
+    default_guidance: float = 9.0
+    map_argument: str = "image"  # the text-to-image pipeline's argument for the maps (DiT pipelines: control_image)
+    # A1111's "(word:1.2)" weights, through compel's CLIP embeddings; a T5 family reads the prompt as plain text and
+    # refuses the notation by name instead of dropping it.
+    weighted_prompts: bool = True
+    size_multiple: int = 8  # output sides: the VAE's factor (FLUX.1 packs 2x2 latents: 16)
+    # A ControlNet-Union model with several conditions is run as a multi-ControlNet of that one model (FLUX.1's
+    # FluxMultiControlNetModel); SDXL's Union pipelines take it alone with lists.
+    union_as_multi: bool = False
+    # The U-Net ControlNet hooks (cnet/fastpath.py: skip a ControlNet at scale 0) fit its ControlNets.
+    skip_inactive: bool = True
 
     def __post_init__(self) -> None:
         if not self.short_label:
@@ -92,10 +111,28 @@ class Family:
         from .params import RequestError
 
         used = {"guess_mode": bool(request.guess_mode), "eta": request.eta != 0,
-                "control_mode": any(unit.control_mode != "balanced" for unit in request.units)}
+                "control_mode": any(unit.control_mode != "balanced" for unit in request.units),
+                "true_cfg": request.true_cfg != 1}
         for name, set_ in used.items():
             if set_ and name not in self.controls:
                 raise RequestError(f"{name} does not apply to {self.label} models: leave it at its default")
+        if "true_cfg" in self.controls and request.negative_prompt.strip() and request.true_cfg <= 1:
+            raise RequestError(f"negative_prompt: {self.label}'s guidance is distilled into the model, so a negative "
+                               "prompt needs true CFG: set true_cfg above 1 (every step then runs twice)")
+
+    def resolved(self, request: Any) -> Any:
+        """`request` with what it left to the family filled in: the sampler ("default") and the guidance (None);
+        a sampler that does not apply to this family is refused by name."""
+        from dataclasses import replace
+
+        from .params import RequestError
+
+        scheduler = self.default_scheduler if request.scheduler == "default" else request.scheduler
+        if scheduler not in self.schedulers:
+            raise RequestError(f"scheduler={scheduler!r} does not apply to {self.label} models: choose one of "
+                               f"{sorted(self.schedulers)} (or 'default')")
+        guidance = self.default_guidance if request.guidance_scale is None else request.guidance_scale
+        return replace(request, scheduler=scheduler, guidance_scale=guidance)
 
 
 SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
@@ -118,20 +155,24 @@ FAMILIES: dict[str, Family] = {
         tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True),
 }
 
-# The DiT families: recognised from their configs, described, and their tiny models built (cnet/tiny_dit.py); the
-# engine does not run them yet. diffusers' ControlNet pipelines for each mode are named here already.
+# The DiT families: a transformer denoiser, T5 beside CLIP, flow matching. diffusers' SD3 ControlNet pipelines have
+# no img2img, and their inpainting pipeline is made for one inpainting ControlNet that takes the mask as its
+# condition (not the picture-and-strength edit the other families do): both are refused by name for SD3.5.
+DIT = dict(default_side=1024, has_safety_checker=False, denoiser="transformer", schedulers=frozenset({"flow_euler"}),
+           default_scheduler="flow_euler", few_step_scheduler="flow_euler", default_guidance=3.5,
+           map_argument="control_image", weighted_prompts=False, skip_inactive=False, latent_rgb=None)
 DIT_FAMILIES = {
     "flux": Family(
         "flux", "FLUX.1", "FluxPipeline",
         {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
          "inpaint": "FluxControlNetInpaintPipeline"},
-        default_side=1024, has_safety_checker=False, text_encoders=2, tiny_vae="madebyollin/taef1",
-        short_label="FLUX.1", controls=frozenset(), denoiser="transformer", generates=False),
+        {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
+         "inpaint": "FluxControlNetInpaintPipeline"},
+        text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1", controls=frozenset({"true_cfg"}),
+        size_multiple=16, union_as_multi=True, **DIT),
     "sd3": Family(
-        "sd3", "Stable Diffusion 3.5", "StableDiffusion3Pipeline",
-        {"txt2img": "StableDiffusion3ControlNetPipeline", "inpaint": "StableDiffusion3ControlNetInpaintingPipeline"},
-        default_side=1024, has_safety_checker=False, text_encoders=3, tiny_vae="madebyollin/taesd3",
-        short_label="SD3.5", controls=frozenset(), denoiser="transformer", generates=False),
+        "sd3", "Stable Diffusion 3.5", "StableDiffusion3Pipeline", {"txt2img": "StableDiffusion3ControlNetPipeline"},
+        text_encoders=3, tiny_vae="madebyollin/taesd3", short_label="SD3.5", controls=frozenset(), **DIT),
 }
 FAMILIES.update(DIT_FAMILIES)
 
@@ -212,15 +253,16 @@ def default_side(family: Family, scheduler_config: Mapping[str, Any] | None = No
 
 
 def is_union(controlnet: Any) -> bool:
-    """True for a ControlNet-Union model (several condition kinds in one model, each with its control type)."""
-    return type(controlnet).__name__ == UNION_CLASS
+    """True for a ControlNet-Union model (several condition kinds in one model, each with its control type):
+    SDXL's ControlNetUnionModel, or a FLUX.1 ControlNet with control modes (`num_mode`, InstantX's Union)."""
+    return type(controlnet).__name__ == UNION_CLASS or bool(getattr(controlnet.config, "num_mode", None))
 
 
 def check_fits(controlnet_config: Mapping[str, Any], base_config: Mapping[str, Any], controlnet: str,
                base: str) -> None:
     """Refuse a ControlNet made for another family (or text width) than the base, naming both."""
     theirs, ours = family_of(controlnet_config), family_of(base_config)
-    width, base_width = controlnet_config.get("cross_attention_dim"), base_config.get("cross_attention_dim")
+    width, base_width = _text_width(controlnet_config), _text_width(base_config)
     if theirs is not ours:
         raise FamilyMismatchError(f"controlnet={controlnet!r} is a {theirs.label} ControlNet, but the base model "
                                   f"{base!r} is {ours.label}: choose a ControlNet made for {ours.label}, or a "
@@ -228,6 +270,22 @@ def check_fits(controlnet_config: Mapping[str, Any], base_config: Mapping[str, A
     if width != base_width:
         raise FamilyMismatchError(f"controlnet={controlnet!r} reads text embeddings {width} wide, but the base model "
                                   f"{base!r} makes them {base_width} wide: they were not made for each other")
+    inner, base_inner = _inner_width(controlnet_config), _inner_width(base_config)
+    if inner != base_inner:  # a DiT's ControlNet adds to the transformer's hidden states: same width (SD3 vs 3.5)
+        raise FamilyMismatchError(f"controlnet={controlnet!r} works {inner} wide, but the base model {base!r} is "
+                                  f"{base_inner} wide: they were made for different sizes of {ours.label}")
+
+
+def _text_width(config: Mapping[str, Any]) -> Any:
+    """The width of the text embeddings a model reads: a U-Net's cross-attention, a DiT's joint attention."""
+    return config.get("cross_attention_dim", config.get("joint_attention_dim"))
+
+
+def _inner_width(config: Mapping[str, Any]) -> Any:
+    """A DiT's hidden width (heads x head width); None for a U-Net."""
+    if "num_attention_heads" in config and "joint_attention_dim" in config:
+        return config["num_attention_heads"] * config["attention_head_dim"]
+    return None
 
 
 FEW_STEP_LORA_ENV = "CNET_FEW_STEP_LORA"
@@ -251,7 +309,8 @@ def few_step_settings(family: Family, settings: Mapping[str, Any]) -> dict[str, 
     origin = f"the server's {FEW_STEP_LORA_ENV}" if configured else f"few-step mode's LoRA for {family.label}"
     out = dict(settings)
     out["loras"] = [*list(out.get("loras") or []), LoraRef(lora, 1.0, origin=origin)]
-    out["scheduler"] = "lcm" if out.get("scheduler") in (None, "ddim") else out["scheduler"]
+    if out.get("scheduler") in (None, "default", family.default_scheduler):
+        out["scheduler"] = family.few_step_scheduler
     out.setdefault("num_inference_steps", FEW_STEPS)
     out.setdefault("guidance_scale", FEW_STEP_GUIDANCE)
     return out

@@ -39,7 +39,14 @@ class ConditionKind:
         """Family name -> the ControlNet published for this kind (cnet/families.py names the families); a family
         without an entry has none, and a unit of this kind needs a ControlNet named for it."""
         found = {"sd15": self.controlnet, "sdxl": self.sdxl_controlnet}
+        found.update({family: nets.get(self.name) for family, nets in DIT_CONTROLNETS.items()})
         return {family: net for family, net in found.items() if net}
+
+    @property
+    def union_types(self) -> dict[str, int]:
+        """Family name -> this kind's control type in that family's ControlNet-Union model."""
+        found = {"sdxl": self.union_type, "flux": FLUX_UNION_TYPES.get(self.name)}
+        return {family: kind_type for family, kind_type in found.items() if kind_type is not None}
 
     @property
     def env_var(self) -> str:
@@ -59,6 +66,20 @@ class ConditionKind:
 
 # xinsir's ControlNet++ (one SDXL model, several kinds); its six-type weights are the repository's diffusers files.
 SDXL_UNION = "xinsir/controlnet-union-sdxl-1.0"
+
+# The DiT families' ControlNets in diffusers layout, per kind. FLUX.1-dev: InstantX's canny, Shakker-Labs' depth and
+# their Union Pro 2.0 (one model for soft edges and pose, without control types), jasperai's upscaler for tile.
+# SD3.5: Stability's ControlNets for SD3.5 Large (8B) only; their blur model is the one made for tile upscaling.
+FLUX_UNION_PRO = "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0"
+DIT_CONTROLNETS: dict[str, dict[str, str]] = {
+    "flux": {"canny": "InstantX/FLUX.1-dev-Controlnet-Canny", "depth": "Shakker-Labs/FLUX.1-dev-ControlNet-Depth",
+             "openpose": FLUX_UNION_PRO, "softedge": FLUX_UNION_PRO, "tile": "jasperai/Flux.1-dev-Controlnet-Upscaler"},
+    "sd3": {"canny": "stabilityai/stable-diffusion-3.5-large-controlnet-canny",
+            "depth": "stabilityai/stable-diffusion-3.5-large-controlnet-depth",
+            "tile": "stabilityai/stable-diffusion-3.5-large-controlnet-blur"},
+}
+# InstantX's FLUX.1-dev ControlNet Union (a model with control types): 0 canny, 1 tile, 2 depth, 3 blur, 4 pose.
+FLUX_UNION_TYPES = {"canny": 0, "tile": 1, "depth": 2, "openpose": 4}
 
 
 def _kind(name: str, controlnet: str, annotator: str, description: str, needs_mask: bool = False,

@@ -37,8 +37,9 @@ ORIGINAL_NEGATIVE_PROMPT = (
     "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, worst quality, "
     "low quality"
 )
-# lcm / tcd: the few-step samplers, for a base with its few-step LoRA (cnet/families.py, `few_step_settings`).
-SCHEDULERS = ("ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "tcd")
+# lcm / tcd: the few-step samplers, for a base with its few-step LoRA (cnet/families.py, `few_step_settings`);
+# flow_euler: flow matching (FLUX.1, SD3.5); "default": the base family's own (DDIM, the paper's, for SD).
+SCHEDULERS = ("default", "ddim", "unipc", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "tcd", "flow_euler")
 MAX_SEED = 2**32 - 1
 
 
@@ -163,9 +164,13 @@ class GenerationRequest:
     negative_prompt: str = declared("", Param("what the image should not show", high="max_prompt_chars"))
     num_inference_steps: int = declared(20, Param(
         "denoising steps (20, the paper's; 4 with few_step)", type=int, name="steps", low=1, high="max_steps"))
-    guidance_scale: float = declared(9.0, Param(
-        "classifier-free guidance (9.0, the paper's; 1 with few_step)", type=float, name="guidance",
-        high="max_guidance"))
+    guidance_scale: float | None = declared(None, Param(  # None: the family's (cnet/families.py `default_guidance`)
+        "guidance: classifier-free for SD and SD3.5, FLUX.1-dev's distilled guidance for FLUX.1 (not given: 9.0, "
+        "the paper's, for SD; 3.5 for FLUX.1 and SD3.5; 1 with few_step)", type=float, name="guidance",
+        high="max_guidance", optional=True, unset=-1))
+    true_cfg: float = declared(1.0, Param(
+        "FLUX.1 text-to-image: true classifier-free guidance, which a negative prompt needs (above 1: every step "
+        "runs twice)", type=float, low=1.0, high="max_guidance"))
     eta: float = declared(0.0, Param("DDIM's eta (0: deterministic sampling)", type=float, high=1.0))
     num_images: int = declared(1, Param("images per run", type=int, low=1, high="max_images"))
     seed: int | None = declared(None, Param(  # None: drawn at random and reported in the result
@@ -179,7 +184,9 @@ class GenerationRequest:
         multiple_of=8, optional=True, unset=0))
     guess_mode: bool = declared(False, Param(  # diffusers' guess mode (control scales 0.1 -> 1.0)
         "diffusers' guess mode: the ControlNet sees only the conditional half", type=bool))
-    scheduler: str = declared("ddim", Param("the sampler (lcm/tcd: with a few-step LoRA)", choices=SCHEDULERS))
+    scheduler: str = declared("default", Param(
+        "the sampler: default (the family's: DDIM, the paper's, for SD; flow_euler for FLUX.1 and SD3.5); lcm/tcd "
+        "with a few-step LoRA", choices=SCHEDULERS))
     # How a map or picture of another shape meets the output (cnet/resize.py).
     resize_mode: str = declared("crop_and_resize", Param(
         "a map or picture of another shape: crop_and_resize (keep the centre), just_resize (stretch) or "

@@ -73,8 +73,8 @@ def wake_zero_layers(controlnet: Any, std: float = 0.1) -> None:
 
 
 def build_tiny_flux_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict[str, Any]:
-    """Tiny FLUX.1-shaped components (a transformer with one double and one single block, CLIP + T5) and a
-    FluxControlNetModel of the same width, seeded random weights."""
+    """Tiny FLUX.1-shaped components (a transformer with one double and one single block, CLIP + T5), a
+    FluxControlNetModel of the same width and a Union one (control types), seeded random weights."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -85,10 +85,12 @@ def build_tiny_flux_components(seed: int = 0, tokenizer_dir: str | Path | None =
                   num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
                   guidance_embeds=True)
     controlnet = FluxControlNetModel(**blocks)
+    union = FluxControlNetModel(num_mode=10, **blocks)  # InstantX's Union: the control type is an embedding
     wake_zero_layers(controlnet)
+    wake_zero_layers(union)
     clip_tokenizer = build_clip_tokenizer(folder / "clip")
     t5_tokenizer = build_t5_tokenizer(folder / "t5")
-    return dict(transformer=FluxTransformer2DModel(**blocks), controlnet=controlnet, vae=_vae(),
+    return dict(transformer=FluxTransformer2DModel(**blocks), controlnet=controlnet, union=union, vae=_vae(),
                 text_encoder=CLIPTextModel(CLIPTextConfig(**_clip_config(clip_tokenizer))).eval(),
                 tokenizer=clip_tokenizer, text_encoder_2=_t5(t5_tokenizer), tokenizer_2=t5_tokenizer,
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True))
@@ -121,7 +123,8 @@ DIT_BUILDERS = {"flux": build_tiny_flux_components, "sd3": build_tiny_sd3_compon
 
 
 def save_tiny_dit_models(out_dir: str | Path, seed: int = 0, family: str = "flux") -> tuple[Path, Path]:
-    """Write `out_dir/base` (the family's base pipeline) and `out_dir/controlnet` in diffusers layout; return both."""
+    """Write `out_dir/base` (the family's base pipeline) and `out_dir/controlnet` in diffusers layout (FLUX.1 also
+    `out_dir/controlnet-union`, a Union model); return the first two."""
     import diffusers
 
     from .families import FAMILIES
@@ -130,7 +133,9 @@ def save_tiny_dit_models(out_dir: str | Path, seed: int = 0, family: str = "flux
         raise ValueError(f"family={family!r} is not one of {list(DIT_BUILDERS)}")
     out = Path(out_dir)
     parts = DIT_BUILDERS[family](seed, tokenizer_dir=out / "tokenizers")
-    controlnet = parts.pop("controlnet")
+    controlnet, union = parts.pop("controlnet"), parts.pop("union", None)
     getattr(diffusers, FAMILIES[family].base_pipeline)(**parts).save_pretrained(out / "base")
     controlnet.save_pretrained(out / "controlnet")
+    if union is not None:
+        union.save_pretrained(out / "controlnet-union")
     return out / "base", out / "controlnet"

@@ -1,6 +1,5 @@
-"""FLUX.1 and SD3.5, the DiT families: tiny models built from configs (cnet/tiny_dit.py) that diffusers' own
-ControlNet pipelines load and run, recognised from their configs, and refused by name by the engine, the CLI and
-the app until the studio generates with them."""
+"""FLUX.1 and SD3.5, the DiT families: tiny models built from configs (cnet/tiny_dit.py), recognised from their
+configs, and run through the studio's doors with the same pixels as diffusers' own pipelines called directly."""
 
 from __future__ import annotations
 
@@ -9,10 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
+from cnet.engine import Engine
 from cnet.families import FAMILIES, base_family, family_of
+from cnet.request import ControlUnit, GenerationRequest, RequestError
 from cnet.tiny_dit import build_t5_tokenizer, save_tiny_dit_models
 
 PIPELINES = {"flux": "FluxControlNetPipeline", "sd3": "StableDiffusion3ControlNetPipeline"}
+NETS = {"flux": "FluxControlNetModel", "sd3": "SD3ControlNetModel"}
+PROMPT = "a red circle"
+TOLERANCE = 1  # of 255: the same kernels run in the same order on one machine; 1/255 leaves room for rounding
 
 
 @pytest.fixture(scope="module", params=["flux", "sd3"])
@@ -22,25 +26,160 @@ def dit(request, tmp_path_factory):
     return request.param, base, controlnet
 
 
-def _run(name, base, controlnet, control_image):
+@pytest.fixture(scope="module")
+def flux(tmp_path_factory):
+    base, controlnet = save_tiny_dit_models(tmp_path_factory.mktemp("flux"), seed=0, family="flux")
+    return base, controlnet, base.parent / "controlnet-union"
+
+
+def ring(side: int = 64) -> Image.Image:
+    pixels = np.zeros((side, side, 3), np.uint8)
+    pixels[side // 4: 3 * side // 4, side // 2 - 4: side // 2 + 4] = 255
+    return Image.fromarray(pixels)
+
+
+def direct(name, base, controlnet, seed=3, pipeline=None, **kwargs):
+    """diffusers' own pipeline, called as its documentation does (the family's scheduler, 3.5 guidance)."""
     import diffusers
 
-    net_class = "FluxControlNetModel" if name == "flux" else "SD3ControlNetModel"
-    net = getattr(diffusers, net_class).from_pretrained(controlnet)
-    pipe = getattr(diffusers, PIPELINES[name]).from_pretrained(base, controlnet=net)
-    out = pipe("a red circle", control_image=control_image, height=32, width=32, num_inference_steps=2,
-               generator=torch.Generator("cpu").manual_seed(0), max_sequence_length=16, output_type="np")
-    return out.images[0]
+    load = getattr(diffusers, NETS[name]).from_pretrained
+    nets = [load(c) for c in controlnet] if isinstance(controlnet, list) else load(controlnet)  # a list: a multi
+    pipe = getattr(diffusers, pipeline or PIPELINES[name]).from_pretrained(base, controlnet=nets)
+    torch.manual_seed(seed)  # SD3's pipeline samples the map's latents from the global generator
+    kwargs.setdefault("control_image", ring())
+    out = pipe(PROMPT, height=64, width=64, num_inference_steps=2, guidance_scale=3.5,
+               generator=[torch.Generator("cpu").manual_seed(seed)], output_type="np", **kwargs)
+    return (out.images[0] * 255).round().astype(int)
 
 
-def test_diffusers_runs_the_tiny_models_and_the_controlnet_reads_its_map(dit):
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB")).astype(int)
+
+
+def custom(**kwargs) -> dict:
+    return dict(prompt_mode="custom", prompt=PROMPT, num_inference_steps=2, seed=3, **kwargs)
+
+
+def test_the_cli_generates_the_pixels_of_a_direct_diffusers_call(dit, tmp_path):
+    from cnet.cli import main as cli
+
     name, base, controlnet = dit
-    ring = np.zeros((32, 32, 3), np.uint8)
-    ring[8:24, 14:18] = 255
-    black = _run(name, base, controlnet, Image.new("RGB", (32, 32)))
-    lines = _run(name, base, controlnet, Image.fromarray(ring))
-    assert black.shape == (32, 32, 3) and np.isfinite(black).all()
-    assert np.abs(black - lines).max() * 255 > 2  # the map changes the picture: the ControlNet is not asleep
+    ring().save(tmp_path / "map.png")
+    assert cli(["generate", "--base-model", str(base), "--controlnet", str(controlnet), "--image",
+                str(tmp_path / "map.png"), "--prompt-mode", "custom", "--prompt", PROMPT, "--steps", "2", "--seed",
+                "3", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    saved = sorted((tmp_path / "out").glob("*.png"))
+    made = [p for p in saved if "control" not in p.name]
+    assert len(made) == 1
+    assert np.abs(pixels(Image.open(made[0])) - direct(name, base, controlnet)).max() <= TOLERANCE
+    from cnet.result import read_metadata
+
+    meta = read_metadata(made[0])
+    assert (meta["family"], meta["scheduler"], meta["guidance_scale"]) == (name, "flow_euler", 3.5)
+
+
+def test_the_map_steers_the_picture(dit):
+    name, base, controlnet = dit
+    black = direct(name, base, controlnet, control_image=Image.new("RGB", (64, 64)))
+    assert np.abs(black - direct(name, base, controlnet)).max() > 2  # the tiny ControlNet is awake
+
+
+def test_two_controlnets_equal_diffusers_multi_controlnet(dit):
+    name, base, controlnet = dit
+    engine = Engine(str(base), device="cpu")
+    units = [ControlUnit(ring(), controlnet=str(controlnet), strength=0.8),
+             ControlUnit(ring().rotate(90), controlnet=str(controlnet), strength=0.5)]
+    made = engine.generate(GenerationRequest(units=units, **custom())).images[0]
+    want = direct(name, base, [controlnet, controlnet], control_image=[ring(), ring().rotate(90)],
+                  controlnet_conditioning_scale=[0.8, 0.5])
+    assert np.abs(pixels(made) - want).max() <= TOLERANCE
+
+
+def test_flux_img2img_and_inpaint_equal_diffusers(flux):
+    base, controlnet, _ = flux
+    engine = Engine(str(base), device="cpu")
+    picture = Image.fromarray(np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8))
+    mask = Image.fromarray(((np.arange(64)[None, :] > 32).repeat(64, 0) * 255).astype(np.uint8))
+    unit = ControlUnit(ring(), controlnet=str(controlnet))
+    made = engine.generate(GenerationRequest(units=[unit], init_image=picture, denoise=1.0, **custom()))
+    want = direct("flux", base, controlnet, pipeline="FluxControlNetImg2ImgPipeline", image=picture, strength=1.0)
+    assert np.abs(pixels(made.images[0]) - want).max() <= TOLERANCE
+    made = engine.generate(GenerationRequest(units=[unit], init_image=picture, mask=mask, denoise=1.0, mask_blur=0,
+                                             **custom()))
+    want = direct("flux", base, controlnet, pipeline="FluxControlNetInpaintPipeline", image=picture,
+                  mask_image=mask.convert("RGB"), strength=1.0)
+    assert np.abs(pixels(made.images[0]) - want).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("kinds", [("canny",), ("canny", "depth")])
+def test_a_flux_union_model_takes_each_kind_with_its_control_type(flux, kinds):
+    """One condition: the Union model with its control type; several: diffusers' multi-ControlNet of that one
+    model, each condition with its type (InstantX's numbering: canny 0, depth 2)."""
+    base, _, union = flux
+    engine = Engine(str(base), device="cpu")
+    maps = [ring(), ring().rotate(90)][: len(kinds)]
+    made = engine.generate(GenerationRequest(units=[ControlUnit(m, kind=k, controlnet=str(union))
+                                                    for m, k in zip(maps, kinds)], **custom()))
+    modes = {"canny": 0, "depth": 2}
+    if len(kinds) == 1:
+        want = direct("flux", base, union, control_mode=0)
+    else:
+        # start/end as lists too: left to their defaults, diffusers sizes them by its one net and zips the
+        # conditions down to the first
+        want = direct("flux", base, [union], control_image=maps, control_mode=[modes[k] for k in kinds],
+                      controlnet_conditioning_scale=[1.0, 1.0], control_guidance_start=[0.0, 0.0],
+                      control_guidance_end=[1.0, 1.0])
+        first_only = direct("flux", base, [union], control_image=maps, control_mode=[modes[k] for k in kinds],
+                            controlnet_conditioning_scale=[1.0, 1.0])
+        assert np.abs(first_only - want).max() > 2  # (so the studio always passes them)
+    assert np.abs(pixels(made.images[0]) - want).max() <= TOLERANCE
+    other = engine.generate(GenerationRequest(units=[ControlUnit(maps[0], kind="openpose", controlnet=str(union))],
+                                              **custom())).images[0]
+    assert np.abs(pixels(other) - pixels(made.images[0])).max() > 0  # the type changes the picture
+
+
+def test_true_cfg_runs_flux_with_its_negative_prompt_and_is_recorded(flux, tmp_path):
+    from cnet.result import read_metadata, request_from_metadata
+
+    base, controlnet, _ = flux
+    engine = Engine(str(base), device="cpu")
+    request = GenerationRequest(units=[ControlUnit(ring(), controlnet=str(controlnet))], negative_prompt="blurry",
+                                true_cfg=2.0, **custom())
+    result = engine.generate(request)
+    want = direct("flux", base, controlnet, negative_prompt="blurry", true_cfg_scale=2.0)
+    assert np.abs(pixels(result.images[0]) - want).max() <= TOLERANCE
+    saved = result.save(tmp_path)[0]
+    rerun = request_from_metadata(read_metadata(saved), saved.parent).request
+    assert (rerun.true_cfg, rerun.negative_prompt, rerun.guidance_scale) == (2.0, "blurry", 3.5)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(eta=0.5), "eta does not apply to"),
+    (dict(guess_mode=True), "guess_mode does not apply to"),
+    (dict(scheduler="ddim"), "scheduler='ddim' does not apply to"),
+    (dict(prompt="a (red:1.3) circle"), "reads the prompt as plain text (T5"),
+    (dict(width=72, height=64), "width=72: FLUX.1 makes sides in multiples of 16"),
+    (dict(negative_prompt="blurry"), "a negative prompt needs true CFG: set true_cfg above 1"),
+])
+def test_settings_that_mean_nothing_for_flux_are_refused_by_name(flux, settings, message):
+    base, controlnet, _ = flux
+    fields = {**custom(), **settings}
+    with pytest.raises(RequestError, match=message.replace("(", r"\(")):
+        Engine(str(base), device="cpu").generate(GenerationRequest(
+            units=[ControlUnit(ring(), controlnet=str(controlnet))], **fields))
+
+
+def test_sd3_edits_and_flux_img2img_negative_prompts_are_refused_by_name(dit):
+    name, base, controlnet = dit
+    engine = Engine(str(base), device="cpu")
+    unit = ControlUnit(ring(), controlnet=str(controlnet))
+    if name == "sd3":
+        with pytest.raises(RequestError, match="Stable Diffusion 3.5 has no img2img pipeline for ControlNets"):
+            engine.generate(GenerationRequest(units=[unit], init_image=ring(), **custom()))
+    else:
+        with pytest.raises(RequestError, match="negative_prompt does not apply to FluxControlNetImg2ImgPipeline"):
+            engine.generate(GenerationRequest(units=[unit], init_image=ring(), negative_prompt="blurry",
+                                              true_cfg=2.0, **custom()))
 
 
 def test_the_family_is_read_from_the_configs(dit):
@@ -49,24 +188,17 @@ def test_the_family_is_read_from_the_configs(dit):
     name, base, controlnet = dit
     assert base_family(str(base)) is FAMILIES[name]
     assert family_of(diffusers.ControlNetModel.load_config(controlnet)) is FAMILIES[name]  # any config reader
-    assert FAMILIES[name].denoiser == "transformer" and FAMILIES[name].controls == frozenset()
+    assert FAMILIES[name].denoiser == "transformer" and not {"eta", "guess_mode"} & FAMILIES[name].controls
 
 
-def test_the_cli_and_the_app_refuse_generation_by_name(dit, tmp_path, capsys):
-    from cnet.cli import main as cli
-    from webui.service import Studio
-    from webui.settings import AppSettings
+def test_a_controlnet_of_the_other_dit_family_is_refused_by_name(tmp_path):
+    from cnet.families import FamilyMismatchError
 
-    name, base, controlnet = dit
-    Image.new("RGB", (64, 64)).save(tmp_path / "map.png")
-    assert cli(["generate", "--base-model", str(base), "--controlnet", str(controlnet), "--image",
-                str(tmp_path / "map.png"), "--out", str(tmp_path / "out")]) == 2
-    label = FAMILIES[name].short_label
-    assert f"is a {FAMILIES[name].label} model: the studio recognises it but cannot generate with {label} yet" \
-        in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-    line = Studio(AppSettings(output_dir=tmp_path / "outputs")).describe_base(str(base))
-    assert f"**{FAMILIES[name].label}** (1024 px): recognised" in line
+    flux_base, _ = save_tiny_dit_models(tmp_path / "flux", family="flux")
+    _, sd3_net = save_tiny_dit_models(tmp_path / "sd3", family="sd3")
+    with pytest.raises(FamilyMismatchError, match="is a Stable Diffusion 3.5 ControlNet, but the base model"):
+        Engine(str(flux_base), device="cpu").generate(GenerationRequest(
+            units=[ControlUnit(ring(), controlnet=str(sd3_net))], **custom()))
 
 
 def test_the_t5_tokenizer_is_built_offline_and_reads_back(tmp_path):

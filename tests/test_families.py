@@ -255,4 +255,5 @@ def test_a_kind_without_a_published_controlnet_for_the_family_is_named(monkeypat
     monkeypatch.delenv("CNET_CONTROLNET_CANNY", raising=False)  # an earlier test's app may have pointed it elsewhere
     with pytest.raises(ValueError, match="kind='canny' has no published SD 2.x ControlNet"):
         KINDS["canny"].controlnet_source("sd2")
-    assert set(KINDS["tile"].controlnets) == {"sd15", "sdxl"}
+    assert set(KINDS["tile"].controlnets) == {"sd15", "sdxl", "flux", "sd3"}
+    assert set(KINDS["scribble"].controlnets) == {"sd15", "sdxl"}  # no published FLUX.1 or SD3.5 scribble model

@@ -351,7 +351,7 @@ def test_a_saved_png_holds_each_text_once(engine, tiny_models, cond_map, tmp_pat
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(guidance=None), "guidance=None must be a number"),
+    (dict(guidance="high"), "guidance='high' must be a number"),
     (dict(steps="abc"), "steps='abc' must be a whole number"),
     (dict(seed="seven"), "seed='seven' must be a whole number"),
 ])

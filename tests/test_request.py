@@ -97,5 +97,13 @@ def test_auto_without_caption_is_an_error():
 
 
 def test_defaults_are_the_papers_settings():
+    from cnet.families import FAMILIES
+
     r = req()
-    assert (r.num_inference_steps, r.guidance_scale, r.eta, r.scheduler) == (20, 9.0, 0.0, "ddim")
+    assert (r.guidance_scale, r.scheduler) == (None, "default")  # left to the base's family
+    for name in ("sd15", "sd2", "sdxl"):
+        r = FAMILIES[name].resolved(req())
+        assert (r.num_inference_steps, r.guidance_scale, r.eta, r.scheduler) == (20, 9.0, 0.0, "ddim")
+    for name in ("flux", "sd3"):  # flow matching; FLUX.1-dev's distilled guidance and SD3.5 Large's CFG of 3.5
+        assert (FAMILIES[name].resolved(req()).guidance_scale, FAMILIES[name].resolved(req()).scheduler) == (
+            3.5, "flow_euler")

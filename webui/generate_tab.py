@@ -35,7 +35,9 @@ CONTROL_MODE_CHOICES = [("Balanced", "balanced"), ("My prompt is more important"
                         ("ControlNet is more important", "control")]
 RESIZE_MODE_CHOICES = [("Crop and resize", "crop_and_resize"), ("Just resize", "just_resize"),
                        ("Resize and fill", "resize_and_fill")]
-SCHEDULER_LABELS = {"ddim": "DDIM (paper)", "unipc": "UniPC", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M",
+SCHEDULER_LABELS = {"default": "Default for the model (DDIM for SD; flow Euler for FLUX.1 / SD3.5)",
+                    "flow_euler": "Flow-matching Euler (FLUX.1, SD3.5)", "ddim": "DDIM (paper)", "unipc": "UniPC",
+                    "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M",
                     "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few-step)", "tcd": "TCD (few-step)"}
 # One control per distinct annotator parameter name; shown only for the annotators that have it.
 PARAMS = {p.name: p for a in ANNOTATORS.values() for p in a.params}
@@ -194,7 +196,8 @@ def sampling_controls(ui: SimpleNamespace, limits: Any, defaults: FormDefaults, 
     them, its ids prefixed)."""
     with gr.Row():
         ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id=f"{prefix}steps")
-        ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5, label="Guidance (CFG)")
+        ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5, label="Guidance (CFG)",
+                                info="FLUX.1: its distilled guidance (3.5 typical), not CFG")
     with gr.Row():
         ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
         ui.randomize = gr.Checkbox(value=True, label="Random seed")
@@ -236,9 +239,11 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.pixel_perfect = gr.Checkbox(label="Pixel perfect (detect at the output's resolution)")
         with gr.Row():
             ui.guess_mode = gr.Checkbox(label="Guess mode (diffusers': scales 0.1 → 1.0, conditional half)")
-            ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="ddim",
+            ui.scheduler = gr.Dropdown([(SCHEDULER_LABELS[s], s) for s in SCHEDULERS], value="default",
                                        label="Sampler")
             ui.eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Eta (DDIM; 0: deterministic)", elem_id="eta")
+            ui.true_cfg = gr.Slider(1.0, limits.max_guidance, value=1.0, step=0.5, elem_id="true-cfg",
+                                    label="True CFG (FLUX.1: a negative prompt needs it above 1; twice the time)")
         speed_switches(ui)
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
@@ -466,7 +471,7 @@ def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
 
 def _wire_model_fields(ui: SimpleNamespace, studio: Studio) -> None:
     # Few-step mode sets what it needs where the user sees it: 4 steps, guidance 1, the LCM sampler (and back).
-    ui.few_step.change(lambda on: [4, 1.0, "lcm"] if on else [20, 9.0, "ddim"], ui.few_step,
+    ui.few_step.change(lambda on: [4, 1.0, "lcm"] if on else [20, 9.0, "default"], ui.few_step,
                        [ui.steps, ui.guidance, ui.scheduler], queue=False, api_visibility="private")
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):
