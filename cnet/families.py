@@ -95,6 +95,7 @@ class Family:
     union_as_multi: bool = False
     # The U-Net ControlNet hooks (cnet/fastpath.py: skip a ControlNet at scale 0) fit its ControlNets.
     skip_inactive: bool = True
+    notes: str = ""  # what a user of this family needs to know, shown where its base is named
 
     def __post_init__(self) -> None:
         if not self.short_label:
@@ -169,10 +170,14 @@ DIT_FAMILIES = {
         {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
          "inpaint": "FluxControlNetInpaintPipeline"},
         text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1", controls=frozenset({"true_cfg"}),
-        size_multiple=16, union_as_multi=True, **DIT),
+        size_multiple=16, union_as_multi=True, notes="Guidance is FLUX.1-dev's distilled guidance (3.5), not CFG; a "
+        "negative prompt needs True CFG above 1 (twice the time). Sampler: flow-matching Euler. Sides: multiples of 16",
+        **DIT),
     "sd3": Family(
         "sd3", "Stable Diffusion 3.5", "StableDiffusion3Pipeline", {"txt2img": "StableDiffusion3ControlNetPipeline"},
-        text_encoders=3, tiny_vae="madebyollin/taesd3", short_label="SD3.5", controls=frozenset(), **DIT),
+        text_encoders=3, tiny_vae="madebyollin/taesd3", short_label="SD3.5", controls=frozenset(),
+        notes="Guidance is CFG (3.5 typical). Sampler: flow-matching Euler. Text-to-image only: no img2img or inpaint "
+        "ControlNet pipeline", **DIT),
 }
 FAMILIES.update(DIT_FAMILIES)
 

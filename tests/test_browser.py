@@ -478,3 +478,34 @@ def test_the_image_forming_shows_while_a_run_goes_and_hides_after(browser, app_u
     page.wait_for_selector("#live", state="hidden", timeout=10_000)
     assert page.locator("#gallery img").count() >= 2
     page.close()
+
+
+def test_a_flux_base_in_the_generate_tab_sets_its_guidance_and_generates(browser, app_url, cond_map, tmp_path):
+    """Name a FLUX.1 base: its family and notes show when the field is left, the guidance moves from SD's CFG 9 to
+    FLUX.1's distilled 3.5; with its ControlNet and a ready map it generates, and the PNG says so."""
+    import urllib.parse
+    import urllib.request
+
+    from cnet.result import read_metadata
+    from cnet.tiny_dit import save_tiny_dit_models
+
+    base, controlnet = save_tiny_dit_models(tmp_path / "flux", family="flux")
+    cond_map.save(tmp_path / "map.png")
+    page = open_app(browser, app_url)
+    upload_to(page, "Map", "map-editor", tmp_path / "map.png")
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    assert page.locator("#guidance input[type=number]").input_value() == "9"
+    page.locator("#base-model textarea").fill(str(base))
+    page.locator("#controlnet textarea").click()
+    page.wait_for_function("document.querySelector('#base-family')?.innerText.includes('FLUX.1')", timeout=30_000)
+    assert "needs True CFG" in page.locator("#base-family").inner_text()
+    page.wait_for_function("document.querySelector('#guidance input[type=number]').value === '3.5'", timeout=10_000)
+    page.locator("#controlnet textarea").fill(str(controlnet))
+    set_numbers(page, steps="2")
+    page.locator("#generate").click()
+    page.wait_for_selector("#files a", timeout=90_000)
+    href = page.locator("#files a").first.get_attribute("href")
+    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
+    meta = read_metadata(tmp_path / "out.png")
+    assert (meta["family"], meta["scheduler"], meta["guidance_scale"]) == ("flux", "flow_euler", 3.5)
+    page.close()

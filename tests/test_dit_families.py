@@ -206,3 +206,17 @@ def test_the_t5_tokenizer_is_built_offline_and_reads_back(tmp_path):
     ids = tokenizer("a red circle").input_ids
     assert ids[-1] == tokenizer.eos_token_id and tokenizer.unk_token_id not in ids
     assert tokenizer.decode(ids, skip_special_tokens=True) == "a red circle"
+
+
+def test_the_app_describes_a_dit_base_and_moves_a_default_guidance_to_its_family(flux, tiny_models, tmp_path):
+    from webui.service import Studio
+    from webui.settings import AppSettings
+
+    studio = Studio(AppSettings(output_dir=tmp_path / "outputs"))
+    base = str(flux[0])
+    line = studio.describe_base(base)
+    assert "**FLUX.1** (1024 px" in line and "a negative prompt needs True CFG" in line
+    assert studio.family_guidance(base, 9.0) == 3.5  # SD's default becomes FLUX.1's
+    assert studio.family_guidance(base, 5.0) == 5.0  # the user's own value stays
+    assert studio.family_guidance(str(tiny_models[0]), 3.5) == 9.0  # and back for an SD base
+    assert studio.family_guidance("nobody/no-such-model", 3.5) == 3.5  # unreadable: unchanged

@@ -197,6 +197,7 @@ def sampling_controls(ui: SimpleNamespace, limits: Any, defaults: FormDefaults, 
     with gr.Row():
         ui.steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps", elem_id=f"{prefix}steps")
         ui.guidance = gr.Slider(0.0, limits.max_guidance, value=defaults.guidance, step=0.5, label="Guidance (CFG)",
+                                elem_id=f"{prefix}guidance",
                                 info="FLUX.1: its distilled guidance (3.5 typical), not CFG")
     with gr.Row():
         ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
@@ -476,6 +477,8 @@ def _wire_model_fields(ui: SimpleNamespace, studio: Studio) -> None:
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):
         event(studio.describe_base, ui.base_model, ui.family, api_visibility="private")
+        # Guidance means CFG 9 for SD, FLUX.1-dev's distilled guidance 3.5 for FLUX.1: a default follows the family.
+        event(studio.family_guidance, [ui.base_model, ui.guidance], ui.guidance, api_visibility="private")
 
 
 def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:

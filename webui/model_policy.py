@@ -68,7 +68,23 @@ class ModelPolicy:
         if not family.generates:
             return (f"Base model family: **{family.label}** ({side} px): recognised, but the studio cannot generate "
                     f"with {family.short_label} yet; choose a Stable Diffusion 1.x, 2.x or XL base")
-        return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it)"
+        notes = f". {family.notes}" if family.notes else ""
+        return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it){notes}"
+
+    def family_guidance(self, reference: str | None, guidance: float) -> float:
+        """The guidance to show after the base model changed: the new family's default where the field holds
+        another family's default (CFG 9 for SD, 3.5 for FLUX.1 and SD3.5), else the user's own value."""
+        from cnet.families import FAMILIES, base_family
+        from common.models import ModelUnavailableError
+
+        try:
+            checked = self.check(reference, "base_model")
+            family = FAMILIES["sd15"] if checked is None and self.demo_mode() else base_family(
+                checked or base_model_source())
+        except (ModelUnavailableError, ValueError, OSError):
+            return guidance
+        defaults = {f.default_guidance for f in FAMILIES.values()}
+        return family.default_guidance if guidance in defaults else guidance
 
     def status(self) -> list[ModelStatus]:
         """Which models are on this machine now (no download, no loading), and how to get the missing ones."""

@@ -168,6 +168,10 @@ class Studio:
         """One line on the base model a visitor named (`ModelPolicy.describe_base`)."""
         return self.models.describe_base(reference)
 
+    def family_guidance(self, reference: str | None, guidance: float) -> float:
+        """The guidance field after the base model changed (`ModelPolicy.family_guidance`)."""
+        return self.models.family_guidance(reference, guidance)
+
     def model_status(self) -> list[ModelStatus]:
         """Which models are on this machine now, and how to get the missing ones (`ModelPolicy.status`)."""
         return self.models.status()
