@@ -19,6 +19,11 @@ def load_base(base_model: str, dtype: Any, single_file_config: str | None = None
     source = parse_model_source(base_model, what="base_model")
     if source.kind == "file":
         return _load_single_file_base(source.location, dtype, single_file_config)
+    from cnet.families import base_family
+
+    family = base_family(source)
+    if family.denoiser != "unet":
+        return _load_pipeline_base(source, family, dtype)
 
     def load(cls: Any, subfolder: str, **kw: Any) -> Any:
         return load_with_hub_fallback(cls.from_pretrained, source, env_var="CNET_BASE_MODEL", subfolder=subfolder,
@@ -62,7 +67,24 @@ def _load_single_file_base(path: str, dtype: Any, single_file_config: str | None
     return base
 
 
-def encode_text(texts: list[str], base: dict[str, Any], device: Any) -> tuple[Any, Any]:
+def _load_pipeline_base(source: Any, family: Any, dtype: Any) -> dict[str, Any]:
+    """A DiT base (FLUX.1, SD3.5) through its family's pipeline: the components, the pipeline itself (its
+    `encode_prompt` encodes the text, as at generation), the denoiser in fp32 (it may train), the encoders and VAE in
+    the training dtype."""
+    import diffusers
+
+    from common.models import load_with_hub_fallback
+
+    pipe = load_with_hub_fallback(getattr(diffusers, family.base_pipeline).from_pretrained, source,
+                                  env_var="CNET_BASE_MODEL")
+    base = {"family": family, "pipeline": pipe, "noise_scheduler": pipe.scheduler}
+    for name, module in pipe.components.items():
+        if module is not None and name != "scheduler":
+            base[name] = module.to(dtype=dtype) if name.startswith(("text_encoder", "vae")) else module
+    return base
+
+
+def encode_clip_text(texts: list[str], base: dict[str, Any], device: Any) -> tuple[Any, Any]:
     """The U-Net's text conditioning, and SDXL's pooled text (None for one encoder). SDXL: both encoders'
     penultimate hidden states side by side and the second's pooled projection, as its pipelines encode prompts."""
     import torch

@@ -39,8 +39,9 @@ def cache_key(base: dict[str, Any], resolution: int) -> dict[str, Any]:
     key = {"version": CACHE_VERSION, "resolution": resolution, "crop": CROP, "family": base["family"].name,
            "dtype": str(base["vae"].dtype).removeprefix("torch."),
            "vae_sha256": weights_sha256(base["vae"]), "text_encoder_sha256": weights_sha256(base["text_encoder"])}
-    if "text_encoder_2" in base:
-        key["text_encoder_2_sha256"] = weights_sha256(base["text_encoder_2"])
+    for name in ("text_encoder_2", "text_encoder_3"):  # SDXL's second encoder; FLUX.1's T5, SD3.5's CLIP-G and T5
+        if name in base:
+            key[f"{name}_sha256"] = weights_sha256(base[name])
     return key
 
 
@@ -163,7 +164,7 @@ def _finish(out: Path, key: dict[str, Any], dataset: str, base: dict[str, Any], 
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from .base import encode_text
+    from .objectives import encode_text
 
     with torch.no_grad():
         hidden, pooled = encode_text([""], base, device)
@@ -188,7 +189,7 @@ class _ShardWriter:
         import torch
         from safetensors.torch import save_file
 
-        from .base import encode_text
+        from .objectives import encode_text
 
         tensors: dict[str, list[Any]] = {"mean": [], "std": [], "hidden": [], "pooled": [], "condition": []}
         with torch.no_grad():

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import encode_text, load_base
+from .base import load_base
 from .checkpoint import CheckpointError, describe_write_error, find_resume, is_disk_full, write_atomically
 from .config import TrainConfig
 from .data import ControlNetDataset, collate, load_rows
 from .finite import TrainingDiverged, divergence_message, first_nonfinite, nonfinite_tensors
+from .objectives import encode_text, objective_for
 from .sources import data_source
 from .stop import StopRequest
 from .weights import weights_sha256
@@ -42,7 +43,9 @@ class Run:
     loaded: Any  # LoadedRows: the checked training rows
     loader: Any
     validation_rows: list[Any]
-    base: dict[str, Any]  # tokenizer, text_encoder, vae, unet, noise_scheduler (locked unless unlocked)
+    # family, tokenizer(s), text encoder(s), vae, the denoiser (unet or transformer), noise_scheduler (locked unless
+    # unlocked); a DiT's pipeline (its encode_prompt)
+    base: dict[str, Any]
     controlnet: Any  # wrapped by accelerate
     optimizer: Any
     rng: Any  # torch.Generator: data-independent draws (noise, timesteps, empty prompts), saved per process
@@ -51,7 +54,7 @@ class Run:
     ema: Any = None  # diffusers' EMAModel of the ControlNet's trainable weights (ema_decay > 0)
     step: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"empty_prompts": 0, "prompts": 0})
-    unlocked: bool = False  # large mode: the base U-Net trains too
+    unlocked: bool = False  # large mode: the base's denoiser trains too
     writer: Any = None  # TensorBoard
 
     @property
@@ -68,8 +71,9 @@ class Run:
         return self.accelerator.is_main_process
 
     @property
-    def unet(self) -> Any:
-        return self.base["unet"]
+    def denoiser(self) -> Any:
+        """The base's denoising model: the U-Net, or a DiT's transformer."""
+        return self.base[self.base["family"].denoiser]
 
     def any_process(self, local: bool) -> bool:
         """True on every process when `local` is True on any: every process takes the same branch (a stop, a failed
@@ -108,7 +112,7 @@ def loop(run: Run) -> bool:
     if run.step < config.max_steps:
         for batch in _batches(run, micro):
             if config.mode == "large" and not run.unlocked and run.step >= config.unlock_after:
-                run.unlocked = _unlock(run.unet, run.optimizer, config)
+                run.unlocked = _unlock(run.denoiser, run.optimizer, config)
                 run.emit("unlock", {"step": run.step})
             # accelerate's gradient accumulation: no all-reduce until the boundary, the loss divided by grad_accum.
             with accelerator.accumulate(run.controlnet), accelerator.autocast():
@@ -156,18 +160,11 @@ def _batches(run: Run, micro: int) -> Any:
 def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = None) -> Run | None:
     """Accelerate, data, models, optimizer, resume: a `Run`, or None when a stop arrived while loading."""
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, set_seed
+    from accelerate.utils import set_seed
 
     out = Path(config.output_dir)
     # 1. Accelerate: one process or many (accelerate launch); only the main process writes files and logs.
-    # Accumulation runs across epoch ends (sync_with_dataloader off), so a step's micro-batches do not depend on
-    # where an epoch happens to end, and a resumed run accumulates exactly as an uninterrupted one.
-    accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              gradient_accumulation_plugin=GradientAccumulationPlugin(
-                                  num_steps=config.grad_accum, sync_with_dataloader=False),
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                        data_seed=config.seed))
+    accelerator = _accelerator(config)
     emit: Callback = (callback or _ignore) if accelerator.is_main_process else _ignore
     if accelerator.is_main_process:  # first: the Train tab reads the run's settings, even of a run stopped early
         out.mkdir(parents=True, exist_ok=True)
@@ -208,11 +205,39 @@ def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = No
         return _stopped_while_loading(run)
     run.writer = _tensorboard(out) if run.main else None
     # Live references for in-process callers (tests, notebooks) that want to inspect or hook the models.
-    emit("setup", {"unet": run.unet, "controlnet": accelerator.unwrap_model(run.controlnet), "vae": run.base["vae"]})
+    emit("setup", {run.base["family"].denoiser: run.denoiser, "controlnet": accelerator.unwrap_model(run.controlnet),
+                   "vae": run.base["vae"]})
     emit("start", {"max_steps": config.max_steps, "rows": None if run.streaming else len(dataset),
                    "skipped": loaded.skipped,
                    "layout": loaded.layout, "step": run.step, "processes": accelerator.num_processes})
     return run
+
+
+def _accelerator(config: TrainConfig) -> Any:
+    """accelerate's Accelerator for the run. Accumulation runs across epoch ends (sync_with_dataloader off), so a
+    step's micro-batches do not depend on where an epoch happens to end, and a resumed run accumulates exactly as an
+    uninterrupted one; the sampler is seeded by the config."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
+
+    return Accelerator(mixed_precision=config.mixed_precision,
+                       gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=config.grad_accum,
+                                                                               sync_with_dataloader=False),
+                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+                       kwargs_handlers=_ddp_options(config))
+
+
+def _ddp_options(config: TrainConfig) -> list[Any]:
+    """Several processes: a DiT ControlNet copy holds weights that no output reads (the last double block's text
+    branch), which DDP must be told to expect (train/objectives.py `unused_parameters`). The family is read from the
+    base's config, before any weight."""
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from cnet.families import base_family
+
+    if not objective_for(base_family(config.base_model, config.single_file_config)).unused_parameters:
+        return []
+    return [DistributedDataParallelKwargs(find_unused_parameters=True)]
 
 
 def _source(run: Run, dataset: Any) -> Any:
@@ -377,43 +402,56 @@ def _to_picture(values: Any) -> Any:
 
 
 def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[str, Any], Any]:
-    """The locked base on the device, and the trainable copy (or an existing ControlNet, for transfer learning)."""
+    """The locked base on the device, and the trainable copy (or an existing ControlNet, for transfer learning), as
+    the base's family trains (train/objectives.py)."""
     import torch
-    from diffusers import ControlNetModel
 
     base = load_base(config.base_model, weight_dtype, config.single_file_config)
-    unet, vae = base["unet"], base["vae"]
+    family, vae = base["family"], base["vae"]
+    objective = objective_for(family)
+    if config.mode not in objective.modes:
+        raise ValueError(f"mode={config.mode!r} does not apply to {family.label}: choose one of "
+                         f"{list(objective.modes)} (a transformer has no middle block to connect alone)")
+    denoiser = base[family.denoiser]
     if config.init_controlnet:
-        from common.models import load_with_hub_fallback, parse_model_source
-
-        controlnet = load_with_hub_fallback(ControlNetModel.from_pretrained,
-                                            parse_model_source(config.init_controlnet, what="init_controlnet"))
-    else:
-        # The encoder copied, zero convolutions at zero. The condition encoder (4x4 kernels, stride 2, 16/32/96/256
-        # channels in diffusers) must downsample as much as the VAE: 8x for SD1.5, less for small test models.
-        downsamples = len(vae.config.block_out_channels) - 1
-        controlnet = ControlNetModel.from_unet(
-            unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[: downsamples + 1])
-    encoders = [base[n] for n in ("text_encoder", "text_encoder_2") if n in base]
-    for module in (vae, *encoders, unet):
+        controlnet = _load_controlnet(config.init_controlnet, base)
+    else:  # the copy, its zero layers at zero
+        controlnet = objective.make_controlnet(base)
+    encoders = [base[n] for n in ("text_encoder", "text_encoder_2", "text_encoder_3") if n in base]
+    for module in (vae, *encoders, denoiser):
         module.requires_grad_(False).eval()
-    unet.to(device, dtype=torch.float32 if config.mode == "large" else weight_dtype)
+    denoiser.to(device, dtype=torch.float32 if config.mode == "large" else weight_dtype)
     vae.to(device)
     for encoder in encoders:
         encoder.to(device)
     controlnet.train()
     if config.mode == "small":  # only the middle block is connected: the 12 skip zero-convs take no part
-        controlnet.controlnet_down_blocks.requires_grad_(False)
+        objective.connect_middle_only(controlnet)
     if config.gradient_checkpointing:
         controlnet.enable_gradient_checkpointing()
-        unet.enable_gradient_checkpointing()
+        denoiser.enable_gradient_checkpointing()
     return base, controlnet
+
+
+def _load_controlnet(spec: Any, base: dict[str, Any]) -> Any:
+    """An existing ControlNet (transfer learning), of the class its config names (a U-Net's, FLUX.1's, SD3's),
+    refused by name when it was made for another family than the base."""
+    import diffusers
+
+    from cnet.families import check_fits
+    from common.models import load_with_hub_fallback, parse_model_source
+
+    source = parse_model_source(spec, what="init_controlnet")
+    config = load_with_hub_fallback(diffusers.ControlNetModel.load_config, source)
+    denoiser = base[base["family"].denoiser]
+    check_fits(config, denoiser.config, source.spec, "the base model")
+    cls = getattr(diffusers, config.get("_class_name", "ControlNetModel"), diffusers.ControlNetModel)
+    return load_with_hub_fallback(cls.from_pretrained, source)
 
 
 def _resume(run: Run) -> None:
     """Weights, optimizer, LR schedule, every process's generator and the counters from the checkpoint."""
     import torch
-    from diffusers import ControlNetModel
 
     if run.config.resume == "auto":  # a (re)queued cluster job: go on where the last one stopped, or start
         from .checkpoint import complete_checkpoints
@@ -424,11 +462,12 @@ def _resume(run: Run) -> None:
     folder = find_resume(run.out, resume, warn=lambda message: run.emit("warning", {"message": message}))
     state = json.loads((folder / "trainer_state.json").read_text())
     run.step, run.stats = state["step"], state["stats"]
-    run.accelerator.unwrap_model(run.controlnet).load_state_dict(
-        ControlNetModel.from_pretrained(folder / "controlnet").state_dict())
+    controlnet = run.accelerator.unwrap_model(run.controlnet)
+    controlnet.load_state_dict(type(controlnet).from_pretrained(folder / "controlnet").state_dict())
     if run.config.mode == "large" and run.step >= run.config.unlock_after:
-        run.unlocked = _unlock(run.unet, run.optimizer, run.config)
-        run.unet.load_state_dict(type(run.unet).from_pretrained(folder / "unet").state_dict())
+        run.unlocked = _unlock(run.denoiser, run.optimizer, run.config)
+        run.denoiser.load_state_dict(type(run.denoiser).from_pretrained(
+            folder / run.base["family"].denoiser).state_dict())
     # Read on the CPU: load_state_dict moves each state to its parameter's device (a CPU process's device can be
     # "cpu:0", which torch.load cannot map to).
     run.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
@@ -470,7 +509,7 @@ def _optimizer_step(run: Run, losses: list[float]) -> None:
     taken, and the run stopped on every process, when a micro-batch's loss or the gradient is not finite."""
     accelerator, optimizer = run.accelerator, run.optimizer
     if run.unlocked and accelerator.num_processes > 1:  # the base is not DDP-wrapped: average its gradients
-        for p in run.unet.parameters():
+        for p in run.denoiser.parameters():
             if p.grad is not None:
                 p.grad = accelerator.reduce(p.grad, reduction="mean")
     norm = accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
@@ -505,7 +544,7 @@ def _refuse_nonfinite_weights(run: Run) -> None:
     controlnet = run.accelerator.unwrap_model(run.controlnet)
     named = list(controlnet.named_parameters())
     if run.unlocked:
-        named += [(f"unet.{n}", p) for n, p in run.unet.named_parameters()]
+        named += [(f"{run.base['family'].denoiser}.{n}", p) for n, p in run.denoiser.named_parameters()]
     if run.ema is not None:
         named += [(f"ema.{i}", p) for i, p in enumerate(run.ema.shadow_params)]
     bad = nonfinite_tensors((n, p.detach()) for n, p in named)
@@ -565,7 +604,7 @@ def save_checkpoint(run: Run) -> Path | None:
         def write(tmp: Path) -> None:
             accelerator.unwrap_model(run.controlnet).save_pretrained(tmp / "controlnet")
             if run.unlocked:
-                run.unet.save_pretrained(tmp / "unet")
+                run.denoiser.save_pretrained(tmp / run.base["family"].denoiser)
             torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(states, tmp / "rng.pt")
             if run.ema is not None:
@@ -589,55 +628,24 @@ def save_checkpoint(run: Run) -> Path | None:
 
 
 def _loss(run: Run, batch: dict[str, Any]) -> Any:
-    """The base's own noise-prediction loss with the ControlNet's residuals added (the paper's objective). The
-    latents and text embeddings come from the run's data source (train/sources.py)."""
+    """The family's objective (train/objectives.py) on this batch: the paper's noise prediction for the U-Net
+    families, flow matching for the DiTs. The latents and text embeddings come from the run's data source
+    (train/sources.py); half the prompts are "" as the paper does, so the ControlNet learns to read the map alone."""
     import torch
-    import torch.nn.functional as F
 
     config, rng, stats = run.config, run.rng, run.stats
-    device, weight_dtype = run.accelerator.device, run.weight_dtype
-    unet, noise_scheduler = run.unet, run.base["noise_scheduler"]
     bsz = batch["conditioning_pixel_values"].shape[0]
     latents = run.source.latents(batch, rng)
-    noise = torch.randn(latents.shape, generator=rng).to(device, latents.dtype)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=rng).to(device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    # The paper: replace half the prompts by "" so the ControlNet learns to read the map by itself.
+    objective = objective_for(run.base["family"])
+    # The draws keep the order they always had (noise and timesteps inside the objective, then the empty prompts):
+    # a U-Net run gives the weights it gave before the objectives were split out.
+    draws = objective.draws(run, latents)
     empty = (torch.rand(bsz, generator=rng) < config.empty_prompt_prob).tolist()
     texts = ["" if e else t for e, t in zip(empty, batch["text"])]
     stats["empty_prompts"] += sum(empty)
     stats["prompts"] += bsz
     hidden, pooled = run.source.text(batch, texts, empty)
-    extra = _size_conditions(run.base["family"], config.resolution, pooled, bsz, device, weight_dtype)
-    cond = batch["conditioning_pixel_values"].to(device, weight_dtype)
-    down, mid = run.controlnet(noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=cond,
-                               return_dict=False, **extra)
-    if config.mode == "small":
-        # Only the middle block is connected. diffusers adds the mid residual only when skip residuals are given
-        # too, so the 12 skips get constant zeros: no contribution, no gradient.
-        down = [torch.zeros_like(d, requires_grad=False) for d in down]
-    model_pred = unet(noisy, timesteps, encoder_hidden_states=hidden,
-                      down_block_additional_residuals=[d.to(unet.dtype) for d in down],
-                      mid_block_additional_residual=mid.to(unet.dtype), **extra).sample
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    return F.mse_loss(model_pred.float(), target.float(), reduction="mean")
-
-
-def _size_conditions(family: Any, resolution: int, pooled: Any, bsz: int, device: Any, dtype: Any
-                     ) -> dict[str, Any]:
-    """A family with size conditioning (SDXL) also conditions on the pooled text and the image's size and crop
-    (original, top-left, target): the rows are resized to `resolution` and centre-cropped, so (res, res, 0, 0, res,
-    res), as diffusers' SDXL ControlNet training script passes them. Nothing for the other families."""
-    import torch
-
-    if not family.size_conditioning:
-        return {}
-    sizes = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device,
-                         dtype=dtype).repeat(bsz, 1)
-    return {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": sizes}}
+    return objective.loss(run, batch, latents, draws, hidden, pooled)
 
 
 def _precompute(dataset: Any, base: dict[str, Any], device: Any, weight_dtype: Any, config: TrainConfig
@@ -681,11 +689,11 @@ def _optimizer(params: list[Any], config: TrainConfig) -> Any:
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.adam_weight_decay)
 
 
-def _unlock(unet: Any, optimizer: Any, config: TrainConfig) -> bool:
-    """Large mode: the base U-Net trains too, in its own parameter group with a lower learning rate."""
-    unet.requires_grad_(True).train()
+def _unlock(denoiser: Any, optimizer: Any, config: TrainConfig) -> bool:
+    """Large mode: the base's denoiser trains too, in its own parameter group with a lower learning rate."""
+    denoiser.requires_grad_(True).train()
     inner = getattr(optimizer, "optimizer", optimizer)
-    inner.add_param_group({"params": list(unet.parameters()), "lr": config.lr * config.unet_lr_scale,
+    inner.add_param_group({"params": list(denoiser.parameters()), "lr": config.lr * config.unet_lr_scale,
                            "base_lr": config.lr * config.unet_lr_scale})
     return True
 
@@ -754,7 +762,8 @@ def _validate(run: Run) -> None:
     """Validation images (a grid of [condition | image]) and, when asked, a fidelity score, from the main process."""
     import diffusers
     import torch
-    from diffusers import DDIMScheduler
+
+    from cnet.engine import make_scheduler
 
     from .data import load_image, resize_and_crop
     from .validate import run_validation
@@ -768,15 +777,18 @@ def _validate(run: Run) -> None:
         if run.ema is not None:  # validate what the run will save: the averaged weights
             run.ema.store(trained)
             run.ema.copy_to(trained)
-        # The family's own pipeline over the training modules (SDXL: both text encoders).
-        pipe = getattr(diffusers, base["family"].pipelines["txt2img"])(
-            **_pipeline_parts(base), controlnet=net,
-            scheduler=DDIMScheduler.from_config(base["noise_scheduler"].config))
+        # The family's own pipeline over the training modules (SDXL: both text encoders), with its default sampler
+        # (DDIM, the paper's; flow matching for the DiTs).
+        family = base["family"]
+        pipeline_class = getattr(diffusers, family.pipelines["txt2img"])
+        pipe = pipeline_class(**_pipeline_parts(base, pipeline_class), controlnet=net,
+                              scheduler=make_scheduler(family.default_scheduler, base["noise_scheduler"].config))
         pipe.set_progress_bar_config(disable=True)
         conditions = [resize_and_crop(load_image(r.conditioning), config.resolution) for r in rows]
         with torch.no_grad(), accelerator.autocast():
             result = run_validation(pipe, conditions, [r.text for r in rows], steps=config.validation_steps,
                                     guidance=config.validation_guidance, seed=config.seed,
+                                    map_argument=family.map_argument,
                                     out_file=out / "validation" / f"step-{step:08d}.png", fidelity=config.fidelity)
         if run.ema is not None:
             run.ema.restore(trained)
@@ -800,14 +812,17 @@ def _trained_base(run: Run) -> Any:
     any base (the Generate tab, `from_pretrained`) with the ControlNet trained beside it."""
     import diffusers
 
-    return getattr(diffusers, run.base["family"].base_pipeline)(**_pipeline_parts(run.base),
-                                                                 scheduler=run.base["noise_scheduler"])
+    pipeline_class = getattr(diffusers, run.base["family"].base_pipeline)
+    return pipeline_class(**_pipeline_parts(run.base, pipeline_class), scheduler=run.base["noise_scheduler"])
 
 
-def _pipeline_parts(base: dict[str, Any]) -> dict[str, Any]:
-    """The training modules as a pipeline's components (SDXL: both text encoders; SD: no safety checker)."""
-    parts = {k: base[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "text_encoder_2", "tokenizer_2")
-             if k in base}
+def _pipeline_parts(base: dict[str, Any], pipeline_class: Any) -> dict[str, Any]:
+    """The training modules as the components `pipeline_class` takes (SDXL: both text encoders; SD3.5: three; SD:
+    no safety checker)."""
+    import inspect
+
+    accepted = inspect.signature(pipeline_class.__init__).parameters
+    parts = {k: v for k, v in base.items() if k in accepted and k not in ("scheduler", "controlnet")}
     if base["family"].has_safety_checker:
         parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return parts
@@ -834,7 +849,7 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
             model.save_pretrained(tmp)
         (out / ".tmp-controlnet" / "README.md").write_text(
             model_card(config, loaded, stats, step, datetime.date.today().isoformat(),
-                       family_of(controlnet.config)))
+                       family_of(controlnet.config), type(controlnet).__name__))
     except Exception as err:
         for tmp, _, _ in staged:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -859,9 +874,9 @@ def _rows_text(config: TrainConfig, loaded: Any) -> str:
 
 
 def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str,
-               family: Any = None) -> str:
+               family: Any = None, model_class: str = "ControlNetModel") -> str:
     """A Hub-style model card: what this ControlNet is, what it was trained on, and how (`family`: the base's,
-    cnet/families.py; SD 1.x when not given)."""
+    cnet/families.py, SD 1.x when not given; `model_class`: the ControlNet's diffusers class)."""
     from cnet.families import FAMILIES
 
     family = family or FAMILIES["sd15"]
@@ -886,8 +901,8 @@ tags: [controlnet, stable-diffusion, {family.name}, cnet-studio]
 Load it with diffusers:
 
 ```python
-from diffusers import ControlNetModel, {pipeline}
-controlnet = ControlNetModel.from_pretrained("path/to/controlnet")
+from diffusers import {model_class}, {pipeline}
+controlnet = {model_class}.from_pretrained("path/to/controlnet")
 pipe = {pipeline}.from_pretrained("{config.base_model}", controlnet=controlnet)
 ```
 

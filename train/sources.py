@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .base import encode_text
+from .objectives import encode_text, scale_latents
 
 
 class DataSource(Protocol):
@@ -38,7 +38,7 @@ class EncodedEachStep:
         with torch.no_grad():
             dist = vae.encode(batch["pixel_values"].to(self.device, self.weight_dtype)).latent_dist
             eps = torch.randn(dist.mean.shape, generator=rng).to(self.device, dist.mean.dtype)
-            return (dist.mean + dist.std * eps) * vae.config.scaling_factor
+            return scale_latents(dist.mean + dist.std * eps, vae.config)
 
     def text(self, batch: dict[str, Any], texts: list[str], empty: list[bool]) -> tuple[Any, Any]:
         import torch
@@ -50,21 +50,21 @@ class EncodedEachStep:
 class _FromPosterior:
     """A sample of a stored posterior (mean + std * noise: the same distribution the VAE would give)."""
 
-    def __init__(self, scaling_factor: float, device: Any, weight_dtype: Any) -> None:
-        self.scaling_factor, self.device, self.weight_dtype = scaling_factor, device, weight_dtype
+    def __init__(self, vae_config: Any, device: Any, weight_dtype: Any) -> None:
+        self.vae_config, self.device, self.weight_dtype = vae_config, device, weight_dtype
 
     def _sample(self, mean: Any, std: Any, rng: Any) -> Any:
         import torch
 
         eps = torch.randn(mean.shape, generator=rng)
-        return ((mean.float() + std.float() * eps) * self.scaling_factor).to(self.device, self.weight_dtype)
+        return scale_latents(mean.float() + std.float() * eps, self.vae_config).to(self.device, self.weight_dtype)
 
 
 class Precomputed(_FromPosterior):
     """`cache` (train/loop.py `_precompute`): posteriors by row index, embeddings by prompt text, in RAM."""
 
-    def __init__(self, cache: dict[str, Any], scaling_factor: float, device: Any, weight_dtype: Any) -> None:
-        super().__init__(scaling_factor, device, weight_dtype)
+    def __init__(self, cache: dict[str, Any], vae_config: Any, device: Any, weight_dtype: Any) -> None:
+        super().__init__(vae_config, device, weight_dtype)
         self.cache = cache
 
     def latents(self, batch: dict[str, Any], rng: Any) -> Any:
@@ -84,8 +84,8 @@ class CachedOnDisk(_FromPosterior):
     """A latent cache (train/latent_cache.py): each batch brings its rows' posteriors and embeddings; a dropped
     prompt takes the cached embedding of ""."""
 
-    def __init__(self, empty_prompt: dict[str, Any], scaling_factor: float, device: Any, weight_dtype: Any) -> None:
-        super().__init__(scaling_factor, device, weight_dtype)
+    def __init__(self, empty_prompt: dict[str, Any], vae_config: Any, device: Any, weight_dtype: Any) -> None:
+        super().__init__(vae_config, device, weight_dtype)
         self.empty_prompt = empty_prompt
 
     def latents(self, batch: dict[str, Any], rng: Any) -> Any:
@@ -106,9 +106,9 @@ def data_source(base: dict[str, Any], device: Any, weight_dtype: Any, cache: dic
                 empty_prompt: dict[str, Any] | None = None) -> DataSource:
     """The run's source: a latent cache on disk (its "" embedding given), a RAM precompute (`cache`), or encoding
     in each step."""
-    scaling = base["vae"].config.scaling_factor
+    vae_config = base["vae"].config
     if empty_prompt is not None:
-        return CachedOnDisk(empty_prompt, scaling, device, weight_dtype)
+        return CachedOnDisk(empty_prompt, vae_config, device, weight_dtype)
     if cache is not None:
-        return Precomputed(cache, scaling, device, weight_dtype)
+        return Precomputed(cache, vae_config, device, weight_dtype)
     return EncodedEachStep(base, device, weight_dtype)

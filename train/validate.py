@@ -56,14 +56,16 @@ def grid(rows: list[list[Image.Image]]) -> Image.Image:
 
 
 def run_validation(pipe: Any, conditions: list[Image.Image], prompts: list[str], *, steps: int, guidance: float,
-                   seed: int, out_file: Path, fidelity: str | None = None) -> dict[str, Any]:
-    """Generate one image per condition (seeded), save [condition | image] rows as a grid, return the score."""
+                   seed: int, out_file: Path, fidelity: str | None = None, map_argument: str = "image"
+                   ) -> dict[str, Any]:
+    """Generate one image per condition (seeded), save [condition | image] rows as a grid, return the score.
+    `map_argument`: the pipeline's argument for the map (the DiT pipelines' `control_image`)."""
     import torch
 
     images = []
     for i, (cond, prompt) in enumerate(zip(conditions, prompts)):
         generator = torch.Generator("cpu").manual_seed(seed + i)
-        images.append(pipe(prompt, image=cond, num_inference_steps=steps, guidance_scale=guidance,
+        images.append(pipe(prompt, **{map_argument: cond}, num_inference_steps=steps, guidance_scale=guidance,
                            generator=generator).images[0])
     out_file.parent.mkdir(parents=True, exist_ok=True)
     picture = grid([[c, im] for c, im in zip(conditions, images)])

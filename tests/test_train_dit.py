@@ -1,0 +1,105 @@
+"""Training ControlNets for FLUX.1 and SD3.5 on the same trainer (train/objectives.py `FlowMatching`): the copy is
+the transformer's first blocks, the objective flow matching; a run resumes bit for bit and its result generates."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cnet.tiny_dit import save_tiny_dit_models
+from train.config import TrainConfig
+from train.loop import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=["flux", "sd3"])
+def dit_base(request, tmp_path_factory):
+    base, _ = save_tiny_dit_models(tmp_path_factory.mktemp(request.param), seed=0, family=request.param)
+    return request.param, base
+
+
+def config(base, circles, out, **kw):
+    settings = dict(base_model=str(base), dataset=str(circles), output_dir=str(out), resolution=64, batch_size=2,
+                    max_steps=4, lr=1e-3, checkpoint_every=100, validate_every=0, log_every=1, seed=3)
+    return TrainConfig(**{**settings, **kw})
+
+
+def weights(folder):
+    import diffusers
+
+    config = diffusers.ControlNetModel.load_config(folder)
+    model = getattr(diffusers, config["_class_name"]).from_pretrained(folder)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_four_steps_equal_two_and_a_resume_and_two_and_the_copy_starts_as_the_transformer(dit_base, circles,
+                                                                                         tmp_path):
+    import diffusers
+
+    name, base = dit_base
+    whole = train(config(base, circles, tmp_path / "whole"))
+    parts = config(base, circles, tmp_path / "parts")
+    assert train(TrainConfig(**{**parts.to_dict(), "stop_after": 2})) is None
+    resumed = train(TrainConfig(**{**parts.to_dict(), "resume": "latest"}))
+    a, b = weights(whole), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # It learned (its output layers, which start at zero, moved), and it is the family's ControlNet.
+    assert all(a[k].abs().sum() > 0 for k in a if k.startswith("controlnet_blocks.") and k.endswith("weight"))
+    cls = {"flux": "FluxControlNetModel", "sd3": "SD3ControlNetModel"}[name]
+    assert diffusers.ControlNetModel.load_config(whole)["_class_name"] == cls
+    assert f"from diffusers import {cls}" in (whole / "README.md").read_text()
+
+
+def test_a_trained_dit_controlnet_generates_in_the_studio(dit_base, circles, tmp_path):
+    from PIL import Image
+
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
+
+    name, base = dit_base
+    result = train(config(base, circles, tmp_path / "run", max_steps=1))
+    made = Engine(str(base), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(Image.new("RGB", (64, 64)), controlnet=str(result))], num_inference_steps=2, seed=0))
+    assert made.images[0].size == (64, 64) and made.metadata[0]["family"] == name
+
+
+def test_small_mode_is_refused_for_a_transformer_by_name(dit_base, circles, tmp_path):
+    _, base = dit_base
+    with pytest.raises(ValueError, match="mode='small' does not apply to .*a transformer has no middle block"):
+        train(config(base, circles, tmp_path / "small", mode="small"))
+
+
+def test_two_processes_train_identical_weights(dit_base, circles, tmp_path):
+    """accelerate's launcher, two real processes (torchrun with gloo on the CPU), as for the U-Net families."""
+    _, base = dit_base
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
+         "--base-model", str(base), "--dataset", str(circles), "--output-dir", str(tmp_path), "--resolution", "64",
+         "--batch-size", "1", "--max-steps", "2", "--checkpoint-every", "100", "--validate-every", "0"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    end = next(json.loads(line) for line in proc.stdout.splitlines() if '"event": "end"' in line)
+    assert len(end["weights_sha256"]) == 2 and end["weights_sha256"][0] == end["weights_sha256"][1]
+
+
+@pytest.mark.parametrize("source", ["precompute", "latent_cache"])
+def test_precomputed_and_cached_runs_resume_bit_for_bit(dit_base, circles, tmp_path, source):
+    """The text embeddings (T5's too, float16 in the cache) and posteriors made once: a stopped and resumed run
+    equals an uninterrupted one."""
+    _, base = dit_base
+    extra = (lambda name: {"precompute": True}) if source == "precompute" else (
+        lambda name: {"latent_cache": str(tmp_path / f"cache-{name}")})
+    whole = train(config(base, circles, tmp_path / "whole", **extra("whole")))
+    parts = config(base, circles, tmp_path / "parts", **extra("parts"))
+    assert train(TrainConfig(**{**parts.to_dict(), "stop_after": 2})) is None
+    resumed = train(TrainConfig(**{**parts.to_dict(), "resume": "latest"}))
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
