@@ -37,6 +37,7 @@ from .control_mode import install_control_modes, set_control_mode
 from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
 from .fastpath import skip_inactive_controlnet
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
+from .placement import card_gigabytes, memory_plan_mode, place, plan_base
 from .request import (
     DEFAULT_LIMITS,
     MAX_SEED,
@@ -185,6 +186,9 @@ class EngineOptions:
             time. SD1.5 + one ControlNet in fp16 then holds at most ~2.4 GB of weights on the GPU (U-Net +
             ControlNet) instead of ~2.9 GB, so a 4 GB card generates at 512x512. "none" (default) keeps
             everything on the device.
+        memory_plan: "auto" (CNET_MEMORY_PLAN): plan each part's place for the card found (cnet/placement.py:
+            text encoders offloaded, the denoiser quantised to int8 or NF4, offloaded last), so FLUX.1-dev fits a
+            12-24 GB card and SDXL an 8 GB one; `memory_status` says what was chosen. "none" (default).
     """
 
     device: str | None = None
@@ -200,6 +204,7 @@ class EngineOptions:
     compile_buckets: ShapeBuckets | None = None
     vae_tiling: bool | None = None
     offload: str | None = None
+    memory_plan: str | None = None
 
 
 class Engine:
@@ -229,6 +234,11 @@ class Engine:
         self.compile_buckets = opts.compile_buckets or (ShapeBuckets.from_env() if self.compile else None)
         self.vae_tiling = env_flag("CNET_VAE_TILING") if opts.vae_tiling is None else opts.vae_tiling
         self.offload = _offload_mode(opts.offload)
+        self.memory_plan = memory_plan_mode(opts.memory_plan)
+        self.memory_status = ""  # the applied plan's one line (cnet/memory.py `MemoryPlan.status_line`)
+        if self.memory_plan != "none" and self.offload != "none":
+            raise ValueError(f"memory_plan={self.memory_plan!r} cannot be combined with offload={self.offload!r}: the "
+                             "plan decides what is offloaded; choose one")
         if self.offload != "none" and self.compile:
             raise ValueError(f"compile=True cannot be combined with offload={self.offload!r}: compiled models must "
                              "stay on the device; choose one (compile for speed, offload for small GPUs)")
@@ -258,11 +268,17 @@ class Engine:
                 vae = self._half_precision_vae(family)
                 if vae is not None:
                     kwargs["vae"] = vae
+                plan = self._plan_memory(family)
+                if plan is not None and plan.quantization_config() is not None:
+                    kwargs["quantization_config"] = plan.quantization_config()
                 pipe = self._load(getattr(diffusers, family.base_pipeline), self.base_source, BASE_MODEL_ENV,
                                   **kwargs)
                 denoiser = getattr(pipe, family.denoiser)
                 self.family = family_of(denoiser.config)  # the loaded weights have the last word
-                if self.offload == "none":
+                if plan is not None:
+                    place(pipe, plan, self.device)
+                    self.memory_status = plan.status_line()
+                elif self.offload == "none":
                     pipe.to(self.device)  # with offload the weights stay in CPU memory; hooks move them per call
                 else:
                     pipe.vae.enable_slicing()  # decode one image at a time: the VAE decode is the activation peak
@@ -275,6 +291,34 @@ class Engine:
                     set_qkv_fused([denoiser, pipe.vae], True)
                 self._base = dict(pipe.components)
             return self._base
+
+    def _plan_memory(self, family: Family) -> Any:
+        """The memory plan for this base on the card found (cnet/placement.py), or None: no plan asked, no card to
+        plan for (the CPU), or a base whose configs are not on this machine (a single file)."""
+        if self.memory_plan == "none":
+            return None
+        card = card_gigabytes(self.device)
+        folder = self._config_folder()
+        if card is None or folder is None:
+            log.info("memory plan: %s", "no card to plan for" if card is None else "the base's configs are not here")
+            return None
+        half = str(self.dtype).removeprefix("torch.")
+        return plan_base(folder, family, f"{family.short_label} ({self.base_source.spec})", card, half)
+
+    def _config_folder(self) -> str | None:
+        """The base's pipeline folder with its configs: a local folder, or the Hub snapshot of its JSON files."""
+        if self.base_source.kind == "folder":
+            return self.base_source.location
+        if self.base_source.kind != "hub":
+            return None
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(self.base_source.location, revision=self.base_source.revision,
+                                     allow_patterns=["*.json"], local_files_only=hub_is_offline())
+        except Exception as err:  # noqa: BLE001 - offline or unreachable: the run goes on without a plan
+            log.warning("memory plan: the configs of %s could not be read (%s)", self.base_source.spec, err)
+            return None
 
     def load_tiny_vae(self) -> Any:
         """The base family's tiny autoencoder (TAESD; CNET_TINY_VAE overrides it), loaded once, for `fast_decode`."""

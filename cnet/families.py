@@ -68,7 +68,7 @@ class Family:
     short_label: str = ""  # in messages ("SDXL"); the label when empty
     # The request settings that mean something for it (a DiT family has no guess mode or control modes): a request
     # that sets another is refused by name, never silently ignored (`check_controls`).
-    controls: frozenset[str] = frozenset({"guess_mode", "control_mode", "eta"})
+    controls: frozenset[str] = frozenset({"guess_mode", "control_mode", "eta", "fast_decode"})
     # Training: it also conditions on the image's size and crop (SDXL's micro-conditioning) beside pooled text.
     size_conditioning: bool = False
     # The side of its v-prediction models where they were trained larger (SD 2.x 768-v), read from the scheduler.
@@ -113,7 +113,7 @@ class Family:
 
         used = {"guess_mode": bool(request.guess_mode), "eta": request.eta != 0,
                 "control_mode": any(unit.control_mode != "balanced" for unit in request.units),
-                "true_cfg": request.true_cfg != 1}
+                "true_cfg": request.true_cfg != 1, "fast_decode": bool(request.fast_decode)}
         for name, set_ in used.items():
             if set_ and name not in self.controls:
                 raise RequestError(f"{name} does not apply to {self.label} models: leave it at its default")
@@ -169,7 +169,7 @@ DIT_FAMILIES = {
          "inpaint": "FluxControlNetInpaintPipeline"},
         {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
          "inpaint": "FluxControlNetInpaintPipeline"},
-        text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1", controls=frozenset({"true_cfg"}),
+        text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1", controls=frozenset({"true_cfg", "fast_decode"}),
         size_multiple=16, union_as_multi=True, notes="Guidance is FLUX.1-dev's distilled guidance (3.5), not CFG; a "
         "negative prompt needs True CFG above 1 (twice the time). Sampler: flow-matching Euler. Sides: multiples of 16",
         **DIT),
@@ -177,7 +177,7 @@ DIT_FAMILIES = {
         "sd3", "Stable Diffusion 3.5", "StableDiffusion3Pipeline", {"txt2img": "StableDiffusion3ControlNetPipeline"},
         text_encoders=3, tiny_vae="madebyollin/taesd3", short_label="SD3.5", controls=frozenset(),
         notes="Guidance is CFG (3.5 typical). Sampler: flow-matching Euler. Text-to-image only: no img2img or inpaint "
-        "ControlNet pipeline", **DIT),
+        "ControlNet pipeline. No fast decode: its pipeline encodes the map with the VAE it decodes with", **DIT),
 }
 FAMILIES.update(DIT_FAMILIES)
 

@@ -278,23 +278,24 @@ def save_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def save_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 0, rank: int = 4) -> Path:
-    """Write a LoRA for the tiny base at `base_dir` (its U-Net's attention projections, random non-zero weights, so
-    it visibly changes the output) as diffusers' `pytorch_lora_weights.safetensors` in `out_dir`; return the file."""
+    """Write a LoRA for the tiny base at `base_dir` (its denoiser's attention projections, U-Net or transformer,
+    random non-zero weights, so it visibly changes the output) as diffusers' `pytorch_lora_weights.safetensors` in
+    `out_dir`; return the file."""
     import diffusers
     import torch
-    from diffusers import UNet2DConditionModel
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from .families import family_of
+    from .families import base_family
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel.from_pretrained(base_dir, subfolder="unet")
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    pipeline = getattr(diffusers, family_of(unet.config).base_pipeline)
-    pipeline.save_lora_weights(str(out_dir), unet_lora_layers=layers)
+    family = base_family(str(base_dir))
+    denoiser = diffusers.AutoModel.from_pretrained(str(base_dir), subfolder=family.denoiser)
+    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(denoiser))
+    pipeline = getattr(diffusers, family.base_pipeline)
+    pipeline.save_lora_weights(str(out_dir), **{f"{family.denoiser}_lora_layers": layers})
     return Path(out_dir) / "pytorch_lora_weights.safetensors"
 
 

@@ -1,10 +1,11 @@
 """Tiny random-weight FLUX.1 and SD3.5 models, built from configs, for offline tests of the DiT families.
 
 The real classes with tiny configs: a FluxTransformer2DModel / SD3Transformer2DModel and their ControlNets, CLIP and
-T5 text encoders, a 16-channel-free tiny VAE, the flow-matching scheduler. T5's tokenizer is a SentencePiece model
-upstream; here it is a Unigram model over a few words (`tokenizers`), saved as T5TokenizerFast's `tokenizer.json`,
-so nothing is downloaded and no sentencepiece package is needed. `save_tiny_models(..., family="flux" | "sd3")`
-(cnet/tiny.py) writes them in diffusers layout, so `from_pretrained` runs for real.
+T5 text encoders, a narrow VAE of the real latent shape (16 channels, 8x down), the flow-matching scheduler. T5's
+tokenizer is a SentencePiece model upstream; here it is a Unigram model over a few words (`tokenizers`), saved as
+T5TokenizerFast's `tokenizer.json`, so nothing is downloaded and no sentencepiece package is needed.
+`save_tiny_dit_models(..., family="flux" | "sd3")` writes them in diffusers layout, so `from_pretrained` runs for
+real.
 """
 
 from __future__ import annotations
@@ -51,13 +52,31 @@ def _clip_config(tokenizer: Any) -> dict[str, Any]:
                 pad_token_id=tokenizer.pad_token_id)
 
 
+# The DiT families' VAE shape: 16 latent channels, 8x down (FLUX.1 packs 2x2 latents into 64-wide tokens); narrow.
+LATENT_CHANNELS = 16
+
+
 def _vae() -> Any:
-    """A one-block VAE with the DiT families' latent shift (4 channels: Flux packs them 2x2 into 16)."""
+    """A narrow four-block VAE of the DiT families' shape (16 latent channels, 8x down, a latent shift)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                         latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                         shift_factor=0.0609, scaling_factor=1.5035)
+    return AutoencoderKL(sample_size=64, in_channels=3, out_channels=3, block_out_channels=(8, 8, 8, 8),
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=2,
+                         use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+
+
+def save_tiny_taef(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random AutoencoderTiny of the DiT families' latent shape (TAEF1's / TAESD3's architecture: 8x down,
+    16 latent channels, the VAE's shift and scale), for `fast_decode` tests (CNET_TINY_VAE); returns its folder."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1), latent_channels=LATENT_CHANNELS,
+                    shift_factor=0.0609, scaling_factor=1.5035).eval().save_pretrained(out_dir)
+    return Path(out_dir)
 
 
 def wake_zero_layers(controlnet: Any, std: float = 0.1) -> None:
@@ -81,7 +100,7 @@ def build_tiny_flux_components(seed: int = 0, tokenizer_dir: str | Path | None =
 
     torch.manual_seed(seed)
     folder = Path(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
-    blocks = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+    blocks = dict(patch_size=1, in_channels=4 * LATENT_CHANNELS, num_layers=1, num_single_layers=1, attention_head_dim=16,
                   num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
                   guidance_embeds=True)
     controlnet = FluxControlNetModel(**blocks)
@@ -105,14 +124,15 @@ def build_tiny_sd3_components(seed: int = 0, tokenizer_dir: str | Path | None = 
 
     torch.manual_seed(seed)
     folder = Path(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
-    blocks = dict(sample_size=32, patch_size=1, in_channels=4, attention_head_dim=8, num_attention_heads=4,
-                  caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64)
+    blocks = dict(sample_size=8, patch_size=2, in_channels=LATENT_CHANNELS, attention_head_dim=8,
+                  num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64)
     controlnet = SD3ControlNetModel(num_layers=1, **blocks)
     wake_zero_layers(controlnet)
     clip_tokenizer = build_clip_tokenizer(folder / "clip")
     t5_tokenizer = build_t5_tokenizer(folder / "t5")
     clip = _clip_config(clip_tokenizer)
-    return dict(transformer=SD3Transformer2DModel(num_layers=2, out_channels=4, **blocks), controlnet=controlnet,
+    return dict(transformer=SD3Transformer2DModel(num_layers=2, out_channels=LATENT_CHANNELS, **blocks),
+                controlnet=controlnet,
                 vae=_vae(), text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**clip)).eval(),
                 tokenizer=clip_tokenizer, text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**clip)).eval(),
                 tokenizer_2=clip_tokenizer, text_encoder_3=_t5(t5_tokenizer), tokenizer_3=t5_tokenizer,

@@ -47,6 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CNET_DEVICE", "text", "cuda, cuda:1, mps or cpu (default: automatic)"),
     Setting("CNET_DTYPE", "text", "float16, bfloat16 or float32 (default: automatic)"),
     Setting("CNET_OFFLOAD", "text", "model: low-VRAM mode, weights wait in CPU memory"),
+    Setting("CNET_MEMORY_PLAN", "text", "auto: quantise and offload parts so the base fits the card (FLUX.1, SDXL)"),
+    Setting("CNET_MEMORY_CARD_GB", "text", "the card size the memory plan plans for (default: the free memory)"),
     Setting("CNET_CHANNELS_LAST", "flag", "channels-last memory format (default on CUDA)"),
     Setting("CNET_VAE_TILING", "flag", "decode every image tile by tile (large images always are)"),
     Setting("CNET_COMPILE", "flag", "torch.compile the denoiser"),

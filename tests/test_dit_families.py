@@ -220,3 +220,78 @@ def test_the_app_describes_a_dit_base_and_moves_a_default_guidance_to_its_family
     assert studio.family_guidance(base, 5.0) == 5.0  # the user's own value stays
     assert studio.family_guidance(str(tiny_models[0]), 3.5) == 9.0  # and back for an SD base
     assert studio.family_guidance("nobody/no-such-model", 3.5) == 3.5  # unreadable: unchanged
+
+
+def test_a_memory_plan_offloads_what_it_says_and_keeps_the_pixels(flux, monkeypatch):
+    """CNET_MEMORY_PLAN=auto for a card just too small for everything: the largest text encoder is offloaded
+    (diffusers' group offloading; on this CPU the hooks run without a stream), the status says so, and the
+    pixels are those of the run without a plan."""
+    from cnet.placement import plan_base
+
+    base, controlnet, _ = flux
+    roomy = plan_base(base, FAMILIES["flux"], "FLUX.1", 1000.0, "float32")
+    encoders = sorted((p.part for p in roomy.placements if p.part.name.startswith("text_encoder")),
+                      key=lambda part: -part.params)
+    card = roomy.used_gb - encoders[0].gigabytes("float32") / 2
+    request = GenerationRequest(units=[ControlUnit(ring(), controlnet=str(controlnet))], **custom())
+    plain = Engine(str(base), device="cpu").generate(request).images[0]
+    monkeypatch.setenv("CNET_MEMORY_PLAN", "auto")
+    monkeypatch.setenv("CNET_MEMORY_CARD_GB", str(card))
+    engine = Engine(str(base), device="cpu")
+    planned = engine.generate(request).images[0]
+    assert f"{encoders[0].name} offloaded" in engine.memory_status
+    assert f"{encoders[1].name} float32" in engine.memory_status and "transformer float32" in engine.memory_status
+    assert np.abs(pixels(planned) - pixels(plain)).max() <= TOLERANCE
+    with pytest.raises(ValueError, match="cannot be combined with offload='model'"):
+        Engine(str(base), device="cpu", offload="model")
+
+
+def test_a_dit_lora_through_the_lora_field_equals_diffusers_and_unloads(dit, tmp_path):
+    import diffusers
+
+    from cnet.request import LoraRef
+    from cnet.tiny import save_tiny_lora
+
+    name, base, controlnet = dit
+    lora = save_tiny_lora(base, tmp_path / "lora")
+    engine = Engine(str(base), device="cpu")
+    unit = ControlUnit(ring(), controlnet=str(controlnet))
+    plain = pixels(engine.generate(GenerationRequest(units=[unit], **custom())).images[0])
+    styled = pixels(engine.generate(GenerationRequest(units=[unit], loras=[LoraRef(str(lora), 3.0)],
+                                                      **custom())).images[0])
+    net = getattr(diffusers, NETS[name]).from_pretrained(controlnet)
+    pipe = getattr(diffusers, PIPELINES[name]).from_pretrained(base, controlnet=net)
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="style")
+    pipe.set_adapters(["style"], adapter_weights=[3.0])
+    torch.manual_seed(3)
+    want = pipe(PROMPT, control_image=ring(), height=64, width=64, num_inference_steps=2, guidance_scale=3.5,
+                generator=[torch.Generator("cpu").manual_seed(3)], output_type="np").images[0]
+    assert np.abs(styled - (want * 255).round().astype(int)).max() <= TOLERANCE
+    assert np.abs(styled - plain).max() > 2  # the LoRA changes the picture
+    again = pixels(engine.generate(GenerationRequest(units=[unit], **custom())).images[0])
+    assert np.abs(again - plain).max() <= TOLERANCE  # and leaves when it is no longer asked for
+
+
+def test_fast_decode_uses_the_familys_tiny_autoencoder_as_diffusers_does(dit, tmp_path, monkeypatch):
+    """TAEF1 / TAESD3's shape (16 latent channels, the VAE's shift and scale): the pipeline's VAE swapped for it, as
+    diffusers' guide does, equals the studio's fast decode."""
+    import diffusers
+
+    from cnet.tiny_dit import save_tiny_taef
+
+    name, base, controlnet = dit
+    monkeypatch.setenv("CNET_TINY_VAE", str(save_tiny_taef(tmp_path / "taef")))
+    if name == "sd3":  # its pipeline encodes the map with the VAE it decodes with: a tiny one cannot encode
+        with pytest.raises(RequestError, match="fast_decode does not apply to Stable Diffusion 3.5 models"):
+            Engine(str(base), device="cpu").generate(GenerationRequest(
+                units=[ControlUnit(ring(), controlnet=str(controlnet))], fast_decode=True, **custom()))
+        return
+    made = Engine(str(base), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(ring(), controlnet=str(controlnet))], fast_decode=True, **custom())).images[0]
+    net = getattr(diffusers, NETS[name]).from_pretrained(controlnet)
+    pipe = getattr(diffusers, PIPELINES[name]).from_pretrained(base, controlnet=net)
+    pipe.vae = diffusers.AutoencoderTiny.from_pretrained(tmp_path / "taef")
+    torch.manual_seed(3)
+    want = pipe(PROMPT, control_image=ring(), height=64, width=64, num_inference_steps=2, guidance_scale=3.5,
+                generator=[torch.Generator("cpu").manual_seed(3)], output_type="np").images[0]
+    assert np.abs(pixels(made) - (want * 255).round().astype(int)).max() <= TOLERANCE
