@@ -169,7 +169,8 @@ DIT_FAMILIES = {
          "inpaint": "FluxControlNetInpaintPipeline"},
         {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
          "inpaint": "FluxControlNetInpaintPipeline"},
-        text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1", controls=frozenset({"true_cfg", "fast_decode"}),
+        text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1",
+        controls=frozenset({"true_cfg", "fast_decode"}),
         size_multiple=16, union_as_multi=True, notes="Guidance is FLUX.1-dev's distilled guidance (3.5), not CFG; a "
         "negative prompt needs True CFG above 1 (twice the time). Sampler: flow-matching Euler. Sides: multiples of 16",
         **DIT),
