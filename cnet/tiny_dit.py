@@ -101,8 +101,8 @@ def build_tiny_flux_components(seed: int = 0, tokenizer_dir: str | Path | None =
     torch.manual_seed(seed)
     folder = Path(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
     blocks = dict(patch_size=1, in_channels=4 * LATENT_CHANNELS, num_layers=1, num_single_layers=1,
-                  attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
-                  guidance_embeds=True)
+                  attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                  axes_dims_rope=[4, 4, 8], guidance_embeds=True)
     controlnet = FluxControlNetModel(**blocks)
     union = FluxControlNetModel(num_mode=10, **blocks)  # InstantX's Union: the control type is an embedding
     wake_zero_layers(controlnet)
