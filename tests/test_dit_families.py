@@ -295,3 +295,18 @@ def test_fast_decode_uses_the_familys_tiny_autoencoder_as_diffusers_does(dit, tm
     want = pipe(PROMPT, control_image=ring(), height=64, width=64, num_inference_steps=2, guidance_scale=3.5,
                 generator=[torch.Generator("cpu").manual_seed(3)], output_type="np").images[0]
     assert np.abs(pixels(made) - (want * 255).round().astype(int)).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("operation, size", [(["outpaint", "--outpaint-right", "32"], (96, 64)),
+                                             (["upscale", "--upscale", "2"], (128, 128))])
+def test_flux_outpaints_and_upscales_from_the_cli(flux, tmp_path, operation, size):
+    """The Edit operations run on FLUX.1 through its inpaint and img2img ControlNet pipelines (an upscale with the
+    tile kind's map, tile by tile where it is larger than a tile)."""
+    from cnet.cli import main as cli
+
+    base, controlnet, _ = flux
+    Image.fromarray(np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8)).save(tmp_path / "pic.png")
+    assert cli(["edit", "--picture", str(tmp_path / "pic.png"), "--kind", "tile", "--controlnet", str(controlnet),
+                "--base-model", str(base), "--operation", *operation, "--steps", "2", "--seed", "1", "--device",
+                "cpu", "--out", str(tmp_path / "out")]) == 0
+    assert Image.open(tmp_path / "out" / "cnet-1-0.png").size == size

@@ -257,3 +257,19 @@ def test_a_kind_without_a_published_controlnet_for_the_family_is_named(monkeypat
         KINDS["canny"].controlnet_source("sd2")
     assert set(KINDS["tile"].controlnets) == {"sd15", "sdxl", "flux", "sd3"}
     assert set(KINDS["scribble"].controlnets) == {"sd15", "sdxl"}  # no published FLUX.1 or SD3.5 scribble model
+
+
+def test_the_space_front_matter_lists_every_model_a_family_or_kind_names():
+    """A Hugging Face Space links the models it uses from the README's front matter: every kind's published
+    ControlNet per family, and each family's fp16 VAE, few-step LoRA and tiny autoencoder."""
+    from pathlib import Path
+
+    from cnet.families import FAMILIES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    front = readme.split("---")[1]
+    listed = {line.strip()[2:] for line in front.splitlines() if line.strip().startswith("- ")}
+    named = {net for kind in KINDS.values() for net in kind.controlnets.values()}
+    named |= {model for family in FAMILIES.values()
+              for model in (family.half_precision_vae, family.few_step_lora, family.tiny_vae) if model}
+    assert named <= listed, sorted(named - listed)

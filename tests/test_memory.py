@@ -115,3 +115,17 @@ def test_sdxl_fits_an_8_gb_card_by_offloading_its_text_encoders_and_quantising_i
     tight = plan_memory("SDXL", parts, 8, family="sdxl", half="float16")
     assert tight.fits and tight.offloaded() == ["text_encoder", "text_encoder_2"] and tight.used_gb <= 8
     assert tight.quantized() == {"unet": "nf4"}
+
+
+def test_the_readme_table_is_what_the_plan_picks():
+    """The README's memory table for FLUX.1-dev is the plan's own output (weights on the card, without the room
+    kept for activations)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) GB \| [^|]+ \| ([\d.]+) GB \|$", readme, re.M)
+    assert [card for card, _ in rows] == ["80", "40", "24", "20", "12"]
+    for card, weights in rows:
+        plan = plan_memory("FLUX.1-dev", flux_parts(), float(card), family="flux", denoiser="transformer")
+        assert f"{plan.used_gb - plan.reserve_gb:.1f}" == weights
