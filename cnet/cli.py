@@ -219,7 +219,7 @@ def _request(args: argparse.Namespace) -> tuple[Any, str | None]:
     if "source_image" in settings:
         settings["source_image"] = _load_image(settings["source_image"], "--source-image")
     if door == "edit":
-        settings, maps = _edit_settings(args, values.edit, settings)
+        settings, maps = _edit_settings(args, values.edit, settings, run.get("base_model"))
     else:
         maps, photo = _maps(args, run, settings)
         settings.setdefault("source_image", photo)
@@ -236,10 +236,11 @@ def _request(args: argparse.Namespace) -> tuple[Any, str | None]:
     return GenerationRequest(units=units, **settings), base
 
 
-def _edit_settings(args: argparse.Namespace, edit: dict[str, Any], settings: dict[str, Any]
+def _edit_settings(args: argparse.Namespace, edit: dict[str, Any], settings: dict[str, Any], base: str | None
                    ) -> tuple[dict[str, Any], list[Any]]:
-    """An edit's request settings, planned by its operation (cnet/operations.py), and its condition maps."""
-    from .operations import edit_operation, plan_edit
+    """An edit's request settings, planned by its operation (cnet/operations.py), and its condition maps (none
+    made from the picture for a base that edits by itself: FLUX.1 Fill)."""
+    from .operations import edit_operation, edit_takes_units, plan_edit
     from .request import DEFAULT_LIMITS
 
     if "init_image" not in settings:
@@ -251,6 +252,8 @@ def _edit_settings(args: argparse.Namespace, edit: dict[str, Any], settings: dic
     planned = plan_edit(operation, picture, mask, options, settings, DEFAULT_LIMITS)
     if not args.image:  # the picture is what a detected map describes: auto mode captions it
         planned.setdefault("source_image", picture)
+    if not args.image and not edit_takes_units(base, args.single_file_config):
+        return planned, []
     return planned, _edit_maps(args, planned, options)
 
 

@@ -541,6 +541,7 @@ class Engine:
         if mode not in PIPELINE_CLASSES:
             raise RequestError(f"mode={mode!r} is not one of {list(PIPELINE_CLASSES)}")
         base = self.load_base()
+        self._check_units(units)
         nets = [self.load_controlnet(*self.controlnet_spec(u)) for u in units]
         union = any(is_union(net) for net in nets)
         if union and any(net is not nets[0] for net in nets):
@@ -557,10 +558,10 @@ class Engine:
             components["requires_safety_checker"] = False
         if scheduler == "default":
             scheduler = self.family.default_scheduler
-        pipe = getattr(diffusers, class_name)(
-            **components, controlnet=_controlnet_argument(self.family, nets, union),
-            scheduler=make_scheduler(scheduler, base["scheduler"].config),
-        )
+        if nets:
+            components["controlnet"] = _controlnet_argument(self.family, nets, union)
+        pipe = getattr(diffusers, class_name)(**components,
+                                              scheduler=make_scheduler(scheduler, base["scheduler"].config))
         if fast_decode:  # set after construction, as diffusers' guide does: the pipeline reads its scale factor from
             pipe.vae = self.load_tiny_vae()  # the base VAE's config (TAESD's has no block_out_channels)
         # The hooks live on the shared modules: installing them for this pipeline first removes the previous
@@ -568,6 +569,15 @@ class Engine:
         if self.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
         return pipe
+
+    def _check_units(self, units: list[ControlUnit]) -> None:
+        """A family that takes ControlNets needs a unit; one that edits by itself (FLUX.1 Fill) takes none."""
+        if self.family.takes_controlnets and not units:
+            raise RequestError(f"units=[]: give a control unit (a map); only a {FAMILIES['flux_fill'].label} base "
+                               "runs without one")
+        if units and not self.family.takes_controlnets:
+            raise RequestError(f"units: a {self.family.label} base inpaints and outpaints by itself and takes no "
+                               f"ControlNet: give no control units (the Edit tab and `cnet edit` give none for it)")
 
     def caption(self, image: Image.Image) -> str:
         """The BLIP caption used by the `auto` prompt mode."""
@@ -634,6 +644,8 @@ class Engine:
         every map, the picture and its mask fitted to it by the request's resize mode (never silently stretched)."""
         maps = [u.image.convert("RGB") for u in request.units]
         picture = request.init_image.convert("RGB") if request.init_image is not None else None
+        if picture is None and not maps:
+            raise RequestError("units=[] and no init_image: give a map to generate from, or a picture to edit")
         sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0], "map (units[0])")
         multiple = self.planned_family().size_multiple
         width = request.width or sized_by.width // multiple * multiple
@@ -674,6 +686,8 @@ class Engine:
         masks = None
         if fitted.picture is not None:
             inputs = {"image": fitted.picture, "control_image": control, "strength": float(request.denoise)}
+        if not conditions:  # FLUX.1 Fill: the picture and the mask alone
+            inputs.pop("control_image", None)
         if request.mode == "inpaint":
             from .edit import prepare_mask
 
@@ -723,11 +737,7 @@ class Engine:
                     num_images_per_prompt=request.num_images, eta=float(request.eta),
                     # One CPU generator per image: each image is reproducible alone, on any device.
                     generator=[torch.Generator("cpu").manual_seed(s) for s in plan.seeds],
-                    # A Union model takes a list (one per condition) even for one condition.
-                    controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], union),
-                    guess_mode=request.guess_mode,
-                    control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
-                    control_guidance_end=_one_or_list([float(u.end) for u in request.units], union),
+                    **_control_arguments(request, union), guess_mode=request.guess_mode,
                     callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"],
                     # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
                     output_type=plan.output_type,
@@ -779,8 +789,9 @@ class Engine:
             raise GenerationCancelled("stopped before the first step")
         self.use_loras(pipe, request.loras)
         self.use_embeddings(pipe, request.embeddings)
-        nets = getattr(pipe.controlnet, "nets", [pipe.controlnet])
-        inputs, union = dict(plan.inputs), is_union(nets[0])
+        net = getattr(pipe, "controlnet", None)
+        nets = getattr(net, "nets", [net])
+        inputs, union = dict(plan.inputs), net is not None and is_union(nets[0])
         if union:  # one model, every condition with its control type; the maps always as `control_image`
             if plan.picture is None:
                 inputs.pop("image", None)
@@ -942,6 +953,16 @@ def _call_arguments(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
                 raise RequestError(f"{field_name} does not apply to {type(pipe).__name__} (this base model and "
                                    f"operation): leave it at {neutral!r}")
     return out
+
+
+def _control_arguments(request: GenerationRequest, union: bool) -> dict[str, Any]:
+    """The units' strengths and start/end as the pipeline takes them (a Union model: lists, one per condition,
+    even for one); none for a run without units (FLUX.1 Fill)."""
+    if not request.units:
+        return {}
+    return dict(controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], union),
+                control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
+                control_guidance_end=_one_or_list([float(u.end) for u in request.units], union))
 
 
 def _controlnet_argument(family: Family, nets: list[Any], union: bool) -> Any:

@@ -96,6 +96,9 @@ class Family:
     # The U-Net ControlNet hooks (cnet/fastpath.py: skip a ControlNet at scale 0) fit its ControlNets.
     skip_inactive: bool = True
     notes: str = ""  # what a user of this family needs to know, shown where its base is named
+    # False: a base that edits without ControlNets (FLUX.1 Fill reads the picture and mask itself); a request
+    # with control units is refused by name, and the edit doors make none for it.
+    takes_controlnets: bool = True
 
     def __post_init__(self) -> None:
         if not self.short_label:
@@ -180,6 +183,14 @@ DIT_FAMILIES = {
         notes="Guidance is CFG (3.5 typical). Sampler: flow-matching Euler. Text-to-image only: no img2img or inpaint "
         "ControlNet pipeline. No fast decode: its pipeline encodes the map with the VAE it decodes with", **DIT),
 }
+# FLUX.1 Fill: a FLUX.1 transformer that also reads the masked picture's latents and the mask (in_channels six times
+# its out_channels: 64 + 64 + 256 packed), through FluxFillPipeline, for inpaint and outpaint; no ControlNet.
+DIT_FAMILIES["flux_fill"] = Family(
+    "flux_fill", "FLUX.1 Fill", "FluxFillPipeline", {"inpaint": "FluxFillPipeline"}, text_encoders=2,
+    tiny_vae="madebyollin/taef1", short_label="FLUX.1 Fill", controls=frozenset({"fast_decode"}), size_multiple=16,
+    takes_controlnets=False, **{**DIT, "default_guidance": 30.0},
+    notes="It inpaints and outpaints (Edit tab, `cnet edit`) by itself, without a ControlNet: the unit's kind is not "
+    "used. Guidance 30, as its model card. Sides: multiples of 16")
 FAMILIES.update(DIT_FAMILIES)
 
 UNION_CLASS = "ControlNetUnionModel"
@@ -189,7 +200,7 @@ def family_of(config: Mapping[str, Any]) -> Family:
     """The family of a U-Net, transformer or ControlNet from its config (a `config.json` as a dict, or a model's
     `.config`): FLUX.1's have single-stream blocks, SD3's a caption projection; then the U-Net families."""
     if "num_single_layers" in config:
-        return FAMILIES["flux"]
+        return _flux_family(config)
     if "caption_projection_dim" in config:
         return FAMILIES["sd3"]
     if config.get("addition_embed_type") == "text_time":
@@ -198,6 +209,18 @@ def family_of(config: Mapping[str, Any]) -> Family:
         raise ValueError(f"an unknown architecture (addition_embed_type={config.get('addition_embed_type')!r}, "
                          f"in_channels={config.get('in_channels')!r}): not a Stable Diffusion 1.x, 2.x or XL model")
     return FAMILIES["sd2"] if config.get("use_linear_projection") else FAMILIES["sd15"]
+
+
+def _flux_family(config: Mapping[str, Any]) -> Family:
+    """FLUX.1, or FLUX.1 Fill (its transformer reads six times the channels it writes); BFL's Canny/Depth control
+    models (twice) and other variants are refused by name."""
+    out_channels = config.get("out_channels")
+    if not out_channels or out_channels == config.get("in_channels"):
+        return FAMILIES["flux"]
+    if config.get("in_channels") == 6 * out_channels:
+        return FAMILIES["flux_fill"]
+    raise ValueError(f"an unknown FLUX.1 variant (in_channels={config.get('in_channels')!r}, out_channels="
+                     f"{out_channels!r}): FLUX.1 [dev]/[schnell] and FLUX.1 Fill are supported")
 
 
 def base_family(spec: str | ModelSource, single_file_config: str | None = None) -> Family:
@@ -326,6 +349,6 @@ def pipeline_class(family: Family, mode: str, union: bool) -> str:
     """The diffusers pipeline class that runs `mode` on this family (with a ControlNet-Union model when `union`)."""
     table = family.union_pipelines if union else family.pipelines
     if mode not in table:
-        what = "ControlNet-Union models" if union else "ControlNets"
-        raise ValueError(f"{family.label} has no {mode} pipeline for {what}")
+        what = " for ControlNet-Union models" if union else " for ControlNets" if family.takes_controlnets else ""
+        raise ValueError(f"{family.label} has no {mode} pipeline{what}")
     return table[mode]

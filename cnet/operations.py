@@ -197,6 +197,20 @@ def size_refused(what: str, width: int, height: int, limits: Any) -> RequestErro
                         f"or height (the picture is scaled to fit), or use {other} picture")
 
 
+def edit_takes_units(base_model: Any = None, single_file_config: str | None = None) -> bool:
+    """Whether an edit on `base_model` (None: the configured default) runs under control units: False for a base
+    that edits by itself (FLUX.1 Fill), whose edit doors then make no unit from the picture. A base whose config
+    cannot be read counts as taking them: the engine then names what is missing."""
+    from common.models import ModelUnavailableError
+
+    from .families import base_family, base_model_source
+
+    try:
+        return base_family(base_model or base_model_source(), single_file_config).takes_controlnets
+    except (ModelUnavailableError, ValueError, OSError):
+        return True
+
+
 def condition_from_picture(kind: Any, picture: Image.Image, down_sampling: float = 1.0) -> Image.Image | None:
     """The map of a unit given no map, made from the edited picture: the picture itself for a kind the engine
     masks (inpaint), the tile kind's resampled picture (at the picture's size: the engine fits it to the output),

@@ -243,8 +243,12 @@ class GenerationRequest:
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
         """Return a checked copy with `prompt_mode` as a PromptMode; raise RequestError on the first bad field."""
-        if not isinstance(self.units, list) or not 1 <= len(self.units) <= limits.max_units:
+        # No unit: an edit by a base that takes no ControlNet (FLUX.1 Fill); the engine refuses it for the others.
+        if not isinstance(self.units, list) or not 0 <= len(self.units) <= limits.max_units:
             raise RequestError(f"units={short_repr(self.units)}: give 1 to {limits.max_units} control units")
+        if not self.units and self.init_image is None:
+            raise RequestError("units=[]: give a control unit (a map); only an edit by a base that takes no "
+                               "ControlNet (FLUX.1 Fill) runs without one")
         for i, unit in enumerate(self.units):
             _check_unit(i, unit, limits)
         return self.validate_settings(limits)

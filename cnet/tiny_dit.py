@@ -139,12 +139,31 @@ def build_tiny_sd3_components(seed: int = 0, tokenizer_dir: str | Path | None = 
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
 
 
-DIT_BUILDERS = {"flux": build_tiny_flux_components, "sd3": build_tiny_sd3_components}
+def build_tiny_flux_fill_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict[str, Any]:
+    """A tiny FLUX.1 Fill: the tiny FLUX.1's parts with a transformer that also reads the masked picture's latents
+    and the packed mask (64 + 64 + 256 channels in, 64 out, as FLUX.1 Fill [dev]); no ControlNet."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    parts = build_tiny_flux_components(seed, tokenizer_dir)
+    parts.pop("controlnet")
+    parts.pop("union")
+    torch.manual_seed(seed + 1)
+    packed = 4 * LATENT_CHANNELS
+    parts["transformer"] = FluxTransformer2DModel(
+        patch_size=1, in_channels=6 * packed, out_channels=packed, num_layers=1, num_single_layers=1,
+        attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8], guidance_embeds=True)
+    return parts
 
 
-def save_tiny_dit_models(out_dir: str | Path, seed: int = 0, family: str = "flux") -> tuple[Path, Path]:
+DIT_BUILDERS = {"flux": build_tiny_flux_components, "sd3": build_tiny_sd3_components,
+                "flux_fill": build_tiny_flux_fill_components}
+
+
+def save_tiny_dit_models(out_dir: str | Path, seed: int = 0, family: str = "flux") -> tuple[Path, Path | None]:
     """Write `out_dir/base` (the family's base pipeline) and `out_dir/controlnet` in diffusers layout (FLUX.1 also
-    `out_dir/controlnet-union`, a Union model); return the first two."""
+    `out_dir/controlnet-union`, a Union model); return the first two (FLUX.1 Fill has no ControlNet: None)."""
     import diffusers
 
     from .families import FAMILIES
@@ -153,8 +172,10 @@ def save_tiny_dit_models(out_dir: str | Path, seed: int = 0, family: str = "flux
         raise ValueError(f"family={family!r} is not one of {list(DIT_BUILDERS)}")
     out = Path(out_dir)
     parts = DIT_BUILDERS[family](seed, tokenizer_dir=out / "tokenizers")
-    controlnet, union = parts.pop("controlnet"), parts.pop("union", None)
+    controlnet, union = parts.pop("controlnet", None), parts.pop("union", None)
     getattr(diffusers, FAMILIES[family].base_pipeline)(**parts).save_pretrained(out / "base")
+    if controlnet is None:
+        return out / "base", None
     controlnet.save_pretrained(out / "controlnet")
     if union is not None:
         union.save_pretrained(out / "controlnet-union")

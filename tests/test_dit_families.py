@@ -310,3 +310,52 @@ def test_flux_outpaints_and_upscales_from_the_cli(flux, tmp_path, operation, siz
                 "--base-model", str(base), "--operation", *operation, "--steps", "2", "--seed", "1", "--device",
                 "cpu", "--out", str(tmp_path / "out")]) == 0
     assert Image.open(tmp_path / "out" / "cnet-1-0.png").size == size
+
+
+@pytest.fixture(scope="module")
+def fill(tmp_path_factory):
+    base, _ = save_tiny_dit_models(tmp_path_factory.mktemp("fill"), seed=0, family="flux_fill")
+    return base
+
+
+def test_flux_fill_inpaints_from_the_cli_as_diffusers_does_and_takes_no_controlnet(fill, flux, tmp_path):
+    """A FLUX.1 Fill base is its own family (six times the channels in); `cnet edit` makes no map for it, and
+    the pixels equal FluxFillPipeline's (guidance 30, as its model card); a unit given to it is refused by name."""
+    import diffusers
+
+    from cnet.cli import main as cli
+
+    assert base_family(str(fill)) is FAMILIES["flux_fill"]
+    picture = Image.fromarray(np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8))
+    mask = Image.fromarray(((np.arange(64)[None, :] > 32).repeat(64, 0) * 255).astype(np.uint8))
+    picture.save(tmp_path / "pic.png")
+    mask.save(tmp_path / "mask.png")
+    assert cli(["edit", "--picture", str(tmp_path / "pic.png"), "--mask", str(tmp_path / "mask.png"),
+                "--operation", "inpaint", "--base-model", str(fill), "--prompt", PROMPT, "--steps", "2", "--seed",
+                "3", "--denoise", "1", "--mask-blur", "0", "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    made = pixels(Image.open(tmp_path / "out" / "cnet-3-0.png"))
+    pipe = diffusers.FluxFillPipeline.from_pretrained(fill)
+    want = pipe(PROMPT, image=picture, mask_image=mask.convert("RGB"), height=64, width=64, num_inference_steps=2,
+                guidance_scale=30.0, generator=[torch.Generator("cpu").manual_seed(3)], output_type="np").images[0]
+    assert np.abs(made - (want * 255).round().astype(int)).max() <= TOLERANCE
+    engine = Engine(str(fill), device="cpu")
+    with pytest.raises(RequestError, match="FLUX.1 Fill base inpaints and outpaints by itself and takes no"):
+        engine.generate(GenerationRequest(units=[ControlUnit(ring(), controlnet=str(flux[1]))], init_image=picture,
+                                          mask=mask, **custom()))
+    with pytest.raises(RequestError, match="FLUX.1 Fill has no img2img pipeline"):
+        engine.generate(GenerationRequest(units=[], init_image=picture, operation="img2img", **custom()))
+
+
+def test_flux_fill_outpaints_in_the_studio_without_a_unit(fill, tmp_path):
+    from webui.service import Studio, UnitInput
+    from webui.settings import AppSettings
+
+    studio = Studio(AppSettings(output_dir=tmp_path / "outputs"))
+    picture = Image.fromarray(np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8))
+    from cnet.operations import EditOptions
+
+    result, saved = studio.edit(picture, [UnitInput("photo", None, kind="canny")], operation="outpaint",
+                                options=EditOptions(outpaint_right=32), base_model=str(fill), num_inference_steps=2,
+                                seed=1)
+    assert result.images[0].size == (96, 64) and result.metadata[0]["family"] == "flux_fill"
+    assert result.metadata[0]["controlnets"] == [] and saved

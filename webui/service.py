@@ -319,7 +319,7 @@ class Studio:
         (`condition_from_picture`: the picture itself, the tile map, or its kind's annotator, pixel perfect).
         `options`: an outpaint's sides, an upscale's factor, the tile kind's down-sampling. `generate_args` as for
         `generate` (settings included)."""
-        from cnet.operations import condition_from_picture, get_operation, plan_edit
+        from cnet.operations import condition_from_picture, edit_takes_units, get_operation, plan_edit
 
         options = options or EditOptions()
         get_operation(operation)
@@ -332,6 +332,9 @@ class Studio:
         planned = plan_edit(operation, image, mask, options, generate_args, self.settings.limits)
         image = planned["init_image"]
         filled = []
+        base = self.models.check(generate_args.get("base_model"), "base_model")
+        if not (self.demo_mode and base is None) and not edit_takes_units(base):
+            units = [u for u in units if u.image is not None]  # FLUX.1 Fill edits by itself: no map is made for it
         for unit in units:
             made = None if unit.image is not None else condition_from_picture(
                 get_kind(unit.kind), image, options.tile_down_sampling)
