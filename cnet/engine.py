@@ -251,6 +251,7 @@ class Engine:
         self._embeddings: tuple[str, ...] = ()  # textual-inversion sources loaded now
         self._controlnets = LRUCache(self.max_cached_controlnets)
         self._tiny_vae: Any = None  # TAESD, for fast_decode (loaded on first use)
+        self._no_preview_vae = False  # the DiT previews' tiny autoencoder is not to be had: asked once
         self._load_lock = threading.RLock()
         self._run_lock = threading.Lock()
 
@@ -764,11 +765,10 @@ class Engine:
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if marks:
                 torch.compiler.cudagraph_mark_step_begin()
-            if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors \
-                    and self.family.latent_rgb is not None:
-                from .preview import latents_to_preview
-
-                preview(latents_to_preview(tensors["latents"], self.family.name, (plan.width, plan.height)), step + 1)
+            if preview is not None and (step + 1) % max(1, preview_every) == 0 and "latents" in tensors:
+                image = self._preview(pipe, tensors["latents"], plan)
+                if image is not None:
+                    preview(image, step + 1)
             if progress is not None:
                 progress(step + 1, plan.total)
             if should_stop is not None and should_stop():
@@ -776,6 +776,25 @@ class Engine:
             return {}
 
         return on_step_end
+
+    def _preview(self, pipe: Any, latents: Any, plan: RunPlan) -> Image.Image | None:
+        """The first image as it forms (cnet/preview.py): the family's latent-to-RGB factors where they are fitted
+        (SD, SDXL); else its tiny autoencoder's decode (FLUX.1, SD3.5: TAEF1 / TAESD3) when that is on this machine
+        or reachable; else None (no preview; the bar still counts the steps)."""
+        from .preview import latents_to_preview, tiny_vae_preview
+
+        size = (plan.width, plan.height)
+        if self.family.latent_rgb is not None:
+            return latents_to_preview(latents, self.family.name, size)
+        if self._tiny_vae is None and self._no_preview_vae:
+            return None
+        try:
+            tiny = self.load_tiny_vae()
+        except (ModelUnavailableError, ValueError) as err:  # not here, or a CNET_TINY_VAE that names nothing
+            log.info("no live preview for %s: %s", self.family.label, err)
+            self._no_preview_vae = True  # asked once per engine, not at every step
+            return None
+        return tiny_vae_preview(pipe, latents, tiny, size)
 
     def _ready_pipeline(self, plan: RunPlan, should_stop: StopFn | None) -> tuple[Any, dict[str, Any], bool]:
         """The pipeline for the plan, with the request's LoRAs, embeddings and control modes applied, its image

@@ -359,3 +359,23 @@ def test_flux_fill_outpaints_in_the_studio_without_a_unit(fill, tmp_path):
                                 seed=1)
     assert result.images[0].size == (96, 64) and result.metadata[0]["family"] == "flux_fill"
     assert result.metadata[0]["controlnets"] == [] and saved
+
+
+def test_live_previews_come_from_the_tiny_autoencoder_and_are_skipped_without_it(dit, tmp_path, monkeypatch):
+    """No latent-to-RGB factors are fitted to the 16-channel VAEs: the preview is TAEF1/TAESD3's decode when it can
+    be had (here the tiny one), and without it the run goes on with no preview."""
+    from cnet.tiny_dit import save_tiny_taef
+
+    name, base, controlnet = dit
+    request = GenerationRequest(units=[ControlUnit(ring(), controlnet=str(controlnet))], **{**custom(),
+                                                                                           "num_inference_steps": 4})
+    seen = []
+    monkeypatch.delenv("CNET_TINY_VAE", raising=False)  # the family's Hub id: not on this offline machine
+    plain = Engine(str(base), device="cpu").generate(request, preview=lambda image, step: seen.append(step))
+    assert seen == []
+    monkeypatch.setenv("CNET_TINY_VAE", str(save_tiny_taef(tmp_path / "taef")))
+    shown = []
+    made = Engine(str(base), device="cpu").generate(request, preview_every=2,
+                                                    preview=lambda image, step: shown.append((image.size, step)))
+    assert shown == [((64, 64), 2), ((64, 64), 4)]
+    assert np.array_equal(pixels(made.images[0]), pixels(plain.images[0]))  # watching changes nothing
