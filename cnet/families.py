@@ -58,8 +58,11 @@ class Family:
     # The VAE its authors' community publishes for half precision, where the base's own overflows in fp16 (SDXL's
     # does; diffusers then decodes in fp32, slower): used in fp16 when on this machine or reachable.
     half_precision_vae: str | None = None
-    # The LoRA that makes it sample in a few steps (latent consistency distillation), for the few-step mode.
+    # The LoRA that makes it sample in a few steps (latent consistency distillation for SD; FLUX.1: alimama's
+    # Turbo-Alpha, 8 steps at its usual guidance), for the few-step mode, with its steps and guidance.
     few_step_lora: str | None = None
+    few_steps: int = 4  # LCM-LoRA's authors: 2-8 steps, 4 a good balance
+    few_step_guidance: float = 1.0  # their guidance of 1-2; 1 drops the unconditional half of every step (no CFG)
     # The tiny autoencoder (TAESD) distilled from its VAE, for the opt-in fast decode (`fast_decode`).
     tiny_vae: str | None = "madebyollin/taesd"
     # Live previews (cnet/preview.py): the latent channels -> RGB factors fitted to its VAE, and their bias.
@@ -173,6 +176,7 @@ DIT_FAMILIES = {
         {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
          "inpaint": "FluxControlNetInpaintPipeline"},
         text_encoders=2, tiny_vae="madebyollin/taef1", short_label="FLUX.1",
+        few_step_lora="alimama-creative/FLUX.1-Turbo-Alpha", few_steps=8, few_step_guidance=3.5,
         controls=frozenset({"true_cfg", "fast_decode"}),
         size_multiple=16, union_as_multi=True, notes="Guidance is FLUX.1-dev's distilled guidance (3.5), not CFG; a "
         "negative prompt needs True CFG above 1 (twice the time). Sampler: flow-matching Euler. Sides: multiples of 16",
@@ -318,14 +322,13 @@ def _inner_width(config: Mapping[str, Any]) -> Any:
 
 
 FEW_STEP_LORA_ENV = "CNET_FEW_STEP_LORA"
-FEW_STEPS = 4  # LCM-LoRA's authors: 2-8 steps, 4 a good balance
-FEW_STEP_GUIDANCE = 1.0  # their guidance of 1-2; 1 drops the unconditional half of every step (no CFG)
 
 
 def few_step_settings(family: Family, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The few-step mode (opt-in; it changes the image): the family's LCM-LoRA (CNET_FEW_STEP_LORA overrides it)
-    added to the request's LoRAs, the LCM sampler, 4 steps and guidance 1, where the settings do not already say
-    otherwise (steps and guidance the caller set are kept). ValueError for a family without one."""
+    """The few-step mode (opt-in; it changes the image): the family's few-step LoRA (CNET_FEW_STEP_LORA overrides
+    it) added to the request's LoRAs, its sampler, steps and guidance (SD: LCM, 4 steps, guidance 1; FLUX.1:
+    flow Euler, 8 steps, 3.5), where the settings do not already say otherwise (steps and guidance the caller set
+    are kept). ValueError for a family without one."""
 
     from common.env import env_text
 
@@ -340,8 +343,8 @@ def few_step_settings(family: Family, settings: Mapping[str, Any]) -> dict[str, 
     out["loras"] = [*list(out.get("loras") or []), LoraRef(lora, 1.0, origin=origin)]
     if out.get("scheduler") in (None, "default", family.default_scheduler):
         out["scheduler"] = family.few_step_scheduler
-    out.setdefault("num_inference_steps", FEW_STEPS)
-    out.setdefault("guidance_scale", FEW_STEP_GUIDANCE)
+    out.setdefault("num_inference_steps", family.few_steps)
+    out.setdefault("guidance_scale", family.few_step_guidance)
     return out
 
 

@@ -379,3 +379,31 @@ def test_live_previews_come_from_the_tiny_autoencoder_and_are_skipped_without_it
                                                     preview=lambda image, step: shown.append((image.size, step)))
     assert shown == [((64, 64), 2), ((64, 64), 4)]
     assert np.array_equal(pixels(made.images[0]), pixels(plain.images[0]))  # watching changes nothing
+
+
+def test_few_step_mode_on_flux_adds_its_turbo_lora_with_its_steps_guidance_and_sampler(flux, tmp_path,
+                                                                                      monkeypatch):
+    """FLUX.1's few-step LoRA (alimama's Turbo-Alpha: 8 steps at guidance 3.5, flow Euler; here the tiny LoRA as
+    CNET_FEW_STEP_LORA) is added like SD's LCM-LoRA; the form shows the family's values; SD3.5 has none."""
+    from cnet.families import few_step_settings
+    from cnet.tiny import save_tiny_lora
+    from webui.service import Studio
+    from webui.settings import AppSettings
+
+    base, controlnet, _ = flux
+    settings = few_step_settings(FAMILIES["flux"], {})
+    assert (settings["num_inference_steps"], settings["guidance_scale"], settings["scheduler"]) == (8, 3.5,
+                                                                                                    "flow_euler")
+    assert settings["loras"][0].source == "alimama-creative/FLUX.1-Turbo-Alpha"
+    with pytest.raises(ValueError, match="few-step mode has no LoRA for Stable Diffusion 3.5"):
+        few_step_settings(FAMILIES["sd3"], {})
+    studio = Studio(AppSettings(output_dir=tmp_path / "outputs"))
+    assert studio.few_step_form(True, str(base)) == [8, 3.5, "flow_euler"]
+    assert studio.few_step_form(False, str(base)) == [20, 3.5, "default"]
+    monkeypatch.setenv("CNET_FEW_STEP_LORA", str(save_tiny_lora(base, tmp_path / "turbo")))
+    from webui.service import UnitInput
+
+    result, _ = studio.generate([UnitInput("map", ring(), controlnet=str(controlnet))], base_model=str(base),
+                                few_step=True, prompt_mode="custom", prompt=PROMPT, seed=1, num_inference_steps=2)
+    meta = result.metadata[0]
+    assert meta["scheduler"] == "flow_euler" and meta["loras"][0]["model"].endswith("pytorch_lora_weights.safetensors")

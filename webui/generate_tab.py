@@ -208,7 +208,8 @@ def sampling_controls(ui: SimpleNamespace, limits: Any, defaults: FormDefaults, 
 def speed_switches(ui: SimpleNamespace, prefix: str = "") -> None:
     """The two speed switches in a row, each labelled in full (the Edit tab shares them, its ids prefixed)."""
     with gr.Row():
-        ui.few_step = gr.Checkbox(label="Few-step mode (LCM-LoRA: 4 steps, guidance 1; changes the image)",
+        ui.few_step = gr.Checkbox(label="Few-step mode (the model's few-step LoRA: SD 4 steps, FLUX.1 8; changes "
+                                  "the image)",
                                   elem_id=f"{prefix}few-step")
         ui.fast_decode = gr.Checkbox(label="Fast decode (TAESD: a fraction of the VAE's time; slightly softer)",
                                      elem_id=f"{prefix}fast-decode")
@@ -472,8 +473,8 @@ def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
 
 def _wire_model_fields(ui: SimpleNamespace, studio: Studio) -> None:
     # Few-step mode sets what it needs where the user sees it: 4 steps, guidance 1, the LCM sampler (and back).
-    ui.few_step.change(lambda on: [4, 1.0, "lcm"] if on else [20, 9.0, "default"], ui.few_step,
-                       [ui.steps, ui.guidance, ui.scheduler], queue=False, api_visibility="private")
+    ui.few_step.change(studio.few_step_form, [ui.few_step, ui.base_model], [ui.steps, ui.guidance, ui.scheduler],
+                       queue=False, api_visibility="private")
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):
         event(studio.describe_base, ui.base_model, ui.family, api_visibility="private")

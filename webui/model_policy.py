@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cnet.kinds import BASE_MODEL_ENV, KINDS, base_model_source
 from cnet.request import LoraRef, RequestError
@@ -71,17 +72,36 @@ class ModelPolicy:
         notes = f". {family.notes}" if family.notes else ""
         return f"Base model family: **{family.label}** ({side} px; ControlNets must be made for it){notes}"
 
-    def family_guidance(self, reference: str | None, guidance: float) -> float:
-        """The guidance to show after the base model changed: the new family's default where the field holds
-        another family's default (CFG 9 for SD, 3.5 for FLUX.1 and SD3.5), else the user's own value."""
+    def few_step_form(self, on: bool, reference: str | None) -> list[Any]:
+        """Steps, guidance and sampler the form shows when few-step mode is switched on (the base family's: SD's
+        LCM-LoRA 4 steps at guidance 1; FLUX.1's Turbo LoRA 8 steps at 3.5) or off (20 steps, its default)."""
+        from cnet.families import FAMILIES
+
+        family = self._family(reference) or FAMILIES["sd15"]
+        if on:
+            return [family.few_steps, family.few_step_guidance, family.few_step_scheduler]
+        return [20, family.default_guidance, "default"]
+
+    def _family(self, reference: str | None) -> Any:
+        """The family of the base a visitor named (the default when none), or None when it cannot be read."""
         from cnet.families import FAMILIES, base_family
         from common.models import ModelUnavailableError
 
         try:
             checked = self.check(reference, "base_model")
-            family = FAMILIES["sd15"] if checked is None and self.demo_mode() else base_family(
-                checked or base_model_source())
+            if checked is None and self.demo_mode():
+                return FAMILIES["sd15"]
+            return base_family(checked or base_model_source())
         except (ModelUnavailableError, ValueError, OSError):
+            return None
+
+    def family_guidance(self, reference: str | None, guidance: float) -> float:
+        """The guidance to show after the base model changed: the new family's default where the field holds
+        another family's default (CFG 9 for SD, 3.5 for FLUX.1 and SD3.5), else the user's own value."""
+        from cnet.families import FAMILIES
+
+        family = self._family(reference)
+        if family is None:
             return guidance
         defaults = {f.default_guidance for f in FAMILIES.values()}
         return family.default_guidance if guidance in defaults else guidance

@@ -168,6 +168,10 @@ class Studio:
         """One line on the base model a visitor named (`ModelPolicy.describe_base`)."""
         return self.models.describe_base(reference)
 
+    def few_step_form(self, on: bool, reference: str | None) -> list[Any]:
+        """Steps, guidance and sampler for the few-step switch (`ModelPolicy.few_step_form`)."""
+        return self.models.few_step_form(on, reference)
+
     def family_guidance(self, reference: str | None, guidance: float) -> float:
         """The guidance field after the base model changed (`ModelPolicy.family_guidance`)."""
         return self.models.family_guidance(reference, guidance)
