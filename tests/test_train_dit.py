@@ -103,3 +103,35 @@ def test_precomputed_and_cached_runs_resume_bit_for_bit(dit_base, circles, tmp_p
     resumed = train(TrainConfig(**{**parts.to_dict(), "resume": "latest"}))
     a, b = weights(whole), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("family", ["flux", "sd15"])
+def test_a_lora_on_the_controlnet_trains_a_few_percent_resumes_exactly_and_saves_a_plain_controlnet(
+        family, circles, tiny_models, tmp_path):
+    """Light training (train/light.py): LoRA on the copy's attention, its zero layers whole. A stopped run resumes
+    bit for bit from the light file; the result is a plain ControlNet (merged) that the studio generates with, and
+    the light file holds only the trained weights."""
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from cnet.engine import Engine
+    from cnet.request import ControlUnit, GenerationRequest
+    from train.light import LIGHT_FILE
+
+    base = save_tiny_dit_models(tmp_path / "m", family="flux")[0] if family == "flux" else tiny_models[0]
+    light = {"controlnet_lora_rank": 4}
+    whole = train(config(base, circles, tmp_path / "whole", **light))
+    parts = config(base, circles, tmp_path / "parts", **light)
+    assert train(TrainConfig(**{**parts.to_dict(), "stop_after": 2})) is None
+    resumed = train(TrainConfig(**{**parts.to_dict(), "resume": "latest"}))
+    a, b = weights(whole), weights(resumed)
+    assert not any("lora" in k for k in a) and all(torch.equal(a[k], b[k]) for k in a)
+    trained = load_file(str(whole / LIGHT_FILE))
+    assert any(".lora_A." in k for k in trained) and sum(v.numel() for v in trained.values()) < sum(
+        v.numel() for v in a.values()) / 2
+    full = train(config(base, circles, tmp_path / "full"))
+    assert any(not torch.equal(a[k], weights(full)[k]) for k in a)  # a different training, not the full one
+    made = Engine(str(base), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(Image.new("RGB", (64, 64)), controlnet=str(whole))], num_inference_steps=1, seed=0))
+    assert made.images[0].size == (64, 64)
+    assert "rank-4 LoRA" in (whole / "README.md").read_text()

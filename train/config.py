@@ -68,6 +68,9 @@ class TrainConfig:
     mixed_precision: str = "no"  # fp16/bf16 on GPUs: half the activation memory, faster matmuls
     gradient_checkpointing: bool = False  # recompute activations in backward: much less memory, ~25% slower
     use_8bit_adam: bool = False  # bitsandbytes' AdamW: optimizer state in 8 bits (saves ~1 GB for SD1.5's ControlNet)
+    # > 0: train the copy as low-rank adapters of this rank on its attention, its zero layers whole (train/light.py):
+    # optimizer states for a few percent of the weights; the result is still a plain ControlNet (merged)
+    controlnet_lora_rank: int = 0
     precompute: bool = False  # encode latents and prompts once: the VAE encoder and text encoder leave the step
     num_workers: int = 0  # data loader workers
     # -- monitoring ---------------------------------------------------------------------------------------------------
@@ -98,7 +101,7 @@ class TrainConfig:
         for name, low in (("max_steps", 1), ("batch_size", 1), ("grad_accum", 1), ("checkpoint_every", 1),
                           ("keep_checkpoints", 1), ("validate_every", 0), ("num_validation", 0),
                           ("validation_steps", 1), ("log_every", 1), ("unlock_after", 0), ("num_workers", 0),
-                          ("lr_warmup_steps", 0), ("shuffle_block", 1)):
+                          ("lr_warmup_steps", 0), ("shuffle_block", 1), ("controlnet_lora_rank", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")

@@ -425,6 +425,10 @@ def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[s
     for encoder in encoders:
         encoder.to(device)
     controlnet.train()
+    if config.controlnet_lora_rank:  # light training: LoRA on the copy's attention, its zero layers whole
+        from .light import add_lora
+
+        add_lora(controlnet, config.controlnet_lora_rank)
     if config.mode == "small":  # only the middle block is connected: the 12 skip zero-convs take no part
         objective.connect_middle_only(controlnet)
     if config.gradient_checkpointing:
@@ -463,7 +467,12 @@ def _resume(run: Run) -> None:
     state = json.loads((folder / "trainer_state.json").read_text())
     run.step, run.stats = state["step"], state["stats"]
     controlnet = run.accelerator.unwrap_model(run.controlnet)
-    controlnet.load_state_dict(type(controlnet).from_pretrained(folder / "controlnet").state_dict())
+    if run.config.controlnet_lora_rank:
+        from .light import load_trained
+
+        load_trained(controlnet, folder / "controlnet")
+    else:
+        controlnet.load_state_dict(type(controlnet).from_pretrained(folder / "controlnet").state_dict())
     if run.config.mode == "large" and run.step >= run.config.unlock_after:
         run.unlocked = _unlock(run.denoiser, run.optimizer, run.config)
         run.denoiser.load_state_dict(type(run.denoiser).from_pretrained(
@@ -602,7 +611,7 @@ def save_checkpoint(run: Run) -> Path | None:
     path, failure = None, None
     if run.main:
         def write(tmp: Path) -> None:
-            accelerator.unwrap_model(run.controlnet).save_pretrained(tmp / "controlnet")
+            save_controlnet(accelerator.unwrap_model(run.controlnet), tmp / "controlnet")
             if run.unlocked:
                 run.denoiser.save_pretrained(tmp / run.base["family"].denoiser)
             torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
@@ -846,7 +855,7 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     try:
         for tmp, _, model in staged:
             shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp)
+            save_controlnet(model, tmp) if model is controlnet else model.save_pretrained(tmp)
         (out / ".tmp-controlnet" / "README.md").write_text(
             model_card(config, loaded, stats, step, datetime.date.today().isoformat(),
                        family_of(controlnet.config), type(controlnet).__name__))
@@ -865,12 +874,29 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     return final
 
 
+def save_controlnet(controlnet: Any, folder: Path) -> None:
+    """A ControlNet in diffusers layout; a LoRA-trained one merged, with its light file beside (train/light.py)."""
+    from .light import has_lora, save
+
+    if has_lora(controlnet):
+        save(controlnet, folder)
+    else:
+        controlnet.save_pretrained(folder)
+
+
 def _rows_text(config: TrainConfig, loaded: Any) -> str:
     if config.latent_cache:
         return f"read from the latent cache {config.latent_cache}"
     if config.streaming:
         return "streamed"
     return f"{len(loaded.rows)} rows, {len(loaded.skipped)} skipped"
+
+
+def _light_text(config: TrainConfig) -> str:
+    if not config.controlnet_lora_rank:
+        return ""
+    return (f"; trained as rank-{config.controlnet_lora_rank} LoRA on the copy's attention with its zero layers whole "
+            "(merged here; the trained weights alone: `controlnet_lora.safetensors`)")
 
 
 def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str,
@@ -882,6 +908,7 @@ def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: in
     family = family or FAMILIES["sd15"]
     pipeline = family.pipelines["txt2img"]
     share = stats["empty_prompts"] / max(1, stats["prompts"])
+    light = _light_text(config)
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in config.to_dict().items() if k not in ("extra",))
     return f"""---
 base_model: {config.base_model}
@@ -894,7 +921,7 @@ tags: [controlnet, stable-diffusion, {family.name}, cnet-studio]
 - Base model: `{config.base_model}`, {family.label} (locked{'; unlocked after step ' + str(config.unlock_after)
                                           if config.mode == 'large' else ''})
 - Data: `{config.dataset}` ({loaded.layout}, {_rows_text(config, loaded)})
-- Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation
+- Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation{light}
 - Empty prompts: {share:.1%} of {stats['prompts']} samples (target {config.empty_prompt_prob:.0%})
 - Trained on {date}. {json.dumps(config.extra) if config.extra else ''}
 

@@ -1,0 +1,90 @@
+"""Light ControlNet training: low-rank adapters on the copy instead of training all of it (`controlnet_lora_rank`).
+
+As Stability's Control-LoRAs do, the copy's attention projections learn a low-rank update (peft's LoRA, B at zero so
+training still starts from the copy itself), while the layers that start at zero (the paper's zero convolutions, a
+DiT ControlNet's output blocks) and the condition's embedding train whole: they are small, and they are what connects
+the map. Everything else of the copy stays as copied. The optimizer then holds states for a few percent of the
+weights: what lets a FLUX.1 ControlNet train beside its locked 12B transformer.
+
+What is saved: the merged ControlNet (a plain diffusers folder the studio and diffusers load as any other), and the
+trained weights alone (`controlnet_lora.safetensors`, the light file; with the copy rebuilt from the base it is the
+exact state, so a checkpoint resumes bit for bit from it).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+LIGHT_FILE = "controlnet_lora.safetensors"
+# The copy's layers that start at zero or read the map: trained whole (U-Net ControlNets, FLUX.1's and SD3's).
+WHOLE_LAYERS = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding", "controlnet_blocks",
+                "controlnet_single_blocks", "controlnet_x_embedder", "pos_embed_input")
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections, in every family's ControlNet
+
+
+def add_lora(controlnet: Any, rank: int) -> int:
+    """Freeze the copy, give its attention projections a rank-`rank` LoRA (B at zero: the output is unchanged at
+    the start), and train the zero layers and the condition embedding whole; return the trainable parameter count."""
+    from peft import LoraConfig
+
+    controlnet.requires_grad_(False)
+    controlnet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS))
+    for name, param in controlnet.named_parameters():
+        if name.split(".")[0] in WHOLE_LAYERS:
+            param.requires_grad_(True)
+    return sum(p.numel() for p in controlnet.parameters() if p.requires_grad)
+
+
+def has_lora(controlnet: Any) -> bool:
+    return any("lora_" in name for name, _ in controlnet.named_parameters())
+
+
+def trained_state(controlnet: Any) -> dict[str, Any]:
+    """The weights that train (the LoRA's and the whole layers'), by their names in the adapted copy."""
+    return {name: param.detach().cpu().contiguous() for name, param in controlnet.named_parameters()
+            if param.requires_grad}
+
+
+def merged(controlnet: Any) -> Any:
+    """A plain ControlNet of the same class with the LoRA merged into its weights (the adapted one is untouched)."""
+    from peft.tuners.lora import LoraLayer
+
+    work = copy.deepcopy(controlnet)
+    for module in work.modules():
+        if isinstance(module, LoraLayer):
+            module.merge()
+    state = {key.replace(".base_layer", ""): value for key, value in work.state_dict().items() if "lora_" not in key}
+    plain = type(controlnet).from_config(controlnet.config)
+    plain.load_state_dict(state)
+    return plain
+
+
+def save(controlnet: Any, folder: Path) -> None:
+    """The merged ControlNet in diffusers layout, and the light file beside it."""
+    from safetensors.torch import save_file
+
+    merged(controlnet).save_pretrained(folder)
+    save_file(trained_state(controlnet), str(Path(folder) / LIGHT_FILE))
+
+
+def load_trained(controlnet: Any, folder: Path) -> None:
+    """Put a checkpoint's trained weights (its light file) into the adapted copy; the rest is the copy as rebuilt
+    from the base, which never changed."""
+    from safetensors.torch import load_file
+
+    from .checkpoint import CheckpointError
+
+    path = Path(folder) / LIGHT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {folder} holds no {LIGHT_FILE}: it was not made by a LoRA run; resume it "
+                              "with --controlnet-lora-rank 0")
+    state = load_file(str(path))
+    params = dict(controlnet.named_parameters())
+    trained = {name for name, param in params.items() if param.requires_grad}
+    if trained != set(state) or any(state[n].shape != params[n].shape for n in trained):
+        raise CheckpointError(f"checkpoint {folder}: its {LIGHT_FILE} holds other weights than this run trains: it "
+                              "was made with another --controlnet-lora-rank or mode")
+    for name, value in state.items():
+        params[name].data.copy_(value.to(params[name].device, params[name].dtype))
