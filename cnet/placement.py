@@ -18,10 +18,11 @@ from .memory import MemoryPlan, PartSize, model_parts, plan_memory
 log = logging.getLogger("cnet.placement")
 
 MEMORY_PLANS = ("none", "auto")
-# Room for the ControlNets a run adds to the base, per family: one ControlNet of the published size (SD1.5's 361M,
-# SDXL's 1.25B, a FLUX.1 ControlNet of diffusers' default depth 2.95B, SD3.5 Large's 8.6 GB files) in 16 bits.
+# Room for the ControlNets a run adds to the base, per family: one ControlNet as bench/family_memory.py counts them
+# (SD1.5's 361M, SD 2.x's 364M, SDXL's 1.25B; FLUX.1's and SD3.5 Large's at diffusers' default depth, 2.95B and
+# 2.65B), in 16 bits; FLUX.1 Fill takes none.
 CONTROLNET_PARAMS = {"sd15": 361_278_404, "sd2": 364_234_372, "sdxl": 1_251_014_160, "flux": 2_952_654_336,
-                     "sd3": 4_300_000_000}
+                     "sd3": 2_654_723_200}
 
 
 def memory_plan_mode(value: str | None) -> str:
