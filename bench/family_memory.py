@@ -87,8 +87,13 @@ def family_counts() -> dict[str, dict[str, int]]:
 def dit_counts() -> dict[str, dict[str, int]]:
     """FLUX.1 [dev] and SD3.5 Large: transformer, a ControlNet `from_transformer` (FLUX.1: 4 double + 10 single
     blocks; SD3.5: 12 blocks), their 16-channel VAE, CLIP(s) and T5-XXL."""
-    from diffusers import (AutoencoderKL, FluxControlNetModel, FluxTransformer2DModel, SD3ControlNetModel,
-                           SD3Transformer2DModel)
+    from diffusers import (
+        AutoencoderKL,
+        FluxControlNetModel,
+        FluxTransformer2DModel,
+        SD3ControlNetModel,
+        SD3Transformer2DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     def clip(cls: type, config: dict) -> int:
