@@ -46,6 +46,21 @@ def upload_to(page, tab, elem_id, path, settle_ms=1500):
     page.wait_for_timeout(settle_ms)
 
 
+def generate_and_read(page, app_url, tmp_path):
+    """Two steps, Generate, then the first saved PNG fetched from the app as a user's download: its metadata."""
+    import urllib.parse
+    import urllib.request
+
+    from cnet.result import read_metadata
+
+    set_numbers(page, steps="2")
+    page.locator("#generate").click()
+    page.wait_for_selector("#files a", timeout=90_000)
+    href = page.locator("#files a").first.get_attribute("href")
+    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
+    return read_metadata(tmp_path / "out.png")
+
+
 def open_app(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(app_url)
@@ -435,10 +450,6 @@ def test_the_edit_tabs_output_size_renders_img2img_at_another_size(browser, app_
 def test_an_sdxl_base_its_family_and_a_lora_from_the_generate_tab(browser, app_url, cond_map, tmp_path):
     """Advanced settings: name an SDXL base (its family shows when the field is left), its ControlNet and a LoRA;
     upload a ready map; generate: the saved PNG says SDXL and lists the LoRA."""
-    import urllib.parse
-    import urllib.request
-
-    from cnet.result import read_metadata
     from cnet.tiny import save_tiny_lora, save_tiny_models
 
     base, controlnet = save_tiny_models(tmp_path / "xl", family="sdxl")
@@ -453,12 +464,7 @@ def test_an_sdxl_base_its_family_and_a_lora_from_the_generate_tab(browser, app_u
                            timeout=30_000)
     page.locator("#controlnet textarea").fill(str(controlnet))
     page.locator("#loras textarea").fill(f"{lora}:0.6")
-    set_numbers(page, steps="2")
-    page.locator("#generate").click()
-    page.wait_for_selector("#files a", timeout=90_000)
-    href = page.locator("#files a").first.get_attribute("href")
-    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
-    meta = read_metadata(tmp_path / "out.png")
+    meta = generate_and_read(page, app_url, tmp_path)
     assert meta["family"] == "sdxl" and meta["base_model"]["model"] == str(base)
     assert meta["loras"][0]["model"] == str(lora) and meta["loras"][0]["weight"] == 0.6
     page.close()
@@ -483,10 +489,6 @@ def test_the_image_forming_shows_while_a_run_goes_and_hides_after(browser, app_u
 def test_a_flux_base_in_the_generate_tab_sets_its_guidance_and_generates(browser, app_url, cond_map, tmp_path):
     """Name a FLUX.1 base: its family and notes show when the field is left, the guidance moves from SD's CFG 9 to
     FLUX.1's distilled 3.5; with its ControlNet and a ready map it generates, and the PNG says so."""
-    import urllib.parse
-    import urllib.request
-
-    from cnet.result import read_metadata
     from cnet.tiny_dit import save_tiny_dit_models
 
     base, controlnet = save_tiny_dit_models(tmp_path / "flux", family="flux")
@@ -501,11 +503,6 @@ def test_a_flux_base_in_the_generate_tab_sets_its_guidance_and_generates(browser
     assert "needs True CFG" in page.locator("#base-family").inner_text()
     page.wait_for_function("document.querySelector('#guidance input[type=number]').value === '3.5'", timeout=10_000)
     page.locator("#controlnet textarea").fill(str(controlnet))
-    set_numbers(page, steps="2")
-    page.locator("#generate").click()
-    page.wait_for_selector("#files a", timeout=90_000)
-    href = page.locator("#files a").first.get_attribute("href")
-    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
-    meta = read_metadata(tmp_path / "out.png")
+    meta = generate_and_read(page, app_url, tmp_path)
     assert (meta["family"], meta["scheduler"], meta["guidance_scale"]) == ("flux", "flow_euler", 3.5)
     page.close()

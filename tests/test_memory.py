@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from bench.family_memory import FLUX_DEV, SD35_LARGE  # the published architectures' configs, kept once
+from bench.family_memory import T5_XXL as T5_XXL_CONFIG
 from cnet.memory import BYTES_PER_PARAM, PartSize, count_params, model_parts, plan_memory
 from cnet.tiny_dit import save_tiny_dit_models
 
-FLUX_DEV = dict(attention_head_dim=128, guidance_embeds=True, in_channels=64, joint_attention_dim=4096,
-                num_attention_heads=24, num_layers=19, num_single_layers=38, patch_size=1, pooled_projection_dim=768,
-                axes_dims_rope=[16, 56, 56])
-SD35_LARGE = dict(attention_head_dim=64, caption_projection_dim=2432, in_channels=16, joint_attention_dim=4096,
-                  num_attention_heads=38, num_layers=38, out_channels=16, patch_size=2, pooled_projection_dim=2048,
-                  pos_embed_max_size=192, qk_norm="rms_norm", sample_size=128)
 CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
               max_position_embeddings=77, vocab_size=49408, projection_dim=768)
 
@@ -57,8 +53,6 @@ def test_a_pipeline_folder_is_counted_part_by_part_without_loading(tmp_path):
 # a FLUX.1 ControlNet of diffusers' default depth (4 double + 10 single blocks), SDXL's U-Net and ControlNet.
 T5_XXL, CLIP_G, FLUX_CONTROLNET = 4_893_906_944, 694_659_840, 2_952_654_336
 SDXL_UNET, SDXL_CONTROLNET = 2_567_463_684, 1_251_014_160
-T5_XXL_CONFIG = dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, vocab_size=32128,
-                     feed_forward_proj="gated-gelu")
 CLIP_G_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
                      max_position_embeddings=77, vocab_size=49408, projection_dim=1280, hidden_act="gelu")
 SDXL = dict(block_out_channels=[320, 640, 1280], transformer_layers_per_block=[1, 2, 10],
