@@ -407,3 +407,19 @@ def test_few_step_mode_on_flux_adds_its_turbo_lora_with_its_steps_guidance_and_s
                                 few_step=True, prompt_mode="custom", prompt=PROMPT, seed=1, num_inference_steps=2)
     meta = result.metadata[0]
     assert meta["scheduler"] == "flow_euler" and meta["loras"][0]["model"].endswith("pytorch_lora_weights.safetensors")
+
+
+@pytest.mark.parametrize("mode, sent", [("none", ""), ("default", "a professional, detailed, high-quality image"),
+                                        ("auto", "a ring on black"), ("custom", PROMPT)])
+def test_the_four_prompt_modes_send_their_text_to_a_dit(dit, mode, sent):
+    """The paper's four prompt modes on FLUX.1 and SD3.5: the text sent is the mode's (auto: the caption given,
+    as a re-run passes it, so BLIP does not run offline), and it reaches T5 and CLIP as a direct call's would."""
+    name, base, controlnet = dit
+    fields = {**custom(), "prompt_mode": mode}
+    if mode == "auto":
+        fields["caption"] = "a ring on black"
+    result = Engine(str(base), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(ring(), controlnet=str(controlnet))], **fields))
+    assert result.metadata[0]["prompt_used"] == sent
+    if mode == "custom":
+        assert np.abs(pixels(result.images[0]) - direct(name, base, controlnet)).max() <= TOLERANCE

@@ -135,3 +135,36 @@ def test_a_lora_on_the_controlnet_trains_a_few_percent_resumes_exactly_and_saves
         units=[ControlUnit(Image.new("RGB", (64, 64)), controlnet=str(whole))], num_inference_steps=1, seed=0))
     assert made.images[0].size == (64, 64)
     assert "rank-4 LoRA" in (whole / "README.md").read_text()
+
+
+def test_the_merged_controlnet_computes_what_the_adapted_one_does(tmp_path):
+    """The saved plain ControlNet is the LoRA merged in: same outputs as the adapted copy (within float rounding of
+    W + BA against W x + B(A x), 1e-5), and the light file holds exactly the trained weights."""
+    import diffusers
+    from safetensors.torch import load_file
+
+    from cnet.tiny_dit import build_tiny_flux_components
+    from train.light import LIGHT_FILE, add_lora, save, trained_state
+
+    net = build_tiny_flux_components(0, tokenizer_dir=tmp_path / "tok")["controlnet"]
+    count = add_lora(net, 4)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # B starts at zero: give the update a value to merge
+    inputs = dict(hidden_states=torch.randn(1, 16, 64), controlnet_cond=torch.randn(1, 16, 64),
+                  encoder_hidden_states=torch.randn(1, 8, 32), pooled_projections=torch.randn(1, 32),
+                  timestep=torch.tensor([0.5]), guidance=torch.tensor([3.5]), img_ids=torch.zeros(16, 3),
+                  txt_ids=torch.zeros(8, 3), return_dict=False)
+    with torch.no_grad():
+        before = net(**inputs)
+    save(net, tmp_path / "merged")  # a checkpoint's save: it must leave the weights being trained as they were
+    plain = diffusers.FluxControlNetModel.from_pretrained(tmp_path / "merged")
+    with torch.no_grad():
+        want, got = net(**inputs), plain(**inputs)
+    assert all(torch.equal(a, b) for a, b in zip([*before[0], *before[1]], [*want[0], *want[1]]))
+    for a, b in zip([*want[0], *want[1]], [*got[0], *got[1]]):
+        assert torch.allclose(a, b, atol=1e-5)
+    light = load_file(str(tmp_path / "merged" / LIGHT_FILE))
+    assert set(light) == set(trained_state(net)) and sum(v.numel() for v in light.values()) == count

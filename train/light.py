@@ -13,7 +13,6 @@ exact state, so a checkpoint resumes bit for bit from it).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,10 @@ WHOLE_LAYERS = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_co
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections, in every family's ControlNet
 
 
-def add_lora(controlnet: Any, rank: int) -> int:
+def add_lora(controlnet: Any, rank: int, frozen_dtype: Any = None) -> int:
     """Freeze the copy, give its attention projections a rank-`rank` LoRA (B at zero: the output is unchanged at
-    the start), and train the zero layers and the condition embedding whole; return the trainable parameter count."""
+    the start), and train the zero layers and the condition embedding whole; the frozen weights are held in
+    `frozen_dtype` (the run's half precision: they take no gradient). Return the trainable parameter count."""
     from peft import LoraConfig
 
     controlnet.requires_grad_(False)
@@ -34,6 +34,8 @@ def add_lora(controlnet: Any, rank: int) -> int:
     for name, param in controlnet.named_parameters():
         if name.split(".")[0] in WHOLE_LAYERS:
             param.requires_grad_(True)
+        elif not param.requires_grad and frozen_dtype is not None:
+            param.data = param.data.to(frozen_dtype)
     return sum(p.numel() for p in controlnet.parameters() if p.requires_grad)
 
 
@@ -47,26 +49,34 @@ def trained_state(controlnet: Any) -> dict[str, Any]:
             if param.requires_grad}
 
 
-def merged(controlnet: Any) -> Any:
-    """A plain ControlNet of the same class with the LoRA merged into its weights (the adapted one is untouched)."""
+def merged_state(controlnet: Any) -> dict[str, Any]:
+    """The weights of a plain ControlNet of the same class with the LoRA merged in (each adapted layer's weight plus
+    its low-rank update), in fp32 on the CPU: no copy of the model is made on its device."""
+    import torch
     from peft.tuners.lora import LoraLayer
 
-    work = copy.deepcopy(controlnet)
-    for module in work.modules():
+    # A copy always (`copy=True`): on the CPU in fp32, `.to` would hand back the model's own tensor, and the update
+    # below would change the weights being trained.
+    state = {key: value.detach().to("cpu", torch.float32, copy=True) for key, value in controlnet.state_dict().items()
+             if "lora_" not in key}
+    for name, module in controlnet.named_modules():
         if isinstance(module, LoraLayer):
-            module.merge()
-    state = {key.replace(".base_layer", ""): value for key, value in work.state_dict().items() if "lora_" not in key}
-    plain = type(controlnet).from_config(controlnet.config)
-    plain.load_state_dict(state)
-    return plain
+            for adapter in module.active_adapters:
+                state[f"{name}.base_layer.weight"] += module.get_delta_weight(adapter).detach().to("cpu",
+                                                                                                   torch.float32)
+    return {key.replace(".base_layer", ""): value.contiguous() for key, value in state.items()}
 
 
 def save(controlnet: Any, folder: Path) -> None:
-    """The merged ControlNet in diffusers layout, and the light file beside it."""
+    """The merged ControlNet in diffusers layout (its config and weights, as `save_pretrained` writes them), and
+    the light file beside it."""
     from safetensors.torch import save_file
 
-    merged(controlnet).save_pretrained(folder)
-    save_file(trained_state(controlnet), str(Path(folder) / LIGHT_FILE))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    controlnet.save_config(folder)
+    save_file(merged_state(controlnet), str(folder / "diffusion_pytorch_model.safetensors"))
+    save_file(trained_state(controlnet), str(folder / LIGHT_FILE))
 
 
 def load_trained(controlnet: Any, folder: Path) -> None:

@@ -428,7 +428,7 @@ def _models(config: TrainConfig, device: Any, weight_dtype: Any) -> tuple[dict[s
     if config.controlnet_lora_rank:  # light training: LoRA on the copy's attention, its zero layers whole
         from .light import add_lora
 
-        add_lora(controlnet, config.controlnet_lora_rank)
+        add_lora(controlnet, config.controlnet_lora_rank, frozen_dtype=weight_dtype)
     if config.mode == "small":  # only the middle block is connected: the 12 skip zero-convs take no part
         objective.connect_middle_only(controlnet)
     if config.gradient_checkpointing:
