@@ -853,6 +853,8 @@ class Engine:
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
         common = self._metadata(plan.request, plan.prompt, plan.caption, plan.width, plan.height)
         common.update(encoding)
+        if self.memory_status:  # where the memory plan put each part (CNET_MEMORY_PLAN=auto)
+            common["memory_plan"] = self.memory_status
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
                     for i, (s, flag) in enumerate(zip(plan.seeds, nsfw))]
         inputs = {} if plan.picture is None else {"init": plan.picture}

@@ -242,6 +242,11 @@ def test_a_memory_plan_offloads_what_it_says_and_keeps_the_pixels(flux, monkeypa
     assert f"{encoders[0].name} offloaded" in engine.memory_status
     assert f"{encoders[1].name} float32" in engine.memory_status and "transformer float32" in engine.memory_status
     assert np.abs(pixels(planned) - pixels(plain)).max() <= TOLERANCE
+    from webui.generate_tab import shown_results
+
+    result = engine.generate(request)
+    assert result.metadata[0]["memory_plan"] == engine.memory_status  # recorded, and shown in the status line:
+    assert f"memory plan: {engine.memory_status}" in shown_results(result, [])[3]
     with pytest.raises(ValueError, match="cannot be combined with offload='model'"):
         Engine(str(base), device="cpu", offload="model")
 

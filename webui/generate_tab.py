@@ -564,4 +564,6 @@ def shown_results(result: Any, paths: list[Path]) -> list[Any]:
     note = f"Prompt mode **{result.metadata[0]['prompt_mode']}**"
     if result.metadata[0].get("caption"):
         note += f" · BLIP caption: *{result.metadata[0]['caption']}*"
+    if result.metadata[0].get("memory_plan"):
+        note += f" · memory plan: {result.metadata[0]['memory_plan']}"
     return [shown, result.prompt, result.seed, note, [str(p) for p in paths], result.metadata[0]]
