@@ -162,7 +162,7 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
                         queue=False, api_visibility="private")
     ui.prompt_mode.change(lambda m: gr.Textbox(visible=m == "custom"), ui.prompt_mode, ui.prompt, queue=False,
                           api_visibility="private")
-    _wire_few_step(ui)
+    _wire_few_step(ui, studio)
     _wire_preview(ui, studio)
 
     inputs = set(form_controls(ui, "edit").values()) | {ui.editor, ui.operation, ui.only_masked, ui.randomize}
@@ -219,10 +219,15 @@ def _wire_preview(ui: SimpleNamespace, studio: Studio) -> None:
     ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
 
 
-def _wire_few_step(ui: SimpleNamespace) -> None:
-    """Few-step mode sets what it needs where the user sees it (the sampler follows by itself: LCM), and back."""
-    guidance = ui.guidance.value
-    ui.few_step.change(lambda on: [4, 1.0] if on else [20, guidance], ui.few_step, [ui.steps, ui.guidance],
+def _wire_few_step(ui: SimpleNamespace, studio: Studio) -> None:
+    """Few-step mode sets what it needs where the user sees it, for the base model's family (SD's LCM-LoRA: 4 steps
+    at guidance 1; FLUX.1's: 8 at 3.5; the sampler follows by itself), and back."""
+    base = getattr(ui, "base_model", None)  # the Generate tab's field, when the app shares it
+
+    def on_few_step(on: bool, reference: str | None = None) -> list[Any]:
+        return studio.few_step_form(on, reference)[:2]
+
+    ui.few_step.change(on_few_step, [ui.few_step] + ([base] if base is not None else []), [ui.steps, ui.guidance],
                        queue=False, api_visibility="private")
 
 
