@@ -433,7 +433,7 @@ def test_the_edit_tabs_output_size_renders_img2img_at_another_size(browser, app_
     width.fill("64")
     width.press("Enter")
     width.press("Tab")  # leaving the box commits it, as a user moving on does
-    page.wait_for_function("document.querySelector('#edit-width input[type=range]').value === '64'", timeout=10_000)
+    page.wait_for_function("document.querySelector('#edit-width input[type=range]').value === '64'", timeout=30_000)
     page.wait_for_timeout(500)
     page.locator("#edit-run").click()
     page.wait_for_selector("#edit-files a", timeout=90_000)
@@ -505,4 +505,35 @@ def test_a_flux_base_in_the_generate_tab_sets_its_guidance_and_generates(browser
     page.locator("#controlnet textarea").fill(str(controlnet))
     meta = generate_and_read(page, app_url, tmp_path)
     assert (meta["family"], meta["scheduler"], meta["guidance_scale"]) == ("flux", "flow_euler", 3.5)
+    page.close()
+
+
+def test_the_edit_tab_outpaints_with_a_flux_base_and_its_own_controlnet(browser, app_url, tmp_path):
+    """The Edit tab with a FLUX.1 base (named in Generate's advanced settings) and a ControlNet for it in the Edit
+    tab's own field: an outpaint runs on FLUX.1's inpaint pipeline and the PNG says so."""
+    import urllib.parse
+    import urllib.request
+
+    from cnet.result import read_metadata
+    from cnet.tiny_dit import save_tiny_dit_models
+
+    base, controlnet = save_tiny_dit_models(tmp_path / "flux", family="flux")
+    Image.fromarray(np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8)).save(tmp_path / "p.png")
+    page = open_app(browser, app_url)
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    page.locator("#base-model textarea").fill(str(base))
+    page.get_by_role("tab", name="Edit", exact=True).click()
+    page.locator("#edit-picture input[type=file]").set_input_files(str(tmp_path / "p.png"))
+    page.wait_for_timeout(1500)
+    page.locator("#edit-operation label", has_text="outpaint").click()
+    page.locator("#edit-controlnet textarea").fill(str(controlnet))
+    page.get_by_text("Steps, guidance, seed").click()
+    set_numbers(page, **{"edit-steps": "2"})
+    page.locator("#edit-run").click()
+    page.wait_for_selector("#edit-files a", timeout=90_000)
+    href = page.locator("#edit-files a").first.get_attribute("href")
+    (tmp_path / "out.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, href)).read())
+    meta = read_metadata(tmp_path / "out.png")
+    assert meta["family"] == "flux" and meta["operation"] == "outpaint"
+    assert meta["controlnets"][0]["model"] == str(controlnet)
     page.close()

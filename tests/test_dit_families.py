@@ -220,6 +220,7 @@ def test_the_app_describes_a_dit_base_and_moves_a_default_guidance_to_its_family
     assert studio.family_guidance(base, 5.0) == 5.0  # the user's own value stays
     assert studio.family_guidance(str(tiny_models[0]), 3.5) == 9.0  # and back for an SD base
     assert studio.family_guidance("nobody/no-such-model", 3.5) == 3.5  # unreadable: unchanged
+    assert studio.family_guidance(base, 5.0, form_default=5.0) == 3.5  # the form's own default (the demo's 5) too
 
 
 def test_a_memory_plan_offloads_what_it_says_and_keeps_the_pixels(flux, monkeypatch):

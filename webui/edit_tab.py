@@ -71,6 +71,9 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
                                       value="canny", label="Condition (made from the picture)", scale=2,
                                       elem_id="edit-kind")
                 ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
+            # The condition's own ControlNet (e.g. one made for a FLUX.1 base); the base model is Generate's.
+            ui.controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the condition's default for "
+                                       "the base model)", elem_id="edit-controlnet")
             ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode")
             ui.denoise = gr.Slider(0.0, 1.0, value=0.75, step=0.05, label="Denoise (0 keeps the picture, 1 redraws)",
                                    elem_id="edit-denoise")

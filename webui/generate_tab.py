@@ -84,7 +84,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             _condition_inputs(ui, editor or EditorLimits.for_deployment(studio.settings.public))
-            defaults = form_defaults(studio.demo_mode)
+            defaults = ui.defaults = form_defaults(studio.demo_mode)
             _condition_settings(ui, defaults)
             _prompt_controls(ui, defaults)
             _advanced_settings(ui, limits, defaults)
@@ -249,7 +249,8 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
         speed_switches(ui)
         with gr.Row():
             ui.base_model = gr.Textbox(label="Base model (Hub id or local path; empty: default)",
-                                       elem_id="base-model", info="SD 1.x, SD 2.x or SDXL: read from its config")
+                                       elem_id="base-model",
+                                       info="SD 1.x, SD 2.x, SDXL, FLUX.1 or SD3.5: read from its config")
             ui.controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the kind's default)",
                                        elem_id="controlnet")
         ui.family = gr.Markdown(elem_id="base-family")
@@ -471,22 +472,33 @@ def _batch_section(ui: SimpleNamespace, allowed: bool) -> None:
         ui.batch_report = gr.Markdown(elem_id="batch-report")
 
 
-def _wire_model_fields(ui: SimpleNamespace, studio: Studio) -> None:
-    # Few-step mode sets what it needs where the user sees it: 4 steps, guidance 1, the LCM sampler (and back).
+def _wire_model_fields(ui: SimpleNamespace, studio: Studio, defaults: FormDefaults) -> None:
+    # Few-step mode sets what it needs where the user sees it (the family's LoRA: steps, guidance, sampler; and back).
     ui.few_step.change(studio.few_step_form, [ui.few_step, ui.base_model], [ui.steps, ui.guidance, ui.scheduler],
                        queue=False, api_visibility="private")
+
+    def on_base_left(reference: str | None, guidance: float) -> Any:
+        # Guidance means CFG 9 for SD, FLUX.1-dev's distilled guidance 3.5 for FLUX.1: a default follows the family.
+        out: list[Any] = [studio.family_guidance(reference, guidance, defaults.guidance)]
+        if defaults.size is not None:  # the demo's one size holds while the demo model is the base, not after
+            named = bool((reference or "").strip())
+            side = " (0: from the map)" if named else f" (the demo model makes {defaults.size}x{defaults.size})"
+            out += [gr.Slider(interactive=named, value=0 if named else defaults.size, step=64 if named else 1,
+                              label=label + side) for label in ("Width", "Height")]
+        return out if len(out) > 1 else out[0]  # one output: its value alone
+
+    sizes = [ui.width, ui.height] if defaults.size is not None else []
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):
         event(studio.describe_base, ui.base_model, ui.family, api_visibility="private")
-        # Guidance means CFG 9 for SD, FLUX.1-dev's distilled guidance 3.5 for FLUX.1: a default follows the family.
-        event(studio.family_guidance, [ui.base_model, ui.guidance], ui.guidance, api_visibility="private")
+        event(on_base_left, [ui.base_model, ui.guidance], [ui.guidance, *sizes], api_visibility="private")
 
 
 def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     """Preview map, Generate, Batch and Stop: the accelerator's queue, through `Studio`."""
     map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
                   *ui.params.values()}
-    _wire_model_fields(ui, studio)
+    _wire_model_fields(ui, studio, ui.defaults)
 
     @keep_results(3)
     @user_errors

@@ -95,16 +95,19 @@ class ModelPolicy:
         except (ModelUnavailableError, ValueError, OSError):
             return None
 
-    def family_guidance(self, reference: str | None, guidance: float) -> float:
-        """The guidance to show after the base model changed: the new family's default where the field holds
-        another family's default (CFG 9 for SD, 3.5 for FLUX.1 and SD3.5), else the user's own value."""
+    def family_guidance(self, reference: str | None, guidance: float, form_default: float | None = None) -> float:
+        """The guidance to show after the base model changed: the new family's default where the field holds a
+        default (a family's: CFG 9 for SD, 3.5 for FLUX.1 and SD3.5; or the form's own, `form_default`: the demo's 5),
+        else the user's own value. Back on the demo model, the form's default."""
         from cnet.families import FAMILIES
 
-        family = self._family(reference)
-        if family is None:
+        defaults = {f.default_guidance for f in FAMILIES.values()} | {form_default}
+        if guidance not in defaults:
             return guidance
-        defaults = {f.default_guidance for f in FAMILIES.values()}
-        return family.default_guidance if guidance in defaults else guidance
+        if self.demo_mode() and form_default is not None and self.check(reference, "base_model") is None:
+            return form_default
+        family = self._family(reference)
+        return guidance if family is None else family.default_guidance
 
     def status(self) -> list[ModelStatus]:
         """Which models are on this machine now (no download, no loading), and how to get the missing ones."""

@@ -172,9 +172,9 @@ class Studio:
         """Steps, guidance and sampler for the few-step switch (`ModelPolicy.few_step_form`)."""
         return self.models.few_step_form(on, reference)
 
-    def family_guidance(self, reference: str | None, guidance: float) -> float:
+    def family_guidance(self, reference: str | None, guidance: float, form_default: float | None = None) -> float:
         """The guidance field after the base model changed (`ModelPolicy.family_guidance`)."""
-        return self.models.family_guidance(reference, guidance)
+        return self.models.family_guidance(reference, guidance, form_default)
 
     def model_status(self) -> list[ModelStatus]:
         """Which models are on this machine now, and how to get the missing ones (`ModelPolicy.status`)."""
