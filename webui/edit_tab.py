@@ -66,15 +66,7 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
                                            brush=gr.Brush(default_size=24, colors=["#FFFFFF"], color_mode="fixed"))
             ui.operation = gr.Radio(list(EDIT_OPERATIONS), value="img2img", label="Operation",
                                     info=OPERATION_HELP["img2img"], elem_id="edit-operation")
-            with gr.Row():
-                ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()],
-                                      value="canny", label="Condition (made from the picture)", scale=2,
-                                      elem_id="edit-kind")
-                ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
-            # The condition's own ControlNet (e.g. one made for a FLUX.1 base); the base model is Generate's.
-            ui.controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the condition's default for "
-                                       "the base model)", elem_id="edit-controlnet")
-            ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode")
+            _condition_controls(ui, limits)
             ui.denoise = gr.Slider(0.0, 1.0, value=0.75, step=0.05, label="Denoise (0 keeps the picture, 1 redraws)",
                                    elem_id="edit-denoise")
             # img2img and inpaint only: an outpaint's size is the extended canvas, an upscale's the factor's.
@@ -107,6 +99,18 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
         _demo_examples(ui)
     _wire(ui, studio, gpu)
     return {"editor": ui.editor, "operation": ui.operation, "files": ui.files}
+
+
+def _condition_controls(ui: SimpleNamespace, limits: Any) -> None:
+    """The condition made from the picture: its kind, strength, ControlNet and control mode."""
+    with gr.Row():
+        ui.kind = gr.Dropdown([(f"{k.name} — {k.description}", k.name) for k in KINDS.values()],
+                              value="canny", label="Condition (made from the picture)", scale=2, elem_id="edit-kind")
+        ui.strength = gr.Slider(0.0, limits.max_strength, value=1.0, step=0.05, label="Control strength")
+    # The condition's own ControlNet (e.g. one made for a FLUX.1 base); the base model is Generate's.
+    ui.controlnet = gr.Textbox(label="ControlNet (Hub id or local path; empty: the condition's default for the base "
+                               "model)", elem_id="edit-controlnet")
+    ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode")
 
 
 def _shared_models(ui: SimpleNamespace, models: dict[str, Any]) -> None:
