@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from common.cache import LRUCache, free_accelerator_memory
-from common.env import env_flag, env_text
+from common.env import choice_or_env, env_flag, env_text
 from common.models import (
     ModelSource,
     ModelUnavailableError,
@@ -123,14 +123,6 @@ class GenerationFailed(RuntimeError):
 OFFLOAD_MODES = ("none", "model")
 
 
-def _offload_mode(value: str | None) -> str:
-    mode = (value if value is not None else env_text("CNET_OFFLOAD", "none")).strip().lower()
-    if mode not in OFFLOAD_MODES:
-        source = "offload" if value is not None else "CNET_OFFLOAD"
-        raise ValueError(f"{source}={mode!r} is not one of {list(OFFLOAD_MODES)}")
-    return mode
-
-
 def _memory_format(channels_last: bool) -> Any:
     import torch
 
@@ -233,7 +225,7 @@ class Engine:
         self.compile = env_flag("CNET_COMPILE") if compile is None else compile
         self.compile_buckets = opts.compile_buckets or (ShapeBuckets.from_env() if self.compile else None)
         self.vae_tiling = env_flag("CNET_VAE_TILING") if opts.vae_tiling is None else opts.vae_tiling
-        self.offload = _offload_mode(opts.offload)
+        self.offload = choice_or_env(opts.offload, "offload", "CNET_OFFLOAD", OFFLOAD_MODES, "none")
         self.memory_plan = memory_plan_mode(opts.memory_plan)
         self.memory_status = ""  # the applied plan's one line (cnet/memory.py `MemoryPlan.status_line`)
         if self.memory_plan != "none" and self.offload != "none":
@@ -270,8 +262,9 @@ class Engine:
                 if vae is not None:
                     kwargs["vae"] = vae
                 plan = self._plan_memory(family)
-                if plan is not None and plan.quantization_config() is not None:
-                    kwargs["quantization_config"] = plan.quantization_config()
+                quantization = plan.quantization_config() if plan is not None else None
+                if quantization is not None:
+                    kwargs["quantization_config"] = quantization
                 pipe = self._load(getattr(diffusers, family.base_pipeline), self.base_source, BASE_MODEL_ENV,
                                   **kwargs)
                 denoiser = getattr(pipe, family.denoiser)
@@ -648,15 +641,15 @@ class Engine:
         if picture is None and not maps:
             raise RequestError("units=[] and no init_image: give a map to generate from, or a picture to edit")
         sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0], "map (units[0])")
-        multiple = self.planned_family().size_multiple
+        family = self.planned_family()
+        multiple = family.size_multiple
         width = request.width or sized_by.width // multiple * multiple
         height = request.height or sized_by.height // multiple * multiple
         if not all(limits.min_side <= side <= limits.max_side for side in (width, height)):
             raise size_refused(source, sized_by.width, sized_by.height, limits)
         for name, side in (("width", width), ("height", height)):
             if side % multiple:
-                raise RequestError(f"{name}={side}: {self.planned_family().label} makes sides in multiples of "
-                                   f"{multiple} px")
+                raise RequestError(f"{name}={side}: {family.label} makes sides in multiples of {multiple} px")
         maps = [fit(m, width, height, request.resize_mode) for m in maps]
         mask = None
         if picture is not None:
@@ -725,7 +718,7 @@ class Engine:
 
         on_step_end = self._step_callback(plan, progress, should_stop, preview, preview_every)
         with self._run_lock:
-            pipe, inputs, union = self._ready_pipeline(plan, should_stop)
+            pipe, inputs, as_lists = self._ready_pipeline(plan, should_stop)
             request = plan.request  # with the family's defaults filled in (`_ready_pipeline`)
             try:
                 if self._marks_steps:
@@ -738,7 +731,7 @@ class Engine:
                     num_images_per_prompt=request.num_images, eta=float(request.eta),
                     # One CPU generator per image: each image is reproducible alone, on any device.
                     generator=[torch.Generator("cpu").manual_seed(s) for s in plan.seeds],
-                    **_control_arguments(request, union), guess_mode=request.guess_mode,
+                    **_control_arguments(request, as_lists), guess_mode=request.guess_mode,
                     callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"],
                     # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
                     output_type=plan.output_type,
@@ -799,7 +792,7 @@ class Engine:
     def _ready_pipeline(self, plan: RunPlan, should_stop: StopFn | None) -> tuple[Any, dict[str, Any], bool]:
         """The pipeline for the plan, with the request's LoRAs, embeddings and control modes applied, its image
         inputs as that pipeline takes them (a Union model takes every condition with its control type), and whether
-        its ControlNet is a Union model."""
+        the units' scales and start/end go as lists (a Union model's, except FLUX.1's with one condition)."""
         self.load_base()  # the family is the loaded base's: it fills in the sampler and guidance left to it
         request = plan.request = self.family.resolved(plan.request)
         pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
@@ -811,6 +804,7 @@ class Engine:
         net = getattr(pipe, "controlnet", None)
         nets = getattr(net, "nets", [net])
         inputs, union = dict(plan.inputs), net is not None and is_union(nets[0])
+        as_lists = union
         if union:  # one model, every condition with its control type; the maps always as `control_image`
             if plan.picture is None:
                 inputs.pop("image", None)
@@ -818,7 +812,7 @@ class Engine:
             single = self.family.union_as_multi and len(modes) == 1  # FLUX.1: one condition, one mode, unlisted
             inputs["control_image"] = plan.conditions[0] if single else list(plan.conditions)
             inputs["control_mode"] = modes[0] if single else modes
-            union = not single  # the scales and start/end as lists, one per condition
+            as_lists = not single  # the scales and start/end as lists, one per condition
         if "control_mode" in self.family.controls:
             self._set_control_modes(pipe, request, union)
         # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
@@ -826,7 +820,7 @@ class Engine:
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
-        return pipe, inputs, union
+        return pipe, inputs, as_lists
 
     @staticmethod
     def _set_control_modes(pipe: Any, request: GenerationRequest, union: bool) -> None:
@@ -976,14 +970,14 @@ def _call_arguments(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _control_arguments(request: GenerationRequest, union: bool) -> dict[str, Any]:
-    """The units' strengths and start/end as the pipeline takes them (a Union model: lists, one per condition,
-    even for one); none for a run without units (FLUX.1 Fill)."""
+def _control_arguments(request: GenerationRequest, as_lists: bool) -> dict[str, Any]:
+    """The units' strengths and start/end as the pipeline takes them (`as_lists`: a Union model's, one per
+    condition, even for one); none for a run without units (FLUX.1 Fill)."""
     if not request.units:
         return {}
-    return dict(controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], union),
-                control_guidance_start=_one_or_list([float(u.start) for u in request.units], union),
-                control_guidance_end=_one_or_list([float(u.end) for u in request.units], union))
+    return dict(controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], as_lists),
+                control_guidance_start=_one_or_list([float(u.start) for u in request.units], as_lists),
+                control_guidance_end=_one_or_list([float(u.end) for u in request.units], as_lists))
 
 
 def _controlnet_argument(family: Family, nets: list[Any], union: bool) -> Any:

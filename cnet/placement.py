@@ -27,13 +27,9 @@ CONTROLNET_PARAMS = {"sd15": 361_278_404, "sd2": 364_234_372, "sdxl": 1_251_014_
 
 def memory_plan_mode(value: str | None) -> str:
     """The plan mode: `value` if given, else CNET_MEMORY_PLAN, else "none"; ValueError naming a bad one."""
-    from common.env import env_text
+    from common.env import choice_or_env
 
-    mode = (value if value is not None else env_text("CNET_MEMORY_PLAN", "none")).strip().lower()
-    if mode not in MEMORY_PLANS:
-        source = "memory_plan" if value is not None else "CNET_MEMORY_PLAN"
-        raise ValueError(f"{source}={mode!r} is not one of {list(MEMORY_PLANS)}")
-    return mode
+    return choice_or_env(value, "memory_plan", "CNET_MEMORY_PLAN", MEMORY_PLANS, "none")
 
 
 def card_gigabytes(device: str) -> float | None:

@@ -90,6 +90,15 @@ def env_text(name: str, default: str | None = None) -> str | None:
     return value or default
 
 
+def choice_or_env(value: str | None, field: str, name: str, choices: tuple[str, ...], default: str) -> str:
+    """A mode given as `value` (the option `field`), else the setting `name`, else `default`; lower-cased and checked
+    against `choices` (ValueError naming where the bad value came from)."""
+    mode = (value if value is not None else env_text(name, default)).strip().lower()
+    if mode not in choices:
+        raise ValueError(f"{field if value is not None else name}={mode!r} is not one of {list(choices)}")
+    return mode
+
+
 def env_flag(name: str, default: bool = False) -> bool:
     """True when `name` is 1/true/yes/on (any case), False when it is set to anything else, `default` when unset."""
     declared(name)
