@@ -11,7 +11,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from PIL import Image
@@ -36,8 +36,10 @@ from .compiled import configure as configure_compile
 from .control_mode import install_control_modes, set_control_mode
 from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
 from .fastpath import skip_inactive_controlnet
+from .image_prompts import ImageAdapters, adapter_location
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .placement import card_gigabytes, memory_plan_mode, place, plan_base
+from .regions import install_region_masks, mask_tensor, set_region_mask
 from .request import (
     DEFAULT_LIMITS,
     MAX_SEED,
@@ -108,6 +110,8 @@ class RunPlan:
     total: int  # the steps the progress counts (an edit runs the last denoise x steps)
     inputs: dict[str, Any]  # the pipeline's image arguments
     output_type: str
+    unit_masks: list[Image.Image | None] = field(default_factory=list)  # each unit's region mask, fitted
+    reference_masks: list[Image.Image | None] = field(default_factory=list)  # each reference's mask, fitted
 
 
 class GenerationCancelled(RuntimeError):
@@ -243,6 +247,7 @@ class Engine:
         self._embeddings: tuple[str, ...] = ()  # textual-inversion sources loaded now
         self._controlnets = LRUCache(self.max_cached_controlnets)
         self._tiny_vae: Any = None  # TAESD, for fast_decode (loaded on first use)
+        self._image_adapters = ImageAdapters()  # the IP-Adapter slots on the U-Net and the shared image encoder
         self._no_preview_vae = False  # the DiT previews' tiny autoencoder is not to be had: asked once
         self._load_lock = threading.RLock()
         self._run_lock = threading.Lock()
@@ -395,6 +400,7 @@ class Engine:
             set_qkv_fused([model], True)
         if "control_mode" in self.family.controls:  # the hooks weight a U-Net ControlNet's residuals
             install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
+        install_region_masks(model)
         # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
         if self.skip_inactive_controlnet and self.family.skip_inactive and not is_union(model):
             skip_inactive_controlnet(model)
@@ -547,7 +553,8 @@ class Engine:
             raise RequestError(f"{err}: choose another operation or base model") from None
         # The modules this pipeline takes (FLUX.1's img2img takes no image encoder, which its base pipeline holds).
         accepted = inspect.signature(getattr(diffusers, class_name).__init__).parameters
-        components = {k: v for k, v in base.items() if k != "scheduler" and k in accepted}
+        shared = {**base, **self._image_adapters.components()}
+        components = {k: v for k, v in shared.items() if k != "scheduler" and k in accepted}
         if self.family.has_safety_checker:
             components["requires_safety_checker"] = False
         if scheduler == "default":
@@ -689,11 +696,14 @@ class Engine:
             inputs["mask_image"] = masks.for_pipeline
             if request.inpaint_padding is not None:
                 inputs["padding_mask_crop"] = request.inpaint_padding
+        size = (fitted.width, fitted.height)
         return RunPlan(request, fitted.width, fitted.height, maps, conditions, fitted.picture, fitted.mask, masks,
                        resolve_prompt(request, caption), caption if caption is not None else request.caption,
                        [seed + i for i in range(request.num_images)], total, inputs,
                        # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
-                       "pil" if "padding_mask_crop" in inputs else "np")
+                       "pil" if "padding_mask_crop" in inputs else "np",
+                       [_fitted_mask(u.mask, size, request.resize_mode) for u in request.units],
+                       [_fitted_mask(p.mask, size, request.resize_mode) for p in request.image_prompts])
 
     def _conditions(self, request: GenerationRequest, fitted: Fitted) -> tuple[list[Any], list[Any]]:
         """(maps as shown, conditions as the ControlNets read them): the inpaint ControlNet reads the picture with
@@ -801,9 +811,10 @@ class Engine:
             raise GenerationCancelled("stopped before the first step")
         self.use_loras(pipe, request.loras)
         self.use_embeddings(pipe, request.embeddings)
+        inputs = {**plan.inputs, **self._image_prompt_arguments(pipe, plan)}
         net = getattr(pipe, "controlnet", None)
         nets = getattr(net, "nets", [net])
-        inputs, union = dict(plan.inputs), net is not None and is_union(nets[0])
+        union = net is not None and is_union(nets[0])
         as_lists = union
         if union:  # one model, every condition with its control type; the maps always as `control_image`
             if plan.picture is None:
@@ -815,12 +826,23 @@ class Engine:
             as_lists = not single  # the scales and start/end as lists, one per condition
         if "control_mode" in self.family.controls:
             self._set_control_modes(pipe, request, union)
+        if net is not None:
+            _set_region_masks(nets * len(request.units) if union and len(nets) == 1 else nets, plan)
         # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
         if self.vae_tiling or max(plan.width, plan.height) > AUTO_TILING_SIDE:
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
         return pipe, inputs, as_lists
+
+    def _image_prompt_arguments(self, pipe: Any, plan: RunPlan) -> dict[str, Any]:
+        """The reference pictures' IP-Adapter slots loaded (or unloaded) for this run, and the pipeline's arguments
+        for them (cnet/image_prompts.py), their masks fitted to the output as the maps are."""
+        from dataclasses import replace as with_mask
+
+        prompts = [with_mask(p, mask=m) for p, m in zip(plan.request.image_prompts, plan.reference_masks)]
+        location = adapter_location(plan.request.ip_adapter, self.family) if prompts else None
+        return self._image_adapters.apply(pipe, prompts, location, self.family, (plan.width, plan.height))
 
     @staticmethod
     def _set_control_modes(pipe: Any, request: GenerationRequest, union: bool) -> None:
@@ -855,7 +877,9 @@ class Engine:
         if plan.mask is not None:
             inputs["mask"] = plan.mask
         return GenerationResult(images=list(images), condition_maps=plan.maps, metadata=metadata,
-                                edit_inputs=inputs)
+                                edit_inputs=inputs, unit_masks=plan.unit_masks,
+                                references=[p.image.convert("RGB") for p in plan.request.image_prompts],
+                                reference_masks=plan.reference_masks)
 
     def _texts(self, pipe: Any, prompt: str, negative_prompt: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The pipeline's text arguments, and what the metadata says about them. Plain prompts go as text (the
@@ -935,6 +959,12 @@ class Engine:
             controlnets.append({"kind": unit.kind, **describe_source(parse_model_source(spec)),
                                 "strength": unit.strength, "start": unit.start, "end": unit.end,
                                 "control_mode": unit.control_mode})
+        if request.image_prompts:
+            from .image_prompts import describe_adapter
+
+            adapter = describe_adapter(adapter_location(request.ip_adapter, self.family))
+            settings["image_prompts"] = [{"scale": p.scale, "preset": p.preset, **adapter}
+                                         for p in request.image_prompts]
         return {
             **settings,
             "base_model": describe_source(self.base_source),
@@ -978,6 +1008,31 @@ def _control_arguments(request: GenerationRequest, as_lists: bool) -> dict[str, 
     return dict(controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], as_lists),
                 control_guidance_start=_one_or_list([float(u.start) for u in request.units], as_lists),
                 control_guidance_end=_one_or_list([float(u.end) for u in request.units], as_lists))
+
+
+def _fitted_mask(mask: Image.Image | None, size: tuple[int, int], resize_mode: str) -> Image.Image | None:
+    """A region mask at the output's size, fitted by the request's resize mode (the same geometry as its map)."""
+    if mask is None:
+        return None
+    from .edit import mask_channel
+
+    return fit(mask_channel(mask).convert("RGB"), *size, resize_mode).convert("L")
+
+
+def _set_region_masks(nets: list[Any], plan: RunPlan) -> None:
+    """Each ControlNet's region mask for this run (cnet/regions.py; None: everywhere). One model serving several
+    units (a Union model, or one ControlNet twice) takes one mask: the units must agree."""
+    chosen: dict[int, tuple[int, Image.Image | None]] = {}
+    for i, (net, mask) in enumerate(zip(nets, plan.unit_masks)):
+        first, seen = chosen.setdefault(id(net), (i, mask))
+        if first != i and not _same_image(seen, mask):
+            raise RequestError(f"units[{first}] and units[{i}] use the same ControlNet with different control masks: "
+                               "one model takes one mask per run; give them the same mask, or merge their maps")
+        set_region_mask(net, None if mask is None else mask_tensor(mask, (plan.width, plan.height)))
+
+
+def _same_image(a: Image.Image | None, b: Image.Image | None) -> bool:
+    return a is b or (a is not None and b is not None and a.size == b.size and a.tobytes() == b.tobytes())
 
 
 def _controlnet_argument(family: Family, nets: list[Any], union: bool) -> Any:

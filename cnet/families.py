@@ -102,6 +102,11 @@ class Family:
     # False: a base that edits without ControlNets (FLUX.1 Fill reads the picture and mask itself); a request
     # with control units is refused by name, and the edit doors make none for it.
     takes_controlnets: bool = True
+    # Image prompts (cnet/image_prompts.py): the IP-Adapter authors' weights for it inside h94/IP-Adapter (None: the
+    # studio has none for it yet), and InstantStyle's per-block recipes at scale 1 ("style": the blocks that carry
+    # colour and material; "composition": those that carry layout), as its authors' scripts name them.
+    ip_adapter_weight: str | None = None
+    ip_presets: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.short_label:
@@ -145,9 +150,18 @@ class Family:
 SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
                 "inpaint": "StableDiffusionControlNetInpaintPipeline"}
 
+# InstantStyle: SDXL's up_blocks.0.attentions.1 carries style, down_blocks.2.attentions.1 layout (its README); for
+# SD 1.5 (infer_style_sd15.py) the whole of up_blocks.1, and down_blocks.2 with the middle block for layout. SD 1.5's
+# up_blocks.0 has no attention at all: SDXL's recipe there would switch the adapter off without a word.
+SD15_IP_PRESETS = {"style": {"up": {"block_1": 1.0}}, "composition": {"down": {"block_2": 1.0}, "mid": 1.0},
+                   "style_and_composition": {"down": {"block_2": 1.0}, "mid": 1.0, "up": {"block_1": 1.0}}}
+SDXL_IP_PRESETS = {"style": {"up": {"block_0": [0.0, 1.0, 0.0]}}, "composition": {"down": {"block_2": [0.0, 1.0]}},
+                   "style_and_composition": {"down": {"block_2": [0.0, 1.0]}, "up": {"block_0": [0.0, 1.0, 0.0]}}}
+
 FAMILIES: dict[str, Family] = {
     "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 1.x",
-                   few_step_lora="latent-consistency/lcm-lora-sdv1-5"),
+                   few_step_lora="latent-consistency/lcm-lora-sdv1-5",
+                   ip_adapter_weight="models/ip-adapter_sd15.safetensors", ip_presets=SD15_IP_PRESETS),
     "sd2": Family("sd2", "Stable Diffusion 2.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 2.x",
                   v_prediction_side=768),
     "sdxl": Family(
@@ -159,7 +173,8 @@ FAMILIES: dict[str, Family] = {
          "inpaint": "StableDiffusionXLControlNetUnionInpaintPipeline"},
         default_side=1024, has_safety_checker=False, text_encoders=2,
         half_precision_vae="madebyollin/sdxl-vae-fp16-fix", few_step_lora="latent-consistency/lcm-lora-sdxl",
-        tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True),
+        tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True,
+        ip_adapter_weight="sdxl_models/ip-adapter_sdxl.safetensors", ip_presets=SDXL_IP_PRESETS),
 }
 
 # The DiT families: a transformer denoiser, T5 beside CLIP, flow matching. diffusers' SD3 ControlNet pipelines have

@@ -15,6 +15,7 @@ from PIL import Image
 from common.text import short_repr
 
 from .control_mode import CONTROL_MODES
+from .image_prompts import ImagePrompt, check_image_prompt
 from .kinds import KINDS
 from .operations import OPERATIONS, implied_operation, size_refused
 from .params import (
@@ -63,6 +64,7 @@ class Limits:
     max_guidance: float = 30.0
     max_strength: float = 2.0
     max_units: int = 4
+    max_image_prompts: int = 4  # reference pictures (IP-Adapter slots, each its own attention pass)
     # CLIP reads 77 tokens (~300 characters); longer text is kept for the record but must not hold the queue or
     # bloat every saved PNG (a 10 MB prompt did both).
     max_prompt_chars: int = 10_000
@@ -138,6 +140,9 @@ class ControlUnit:
     control_mode: str = declared("balanced", Param(  # as the A1111 extension (see cnet/control_mode.py)
         "balanced | prompt (my prompt is more important) | control (ControlNet is more important)",
         choices=CONTROL_MODES, per_unit=True))
+    mask: Image.Image | None = declared(None, Param(  # cnet/regions.py: its residuals weighted by the mask
+        "where this control applies (white; grey fades it; not given: everywhere), fitted to the output like its map",
+        type="image", name="control_mask", optional=True, record=False, restore=False, per_unit=True))
 
 
 _EDIT = "edit"
@@ -149,6 +154,9 @@ class GenerationRequest:
     declared once (cnet/params.py): every door (CLI, API, forms, PNG) is derived from these declarations."""
 
     units: list[ControlUnit]
+    # Reference pictures (IP-Adapter): what the image should look like (cnet/image_prompts.py), each declared field
+    # once, as the units' are.
+    image_prompts: list[ImagePrompt] = field(default_factory=list)
     prompt_mode: PromptMode | str = declared(PromptMode.DEFAULT, Param(
         "none | default | auto (a BLIP caption) | custom (your prompt)",
         choices=lambda: tuple(m.value for m in PromptMode)))
@@ -226,6 +234,10 @@ class GenerationRequest:
     loras: list[LoraRef] = declared([], Param(
         "LoRAs for the base (Hub id, folder or .safetensors, A1111/kohya files too) as SOURCE[:WEIGHT], one a line",
         type=list, cli_alias="--lora", record=False, item=parse_lora))
+    ip_adapter: str | None = declared(None, Param(
+        "the IP-Adapter for the reference pictures: a weights file (its image_encoder folder beside it), a folder or "
+        "Hub repository laid out as h94/IP-Adapter, or owner/name/path/file (empty: the base family's, from "
+        "h94/IP-Adapter)", optional=True, high=1000, record=False, restore=False))
     embeddings: list[str] = declared([], Param(
         "textual-inversion embeddings (a file's name is its trigger word, as in A1111; folder or Hub id), one a "
         "line", type=list, cli_alias="--embedding", record=False))
@@ -251,6 +263,11 @@ class GenerationRequest:
                                "ControlNet (FLUX.1 Fill) runs without one")
         for i, unit in enumerate(self.units):
             _check_unit(i, unit, limits)
+        if not isinstance(self.image_prompts, list) or len(self.image_prompts) > limits.max_image_prompts:
+            raise RequestError(f"image_prompts={short_repr(self.image_prompts)}: give at most "
+                               f"{limits.max_image_prompts} reference pictures")
+        for i, prompt in enumerate(self.image_prompts):
+            check_image_prompt(i, prompt, limits)
         return self.validate_settings(limits)
 
     def validate_settings(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
@@ -322,7 +339,7 @@ def door_fields(door: str) -> list[Declared]:
     CLI and the API list them: the run's options, the unit's, the request's, and an edit's picture options."""
     from .operations import EditOptions
 
-    groups = [RunOptions, ControlUnit, GenerationRequest] + ([EditOptions] if door == "edit" else [])
+    groups = [RunOptions, ControlUnit, ImagePrompt, GenerationRequest] + ([EditOptions] if door == "edit" else [])
     return [item for cls in groups for item in declarations(cls, door)]
 
 
@@ -333,6 +350,7 @@ class DoorValues(NamedTuple):
     unit: dict[str, Any]  # ControlUnit (one unit)
     settings: dict[str, Any]  # GenerationRequest
     edit: dict[str, Any]  # EditOptions
+    reference: dict[str, Any]  # ImagePrompt (one reference picture)
 
 
 def door_values_of(door: str, sent: dict[str, Any]) -> DoorValues:
@@ -340,7 +358,7 @@ def door_values_of(door: str, sent: dict[str, Any]) -> DoorValues:
     from .operations import EditOptions
 
     return DoorValues(*(door_values(declarations(cls, door), sent) if cls is not EditOptions or door == "edit"
-                        else {} for cls in (RunOptions, ControlUnit, GenerationRequest, EditOptions)))
+                        else {} for cls in (RunOptions, ControlUnit, GenerationRequest, EditOptions, ImagePrompt)))
 
 
 def check_lora(i: int, lora: Any) -> None:
@@ -390,9 +408,15 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
     if unit.kind not in KINDS and unit.controlnet is None:
         raise RequestError(f"{where}.kind={unit.kind!r} is unknown and no controlnet was given; "
                            f"known kinds: {sorted(KINDS)}")
-    for item in declarations(ControlUnit):  # the image, kind and ControlNet are checked above, by their own rules
-        if item.field not in ("image", "kind", "controlnet"):
+    for item in declarations(ControlUnit):  # the images, kind and ControlNet are checked here, by their own rules
+        if item.field not in ("image", "kind", "controlnet", "mask"):
             check_value(f"{where}.{item.field}", getattr(unit, item.field), item.param, limits)
+    if unit.mask is not None:
+        if not isinstance(unit.mask, Image.Image):
+            raise RequestError(f"{where}.mask={type(unit.mask).__name__} must be a PIL image or not given")
+        (w, h), (mw, mh) = unit.image.size, unit.mask.size
+        if abs(w / h - mw / mh) > 0.01:
+            raise RequestError(f"{where}.mask is {mw}x{mh} but its map is {w}x{h}: their shapes must match")
     if unit.start >= unit.end:
         raise RequestError(f"{where}.start={unit.start} must be below {where}.end={unit.end}")
 
@@ -416,6 +440,6 @@ def check_text(name: str, value: Any, max_chars: int, optional: bool = False) ->
 
 __all__ = [
     "size_refused",
-    "DEFAULT_PROMPT", "ORIGINAL_ADDED_PROMPT", "ORIGINAL_NEGATIVE_PROMPT", "SCHEDULERS", "ControlUnit",
+    "DEFAULT_PROMPT", "ImagePrompt", "ORIGINAL_ADDED_PROMPT", "ORIGINAL_NEGATIVE_PROMPT", "SCHEDULERS", "ControlUnit",
     "GenerationRequest", "Limits", "DEFAULT_LIMITS", "PromptMode", "RequestError", "resolve_prompt",
 ]

@@ -26,6 +26,9 @@ class GenerationResult:
     # The edited picture and its mask ("init", "mask"), saved beside the images so a re-run finds them.
     edit_inputs: dict[str, Image.Image] = field(default_factory=dict)
     map_files: list[Path] = field(default_factory=list)  # the condition maps as `save` wrote them
+    unit_masks: list[Image.Image | None] = field(default_factory=list)  # each unit's region mask (None: none)
+    references: list[Image.Image] = field(default_factory=list)  # the reference pictures (image prompts)
+    reference_masks: list[Image.Image | None] = field(default_factory=list)
 
     @property
     def prompt(self) -> str:
@@ -48,6 +51,7 @@ class GenerationResult:
         inputs = {f"{role}_image": f"{stem}-{role}.png" for role in self.edit_inputs}  # init_image, mask_image
         for role, image in self.edit_inputs.items():
             image.save(out / inputs[f"{role}_image"])
+        inputs.update(self._save_attachments(out, stem))
         paths = []
         for i, (image, meta) in enumerate(zip(self.images, self.metadata)):
             meta = {**meta, "control_images": map_names, **inputs}
@@ -55,6 +59,22 @@ class GenerationResult:
             image.save(path, pnginfo=png_info(meta))
             paths.append(path)
         return paths
+
+
+    def _save_attachments(self, out: Path, stem: str) -> dict[str, list[str | None]]:
+        """The units' masks and the reference pictures with their masks, saved beside the images; their file names
+        by metadata key (a list per kind, None where a unit or reference has no mask), only for those present."""
+        groups = {"control_masks": (self.unit_masks, "control{}-mask"), "reference_images": (self.references,
+                  "reference{}"), "reference_masks": (self.reference_masks, "reference{}-mask")}
+        names: dict[str, list[str | None]] = {}
+        for key, (images, pattern) in groups.items():
+            if any(image is not None for image in images):
+                names[key] = [None if image is None else f"{stem}-{pattern.format(j)}.png"
+                              for j, image in enumerate(images)]
+                for name, image in zip(names[key], images):
+                    if image is not None:
+                        image.save(out / name)
+        return names
 
 
 # Texts stored once, in the summary line; the JSON records their lengths so they are cut back out exactly.
@@ -289,6 +309,9 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
         settings["kind"] = _field(net, "kind", str, f"controlnets[{i}]")
         units.append(ControlUnit(image.convert("RGB"), controlnet=_field(net, "model", str, f"controlnets[{i}]"),
                                  **settings))
+    for unit, mask in zip(units, _optional_files(meta, "control_masks", len(units), folder)):
+        unit.mask = mask
+    image_prompts, adapter = _image_prompts(meta, folder)
     edit = {role: _saved_beside(folder, meta[key], role.replace("_", " "))
             for role, key in (("init_image", "init_image"), ("mask", "mask_image")) if meta.get(key)}
     index, seed = _field(meta, "image_index", int, "", 0), _field(meta, "seed", int, "")
@@ -304,9 +327,38 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
     if not isinstance(base, str):
         base = _field(base if isinstance(base, dict) else {}, "model", str, "base_model")
     request = GenerationRequest(units=units, num_images=batch_size, seed=seed - index,
-                                loras=loras, embeddings=embeddings, **edit,
+                                loras=loras, embeddings=embeddings, **edit, image_prompts=image_prompts,
+                                ip_adapter=adapter,
                                 **{k: meta[k] for k in _declared(restorable=False) if k in meta})
     return Rerun(request, base, index)
+
+
+def _optional_files(meta: dict[str, Any], key: str, count: int, folder: Path) -> list[Image.Image | None]:
+    """The images a metadata list of file names holds (None where an entry has none), `count` of them; all None
+    when the list is absent (a file saved before masks existed, or a run without them)."""
+    names = meta.get(key)
+    if names is None:
+        return [None] * count
+    if not isinstance(names, list) or len(names) != count:
+        raise ValueError(f"metadata: {key}={short_repr(names)} is not a list of {count} file names; it cannot be "
+                         "re-run")
+    return [None if name is None else _saved_beside(folder, name, f"{key}[{j}]") for j, name in enumerate(names)]
+
+
+def _image_prompts(meta: dict[str, Any], folder: Path) -> tuple[list[Any], str | None]:
+    """The reference pictures of a saved run (their scales, presets and masks) and the IP-Adapter they used."""
+    from .image_prompts import ImagePrompt
+
+    entries = _strict_entries(meta, "image_prompts")
+    pictures = _optional_files(meta, "reference_images", len(entries), folder) if entries else []
+    masks = _optional_files(meta, "reference_masks", len(entries), folder)
+    prompts = []
+    for j, (entry, picture, mask) in enumerate(zip(entries, pictures, masks)):
+        if picture is None:
+            raise ValueError(f"metadata: image_prompts[{j}] has no reference picture; it cannot be re-run")
+        prompts.append(ImagePrompt(picture.convert("RGB"), **{k: entry[k] for k in ("scale", "preset") if k in entry},
+                                   mask=mask))
+    return prompts, _field(entries[0], "model", str, "image_prompts[0]") if entries else None
 
 
 def _strict_entries(meta: dict[str, Any], key: str) -> list[dict[str, Any]]:

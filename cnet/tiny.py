@@ -310,3 +310,44 @@ def save_tiny_taesd(out_dir: str | Path, seed: int = 0) -> Path:
     AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
                     num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).eval().save_pretrained(out)
     return out
+
+
+def save_tiny_ip_adapter(base_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
+    """An IP-Adapter for the tiny U-Net base at `base_dir`, in the authors' layout (h94/IP-Adapter): one
+    `ip-adapter.safetensors` (the image projection, `image_proj.*`, and a key and value projection per
+    cross-attention layer, `ip_adapter.{1,3,5,...}.to_{k,v}_ip.weight`, numbered as diffusers reads them) and a tiny
+    CLIP image encoder in `image_encoder/` beside it. Random non-zero weights, so a reference visibly changes the
+    output. Returns the weights file."""
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    config = UNet2DConditionModel.load_config(str(base_dir), subfolder="unet")
+    width, tokens, embed = config["cross_attention_dim"], 4, 32
+    # 224 px, as every CLIP image processor the pipelines carry crops to (SD 1.5's safety-checker one included).
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, projection_dim=embed, num_hidden_layers=2, num_attention_heads=4,
+        image_size=224, patch_size=32)).eval().save_pretrained(out / "image_encoder")
+    tensors = {"image_proj.proj.weight": torch.randn(tokens * width, embed) * 0.2,
+               "image_proj.proj.bias": torch.zeros(tokens * width),
+               "image_proj.norm.weight": torch.ones(width), "image_proj.norm.bias": torch.zeros(width)}
+    with init_empty_weights():  # only the layer names and widths are read
+        unet = UNet2DConditionModel.from_config(config)
+    channels, key = config["block_out_channels"], 1
+    for name in unet.attn_processors:
+        if not name.endswith("attn2.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        else:
+            block = int(name.split(".")[1])
+            hidden = (list(reversed(channels)) if name.startswith("up_blocks") else list(channels))[block]
+        for projection in ("to_k_ip", "to_v_ip"):
+            tensors[f"ip_adapter.{key}.{projection}.weight"] = torch.randn(hidden, width) * 0.3
+        key += 2
+    save_file(tensors, str(out / "ip-adapter.safetensors"))
+    return out / "ip-adapter.safetensors"

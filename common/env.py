@@ -40,6 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CNET_SINGLE_FILE_CONFIG", "text", "the diffusers pipeline folder describing a single-file base"),
     Setting("CNET_CONTROLNET_CONFIG", "text", "the ControlNet folder describing single-file ControlNets"),
     Setting("CNET_FEW_STEP_LORA", "text", "few-step mode's LoRA (default: the family's LCM-LoRA)"),
+    Setting("CNET_IP_ADAPTER", "text", "the IP-Adapter of reference pictures (default: the family's, h94/IP-Adapter)"),
     Setting("CNET_TINY_VAE", "text", "fast decode's tiny autoencoder (default: the family's TAESD)"),
     Setting("CNET_HALF_VAE", "text", "the VAE used in fp16 where the base's overflows (SDXL); none: the base's"),
     Setting("CNET_DEMO_PLUGIN", "text", "the package offering the offline demo model (default shapes)"),
