@@ -12,7 +12,7 @@ from .engine import OFFLOAD_MODES
 from .kinds import KINDS
 from .operations import EditOptions
 from .params import Declared, declarations, from_door, given
-from .request import ControlUnit, PromptMode, door_fields, door_values_of
+from .request import ControlUnit, ImagePrompt, PromptMode, door_fields, door_values_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +89,9 @@ def _argument(item: Declared) -> dict[str, Any]:
     help_text = param.help + (f" ({shown})" if shown not in (None, "", [], False) and f"({shown}" not in param.help
                               else "")
     repeated = param.per_unit or param.type is list
-    if param.per_unit:
-        help_text += "; one per --image, or one for all" if item.name != "image" else ""
+    if param.per_unit and item.name not in ("image", "reference"):
+        group = "--reference" if item.name.startswith("reference") else "--image"
+        help_text += f"; one per {group}, or one for all"
     if param.type is bool:
         return {"action": "store_true", "help": help_text}
     out: dict[str, Any] = {"help": help_text, "action": "append" if repeated else "store"}
@@ -105,13 +106,13 @@ def _argument(item: Declared) -> dict[str, Any]:
     return out
 
 
-def _per_unit(values: list | None, n: int, name: str, default: object) -> list:
+def _per_unit(values: list | None, n: int, name: str, default: object, group: str = "--image") -> list:
     if not values:
         return [default] * n
     if len(values) == 1:
         return values * n
     if len(values) != n:
-        raise ValueError(f"--{name.replace('_', '-')} was given {len(values)} times for {n} --image values")
+        raise ValueError(f"--{name.replace('_', '-')} was given {len(values)} times for {n} {group} values")
     return values
 
 
@@ -125,14 +126,14 @@ def _load_image(path: str, what: str) -> Any:
         raise ValueError(f"{what}={path!r} is not a readable image: {err}") from None
 
 
-def _load_mask(path: str) -> Any:
+def _load_mask(path: str, name: str = "mask") -> Any:
     from PIL import Image
 
     try:
         with Image.open(path) as opened:
             return opened.copy()  # its transparency, if any, is the painted area
     except (OSError, ValueError) as err:
-        raise ValueError(f"--mask={path!r} is not a readable image: {err}") from None
+        raise ValueError(f"--{name.replace('_', '-')}={path!r} is not a readable image: {err}") from None
 
 
 def _sent(args: argparse.Namespace, door: str) -> dict[str, Any]:
@@ -141,19 +142,37 @@ def _sent(args: argparse.Namespace, door: str) -> dict[str, Any]:
             if not item.param.per_unit and getattr(args, item.name, None) is not None}
 
 
+def _group(cls: type, args: argparse.Namespace, firsts: list[Any], group: str) -> list[Any]:
+    """One `cls` (a ControlUnit, an ImagePrompt) per entry of `firsts` (its maps, its pictures), each of its other
+    declared flags given once for all or once per entry; a file flag (a mask) read as an image."""
+    items = [item for item in declarations(cls) if item.name not in ("image", "reference")]
+    columns = {item.field: _per_unit(getattr(args, item.name, None), len(firsts), item.name, item.default, group)
+               for item in items}
+
+    def value(item: Declared, i: int) -> Any:
+        sent = from_door(item, columns[item.field][i])
+        return _load_mask(sent, item.name) if item.param.type == "image" and isinstance(sent, str) else sent
+
+    return [cls(first, **given({item.field: value(item, i) for item in items})) for i, first in enumerate(firsts)]
+
+
 def _units(args: argparse.Namespace, maps: list[Any]) -> list[ControlUnit]:
     """One ControlUnit per map, each declared unit flag given once for all or once per --image."""
-    items = [item for item in declarations(ControlUnit) if item.name != "image"]
-    columns = {item.field: _per_unit(getattr(args, item.name, None), len(maps), item.name, item.default)
-               for item in items}
-    return [ControlUnit(image, **given({item.field: from_door(item, columns[item.field][i]) for item in items}))
-            for i, image in enumerate(maps)]
+    return _group(ControlUnit, args, maps, "--image")
+
+
+def _image_prompts(args: argparse.Namespace) -> list[Any]:
+    """One reference picture per --reference, each --reference-* flag given once for all or once per picture."""
+    pictures = [_load_image(path, "--reference") for path in getattr(args, "reference", None) or []]
+    return _group(ImagePrompt, args, pictures, "--reference")
 
 
 def _maps(args: argparse.Namespace, run: dict[str, Any], settings: dict[str, Any]) -> tuple[list[Any], Any]:
     """The condition maps of `generate` (--image files, detected with --detect) and the photo they came from."""
+    if not args.image and getattr(args, "reference", None):
+        return [], None  # reference pictures alone steer the run
     if not args.image:
-        raise ValueError("give --image (a condition map) or --from-png")
+        raise ValueError("give --image (a condition map), --reference (a reference picture) or --from-png")
     if not run.get("detect"):
         return [_load_image(p, "--image") for p in args.image], None
     from .maps import detect_map
@@ -224,6 +243,7 @@ def _request(args: argparse.Namespace) -> tuple[Any, str | None]:
         maps, photo = _maps(args, run, settings)
         settings.setdefault("source_image", photo)
     units, base = _units(args, maps), run.get("base_model")
+    settings["image_prompts"] = _image_prompts(args)
     demo = base is None and use_demo()
     if run.get("few_step"):  # the family's few-step LoRA and sampler; steps and guidance given here are kept
         settings = few_step_on(settings, base, demo, args.single_file_config)

@@ -34,7 +34,16 @@ from .captioner import Captioner
 from .compiled import ShapeBuckets, compile_forward, set_qkv_fused
 from .compiled import configure as configure_compile
 from .control_mode import install_control_modes, set_control_mode
-from .families import FAMILIES, Family, base_family, check_fits, family_of, is_union, pipeline_class
+from .families import (
+    FAMILIES,
+    Family,
+    base_default_side,
+    base_family,
+    check_fits,
+    family_of,
+    is_union,
+    pipeline_class,
+)
 from .fastpath import skip_inactive_controlnet
 from .image_prompts import ImageAdapters, adapter_location
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
@@ -531,9 +540,10 @@ class Engine:
             raise RequestError(str(err)) from None
 
     def pipeline(self, units: list[ControlUnit], scheduler: str = "default", mode: str = "txt2img",
-                 fast_decode: bool = False) -> Any:
+                 fast_decode: bool = False, image_prompted: bool = False) -> Any:
         """The ControlNet pipeline for `mode` (the family's: cnet/families.py) over the shared base modules and the
-        units' ControlNets; with `fast_decode`, the family's tiny autoencoder (TAESD) in place of the base's VAE."""
+        units' ControlNets; with `fast_decode`, the family's tiny autoencoder (TAESD) in place of the base's VAE.
+        No unit with `image_prompted` (reference pictures steer the run alone): the family's plain pipeline."""
         import inspect
 
         import diffusers
@@ -541,14 +551,14 @@ class Engine:
         if mode not in PIPELINE_CLASSES:
             raise RequestError(f"mode={mode!r} is not one of {list(PIPELINE_CLASSES)}")
         base = self.load_base()
-        self._check_units(units)
+        self._check_units(units, image_prompted)
         nets = [self.load_controlnet(*self.controlnet_spec(u)) for u in units]
         union = any(is_union(net) for net in nets)
         if union and any(net is not nets[0] for net in nets):
             raise RequestError("a ControlNet-Union model takes every condition itself: give all units the same "
                                "Union model (each with its own kind), not a mix with other ControlNets")
         try:
-            class_name = pipeline_class(self.family, mode, union)
+            class_name = pipeline_class(self.family, mode, union, controlled=bool(nets))
         except ValueError as err:
             raise RequestError(f"{err}: choose another operation or base model") from None
         # The modules this pipeline takes (FLUX.1's img2img takes no image encoder, which its base pipeline holds).
@@ -571,9 +581,10 @@ class Engine:
             pipe.enable_model_cpu_offload(device=self.device)
         return pipe
 
-    def _check_units(self, units: list[ControlUnit]) -> None:
-        """A family that takes ControlNets needs a unit; one that edits by itself (FLUX.1 Fill) takes none."""
-        if self.family.takes_controlnets and not units:
+    def _check_units(self, units: list[ControlUnit], image_prompted: bool = False) -> None:
+        """A family that takes ControlNets needs a unit (or reference pictures, which steer a run alone); one that
+        edits by itself (FLUX.1 Fill) takes none."""
+        if self.family.takes_controlnets and not units and not image_prompted:
             raise RequestError(f"units=[]: give a control unit (a map); only a {FAMILIES['flux_fill'].label} base "
                                "runs without one")
         if units and not self.family.takes_controlnets:
@@ -645,10 +656,15 @@ class Engine:
         every map, the picture and its mask fitted to it by the request's resize mode (never silently stretched)."""
         maps = [u.image.convert("RGB") for u in request.units]
         picture = request.init_image.convert("RGB") if request.init_image is not None else None
-        if picture is None and not maps:
-            raise RequestError("units=[] and no init_image: give a map to generate from, or a picture to edit")
-        sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0], "map (units[0])")
         family = self.planned_family()
+        if picture is None and not maps and not request.image_prompts:
+            raise RequestError("units=[] and no init_image: give a map to generate from, or a picture to edit")
+        if picture is None and not maps:  # reference pictures alone: the base's own size unless one is given
+            side = base_default_side(self.base_source, family)
+            sized_by, source = Image.new("L", (side, side)), f"{family.short_label} base's default size"
+        else:
+            sized_by, source = (picture, "picture (init_image)") if picture is not None else (maps[0],
+                                                                                             "map (units[0])")
         multiple = family.size_multiple
         width = request.width or sized_by.width // multiple * multiple
         height = request.height or sized_by.height // multiple * multiple
@@ -676,14 +692,15 @@ class Engine:
         `control_image`, how much to redraw and, to inpaint, the mask)."""
         caption = None
         if request.prompt_mode is PromptMode.AUTO and request.caption is None:
-            caption = self.caption(request.source_image or fitted.maps[0])
+            described = fitted.maps[0] if fitted.maps else fitted.picture or request.image_prompts[0].image
+            caption = self.caption(request.source_image or described)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         total = request.num_inference_steps
         if fitted.picture is not None:  # diffusers runs only the last denoise x steps of an edit: the bar counts those
             total = max(1, min(int(total * request.denoise), total))
         maps, conditions = self._conditions(request, fitted)
         control = conditions[0] if len(conditions) == 1 else conditions
-        inputs: dict[str, Any] = {self.planned_family().map_argument: control}
+        inputs: dict[str, Any] = {self.planned_family().map_argument: control} if conditions else {}
         masks = None
         if fitted.picture is not None:
             inputs = {"image": fitted.picture, "control_image": control, "strength": float(request.denoise)}
@@ -805,7 +822,8 @@ class Engine:
         the units' scales and start/end go as lists (a Union model's, except FLUX.1's with one condition)."""
         self.load_base()  # the family is the loaded base's: it fills in the sampler and guidance left to it
         request = plan.request = self.family.resolved(plan.request)
-        pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode)
+        pipe = self.pipeline(request.units, request.scheduler, request.mode, request.fast_decode,
+                             image_prompted=bool(request.image_prompts))
         self.family.check_controls(request)  # a setting the family does not use is refused by name
         if should_stop is not None and should_stop():
             raise GenerationCancelled("stopped before the first step")
@@ -824,10 +842,10 @@ class Engine:
             inputs["control_image"] = plan.conditions[0] if single else list(plan.conditions)
             inputs["control_mode"] = modes[0] if single else modes
             as_lists = not single  # the scales and start/end as lists, one per condition
-        if "control_mode" in self.family.controls:
+        if net is not None and "control_mode" in self.family.controls:
             self._set_control_modes(pipe, request, union)
         if net is not None:
-            _set_region_masks(nets * len(request.units) if union and len(nets) == 1 else nets, plan)
+            _set_region_masks(list(nets) * len(request.units) if union and len(nets) == 1 else list(nets), plan)
         # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
         if self.vae_tiling or max(plan.width, plan.height) > AUTO_TILING_SIDE:
             pipe.vae.enable_tiling()

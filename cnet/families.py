@@ -106,6 +106,8 @@ class Family:
     # studio has none for it yet), and InstantStyle's per-block recipes at scale 1 ("style": the blocks that carry
     # colour and material; "composition": those that carry layout), as its authors' scripts name them.
     ip_adapter_weight: str | None = None
+    # Request mode -> the pipeline without a ControlNet, for a run steered by reference pictures alone.
+    plain_pipelines: Mapping[str, str] = field(default_factory=dict)
     ip_presets: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,6 +149,8 @@ class Family:
         return replace(request, scheduler=scheduler, guidance_scale=guidance)
 
 
+SD_PLAIN = {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
+            "inpaint": "StableDiffusionInpaintPipeline"}
 SD_PIPELINES = {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
                 "inpaint": "StableDiffusionControlNetInpaintPipeline"}
 
@@ -161,7 +165,8 @@ SDXL_IP_PRESETS = {"style": {"up": {"block_0": [0.0, 1.0, 0.0]}}, "composition":
 FAMILIES: dict[str, Family] = {
     "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 1.x",
                    few_step_lora="latent-consistency/lcm-lora-sdv1-5",
-                   ip_adapter_weight="models/ip-adapter_sd15.safetensors", ip_presets=SD15_IP_PRESETS),
+                   ip_adapter_weight="models/ip-adapter_sd15.safetensors", ip_presets=SD15_IP_PRESETS,
+                   plain_pipelines=SD_PLAIN),
     "sd2": Family("sd2", "Stable Diffusion 2.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 2.x",
                   v_prediction_side=768),
     "sdxl": Family(
@@ -174,7 +179,9 @@ FAMILIES: dict[str, Family] = {
         default_side=1024, has_safety_checker=False, text_encoders=2,
         half_precision_vae="madebyollin/sdxl-vae-fp16-fix", few_step_lora="latent-consistency/lcm-lora-sdxl",
         tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True,
-        ip_adapter_weight="sdxl_models/ip-adapter_sdxl.safetensors", ip_presets=SDXL_IP_PRESETS),
+        ip_adapter_weight="sdxl_models/ip-adapter_sdxl.safetensors", ip_presets=SDXL_IP_PRESETS,
+        plain_pipelines={"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
+                         "inpaint": "StableDiffusionXLInpaintPipeline"}),
 }
 
 # The DiT families: a transformer denoiser, T5 beside CLIP, flow matching. diffusers' SD3 ControlNet pipelines have
@@ -363,9 +370,14 @@ def few_step_settings(family: Family, settings: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def pipeline_class(family: Family, mode: str, union: bool) -> str:
-    """The diffusers pipeline class that runs `mode` on this family (with a ControlNet-Union model when `union`)."""
+def pipeline_class(family: Family, mode: str, union: bool, controlled: bool = True) -> str:
+    """The diffusers pipeline class that runs `mode` on this family (with a ControlNet-Union model when `union`;
+    without any ControlNet when not `controlled`, for a family that otherwise takes them)."""
     table = family.union_pipelines if union else family.pipelines
+    if not controlled and family.takes_controlnets:
+        table = family.plain_pipelines
+        if mode not in table:
+            raise ValueError(f"{family.label} has no {mode} pipeline without a ControlNet")
     if mode not in table:
         what = " for ControlNet-Union models" if union else " for ControlNets" if family.takes_controlnets else ""
         raise ValueError(f"{family.label} has no {mode} pipeline{what}")

@@ -47,7 +47,7 @@ class ImagePrompt:
 
 def check_image_prompt(i: int, prompt: Any, limits: Any) -> None:
     """RequestError naming `image_prompts[i]` and the value unless it is a usable reference."""
-    from .params import check_value, declarations
+    from .params import check_side, check_value, declarations
 
     where = f"image_prompts[{i}]"
     if not isinstance(prompt, ImagePrompt):
@@ -56,6 +56,9 @@ def check_image_prompt(i: int, prompt: Any, limits: Any) -> None:
         raise RequestError(f"{where}.image={type(prompt.image).__name__} must be a PIL image (the reference)")
     if prompt.mask is not None and not isinstance(prompt.mask, Image.Image):
         raise RequestError(f"{where}.mask={type(prompt.mask).__name__} must be a PIL image or not given")
+    check_side(f"{where}.image", prompt.image, limits)
+    if prompt.mask is not None:
+        check_side(f"{where}.mask", prompt.mask, limits)
     for item in declarations(ImagePrompt):
         if item.param.type != "image":
             check_value(f"{where}.{item.field}", getattr(prompt, item.field), item.param, limits)

@@ -181,6 +181,14 @@ def check_value(where: str, value: Any, param: Param, limits: Any) -> None:
             raise RequestError(f"{where}={short_repr(value)} is not one of {list(param.choice_list())}")
 
 
+def check_side(name: str, image: Any, limits: Any) -> None:
+    """RequestError unless a mask or reference picture is at most `limits.max_mask_side` a side (its header's size:
+    nothing is decoded to check it)."""
+    if max(image.size) > limits.max_mask_side:
+        raise RequestError(f"{name} is {image.width}x{image.height}; at most {limits.max_mask_side} px a side is "
+                           "accepted here (it is read at the output's size): scale it down")
+
+
 def check_int(name: str, value: Any, low: int, high: int) -> None:
     """RequestError unless `value` is a whole number (not a bool) in [low, high]."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer() and not low <= value <= high:

@@ -24,6 +24,7 @@ from .params import (
     Param,
     RequestError,
     check_float,
+    check_side,
     check_value,
     declarations,
     declared,
@@ -65,6 +66,9 @@ class Limits:
     max_strength: float = 2.0
     max_units: int = 4
     max_image_prompts: int = 4  # reference pictures (IP-Adapter slots, each its own attention pass)
+    # The longest side of a reference picture or a mask: they are read at CLIP's 224 px or the output's size, so a
+    # larger file only costs the server memory to decode (checked from the header, before decoding).
+    max_mask_side: int = 8192
     # CLIP reads 77 tokens (~300 characters); longer text is kept for the record but must not hold the queue or
     # bloat every saved PNG (a 10 MB prompt did both).
     max_prompt_chars: int = 10_000
@@ -258,16 +262,11 @@ class GenerationRequest:
         # No unit: an edit by a base that takes no ControlNet (FLUX.1 Fill); the engine refuses it for the others.
         if not isinstance(self.units, list) or not 0 <= len(self.units) <= limits.max_units:
             raise RequestError(f"units={short_repr(self.units)}: give 1 to {limits.max_units} control units")
-        if not self.units and self.init_image is None:
-            raise RequestError("units=[]: give a control unit (a map); only an edit by a base that takes no "
-                               "ControlNet (FLUX.1 Fill) runs without one")
+        if not self.units and self.init_image is None and not self.image_prompts:
+            raise RequestError("units=[]: give a control unit (a map) or a reference picture; only an edit by a base "
+                               "that takes no ControlNet (FLUX.1 Fill) runs without either")
         for i, unit in enumerate(self.units):
             _check_unit(i, unit, limits)
-        if not isinstance(self.image_prompts, list) or len(self.image_prompts) > limits.max_image_prompts:
-            raise RequestError(f"image_prompts={short_repr(self.image_prompts)}: give at most "
-                               f"{limits.max_image_prompts} reference pictures")
-        for i, prompt in enumerate(self.image_prompts):
-            check_image_prompt(i, prompt, limits)
         return self.validate_settings(limits)
 
     def validate_settings(self, limits: Limits = DEFAULT_LIMITS) -> GenerationRequest:
@@ -282,6 +281,11 @@ class GenerationRequest:
                     raise RequestError(f"{item.field}={type(value).__name__} must be a PIL image")
             elif item.param.type is not list:
                 check_value(item.field, value, item.param, limits)
+        if not isinstance(self.image_prompts, list) or len(self.image_prompts) > limits.max_image_prompts:
+            raise RequestError(f"image_prompts={short_repr(self.image_prompts)}: give at most "
+                               f"{limits.max_image_prompts} reference pictures")
+        for i, prompt in enumerate(self.image_prompts):
+            check_image_prompt(i, prompt, limits)
         mode = PromptMode(self.prompt_mode)
         if mode is PromptMode.CUSTOM and not self.prompt.strip():
             raise RequestError("prompt='' : prompt_mode='custom' needs a non-empty prompt")
@@ -415,6 +419,7 @@ def _check_unit(i: int, unit: ControlUnit, limits: Limits) -> None:
         if not isinstance(unit.mask, Image.Image):
             raise RequestError(f"{where}.mask={type(unit.mask).__name__} must be a PIL image or not given")
         (w, h), (mw, mh) = unit.image.size, unit.mask.size
+        check_side(f"{where}.mask", unit.mask, limits)
         if abs(w / h - mw / mh) > 0.01:
             raise RequestError(f"{where}.mask is {mw}x{mh} but its map is {w}x{h}: their shapes must match")
     if unit.start >= unit.end:

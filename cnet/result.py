@@ -300,7 +300,7 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
 
     folder = Path(folder)
     maps, nets = meta.get("control_images") or [], _strict_entries(meta, "controlnets")
-    if not isinstance(maps, list) or not maps or len(maps) != len(nets):
+    if not isinstance(maps, list) or not (maps or meta.get("image_prompts")) or len(maps) != len(nets):
         raise ValueError("metadata lists no condition maps to re-run from (control_images / controlnets)")
     units = []
     for i, (name, net) in enumerate(zip(maps, nets)):

@@ -13,7 +13,7 @@ from PIL import Image
 from cnet.cli import build_parser
 from cnet.engine import Engine
 from cnet.params import declarations
-from cnet.request import ControlUnit, GenerationRequest, LoraRef, door_fields
+from cnet.request import ControlUnit, GenerationRequest, ImagePrompt, LoraRef, door_fields
 from cnet.result import read_metadata, request_from_metadata, settings_from_metadata
 from cnet.tiny import save_tiny_taesd
 
@@ -22,7 +22,7 @@ DOORS = ("generate", "edit")
 CLI_ONLY = {"help", "out", "single_file_config", "controlnet_config", "caption_model", "device", "dtype", "offload",
             "from_png"}
 # Recorded in the PNG beside the settings (as files, entries with hashes), not in the settings themselves.
-RECORDED_APART = {"source_image", "init_image", "mask", "loras", "embeddings"}
+RECORDED_APART = {"source_image", "init_image", "mask", "loras", "embeddings", "ip_adapter"}
 
 
 def _cli_names(door: str) -> set[str]:
@@ -55,8 +55,9 @@ def test_the_cli_and_the_api_take_every_declared_field_and_nothing_else(door, ap
 
 
 def test_every_field_of_a_request_and_a_unit_is_declared():
-    for cls in (GenerationRequest, ControlUnit):
-        undeclared = {f.name for f in dataclasses.fields(cls) if "param" not in f.metadata} - {"units"}
+    for cls in (GenerationRequest, ControlUnit, ImagePrompt):
+        undeclared = {f.name for f in dataclasses.fields(cls) if "param" not in f.metadata} - {"units",
+                                                                                                "image_prompts"}
         assert not undeclared, f"{cls.__name__} fields without a declaration: {undeclared}"
     unrecorded = {item.field for item in declarations(GenerationRequest) if not item.param.record}
     assert unrecorded == RECORDED_APART

@@ -84,6 +84,16 @@ def test_a_reference_gives_diffusers_own_pixels_and_unloads_to_the_original(engi
     assert entry["revision"].startswith("sha256:")
 
 
+def test_a_reference_alone_runs_diffusers_plain_pipeline(engine, tiny_models, cond_map, adapter, reference):
+    ours = engine.generate(GenerationRequest(units=[], image_prompts=[ImagePrompt(reference, 0.8)], width=64,
+                                             height=64, num_inference_steps=3, seed=3, ip_adapter=str(adapter)))
+    theirs = diffusers_run(tiny_models, cond_map, adapter, [reference], [0.8], controlnet=False)
+    assert np.array_equal(pixels(ours), theirs)
+    assert ours.metadata[0]["controlnets"] == [] and ours.metadata[0]["image_prompts"][0]["scale"] == 0.8
+    with pytest.raises(RequestError, match="give a control unit .a map. or a reference picture"):
+        GenerationRequest(units=[]).validated()
+
+
 def test_two_references_with_masks_give_diffusers_own_pixels(engine, tiny_models, cond_map, adapter, reference):
     from skimage import data
 
@@ -232,3 +242,31 @@ def test_a_saved_png_reruns_with_references_masks_and_units(engine, tiny_models,
     assert [u.mask is not None for u in request.units] == [False, True]
     assert request.image_prompts[0].scale == 0.5 and request.image_prompts[0].mask is not None
     assert np.array_equal(pixels(engine.generate(request)), pixels(first))
+
+
+def test_the_cli_takes_references_and_control_masks_and_reruns_them(tiny_models, second_controlnet, cond_map,
+                                                                   adapter, reference, tmp_path, capsys):
+    from cnet.cli import main
+
+    cond_map.save(tmp_path / "map.png")
+    reference.save(tmp_path / "cat.png")
+    half_mask("left").save(tmp_path / "left.png")
+    code = main(["generate", "--out", str(tmp_path / "out"), "--base-model", str(tiny_models[0]),
+                 "--image", str(tmp_path / "map.png"), "--controlnet", str(tiny_models[1]),
+                 "--control-mask", str(tmp_path / "left.png"),
+                 "--reference", str(tmp_path / "cat.png"), "--reference", str(tmp_path / "cat.png"),
+                 "--reference-scale", "0.3", "--reference-scale", "0.9", "--ip-adapter", str(adapter),
+                 "--steps", "2", "--seed", "4"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    meta = read_metadata(out.split()[0])
+    assert [p["scale"] for p in meta["image_prompts"]] == [0.3, 0.9]
+    assert meta["control_masks"][0].endswith("-control0-mask.png") and "reference_masks" not in meta
+    assert main(["generate", "--from-png", out.split()[0], "--out", str(tmp_path / "again")]) == 0
+    again = capsys.readouterr().out.split()[0]
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(out.split()[0])))
+    # Two scales for three references is refused by name.
+    code = main(["generate", "--out", str(tmp_path / "x"), "--base-model", str(tiny_models[0]),
+                 "--reference", str(tmp_path / "cat.png"), "--reference", str(tmp_path / "cat.png"),
+                 "--reference", str(tmp_path / "cat.png"), "--reference-scale", "0.3", "--reference-scale", "0.9"])
+    assert code == 2 and "--reference-scale was given 2 times for 3 --reference values" in capsys.readouterr().err

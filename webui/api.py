@@ -15,7 +15,7 @@ import gradio as gr
 
 from cnet.operations import EditOptions, edit_operation
 from cnet.params import Declared, as_int, declarations, public_names
-from cnet.request import ControlUnit, door_fields, door_values_of
+from cnet.request import ControlUnit, ImagePrompt, door_fields, door_values_of
 
 from .errors import user_errors
 from .generate_tab import shown_files
@@ -26,10 +26,22 @@ from .service import Studio, UnitInput
 _LEADING = ("picture", "image")
 
 
+# Files the API takes several of: the maps of the units after the first, each unit's mask, the reference pictures
+# and their masks (one per unit or reference, or one for all).
+_MORE_MAPS = "more_images"
+_SEVERAL_FILES = (_MORE_MAPS, "control_mask", "reference", "reference_mask")
+
+
 def _component(item: Declared) -> gr.components.Component:
     """The hidden component that gives one declared field its API type and default (gradio_client treats a
-    component's initial value as the optional argument's default; optional numbers start at their `unset`)."""
+    component's initial value as the optional argument's default; optional numbers start at their `unset`). A unit's
+    or reference's own setting takes one value for all, or a list with one per unit (per reference), as the CLI."""
     param = item.param
+    if item.name in _SEVERAL_FILES:
+        return gr.File(type="filepath", file_count="multiple", label=item.name)
+    if param.per_unit and param.type != "image":
+        # The default as JSON text (gr.JSON parses a string), so the component's value is the default itself.
+        return gr.JSON(value=json.dumps(item.default) if item.default is not None else None, label=item.name)
     if param.type == "image":
         # A plain file, not gr.Image: Gradio does not decode it, so our checks (format by content, pixel limit)
         # see every upload first.
@@ -44,7 +56,10 @@ def _component(item: Declared) -> gr.components.Component:
 def _declared_inputs(door: str) -> dict[str, gr.components.Component]:
     """Public name -> component for every field `door` takes (cnet.request.door_fields), the files first."""
     items = sorted(door_fields(door), key=lambda i: _LEADING.index(i.name) if i.name in _LEADING else len(_LEADING))
-    return {item.name: _component(item) for item in items}
+    inputs = {item.name: _component(item) for item in items}
+    # The maps of units 2, 3, ... (the API's own parameter: `image` stays one file, as callers send it).
+    return {**dict(list(inputs.items())[:1]), _MORE_MAPS: gr.File(type="filepath", file_count="multiple",
+                                                                   label=_MORE_MAPS), **dict(list(inputs.items())[1:])}
 
 
 def _declared_signature(inputs: dict[str, gr.components.Component]) -> Callable[[Callable], Callable]:
@@ -71,32 +86,51 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         out_image = gr.Image(type="pil", label="map", format="png")
         out_json = gr.JSON(label="metadata")
     outputs = [out_gallery, out_image, out_json]
+    _create_generate(studio, gpu, generate_inputs, outputs)
+    _create_edit(studio, gpu, edit_inputs, outputs)
+    _create_tools(studio, gpu, generate_inputs["image"], out_image)
+
+
+def _create_generate(studio: Studio, gpu: Callable[[Callable], Callable], inputs: dict[str, Any],
+                     outputs: list[Any]) -> None:
+    """/generate: maps (or photos) and reference pictures to images, as `python -m cnet generate`."""
 
     @user_errors
     @_in_api_names
     @gpu
-    @_declared_signature(generate_inputs)
+    @_declared_signature(inputs)
     def generate(request: gr.Request = None, **sent: Any) -> tuple:
-        """Generate from a condition map `image` (or, with detect=true, from a photo). Parameters: the request's
-        declared fields (`python -m cnet generate --help` describes each). seed < 0: random; width/height 0: the
-        map's; base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: defaults;
+        """Generate from a condition map `image` (or, with detect=true, from a photo), and `more_images` for more
+        units (multi-ControlNet). Parameters: the request's declared fields (`python -m cnet generate --help`
+        describes each); a unit's own setting (kind, strength, control_start/end, control_mode, controlnet,
+        control_mask) takes one value for all units or a list with one per unit, as do the reference pictures'
+        (`reference`: files; reference_scale, reference_preset, reference_mask). seed < 0: random; width/height 0:
+        the map's; base_model / controlnet: Hub ids (local paths where the deployment allows them), empty: defaults;
         loras (`source:weight`) and embeddings: one a line or separated by commas."""
-        values = door_values_of("generate", _lists(sent))
-        unit = UnitInput("photo" if values.run.get("detect") else "map", values.unit.pop("image", None),
-                         pixel_perfect=values.run.get("pixel_perfect", False), **values.unit)
+        own, maps = _split_groups(sent)
+        values = door_values_of("generate", _lists(own))
+        source = "photo" if values.run.get("detect") else "map"
+        units = [UnitInput(source, image, pixel_perfect=values.run.get("pixel_perfect", False), **unit)
+                 for image, unit in zip(maps, _group_values(ControlUnit, "generate", sent, len(maps)))]
         result, paths = studio.generate(
-            [unit], session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
-            base_model=values.run.get("base_model"), few_step=values.run.get("few_step", False), **values.settings)
+            units, session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
+            base_model=values.run.get("base_model"), few_step=values.run.get("few_step", False),
+            image_prompts=_references(sent), **values.settings)
         images, maps = shown_files(result, paths)
-        return images, maps[0], result.metadata
+        return images, maps[0] if maps else None, result.metadata
 
-    gr.Button(visible=False).click(generate, None, outputs, inputs_kwargs=generate_inputs, api_name="generate",
+    gr.Button(visible=False).click(generate, None, outputs, inputs_kwargs=inputs, api_name="generate",
                                    concurrency_id="gpu")
 
+
+def _create_edit(studio: Studio, gpu: Callable[[Callable], Callable], inputs: dict[str, Any],
+                 outputs: list[Any]) -> None:
+    """/edit: a picture redrawn under control, as `python -m cnet edit`."""
+
     @user_errors
     @_in_api_names
     @gpu
-    @_declared_signature(edit_inputs)
+    @_declared_signature(inputs)
     def edit(request: gr.Request = None, **sent: Any) -> tuple:
         """Edit `picture`: operation img2img | inpaint (`mask`: white = repaint) | outpaint | upscale (kind=tile);
         empty: inpaint with a mask, outpaint with a side to extend, else img2img. Without `image` (a condition map)
@@ -104,22 +138,23 @@ def create_api(studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
         area, with that padding. width/height 0: the picture's size (an upscale's: the picture times `upscale`).
         tile_size: < 0 the operation's default (1024 for an upscale), 0 the whole image. The other parameters as
         for /generate."""
-        values = door_values_of("edit", _lists(sent))
-        image = values.unit.pop("image", None)
-        unit = UnitInput("map" if image else "photo", image, **values.unit)
+        own, maps = _split_groups(sent)
+        values = door_values_of("edit", _lists(own))
+        units = [UnitInput("map" if image else "photo", image, **unit)
+                 for image, unit in zip(maps or [None], _group_values(ControlUnit, "edit", sent, len(maps) or 1))]
         options = EditOptions(**values.edit)
         mask = values.settings.pop("mask", None)
         operation = edit_operation(values.settings.pop("operation", None), mask, options)
         result, paths = studio.edit(
-            values.settings.pop("init_image", None), [unit], operation=operation, mask=mask, options=options,
+            values.settings.pop("init_image", None), units, operation=operation, mask=mask, options=options,
             session=getattr(request, "session_hash", "") or "", should_stop=stop_requested(),
-            base_model=values.run.get("base_model"), few_step=values.run.get("few_step", False), **values.settings)
+            base_model=values.run.get("base_model"), few_step=values.run.get("few_step", False),
+            image_prompts=_references(sent), **values.settings)
         images, maps = shown_files(result, paths)
-        return images, maps[0], result.metadata
+        return images, maps[0] if maps else None, result.metadata
 
-    gr.Button(visible=False).click(edit, None, outputs, inputs_kwargs=edit_inputs, api_name="edit",
+    gr.Button(visible=False).click(edit, None, outputs, inputs_kwargs=inputs, api_name="edit",
                                    concurrency_id="gpu")
-    _create_tools(studio, gpu, generate_inputs["image"], out_image)
 
 
 def _create_tools(studio: Studio, gpu: Callable[[Callable], Callable], image: Any, out_image: Any) -> None:
@@ -160,6 +195,43 @@ def _create_tools(studio: Studio, gpu: Callable[[Callable], Callable], image: An
         return studio.caption(image, should_stop=stop_requested())
 
     gr.Button(visible=False).click(caption, image, out_text, api_name="caption", concurrency_id="gpu")
+
+
+def _split_groups(sent: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The request's own values (the units' and references' taken out, read by `_group_values`), and the units'
+    maps: `image`, then `more_images`."""
+    maps = [sent["image"]] if sent.get("image") else []
+    maps += list(sent.get(_MORE_MAPS) or [])
+    grouped = {item.name for cls in (ControlUnit, ImagePrompt) for item in declarations(cls)}
+    return {k: v for k, v in sent.items() if k not in grouped and k != _MORE_MAPS}, maps
+
+
+def _group_values(cls: type, door: str, sent: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Each unit's (or reference's) declared settings, but its picture: a value sent once is every one's, a list
+    gives one value each (its length must be the count)."""
+    from cnet.params import door_values
+    from cnet.request import RequestError
+
+    items = [item for item in declarations(cls, door) if item.name not in ("image", "reference")]
+    columns = {}
+    for item in items:
+        value = sent.get(item.name)
+        many = isinstance(value, list) and (item.param.type != "image" or len(value) != 1)
+        if many and len(value) not in (1, count):
+            raise RequestError(f"{item.name} has {len(value)} values for {count} "
+                               f"{'reference pictures' if cls is ImagePrompt else 'units'}: give one, or one each")
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        columns[item.name] = value if isinstance(value, list) else [value] * count
+    return [door_values(items, {name: column[i] for name, column in columns.items() if column[i] is not None})
+            for i in range(count)]
+
+
+def _references(sent: dict[str, Any]) -> list[ImagePrompt]:
+    """The reference pictures (`reference`, one or several files) with their own settings."""
+    pictures = list(sent.get("reference") or [])
+    return [ImagePrompt(picture, **values)
+            for picture, values in zip(pictures, _group_values(ImagePrompt, "generate", sent, len(pictures)))]
 
 
 def _lists(sent: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,30 @@ class UnitInput:
     controlnet: str | None = None  # None: the kind's default (or its CNET_CONTROLNET_<KIND>)
     control_mode: str = "balanced"  # balanced | prompt | control (cnet/control_mode.py)
     pixel_perfect: bool = False  # detect at the resolution that makes the map the output's size (needs one)
+    mask: Any = None  # where the control applies: an upload, or the editor the user painted it in (None: everywhere)
+
+
+def region_mask(value: Any, what: str) -> Image.Image | None:
+    """A control's or reference's mask as the user gave it: an upload (its white, or a transparent layer's painted
+    area), or the editor they painted it in (the painted strokes); None when none was given or nothing painted."""
+    if isinstance(value, dict):
+        return editor_picture_and_mask(value)[1]
+    return canvas_image(value, what=what)
+
+
+def reference_pictures(prompts: Any) -> list[Any]:
+    """The reference pictures (ImagePrompts) with their pictures and masks read from what the doors sent."""
+    if not prompts:
+        return []
+    if not isinstance(prompts, list):
+        raise ValueError(f"image_prompts must be a list of reference pictures, not {type(prompts).__name__}")
+    out = []
+    for i, prompt in enumerate(prompts):
+        picture = canvas_image(prompt.image, what=f"image_prompts[{i}] picture")
+        if picture is None:
+            raise ImageInputError(f"image_prompts[{i}]: no reference picture: upload one, or remove the reference")
+        out.append(replace(prompt, image=picture, mask=region_mask(prompt.mask, f"image_prompts[{i}].mask")))
+    return out
 
 
 class DeploymentRefused(PermissionError):
@@ -230,6 +254,10 @@ class Studio:
             nets, settings = on_demo(nets, settings)
         if settings.get("source_image") is not None and not isinstance(settings["source_image"], Image.Image):
             settings["source_image"] = canvas_image(settings["source_image"], what="source_image")  # an upload
+        if len(units) > self.settings.limits.max_units:  # before any map is made
+            raise ValueError(f"units: {len(units)} control units; at most {self.settings.limits.max_units} are "
+                             "accepted here")
+        settings["image_prompts"] = reference_pictures(settings.get("image_prompts"))
         GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
         run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
         self._runs[session] = run
@@ -243,16 +271,7 @@ class Studio:
         try:
             with self._accelerator:
                 _raise_if_stopped(stopped, "generation")
-                width, height = settings.get("width"), settings.get("height")
-                control_units, photo = [], None
-                for unit, net in zip(units, nets):
-                    made, source_photo = self.condition_map(
-                        unit, width=width, height=height, should_stop=stopped,
-                        resize_mode=settings.get("resize_mode") or "crop_and_resize")
-                    photo = photo or source_photo
-                    control_units.append(ControlUnit(made, controlnet=net, **{
-                        item.field: getattr(unit, item.field) for item in declarations(ControlUnit)
-                        if item.field not in ("image", "controlnet")}))
+                control_units, photo = self._control_units(units, nets, settings, stopped)
                 # The photo a map was detected from, unless the caller gave the one to caption
                 request = GenerationRequest(units=control_units, **{"source_image": photo, **settings})
                 request.validated(self.settings.limits)  # fail on bad settings before any model loads
@@ -270,6 +289,21 @@ class Studio:
             if self._runs.get(session) is run:
                 del self._runs[session]
 
+    def _control_units(self, units: list[UnitInput], nets: list[Any], settings: dict[str, Any],
+                       stopped: StopCheck) -> tuple[list[ControlUnit], Image.Image | None]:
+        """Each unit's map made (drawn, detected or given) and its settings, and the first photo a map came from."""
+        width, height = settings.get("width"), settings.get("height")
+        control_units, photo = [], None
+        for i, (unit, net) in enumerate(zip(units, nets)):
+            made, source_photo = self.condition_map(unit, width=width, height=height, should_stop=stopped,
+                                                    resize_mode=settings.get("resize_mode") or "crop_and_resize")
+            photo = photo or source_photo
+            own = {item.field: getattr(unit, item.field) for item in declarations(ControlUnit)
+                   if item.field not in ("image", "controlnet", "mask")}
+            control_units.append(ControlUnit(made, controlnet=net, mask=region_mask(unit.mask, f"units[{i}].mask"),
+                                             **own))
+        return control_units, photo
+
     def _visitor_models(self, base_model: str | None, units: list[UnitInput], settings: dict[str, Any]
                         ) -> tuple[Any, list[Any], dict[str, Any]]:
         """The base model, the units' ControlNets and the settings' LoRAs and embeddings, each checked as a
@@ -279,6 +313,8 @@ class Studio:
         base = self.check_model_reference(base_model, "base_model")
         nets = [self.check_model_reference(unit.controlnet, "controlnet") for unit in units]
         settings = dict(settings)
+        if settings.get("ip_adapter"):
+            settings["ip_adapter"] = self.check_model_reference(settings["ip_adapter"], "ip_adapter")
         if isinstance(settings.get("loras"), list):
             settings["loras"] = [LoraRef(self.check_model_reference(lora.source, f"loras[{i}]") or "", lora.weight)
                                  if isinstance(lora, LoraRef) else lora for i, lora in enumerate(settings["loras"])]

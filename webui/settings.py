@@ -10,7 +10,8 @@ from cnet.request import Limits
 from common.env import env_flag, env_int, env_text
 
 # A public deployment (a Space, or --public) gets tighter bounds: one visitor must not hold the GPU for minutes.
-PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=2, max_prompt_chars=2000)
+PUBLIC_LIMITS = Limits(max_side=1024, max_steps=50, max_images=4, max_units=3, max_prompt_chars=2000,
+                       max_image_prompts=2, max_mask_side=2048)
 
 
 @dataclass(frozen=True)
