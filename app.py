@@ -112,8 +112,8 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
                 generate = create_generate_tab(studio, gpu, editor)
             with gr.Tab("Edit", id="edit"):
                 # The base model, its LoRAs and embeddings are the Generate tab's (Advanced settings): one choice.
-                edit = create_edit_tab(studio, gpu, models={k: generate[k] for k in ("base_model", "loras",
-                                                                                   "embeddings")}, editor=editor)
+                edit = create_edit_tab(studio, gpu, models={k: generate[k] for k in (
+                    "base_model", "loras", "embeddings", "ip_adapter")}, editor=editor)
             with gr.Tab("Train", id="train"):
                 use_result = create_train_tab(studio.training, demo)
 

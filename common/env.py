@@ -65,6 +65,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CNET_SHARE", "flag", "also open a temporary gradio.live link"),
     Setting("CNET_PUBLIC", "flag", "public deployment rules"),
     Setting("CNET_ALLOW_LOCAL_PATHS", "flag", "public deployments: let visitors name local model folders"),
+    Setting("CNET_MAX_UNITS", "int", "control units one run may stack (4; public deployments 3)"),
     Setting("CNET_MAX_QUEUE", "int", "waiting requests beyond this are refused (16)"),
     Setting("CNET_OUTPUT_DIR", "text", "where generated PNGs are saved (outputs/)"),
     Setting("CNET_OUTPUT_MAX_MB", "int", "outputs are pruned to this size"),

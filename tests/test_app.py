@@ -151,7 +151,7 @@ def test_the_progress_bar_shows_once_over_the_gallery(app_url):
 
 def test_a_batch_runs_exactly_what_generate_runs_per_input(app_url, raw_ui, tmp_path, cond_map, tiny_models,
                                                             monkeypatch):
-    """The form's settings, through the UI's own events: control start/end, pixel perfect, the second condition and
+    """The form's settings, through the UI's own events: control start/end, pixel perfect, a second unit and
     few-step mode (its LoRA, not only its sampler) reach every input of the Batch section as they reach Generate."""
     import json
     import os
@@ -169,8 +169,9 @@ def test_a_batch_runs_exactly_what_generate_runs_per_input(app_url, raw_ui, tmp_
     source = next(c for c in ui.find("generate")["inputs"] if ui.components[c]["type"] == "state")
     form = {"condition_kind": "canny", "control_start": 0.3, "control_end": 0.6, "steps": 4, "random_seed": False,
             "seed": 11, "pixel_perfect_(detect_at_the_output's_resolution)": True, "width": 64, "height": 64,
-            "few-step": True, "guidance_(cfg)": 1.0, "sampler": "lcm", "use_a_second_condition": True,
-            "kind": "depth", "source": "map", "image_for_the_second_condition": ui.upload(tmp_path / "second.png")}
+            "few-step": True, "guidance_(cfg)": 1.0, "sampler": "lcm", "unit2-on": True, "unit2-kind": "depth",
+            "unit2-source": "map", "unit2-image": {"background": ui.upload(tmp_path / "second.png"), "layers": [],
+                                                   "composite": ui.upload(tmp_path / "second.png")}}
     editor = {"background": ui.upload(maps / "x.png"), "layers": [], "composite": ui.upload(maps / "x.png")}
     # The source is server-side session state: selecting the Map tab sets it, as a click in the browser does.
     select_map = next(d for d in ui.config["dependencies"] for target, name in d["targets"] if name == "select"
@@ -187,6 +188,7 @@ def test_a_batch_runs_exactly_what_generate_runs_per_input(app_url, raw_ui, tmp_
     made = generated["output"]["data"][-1]  # the metadata of Generate's first image
     ran = {k: v for k, v in row["metadata"].items() if k != "control_images"}
     assert [(c["kind"], c["start"], c["end"]) for c in ran["controlnets"]] == [("canny", 0.3, 0.6), ("depth", 0.0, 1.0)]
+    assert "control_masks" not in ran  # nothing was painted over the second map
     assert ran["loras"] and ran["loras"][0]["model"] == os.environ["CNET_FEW_STEP_LORA"]
     assert ran == made  # every setting, the models and the seed
     first = Image.open(table.parent / row["outputs"][0])

@@ -537,3 +537,78 @@ def test_the_edit_tab_outpaints_with_a_flux_base_and_its_own_controlnet(browser,
     assert meta["family"] == "flux" and meta["operation"] == "outpaint"
     assert meta["controlnets"][0]["model"] == str(controlnet)
     page.close()
+
+
+def pick(page, elem_id, option):
+    """Choose `option` in the dropdown with this id, as a user does: open it, click the option."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def paint_stroke(page, elem_id, dx=0):
+    """Choose the brush of the image editor with this id and paint a short stroke across its middle."""
+    page.locator(f"#{elem_id} button[aria-label='Brush']").click()
+    canvas = page.locator(f"#{elem_id} canvas").first.bounding_box()
+    cx, cy = canvas["x"] + canvas["width"] / 2 + dx, canvas["y"] + canvas["height"] / 2
+    page.mouse.move(cx - 30, cy)
+    page.mouse.down()
+    for step in range(13):
+        page.mouse.move(cx - 30 + step * 5, cy + (step % 2) * 4)
+    page.mouse.up()
+
+
+def test_the_units_list_adds_three_removes_one_moves_one_up_and_generates(browser, app_url, cond_map, tmp_path):
+    """More conditions: add three (the fourth add is refused: the limit is 4 units here), remove the middle one,
+    give the last a map, another kind and a painted mask, move it above the first, generate: the saved PNG lists the
+    main condition and the two units in their new order, the mask with the moved unit."""
+    cond_map.save(tmp_path / "map.png")
+    cond_map.transpose(0).save(tmp_path / "other.png")
+    page = open_app(browser, app_url)
+    upload_to(page, "Map", "map-editor", tmp_path / "map.png")
+    page.locator("#more-units").get_by_text("More conditions").click()
+    for _ in range(3):
+        page.locator("#add-unit").click()
+        page.wait_for_timeout(300)
+    assert all(page.locator(f"#unit{n}").is_visible() for n in (2, 3, 4))
+    page.locator("#add-unit").click()
+    page.wait_for_selector("text=At most 3 here", timeout=10_000)
+    page.locator("#unit3-remove").click()
+    page.wait_for_function("!document.querySelector('#unit3') || document.querySelector('#unit3').offsetParent "
+                           "=== null", timeout=10_000)
+    for n, image in ((2, "map.png"), (4, "other.png")):
+        page.locator(f"#unit{n}-source label", has_text="Ready map").click()
+        page.locator(f"#unit{n}-image input[type=file]").set_input_files(str(tmp_path / image))
+        page.wait_for_timeout(1500)
+    pick(page, "unit4-kind", "openpose")
+    paint_stroke(page, "unit4-image")
+    page.locator("#unit4-up").click()
+    page.wait_for_timeout(1000)
+    meta = generate_and_read(page, app_url, tmp_path)
+    assert [c["kind"] for c in meta["controlnets"]] == ["canny", "openpose", "depth"]
+    assert meta["control_masks"][:2] == [None, meta["control_masks"][1]] and meta["control_masks"][1]
+    assert meta["control_masks"][2] is None
+    page.close()
+
+
+def test_a_reference_picture_from_the_generate_tab(browser, app_url, cond_map, tiny_models, tmp_path):
+    """Reference pictures: add one, upload it, choose its scale, name the IP-Adapter; the saved PNG records it."""
+    from skimage import data
+
+    from cnet.tiny import save_tiny_ip_adapter
+
+    adapter = save_tiny_ip_adapter(tiny_models[0], tmp_path / "adapter")
+    cond_map.save(tmp_path / "map.png")
+    Image.fromarray(data.chelsea()).save(tmp_path / "cat.png")
+    page = open_app(browser, app_url)
+    upload_to(page, "Map", "map-editor", tmp_path / "map.png")
+    page.locator("#references").get_by_text("Reference pictures").click()
+    page.locator("#add-reference").click()
+    page.locator("#reference1-image input[type=file]").set_input_files(str(tmp_path / "cat.png"))
+    page.wait_for_timeout(1500)
+    set_numbers(page, **{"reference1-scale": "0.8"})
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    page.locator("#ip-adapter textarea").fill(str(adapter))
+    meta = generate_and_read(page, app_url, tmp_path)
+    assert meta["image_prompts"][0]["scale"] == 0.8 and meta["image_prompts"][0]["model"] == str(adapter)
+    assert meta["reference_images"][0].endswith("-reference0.png")
+    page.close()

@@ -114,7 +114,10 @@ def test_no_editor_listens_to_change_or_input(public_app, raw_ui):
     uploading files: adding one means revisiting webui/editor.py first."""
     ui = raw_ui(public_app[0])
     editors = {c["id"] for c in ui.config["components"] if c["type"] == "imageeditor"}
-    assert len(editors) == 3
+    from webui.settings import PUBLIC_LIMITS
+
+    # The sketch, the map, the Edit tab's picture, and a map-and-mask editor per extra unit in both tabs.
+    assert len(editors) == 3 + 2 * (PUBLIC_LIMITS.max_units - 1)
     listened = [(target, event) for dep in ui.config["dependencies"] for target, event in dep["targets"]
                 if target in editors and event in ("change", "input")]
     assert listened == []

@@ -35,6 +35,7 @@ from .generate_tab import (
 )
 from .jobs import stop_requested
 from .service import Studio, UnitInput, editor_picture_and_mask
+from .units import reference_slots, slot_references, slot_units, unit_slots, wire_slots
 
 OPERATION_HELP = {
     "img2img": "redraw the whole picture; Denoise says how much changes",
@@ -60,7 +61,8 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             gr.Markdown("Picture: upload it, then (to inpaint) paint over what should change",
                         elem_classes="canvas-caption")
             # RGBA: the painted layers keep their alpha, which is the mask.
-            ui.editor = BoundedImageEditor(limits=editor or EditorLimits.for_deployment(studio.settings.public),
+            ui.editor = BoundedImageEditor(limits=EditorLimits.for_deployment(studio.settings.public)
+                                           if editor is None else editor,
                                            label="Picture", show_label=False, type="pil", image_mode="RGBA",
                                            sources=["upload", "clipboard"], layers=True, elem_id="edit-picture",
                                            brush=gr.Brush(default_size=24, colors=["#FFFFFF"], color_mode="fixed"))
@@ -78,6 +80,9 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
                 ui.resize_mode = gr.Dropdown(RESIZE_MODE_CHOICES, value="crop_and_resize", elem_id="edit-resize-mode",
                                              label="Resize mode (when the shape differs)")
             _operation_settings(ui)
+            ui.editor_limits = editor or EditorLimits.for_deployment(studio.settings.public)
+            ui.unit_slots = unit_slots(limits.max_units - 1, limits.max_strength, ui.editor_limits, prefix="edit-")
+            ui.reference_slots = reference_slots(limits.max_image_prompts, limits.max_strength, prefix="edit-")
             _shared_models(ui, models or {})
             ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode",
                                       elem_id="edit-prompt-mode")
@@ -172,7 +177,10 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
     _wire_few_step(ui, studio)
     _wire_preview(ui, studio)
 
-    inputs = set(form_controls(ui, "edit").values()) | {ui.editor, ui.operation, ui.only_masked, ui.randomize}
+    wire_slots(ui.unit_slots)
+    wire_slots(ui.reference_slots)
+    inputs = set(form_controls(ui, "edit").values()) | {ui.editor, ui.operation, ui.only_masked, ui.randomize} | \
+        ui.unit_slots.inputs() | ui.reference_slots.inputs()
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
@@ -182,12 +190,12 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
         operation = v[ui.operation]
         values = form_values(ui, v, "edit", leave_out=_left_out(operation, v[ui.randomize], v[ui.only_masked]))
         picture, mask = editor_picture_and_mask(v[ui.editor])
-        settings = values.settings
+        settings = {**values.settings, "image_prompts": slot_references(ui.reference_slots, v)}
         settings.pop("operation", None)  # the Radio's value, passed on its own
         if not v[ui.randomize]:
             settings["seed"] = as_int(v[ui.seed] or 0, "seed")
         result, paths = studio.edit(
-            picture, [UnitInput("photo", None, **values.unit)], operation=operation,
+            picture, [UnitInput("photo", None, **values.unit), *slot_units(ui.unit_slots, v)], operation=operation,
             mask=mask if OPERATIONS[operation].takes_mask else None,  # painted layers stay when the operation changes
             options=EditOptions(**values.edit), session=request.session_hash or "", should_stop=stop_requested(),
             progress=lambda i, n: progress((i, n), desc="Denoising"), base_model=values.run.get("base_model"),

@@ -18,7 +18,7 @@ import gradio as gr
 
 from annotators import ANNOTATORS
 from cnet.kinds import KINDS, map_kinds
-from cnet.params import as_float, as_int
+from cnet.params import as_int
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS, door_fields, door_values_of
 
 from .editor import EditorLimits
@@ -27,12 +27,11 @@ from .errors import keep_results, user_errors
 from .form import form_controls, form_values
 from .jobs import stop_requested
 from .service import Studio, UnitInput
+from .units import CONTROL_MODE_CHOICES, reference_slots, slot_references, slot_units, unit_slots, wire_slots
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROMPT_MODES = [("No prompt", "none"), ("Default prompt", "default"), ("Automatic (BLIP caption)", "auto"),
                 ("Custom", "custom")]
-CONTROL_MODE_CHOICES = [("Balanced", "balanced"), ("My prompt is more important", "prompt"),
-                        ("ControlNet is more important", "control")]
 RESIZE_MODE_CHOICES = [("Crop and resize", "crop_and_resize"), ("Just resize", "just_resize"),
                        ("Resize and fill", "resize_and_fill")]
 SCHEDULER_LABELS = {"default": "Default for the model (DDIM for SD; flow Euler for FLUX.1 / SD3.5)",
@@ -83,12 +82,14 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
     ui = SimpleNamespace(source=gr.State("draw"))
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            _condition_inputs(ui, editor or EditorLimits.for_deployment(studio.settings.public))
+            ui.editor_limits = editor or EditorLimits.for_deployment(studio.settings.public)
+            _condition_inputs(ui, ui.editor_limits)
             defaults = ui.defaults = form_defaults(studio.demo_mode)
             _condition_settings(ui, defaults)
             _prompt_controls(ui, defaults)
             _advanced_settings(ui, limits, defaults)
-            _second_condition(ui, limits)
+            ui.unit_slots = unit_slots(limits.max_units - 1, limits.max_strength, ui.editor_limits)
+            ui.reference_slots = reference_slots(limits.max_image_prompts, limits.max_strength)
             _batch_section(ui, studio.settings.allow_local_paths and not studio.settings.public)
         with gr.Column(scale=4):
             # At the top of the results: on the first screen of a 1400x1000 window, beside the canvas.
@@ -99,9 +100,11 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             _settings_drop(ui)
     _examples(ui, studio.demo_mode)
     _wire_reactions(ui)
+    wire_slots(ui.unit_slots)
+    wire_slots(ui.reference_slots)
     _wire_actions(ui, studio, gpu)
     _wire_settings_drop(ui, studio)
-    return {"controlnet": ui.controlnet, "base_model": ui.base_model, "loras": ui.loras,
+    return {"controlnet": ui.controlnet, "base_model": ui.base_model, "loras": ui.loras, "ip_adapter": ui.ip_adapter,
             "embeddings": ui.embeddings, "advanced": ui.advanced, "kind": ui.kind,
             "files": ui.files, "map_editor": ui.map_editor, "source_tabs": ui.source_tabs, "source": ui.source,
             "restored": restored_fields(ui)}
@@ -235,6 +238,8 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
             ui.control_mode = gr.Radio(CONTROL_MODE_CHOICES, value="balanced", label="Control mode",
                                        elem_id="control-mode", info="as in the A1111 extension: how the prompt and "
                                        "the condition share the image")
+            ui.control_mask = gr.Image(label="Control mask (optional: white = where this condition applies)",
+                                       type="filepath", image_mode="L", height=160, elem_id="control-mask")
         with gr.Row():
             ui.resize_mode = gr.Dropdown(RESIZE_MODE_CHOICES, value="crop_and_resize", elem_id="resize-mode",
                                          label="Resize mode (a map of another shape than the output)")
@@ -257,21 +262,12 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
         ui.loras = gr.Textbox(label="LoRAs (one per line: source or source:weight)", lines=2, elem_id="loras",
                               placeholder="styles/ink.safetensors:0.8\nowner/some-lora",
                               info="Hub id, folder or .safetensors (A1111 / kohya files too); weight 1.0 if left out")
+        ui.ip_adapter = gr.Textbox(label="IP-Adapter for the reference pictures (empty: the base family's)",
+                                   elem_id="ip-adapter", info="h94/IP-Adapter's for SD 1.5 and SDXL; a weights file "
+                                   "with its image_encoder folder beside it")
         ui.embeddings = gr.Textbox(label="Embeddings (textual inversion; one per line)", lines=1,
                                    elem_id="embeddings",
                                    info="a file's name is its trigger word in the prompt, as in A1111")
-
-
-def _second_condition(ui: SimpleNamespace, limits: Any) -> None:
-    """A second ControlNet (multi-ControlNet), from a photo or a ready map."""
-    with gr.Accordion("Second condition (multi-ControlNet)", open=False):
-        ui.use_second = gr.Checkbox(label="Use a second condition")
-        with gr.Row():
-            ui.kind2 = gr.Dropdown([k.name for k in map_kinds()], value="depth", label="Kind")
-            ui.source2 = gr.Radio([("Photo → detect", "photo"), ("Ready map", "map")], value="photo",
-                                  label="Source")
-            ui.strength2 = gr.Slider(0.0, limits.max_strength, value=0.6, step=0.05, label="Strength")
-        ui.image2 = gr.Image(label="Image for the second condition", type="filepath")
 
 
 def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
@@ -443,18 +439,16 @@ def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
 
 def _form_run(ui: SimpleNamespace, v: dict) -> tuple[list[UnitInput], dict[str, Any]]:
     """What the form asks to run: its units (the main condition with its declared unit fields and pixel perfect;
-    the second condition when used) and `Studio.generate`'s other arguments, read through the declarations
+    then the list's units in use) and `Studio.generate`'s other arguments (the reference pictures among them), read
+    through the declarations
     (webui/form.py). Generate and the Batch section both run from it, so a batch runs what one Generate would."""
     values = form_values(ui, v, "generate", leave_out=("seed",) if v[ui.randomize] else ())
     unit = _first_unit(ui, v)
     for name, value in values.unit.items():
         setattr(unit, name, value)
     unit.pixel_perfect = values.run.get("pixel_perfect", False)
-    units = [unit]
-    if v[ui.use_second]:
-        units.append(UnitInput(v[ui.source2], v[ui.image2], kind=v[ui.kind2],
-                               strength=as_float(v[ui.strength2], "strength")))
-    settings = values.settings
+    units = [unit, *slot_units(ui.unit_slots, v)]
+    settings = {**values.settings, "image_prompts": slot_references(ui.reference_slots, v)}
     if not v[ui.randomize]:
         settings["seed"] = as_int(v[ui.seed] or 0, "seed")
     return units, {"base_model": values.run.get("base_model"), "few_step": values.run.get("few_step", False),
@@ -509,9 +503,9 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
 
     ui.preview.click(on_preview, map_inputs, [ui.map_editor, ui.source_tabs, ui.source], concurrency_id="gpu",
                      api_visibility="private")
-    # The declared fields' controls, and those the form adds (random seed, the second condition).
-    generate_inputs = map_inputs | set(form_controls(ui, "generate").values()) | {
-        ui.randomize, ui.use_second, ui.kind2, ui.source2, ui.strength2, ui.image2}
+    # The declared fields' controls, and those the form adds (random seed, the units' list, the references).
+    generate_inputs = map_inputs | set(form_controls(ui, "generate").values()) | {ui.randomize} | \
+        ui.unit_slots.inputs() | ui.reference_slots.inputs()
 
     outputs = [ui.gallery, ui.used_prompt, ui.used_seed, ui.status, ui.files, ui.metadata]
 

@@ -37,6 +37,7 @@ class AppSettings:
         on_space = bool(os.environ.get("SPACE_ID"))
         public = bool(overrides.pop("public", None)) or env_flag("CNET_PUBLIC") or on_space
         gradio_port = int(os.environ.get("GRADIO_SERVER_PORT", 7860))  # Gradio's own variable, as Spaces set it
+        limits = PUBLIC_LIMITS if public else Limits()
         settings = cls(
             host="0.0.0.0" if public or on_space else env_text("CNET_HOST", "127.0.0.1"),
             port=env_int("CNET_PORT", gradio_port, 1, 65535),
@@ -48,7 +49,7 @@ class AppSettings:
             # A public Space keeps a day of results in at most 1 GB; a laptop keeps 20 GB, with no age limit.
             output_max_mb=env_int("CNET_OUTPUT_MAX_MB", 1000 if public else 20_000, 0, 10**7),
             output_max_age_hours=env_int("CNET_OUTPUT_MAX_AGE_HOURS", 24 if public else 0, 0, 10**6),
-            limits=PUBLIC_LIMITS if public else Limits(),
+            limits=replace(limits, max_units=env_int("CNET_MAX_UNITS", limits.max_units, 1, 16)),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "output_dir" in clean:
