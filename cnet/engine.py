@@ -48,7 +48,7 @@ from .fastpath import skip_inactive_controlnet
 from .image_prompts import ImageAdapters, adapter_location
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .placement import card_gigabytes, memory_plan_mode, place, plan_base
-from .regions import install_region_masks, mask_tensor, set_region_mask
+from .regions import install_region_masks, mask_tensor, set_region_masks
 from .request import (
     DEFAULT_LIMITS,
     MAX_SEED,
@@ -409,10 +409,10 @@ class Engine:
             set_qkv_fused([model], True)
         if "control_mode" in self.family.controls:  # the hooks weight a U-Net ControlNet's residuals
             install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
-        install_region_masks(model)
         # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
         if self.skip_inactive_controlnet and self.family.skip_inactive and not is_union(model):
             skip_inactive_controlnet(model)
+        install_region_masks(model)  # after the skip, so it sees every call, skipped ones too: masks go in turn
         return model
 
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
@@ -845,7 +845,7 @@ class Engine:
         if net is not None and "control_mode" in self.family.controls:
             self._set_control_modes(pipe, request, union)
         if net is not None:
-            _set_region_masks(list(nets) * len(request.units) if union and len(nets) == 1 else list(nets), plan)
+            _set_region_masks(list(nets), plan, one_call=union and not hasattr(net, "nets"))
         # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
         if self.vae_tiling or max(plan.width, plan.height) > AUTO_TILING_SIDE:
             pipe.vae.enable_tiling()
@@ -1037,16 +1037,21 @@ def _fitted_mask(mask: Image.Image | None, size: tuple[int, int], resize_mode: s
     return fit(mask_channel(mask).convert("RGB"), *size, resize_mode).convert("L")
 
 
-def _set_region_masks(nets: list[Any], plan: RunPlan) -> None:
-    """Each ControlNet's region mask for this run (cnet/regions.py; None: everywhere). One model serving several
-    units (a Union model, or one ControlNet twice) takes one mask: the units must agree."""
-    chosen: dict[int, tuple[int, Image.Image | None]] = {}
-    for i, (net, mask) in enumerate(zip(nets, plan.unit_masks)):
-        first, seen = chosen.setdefault(id(net), (i, mask))
-        if first != i and not _same_image(seen, mask):
-            raise RequestError(f"units[{first}] and units[{i}] use the same ControlNet with different control masks: "
-                               "one model takes one mask per run; give them the same mask, or merge their maps")
-        set_region_mask(net, None if mask is None else mask_tensor(mask, (plan.width, plan.height)))
+def _set_region_masks(nets: list[Any], plan: RunPlan, one_call: bool) -> None:
+    """Each ControlNet's region masks for this run (cnet/regions.py; None: everywhere), one per unit it serves, in
+    the units' order: a multi-ControlNet calls a model once per unit (one ControlNet twice, FLUX.1's Union per
+    condition). `one_call`: SDXL's Union model, which reads every condition in one call, takes one mask for all."""
+    size = (plan.width, plan.height)
+    if one_call:
+        if any(not _same_image(mask, plan.unit_masks[0]) for mask in plan.unit_masks):
+            raise RequestError("control masks: a ControlNet-Union model reads every condition in one pass, so its "
+                               "units take one mask: give them the same mask, or none")
+        nets = nets[:1]
+    served: dict[int, tuple[Any, list[Any]]] = {}
+    for net, mask in zip(nets * len(plan.unit_masks) if len(nets) == 1 else nets, plan.unit_masks):
+        served.setdefault(id(net), (net, []))[1].append(None if mask is None else mask_tensor(mask, size))
+    for net, masks in served.values():
+        set_region_masks(net, masks[:1] if one_call else masks)
 
 
 def _same_image(a: Image.Image | None, b: Image.Image | None) -> bool:

@@ -71,14 +71,19 @@ def _hook_class() -> type:
     from diffusers.hooks import ModelHook
 
     class RegionMaskHook(ModelHook):
-        """Multiplies a ControlNet's outputs by its unit's mask after each forward (None: no mask)."""
+        """Multiplies a ControlNet's outputs by its unit's mask after each forward (None: no mask). One model
+        serving several units of a multi-ControlNet is called once per unit, in the units' order, at every step:
+        the hook takes their masks in turn."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.mask: Any = None
+            self.masks: list[Any] = [None]
+            self.calls = 0
 
         def post_forward(self, module: Any, output: Any) -> Any:
-            return masked_outputs(output, self.mask)
+            mask = self.masks[self.calls % len(self.masks)]
+            self.calls += 1
+            return masked_outputs(output, mask)
 
     return RegionMaskHook
 
@@ -93,9 +98,11 @@ def install_region_masks(controlnet: Any) -> Any:
     return controlnet
 
 
-def set_region_mask(controlnet: Any, mask: Any) -> None:
-    """The mask (a (1, 1, H, W) tensor at the output's size, or None) for the next runs of this ControlNet."""
+def set_region_masks(controlnet: Any, masks: list[Any]) -> None:
+    """The masks (each a (1, 1, H, W) tensor at the output's size, or None) for the next run of this ControlNet:
+    one per unit it serves, taken in turn by its calls."""
     from diffusers.hooks import HookRegistry
 
     install_region_masks(controlnet)
-    HookRegistry.check_if_exists_or_initialize(controlnet).get_hook(HOOK_NAME).mask = mask
+    hook = HookRegistry.check_if_exists_or_initialize(controlnet).get_hook(HOOK_NAME)
+    hook.masks, hook.calls = list(masks) or [None], 0

@@ -208,12 +208,33 @@ def test_an_all_white_control_mask_is_the_run_without_a_mask(engine, tiny_models
     assert np.abs(pixels(half)[right] - without[right]).mean() < np.abs(pixels(plain)[right] - without[right]).mean()
 
 
-def test_one_controlnet_for_two_units_takes_one_mask(engine, tiny_models, cond_map):
+def test_one_controlnet_for_two_units_takes_each_units_mask(engine, tiny_models, cond_map):
+    """The same ControlNet twice, each unit masked to one half: each half gets its own unit, and with the second
+    unit's mask black the run is the first unit alone (the model's calls take the masks in turn)."""
+    from PIL import ImageOps
+
+    net, other = str(tiny_models[1]), ImageOps.invert(cond_map.convert("RGB"))
+    halves = run(engine, tiny_models, cond_map, units=[ControlUnit(cond_map, controlnet=net, mask=half_mask("left")),
+                                                       ControlUnit(other, controlnet=net, mask=half_mask("right"))])
+    swapped = run(engine, tiny_models, cond_map, units=[ControlUnit(cond_map, controlnet=net, mask=half_mask("right")),
+                                                        ControlUnit(other, controlnet=net, mask=half_mask("left"))])
+    assert not np.array_equal(pixels(halves), pixels(swapped))
+    black_mask = Image.new("L", (64, 64))
+    black = run(engine, tiny_models, cond_map, units=[ControlUnit(cond_map, controlnet=net),
+                                                      ControlUnit(other, controlnet=net, mask=black_mask)])
+    alone = run(engine, tiny_models, cond_map, units=[ControlUnit(cond_map, controlnet=net)])
+    assert np.array_equal(pixels(black), pixels(alone))
+
+
+def test_a_masked_unit_outside_its_steps_keeps_the_masks_in_turn(engine, tiny_models, cond_map):
+    """A unit skipped outside its start/end (cnet/fastpath.py returns zeros without running the model) still takes
+    its turn of the masks: the other unit keeps its own."""
     net = str(tiny_models[1])
-    units = [ControlUnit(cond_map, controlnet=net, mask=half_mask("left")),
-             ControlUnit(cond_map, controlnet=net, mask=half_mask("right"))]
-    with pytest.raises(RequestError, match=r"units\[0\] and units\[1\] use the same ControlNet with different"):
-        run(engine, tiny_models, cond_map, units=units)
+    units = [ControlUnit(cond_map, controlnet=net, end=0.4, mask=Image.new("L", (64, 64))),
+             ControlUnit(cond_map, controlnet=net, mask=half_mask("left"))]
+    both = run(engine, tiny_models, cond_map, units=units)
+    second = run(engine, tiny_models, cond_map, units=units[1:])
+    assert np.array_equal(pixels(both), pixels(second))
 
 
 def test_region_masks_mask_dit_tokens():

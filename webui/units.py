@@ -77,7 +77,7 @@ def _unit_fields(n: int, max_strength: float, editor: EditorLimits, prefix: str)
                                     label="Source", elem_id=f"{prefix}unit{n}-source")
     fields["image"] = BoundedImageEditor(
         limits=editor, label=f"Photo or map {n} (paint over it to confine this control to the painted area)",
-        type="numpy", image_mode="RGB", brush=gr.Brush(default_size=24, colors=["#FF3030"]), height=300,
+        type="numpy", image_mode="RGBA", brush=gr.Brush(default_size=24, colors=["#FF3030"]), height=300,
         elem_id=f"{prefix}unit{n}-image")
     with gr.Row():
         fields["strength"] = gr.Slider(0.0, max_strength, value=0.6, step=0.05, label="Strength",
@@ -127,25 +127,30 @@ def reference_slots(count: int, max_strength: float, prefix: str = "") -> Slots:
 
 
 def wire_slots(slots: Slots) -> None:
-    """Add shows the first unused slot; Remove hides and clears a slot; Move up swaps a slot's values with the
-    nearest slot in use above it. Small UI reactions: no queue, no model."""
+    """Add shows the first unused slot (and says so when the last is taken); Remove hides and clears a slot; Move
+    up swaps a slot's values with the nearest slot in use above it. Small UI reactions: no queue, no model."""
     private = dict(queue=False, api_visibility="private")
     count = len(slots.groups)
+
+    label = slots.add.value
+    full = gr.Button(interactive=False, value=f"All {count} in use (the limit here): remove one to add another")
 
     def on_add(*flags: bool) -> list[Any]:
         free = next((i for i, on in enumerate(flags) if not on), None)
         if free is None:
-            gr.Warning(f"At most {count} here: remove one first.")
-            return [gr.skip()] * (2 * count)
+            return [gr.skip()] * (2 * count) + [full]
+        last = sum(flags) + 1 == count
         return [True if i == free else gr.skip() for i in range(count)] + \
-            [gr.Group(visible=True) if i == free else gr.skip() for i in range(count)]
+            [gr.Group(visible=True) if i == free else gr.skip() for i in range(count)] + [full if last else gr.skip()]
 
-    slots.add.click(on_add, slots.in_use, [*slots.in_use, *slots.groups], **private)
+    slots.add.click(on_add, slots.in_use, [*slots.in_use, *slots.groups, slots.add], **private)
     names = list(slots.fields[0]) if slots.fields else []
     for i in range(count):
         defaults = [slots.fields[i][name].value for name in names]
-        slots.remove[i].click(lambda d=defaults: [False, gr.Group(visible=False), *d], None,
-                              [slots.in_use[i], slots.groups[i], *slots.fields[i].values()], **private)
+        slots.remove[i].click(lambda d=defaults: [False, gr.Group(visible=False), gr.Button(interactive=True,
+                                                                                             value=label), *d],
+                              None, [slots.in_use[i], slots.groups[i], slots.add, *slots.fields[i].values()],
+                              **private)
         if i == 0:  # nothing above the first slot of the list
             continue
         rows = [slots.fields[j][name] for j in range(i + 1) for name in names]
