@@ -48,7 +48,7 @@ from .fastpath import skip_inactive_controlnet
 from .image_prompts import ImageAdapters, adapter_location
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .placement import card_gigabytes, memory_plan_mode, place, plan_base
-from .regions import install_region_masks, mask_tensor, set_region_masks
+from .regions import fitted_mask, install_region_masks, mask_tensor, set_region_masks
 from .request import (
     DEFAULT_LIMITS,
     MAX_SEED,
@@ -719,8 +719,8 @@ class Engine:
                        [seed + i for i in range(request.num_images)], total, inputs,
                        # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
                        "pil" if "padding_mask_crop" in inputs else "np",
-                       [_fitted_mask(u.mask, size, request.resize_mode) for u in request.units],
-                       [_fitted_mask(p.mask, size, request.resize_mode) for p in request.image_prompts])
+                       [fitted_mask(u.mask, size, request.resize_mode) for u in request.units],
+                       [fitted_mask(p.mask, size, request.resize_mode) for p in request.image_prompts])
 
     def _conditions(self, request: GenerationRequest, fitted: Fitted) -> tuple[list[Any], list[Any]]:
         """(maps as shown, conditions as the ControlNets read them): the inpaint ControlNet reads the picture with
@@ -1026,15 +1026,6 @@ def _control_arguments(request: GenerationRequest, as_lists: bool) -> dict[str, 
     return dict(controlnet_conditioning_scale=_one_or_list([float(u.strength) for u in request.units], as_lists),
                 control_guidance_start=_one_or_list([float(u.start) for u in request.units], as_lists),
                 control_guidance_end=_one_or_list([float(u.end) for u in request.units], as_lists))
-
-
-def _fitted_mask(mask: Image.Image | None, size: tuple[int, int], resize_mode: str) -> Image.Image | None:
-    """A region mask at the output's size, fitted by the request's resize mode (the same geometry as its map)."""
-    if mask is None:
-        return None
-    from .edit import mask_channel
-
-    return fit(mask_channel(mask).convert("RGB"), *size, resize_mode).convert("L")
 
 
 def _set_region_masks(nets: list[Any], plan: RunPlan, one_call: bool) -> None:

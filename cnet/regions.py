@@ -36,6 +36,17 @@ def mask_tensor(mask: Image.Image, size: tuple[int, int]) -> Any:
     return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None, None]
 
 
+def fitted_mask(mask: Image.Image | None, size: tuple[int, int], resize_mode: str) -> Image.Image | None:
+    """A mask at the output's `size`, fitted by the request's resize mode (the geometry of its map), as one grey
+    channel; None stays None."""
+    if mask is None:
+        return None
+    from .edit import mask_channel
+    from .resize import fit
+
+    return fit(mask_channel(mask).convert("RGB"), *size, resize_mode).convert("L")
+
+
 def masked_outputs(output: Any, mask: Any) -> Any:
     """A ControlNet's output (a diffusers output class, or its `return_dict=False` tuple, nested lists of tensors)
     with every residual multiplied by `mask` (1, 1, H, W) resized to the residual's grid."""

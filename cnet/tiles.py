@@ -83,11 +83,15 @@ def generate_tiled(engine: TileRunner, request: Any, fitted: Any, progress: Any 
     whole run's."""
     import secrets
 
+    from .regions import fitted_mask
     from .request import MAX_SEED, PromptMode
     from .result import GenerationResult
 
     picture, maps, width, height = fitted.picture, fitted.maps, fitted.width, fitted.height
     boxes = tile_boxes(width, height, request.tile_size)
+    # The region masks at the whole output's size, cut like the maps for each tile.
+    unit_masks = [fitted_mask(u.mask, (width, height), request.resize_mode) for u in request.units]
+    reference_masks = [fitted_mask(p.mask, (width, height), request.resize_mode) for p in request.image_prompts]
     caption = request.caption
     if PromptMode(request.prompt_mode) is PromptMode.AUTO and caption is None:  # one caption, of the whole
         caption = engine.caption(request.source_image or picture)
@@ -98,7 +102,10 @@ def generate_tiled(engine: TileRunner, request: Any, fitted: Any, progress: Any 
             if progress is not None:
                 progress(done * total + step, len(boxes) * total)
 
-        tile = replace(request, units=[replace(u, image=m.crop(box)) for u, m in zip(request.units, maps)],
+        tile = replace(request, units=[replace(u, image=m.crop(box), mask=_crop(k, box))
+                                       for u, m, k in zip(request.units, maps, unit_masks)],
+                       image_prompts=[replace(p, mask=_crop(k, box))
+                                      for p, k in zip(request.image_prompts, reference_masks)],
                        init_image=picture.crop(box), width=box[2] - box[0], height=box[3] - box[1], tile_size=None,
                        seed=seed, caption=caption, source_image=None)
         results.append(engine.generate(tile, progress=tile_progress, should_stop=should_stop, limits=limits))
@@ -106,4 +113,10 @@ def generate_tiled(engine: TileRunner, request: Any, fitted: Any, progress: Any 
               for i in range(request.num_images)]
     metadata = [{**meta, "width": width, "height": height, "tile_size": request.tile_size, "tiles": len(boxes)}
                 for meta in results[0].metadata]
-    return GenerationResult(images=images, condition_maps=maps, metadata=metadata, edit_inputs={"init": picture})
+    return GenerationResult(images=images, condition_maps=maps, metadata=metadata, edit_inputs={"init": picture},
+                            unit_masks=unit_masks, references=[p.image for p in request.image_prompts],
+                            reference_masks=reference_masks)
+
+
+def _crop(mask: Image.Image | None, box: tuple[int, int, int, int]) -> Image.Image | None:
+    return None if mask is None else mask.crop(box)

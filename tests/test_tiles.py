@@ -97,3 +97,30 @@ def test_a_tiled_img2img_is_each_tiles_own_run_where_they_do_not_overlap(engine,
 def test_tile_size_is_checked_naming_it(tiny_models, photo, kwargs, message):
     with pytest.raises(RequestError, match=message):
         img2img(tiny_models, photo, **kwargs).validated()
+
+
+def test_a_tiled_run_cuts_each_units_mask_like_its_map(engine, tiny_models, photo, tmp_path):
+    """A control mask on a tiled upscale applies where it was painted: each tile is its own run with the mask cut
+    like the map, and the saved run re-runs with it."""
+    from dataclasses import replace
+
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (320, 256), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 100, 256), fill=255)
+    request = img2img(tiny_models, photo, tile_size=256)
+    request.units = [replace(request.units[0], mask=mask)]
+    tiled = engine.generate(request)
+    boxes = tile_boxes(320, 256, 256)
+    out = np.asarray(tiled.images[0])
+    box, other = boxes[1], boxes[0]
+    alone = img2img(tiny_models, photo.crop(box))
+    alone.units = [replace(alone.units[0], mask=mask.crop(box))]
+    own = np.asarray(engine.generate(alone).images[0])
+    columns = [x for x in range(box[0], box[2]) if not other[0] <= x < other[2]]
+    assert np.array_equal(out[:, columns], own[:, [x - box[0] for x in columns]])
+    unmasked = np.asarray(engine.generate(img2img(tiny_models, photo, tile_size=256)).images[0])
+    assert not np.array_equal(out, unmasked)
+    saved = tiled.save(tmp_path)[0]
+    again = engine.generate(request_from_metadata(read_metadata(saved), tmp_path).request)
+    assert np.array_equal(np.asarray(again.images[0]), out)
