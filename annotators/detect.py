@@ -66,6 +66,19 @@ def detect(name: str, image: ImageInput, *, detect_resolution: int | None = None
     return Image.fromarray(result)
 
 
+def annotator_model(name: str, loading: Loading | None = None) -> Any:
+    """The loaded model of annotator `name` (from the process-wide cache), for callers that need more than its map
+    (the pose editor reads OpenPose's keypoints)."""
+    from common.models import pick_device
+
+    annotator = get_annotator(name)
+    if not annotator.needs_weights:
+        raise AnnotatorError(f"annotator={name!r} has no model")
+    loading = loading or Loading()
+    models = loading.cache if loading.cache is not None else _CACHE
+    return models.get(annotator, annotator.weights_location(loading.weights), pick_device(loading.device))
+
+
 def _binarise(strokes: np.ndarray) -> np.ndarray:
     # Resizing blurs stroke edges; keep thin strokes (anything touched) and make the map binary again.
     return np.where(strokes > 32, 255, 0).astype(np.uint8)

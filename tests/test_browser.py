@@ -612,3 +612,46 @@ def test_a_reference_picture_from_the_generate_tab(browser, app_url, cond_map, t
     assert meta["image_prompts"][0]["scale"] == 0.8 and meta["image_prompts"][0]["model"] == str(adapter)
     assert meta["reference_images"][0].endswith("-reference0.png")
     page.close()
+
+
+def test_the_pose_editor_drags_a_wrist_and_the_map_follows(browser, app_url, tmp_path):
+    """Pose tab: drag the right wrist of the default skeleton across the canvas, generate: the condition map the
+    run was made from shows the wrist's OpenPose colour where it was dropped, and no longer where it was. Undo and
+    Mirror change the pose the page holds; Export gives the OpenPose JSON."""
+    import urllib.parse
+    import urllib.request
+
+    page = open_app(browser, app_url)
+    page.get_by_role("tab", name="Pose", exact=True).click()
+    canvas = page.locator("#pose-editor canvas")
+    canvas.wait_for(timeout=10_000)
+    box = canvas.bounding_box()
+    start = (box["x"] + 0.35 * box["width"], box["y"] + 0.55 * box["height"])
+    end = (box["x"] + 0.8 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.move(*start)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(start[0] + (end[0] - start[0]) * step / 10, start[1] + (end[1] - start[1]) * step / 10)
+    page.mouse.up()
+    assert page.locator("#kind input").input_value().startswith("openpose")
+    with page.expect_download() as download:
+        page.locator("#pose-editor .pose-export").click()
+    exported = json.loads(open(download.value.path()).read())[0]
+    wrist = exported["people"][0]["pose_keypoints_2d"][12:14]
+    assert abs(wrist[0] - 0.8 * 512) < 6 and abs(wrist[1] - 0.2 * 512) < 6
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    generate_and_read(page, app_url, tmp_path)
+    page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=30_000)
+    source = page.locator("#gallery img").nth(1).get_attribute("src")
+    (tmp_path / "map.png").write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app_url, source)).read())
+    rendered = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))
+    found = np.argwhere((rendered == (170, 255, 0)).all(axis=-1))  # OpenPose's colour of the right wrist
+    assert rendered.shape[:2] == (512, 512) and len(found)
+    assert np.abs(found.mean(axis=0) - (0.2 * 512, 0.8 * 512)).max() < 8
+    assert not (np.abs(found - (0.55 * 512, 0.35 * 512)).max(axis=1) < 4).any()
+    page.locator("#pose-editor .pose-mirror").click()
+    page.locator("#pose-editor .pose-add").click()
+    assert "2 person(s)" in page.locator("#pose-editor .pose-status").inner_text()
+    page.locator("#pose-editor .pose-undo").click()
+    assert "1 person(s)" in page.locator("#pose-editor .pose-status").inner_text()
+    page.close()

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from annotators import ANNOTATORS
+from annotators.pose import parse_pose, pose_json, render_pose
 from cnet.kinds import KINDS, map_kinds
 from cnet.params import as_int
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS, door_fields, door_values_of
@@ -26,6 +27,7 @@ from .editor_components import BoundedImageEditor, BoundedSketchpad
 from .errors import keep_results, user_errors
 from .form import form_controls, form_values
 from .jobs import stop_requested
+from .pose_editor import pose_editor
 from .service import Studio, UnitInput
 from .units import CONTROL_MODE_CHOICES, reference_slots, slot_references, slot_units, unit_slots, wire_slots
 
@@ -127,6 +129,11 @@ def _condition_inputs(ui: SimpleNamespace, editor: EditorLimits) -> None:
             _caption("Photo: the annotator extracts the map")
             ui.photo = gr.Image(label="Photo", show_label=False, type="filepath",
                                 sources=["upload", "webcam", "clipboard"], elem_id="photo")
+        with gr.Tab("Pose", id="pose") as ui.pose_tab:
+            _caption("Pose: drag the joints (click one to select its person); the skeleton is the openpose map")
+            ui.pose = pose_editor("pose-editor")
+            ui.pose_detect = gr.Button("Detect the people in the Photo tab's photo", size="sm",
+                                       elem_id="pose-detect")
         with gr.Tab("Map", id="map") as ui.map_tab:
             _caption("Condition map: upload a ready map, or edit the preview")
             ui.map_editor = BoundedImageEditor(limits=editor, label="Condition map", show_label=False,
@@ -404,6 +411,8 @@ def _wire_reactions(ui: SimpleNamespace) -> None:
     private = dict(queue=False, api_visibility="private")
     for tab, name in ((ui.draw_tab, "draw"), (ui.photo_tab, "photo"), (ui.map_tab, "map")):
         tab.select(lambda n=name: n, None, ui.source, **private)
+    # A pose is the openpose kind's map: choosing the Pose tab chooses the kind too.
+    ui.pose_tab.select(lambda: ["pose", "openpose"], None, [ui.source, ui.kind], **private)
 
     def on_kind(kind_name: str) -> list[Any]:
         choices = annotators_for(kind_name)
@@ -429,6 +438,8 @@ def _wire_reactions(ui: SimpleNamespace) -> None:
 
 def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
     """The main condition from the form's values (`v`: component -> value)."""
+    if v[ui.source] == "pose":  # the edited skeleton, drawn as the map (annotators/pose.py)
+        return UnitInput("map", render_pose(parse_pose(v[ui.pose])), kind=v[ui.kind])
     image = {"draw": v[ui.sketch], "photo": v[ui.photo], "map": v[ui.map_editor]}[v[ui.source]]
     chosen = v[ui.annotator] if v[ui.annotator] in ANNOTATORS else None
     own = _own_params(chosen)
@@ -490,8 +501,8 @@ def _wire_model_fields(ui: SimpleNamespace, studio: Studio, defaults: FormDefaul
 
 def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     """Preview map, Generate, Batch and Stop: the accelerator's queue, through `Studio`."""
-    map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.kind, ui.annotator, ui.detect_resolution,
-                  *ui.params.values()}
+    map_inputs = {ui.source, ui.sketch, ui.photo, ui.map_editor, ui.pose, ui.kind, ui.annotator,
+                  ui.detect_resolution, *ui.params.values()}
     _wire_model_fields(ui, studio, ui.defaults)
 
     @keep_results(3)
@@ -503,6 +514,20 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
 
     ui.preview.click(on_preview, map_inputs, [ui.map_editor, ui.source_tabs, ui.source], concurrency_id="gpu",
                      api_visibility="private")
+
+    @keep_results(1)
+    @user_errors
+    @gpu
+    def on_detect_pose(photo: Any, width: float, height: float) -> Any:
+        found = studio.detect_pose(photo, width=as_int(width or 0, "width") or None,
+                                   height=as_int(height or 0, "height") or None, should_stop=stop_requested())
+        if not found.people:
+            gr.Warning("No person found in the photo: the pose stays as it was.")
+            return gr.skip()
+        return json.dumps(pose_json(found))
+
+    ui.pose_detect.click(on_detect_pose, [ui.photo, ui.width, ui.height], ui.pose, concurrency_id="gpu",
+                         api_visibility="private")
     # The declared fields' controls, and those the form adds (random seed, the units' list, the references).
     generate_inputs = map_inputs | set(form_controls(ui, "generate").values()) | {ui.randomize} | \
         ui.unit_slots.inputs() | ui.reference_slots.inputs()

@@ -233,6 +233,21 @@ class Studio:
                               params=params)
         return made, (None if unit.source == "draw" else Image.fromarray(to_rgb_array(image)))
 
+    def detect_pose(self, photo: Any, *, width: int | None = None, height: int | None = None,
+                    should_stop: StopCheck | None = None) -> Any:
+        """The people OpenPose finds in a photo, as an editable pose (annotators/pose.py) on a canvas of the output's
+        size when given, else the photo's (within this deployment's largest side)."""
+        from annotators.pose import detect_pose
+
+        image = canvas_image(photo, what="photo")
+        if image is None:
+            raise ImageInputError("no photo: upload one in the Photo tab first")
+        side = self.settings.limits.max_side
+        scale = min(1.0, side / max(image.size))
+        with self._accelerator:
+            _raise_if_stopped(should_stop, "pose detection")
+            return detect_pose(image, width or round(image.width * scale), height or round(image.height * scale))
+
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, units: list[UnitInput], *, progress: Callable[[int, int], None] | None = None,
                  session: str = "", base_model: str | None = None, should_stop: StopCheck | None = None,
