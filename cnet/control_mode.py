@@ -12,7 +12,8 @@ The extension sets ``soft_injection = mode != balanced`` and ``cfg_injection = m
 exactly these factors (its scripts/hook.py). diffusers' own ``guess_mode`` is the ``control`` mode for every
 ControlNet at once, with 10^(-1 + i/12) (the same 0.8254 ratio). Here the factors are applied to the outputs of
 diffusers' ControlNetModel by a diffusers model hook (`diffusers.hooks`), registered once; the engine sets each
-model's mode before each run.
+model's modes before each run. The hook sits outside the skip of inactive steps (cnet/fastpath.py), so it counts
+every call, and weights the zeros a skipped call returns (nothing).
 """
 
 from __future__ import annotations
@@ -55,14 +56,17 @@ def _hook_class() -> type:
 
     class ControlModeHook(ModelHook):
         """Weights a ControlNet's outputs by its control mode after each forward (diffusers' model hooks, so the
-        model's own forward is never replaced by hand, and other hooks compose with it)."""
+        model's own forward is never replaced by hand, and other hooks compose with it). One model serving several
+        units of a multi-ControlNet is called once per unit, in the units' order: it takes their modes in turn."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.mode, self.cfg_batch = "balanced", False
+            self.modes, self.cfg_batch, self.calls = ["balanced"], False, 0
 
         def post_forward(self, module: Any, output: Any) -> Any:
-            return weighted_outputs(output, self.mode, self.cfg_batch)
+            mode = self.modes[self.calls % len(self.modes)]
+            self.calls += 1
+            return weighted_outputs(output, mode, self.cfg_batch)
 
     return ControlModeHook
 
@@ -77,16 +81,19 @@ def install_control_modes(controlnet: Any) -> Any:
     return controlnet
 
 
-def set_control_mode(controlnet: Any, mode: str, cfg_batch: bool) -> None:
-    """The mode for the next runs of this ControlNet; `cfg_batch`: its input is the [uncond, cond] batch of
-    classifier-free guidance (guidance > 1 and not diffusers' guess mode)."""
+def set_control_mode(controlnet: Any, mode: str | list[str], cfg_batch: bool) -> None:
+    """The mode for the next runs of this ControlNet (a list: one per unit it serves, taken in turn by its calls);
+    `cfg_batch`: its input is the [uncond, cond] batch of classifier-free guidance (guidance > 1 and not diffusers'
+    guess mode)."""
     from diffusers.hooks import HookRegistry
 
-    if mode not in CONTROL_MODES:
-        raise ValueError(f"control_mode={mode!r} is not one of {list(CONTROL_MODES)}")
+    modes = [mode] if isinstance(mode, str) else list(mode)
+    for one in modes:
+        if one not in CONTROL_MODES:
+            raise ValueError(f"control_mode={one!r} is not one of {list(CONTROL_MODES)}")
     install_control_modes(controlnet)
     hook = HookRegistry.check_if_exists_or_initialize(controlnet).get_hook(HOOK_NAME)
-    hook.mode, hook.cfg_batch = mode, cfg_batch
+    hook.modes, hook.cfg_batch, hook.calls = modes or ["balanced"], cfg_batch, 0
 
 
 def _zero_first(tensor: Any, half: int) -> Any:

@@ -407,12 +407,14 @@ class Engine:
         if self.compile:  # the model's own forward; the wrappers below stay outside the graph (cnet/compiled.py)
             compile_forward(model, f"controlnet {source.spec}", self.compile_buckets)
             set_qkv_fused([model], True)
-        if "control_mode" in self.family.controls:  # the hooks weight a U-Net ControlNet's residuals
-            install_control_modes(model)  # before the skip: a skipped (zero) output needs no weighting
         # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
         if self.skip_inactive_controlnet and self.family.skip_inactive and not is_union(model):
             skip_inactive_controlnet(model)
-        install_region_masks(model)  # after the skip, so it sees every call, skipped ones too: masks go in turn
+        # After the skip, so they see every call (skipped ones too): a model serving several units takes their
+        # modes and masks in turn.
+        if "control_mode" in self.family.controls:  # the hooks weight a U-Net ControlNet's residuals
+            install_control_modes(model)
+        install_region_masks(model)
         return model
 
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
@@ -865,16 +867,20 @@ class Engine:
     @staticmethod
     def _set_control_modes(pipe: Any, request: GenerationRequest, union: bool) -> None:
         """Each ControlNet's control mode (cnet/control_mode.py); one model takes one mode."""
-        nets = pipe.controlnet.nets if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
-        if union:  # the units' control modes all apply to the one model: they must agree
-            nets = nets * len(request.units)
+        nets = list(pipe.controlnet.nets) if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
         cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
-        modes: dict[int, str] = {}
-        for net, unit in zip(nets, request.units):
-            if modes.setdefault(id(net), unit.control_mode) != unit.control_mode:
-                raise RequestError("two units use the same ControlNet with different control modes "
-                                   f"({modes[id(net)]!r} and {unit.control_mode!r}): give them the same mode")
-            set_control_mode(net, unit.control_mode, cfg_batch)
+        modes = [unit.control_mode for unit in request.units]
+        if union:  # SDXL's Union model reads every condition in one call: one mode for all
+            if len(set(modes)) > 1:
+                raise RequestError("a ControlNet-Union model reads every condition in one pass, so its units take "
+                                   f"one control mode (given {sorted(set(modes))}): give them the same mode")
+            set_control_mode(nets[0], modes[0], cfg_batch)
+            return
+        served: dict[int, tuple[Any, list[str]]] = {}
+        for net, mode in zip(nets, modes):  # a model serving several units is called once per unit, in order
+            served.setdefault(id(net), (net, []))[1].append(mode)
+        for net, own in served.values():
+            set_control_mode(net, own, cfg_batch)
 
     def _result(self, plan: RunPlan, pipe: Any, output: Any, encoding: dict[str, Any]) -> GenerationResult:
         """The images (an inpaint's unmasked pixels pasted back when asked) and each one's metadata."""

@@ -222,6 +222,41 @@ def settings_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored
     return Restored(kept, refused)
 
 
+def more_units_from_metadata(meta: dict[str, Any], limits: Any = None) -> Restored:
+    """The settings of a saved image's units after the first (kind, strength, start, end, control mode, and the
+    ControlNet where it is not the kind's default) and of its reference pictures (scale, preset), as lists of dicts
+    under "units" and "references"; each unit's checked as a request checks it (one refused is named and left out).
+    Their maps, masks and pictures are files saved beside the image, which a form cannot read from a dropped PNG."""
+    from .kinds import KINDS
+    from .request import DEFAULT_LIMITS, ControlUnit, GenerationRequest, ImagePrompt
+
+    refused: list[str] = []
+    units, references = [], []
+    for i, entry in enumerate(_entries(meta, "controlnets", refused)[1:], start=1):
+        settings = {k: entry[k] for k in _unit_settings() if k in entry}
+        kind = KINDS.get(settings.get("kind")) if isinstance(settings.get("kind"), str) else None
+        model = entry.get("model")
+        if model and isinstance(model, str) and not (kind and model == kind.controlnet_source()):
+            settings["controlnet"] = model
+        try:
+            GenerationRequest(units=[ControlUnit(Image.new("RGB", (8, 8)), **settings)]).validated(
+                limits or DEFAULT_LIMITS)
+        except (TypeError, ValueError) as err:
+            refused.append(f"controlnets[{i}]: {err}")
+            continue
+        units.append(settings)
+    for i, entry in enumerate(_entries(meta, "image_prompts", refused)):
+        settings = {k: entry[k] for k in ("scale", "preset") if k in entry}
+        try:
+            GenerationRequest(units=[], image_prompts=[ImagePrompt(Image.new("RGB", (8, 8)), **settings)]
+                              ).validate_settings(limits or DEFAULT_LIMITS)
+        except (TypeError, ValueError) as err:
+            refused.append(f"image_prompts[{i}]: {err}")
+            continue
+        references.append(settings)
+    return Restored({"units": units, "references": references}, refused)
+
+
 def _checked_loras(entries: list[dict[str, Any]], refused: list[str]) -> list[Any]:
     """The LoRAs of the metadata that pass the request's own check of a LoRA; the others named in `refused`."""
     from .request import LoraRef, RequestError, check_lora

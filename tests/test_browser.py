@@ -345,11 +345,15 @@ def test_paint_a_mask_and_inpaint_in_the_edit_tab(browser, app_url, tmp_path):
 def test_dropping_a_saved_png_restores_the_form(browser, app_url, tiny_models, cond_map, tmp_path):
     """A PNG made with custom settings, dropped on a fresh page: the form takes them back."""
     from cnet.engine import Engine
-    from cnet.request import ControlUnit, GenerationRequest
+    from cnet.request import ControlUnit, GenerationRequest, ImagePrompt
+    from cnet.tiny import save_tiny_ip_adapter
 
+    adapter = save_tiny_ip_adapter(tiny_models[0], tmp_path / "adapter")
     result = Engine(str(tiny_models[0]), device="cpu").generate(GenerationRequest(
         units=[ControlUnit(cond_map, kind="scribble", controlnet=str(tiny_models[1]), strength=0.65,
-                           control_mode="prompt")],
+                           control_mode="prompt"),
+               ControlUnit(cond_map, kind="depth", controlnet=str(tiny_models[1]), strength=0.45, end=0.7)],
+        image_prompts=[ImagePrompt(cond_map, scale=0.35)], ip_adapter=str(adapter),
         prompt_mode="custom", prompt="a lighthouse at dusk", negative_prompt="blurry", num_inference_steps=7,
         guidance_scale=6.5, seed=4242, width=64, height=64, scheduler="unipc", resize_mode="resize_and_fill"))
     saved = result.save(tmp_path)[0]
@@ -367,6 +371,13 @@ def test_dropping_a_saved_png_restores_the_form(browser, app_url, tiny_models, c
     assert page.locator("#controlnet textarea").input_value() == ""
     assert page.locator("#kind input").first.input_value().startswith("scribble")
     assert "Settings restored" in page.locator("#status").inner_text()
+    # The second unit comes back in the list, the reference in its slot; their files are named for upload.
+    assert page.locator("#unit2").first.is_visible() and page.locator("#reference1").first.is_visible()
+    assert page.locator("#unit2-kind input").input_value() == "depth"
+    assert page.locator("#unit2-strength input[type=number]").input_value() == "0.45"
+    assert page.locator("#unit2-end input[type=number]").input_value() == "0.7"
+    assert page.locator("#reference1-scale input[type=number]").input_value() == "0.35"
+    assert "-control1.png" in page.locator("#status").inner_text()
     page.close()
 
 

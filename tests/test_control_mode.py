@@ -118,3 +118,27 @@ def test_modes_and_the_skip_are_diffusers_model_hooks_that_compose(tiny_models):
         plain_down, plain_mid = net(*args, conditioning_scale=0.8, return_dict=False)
     assert torch.allclose(down[0], plain_down[0] * soft_weights(len(down) + 1)[0], atol=1e-6)
     assert torch.equal(mid, plain_mid)
+
+
+def test_one_controlnet_for_two_units_takes_each_units_mode_and_mask(engine, tiny_models, cond_map, tmp_path):
+    """The same ControlNet for two units with their own control modes and masks gives the pixels of two copies of it
+    (separate models, each with its unit's mode and mask): the model's calls take the units' settings in turn."""
+    import shutil
+
+    from PIL import Image, ImageOps
+
+    from cnet.request import ControlUnit, GenerationRequest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_models[1], copy)
+    left = Image.new("L", (64, 64), 0)
+    left.paste(255, (0, 0, 32, 64))
+    other = ImageOps.invert(cond_map.convert("RGB"))
+
+    def run(second_net):
+        return np.asarray(engine.generate(GenerationRequest(units=[
+            ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode="prompt"),
+            ControlUnit(other, controlnet=second_net, control_mode="control", mask=left, start=0.2)],
+            num_inference_steps=4, seed=6)).images[0])
+
+    assert np.array_equal(run(str(tiny_models[1])), run(str(copy)))

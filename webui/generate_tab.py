@@ -29,7 +29,16 @@ from .form import form_controls, form_values
 from .jobs import stop_requested
 from .pose_editor import pose_editor
 from .service import Studio, UnitInput
-from .units import CONTROL_MODE_CHOICES, reference_slots, slot_references, slot_units, unit_slots, wire_slots
+from .units import (
+    CONTROL_MODE_CHOICES,
+    reference_slots,
+    restore_outputs,
+    restored_values,
+    slot_references,
+    slot_units,
+    unit_slots,
+    wire_slots,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROMPT_MODES = [("No prompt", "none"), ("Default prompt", "default"), ("Automatic (BLIP caption)", "auto"),
@@ -327,59 +336,81 @@ def restored_fields(ui: SimpleNamespace) -> dict[str, str]:
     return {item.field: item.name for item in door_fields("generate") if item.name in controls}
 
 
+# What a saved image restores into the units' list and the references' (their pictures are files beside it).
+UNIT_RESTORED = ("kind", "strength", "start", "end", "control_mode", "controlnet")
+REFERENCE_RESTORED = ("scale", "preset")
+
+
+def _usable(studio: Studio, key: str, value: Any) -> bool:
+    """A model reference this deployment accepts, and a kind this tab offers (an Edit-only kind is not)."""
+    if key == "kind":
+        return value in {k.name for k in map_kinds()}
+    if key in ("base_model", "controlnet"):
+        try:
+            studio.check_model_reference(value, key)
+        except ValueError:
+            return False
+    if key in ("loras", "embeddings"):
+        try:
+            # Read as the form reads the field (its declaration): a LoRA's source, an embedding itself.
+            entries = door_values_of("generate", {key: value}).settings.get(key, [])
+            for entry in entries:
+                studio.check_model_reference(getattr(entry, "source", entry), key)
+        except ValueError:
+            return False
+    return True
+
+
+def _restore_note(saved: dict[str, Any], refused: list[str], units: list[Any], references: list[Any]) -> str:
+    """What a restore says: what came back, which files to upload, and what was refused (a few, each named)."""
+    note = ("**Settings restored** from the PNG" + (" (seed fixed)" if "seed" in saved else "") + ". Its "
+            "condition map is saved beside it as `…-control0.png`: upload that in the Map tab"
+            + (f"; the maps of conditions 2-{len(units) + 1} (`…-control1.png` …) and their masks in their "
+               "slots" if units else "")
+            + ("; the reference pictures (`…-reference0.png` …) in theirs" if references else "") + ".")
+    if refused:  # each named, at most a few (a crafted file could hold thousands)
+        note += "\n\n**Not restored:** " + "; ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
+    return note
+
+
 def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
     fields = restored_fields(ui)
     targets = [getattr(ui, name) for name in fields.values()]
-    offered_kinds = {k.name for k in map_kinds()}
 
-    def usable(key: str, value: Any) -> bool:
-        """A model reference this deployment accepts, and a kind this tab offers (an Edit-only kind is not)."""
-        if key == "kind":
-            return value in offered_kinds
-        if key in ("base_model", "controlnet"):
-            try:
-                studio.check_model_reference(value, key)
-            except ValueError:
-                return False
-        if key in ("loras", "embeddings"):
-            try:
-                # Read as the form reads the field (its declaration): a LoRA's source, an embedding itself.
-                entries = door_values_of("generate", {key: value}).settings.get(key, [])
-                for entry in entries:
-                    studio.check_model_reference(getattr(entry, "source", entry), key)
-            except ValueError:
-                return False
-        return True
+    more = restore_outputs(ui.unit_slots, UNIT_RESTORED) + restore_outputs(ui.reference_slots, REFERENCE_RESTORED)
+    count = len(targets) + 2 + len(more)
 
-
-    @keep_results(len(targets) + 2, status=len(targets) + 1)
+    @keep_results(count, status=len(targets) + 1)
     @user_errors
     def on_drop(path: str | None) -> list[Any]:
-        from cnet.result import read_metadata, settings_from_metadata
+        from cnet.result import more_units_from_metadata, read_metadata, settings_from_metadata
 
         if not path:
-            return [gr.skip()] * (len(targets) + 2)
+            return [gr.skip()] * count
         try:
-            saved, refused = settings_from_metadata(read_metadata(path), studio.settings.limits)
+            meta = read_metadata(path)
+            saved, refused = settings_from_metadata(meta, studio.settings.limits)
+            extra, also_refused = more_units_from_metadata(meta, studio.settings.limits)
         except ValueError as err:  # what is wrong with the file, without the server's upload path
             raise ValueError("no settings restored: " + str(err).replace(f"{path}: ", "").replace(str(path), "it")
                              ) from None
         except OSError:
             raise ValueError("no settings restored: this is not a PNG made by this studio") from None
-        values = [saved[key] if saved.get(key) is not None and usable(key, saved[key]) else gr.skip()
+        values = [saved[key] if saved.get(key) is not None and _usable(studio, key, saved[key]) else gr.skip()
                   for key in fields]
         # The prompt box shows when the restored mode is custom (a value alone would leave it hidden).
         values[list(fields).index("prompt")] = gr.Textbox(value=saved.get("prompt") or "",
                                                                     visible=saved.get("prompt_mode") == "custom")
-        note = ("**Settings restored** from the PNG" + (" (seed fixed)" if "seed" in saved else "") + ". Its "
-                "condition map is saved beside it as `…-control0.png`: upload that in the Map tab.")
-        if refused:  # each named, at most a few (a crafted file could hold thousands)
-            note += "\n\n**Not restored:** " + "; ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
+        refused += also_refused
+        units = [u for u in extra["units"] if _usable(studio, "kind", u.get("kind"))][:len(ui.unit_slots.fields)]
+        references = extra["references"][:len(ui.reference_slots.fields)]
         gr.Info("Settings restored from the PNG" + (f", {len(refused)} refused" if refused else "")
                 + "; open Advanced settings to see them.")
-        return [*values, "seed" not in saved, note]
+        return [*values, "seed" not in saved, _restore_note(saved, refused, units, references),
+                *restored_values(ui.unit_slots, UNIT_RESTORED, units),
+                *restored_values(ui.reference_slots, REFERENCE_RESTORED, references)]
 
-    ui.settings_png.upload(on_drop, ui.settings_png, [*targets, ui.randomize, ui.status],
+    ui.settings_png.upload(on_drop, ui.settings_png, [*targets, ui.randomize, ui.status, *more],
                            api_visibility="private")
 
 
@@ -515,19 +546,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     ui.preview.click(on_preview, map_inputs, [ui.map_editor, ui.source_tabs, ui.source], concurrency_id="gpu",
                      api_visibility="private")
 
-    @keep_results(1)
-    @user_errors
-    @gpu
-    def on_detect_pose(photo: Any, width: float, height: float) -> Any:
-        found = studio.detect_pose(photo, width=as_int(width or 0, "width") or None,
-                                   height=as_int(height or 0, "height") or None, should_stop=stop_requested())
-        if not found.people:
-            gr.Warning("No person found in the photo: the pose stays as it was.")
-            return gr.skip()
-        return json.dumps(pose_json(found))
-
-    ui.pose_detect.click(on_detect_pose, [ui.photo, ui.width, ui.height], ui.pose, concurrency_id="gpu",
-                         api_visibility="private")
+    _wire_pose_detection(ui, studio, gpu)
     # The declared fields' controls, and those the form adds (random seed, the units' list, the references).
     generate_inputs = map_inputs | set(form_controls(ui, "generate").values()) | {ui.randomize} | \
         ui.unit_slots.inputs() | ui.reference_slots.inputs()
@@ -565,6 +584,23 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     ui.batch_run.click(on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect}, ui.batch_report,
                        concurrency_id="gpu", api_visibility="private")
     _wire_stop(ui, studio, event)
+
+
+def _wire_pose_detection(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
+    """The Pose tab's detection: the people in the Photo tab's photo become the pose to edit."""
+    @keep_results(1)
+    @user_errors
+    @gpu
+    def on_detect_pose(photo: Any, width: float, height: float) -> Any:
+        found = studio.detect_pose(photo, width=as_int(width or 0, "width") or None,
+                                   height=as_int(height or 0, "height") or None, should_stop=stop_requested())
+        if not found.people:
+            gr.Warning("No person found in the photo: the pose stays as it was.")
+            return gr.skip()
+        return json.dumps(pose_json(found))
+
+    ui.pose_detect.click(on_detect_pose, [ui.photo, ui.width, ui.height], ui.pose, concurrency_id="gpu",
+                         api_visibility="private")
 
 
 def _wire_stop(ui: SimpleNamespace, studio: Studio, event: Any) -> None:

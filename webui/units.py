@@ -43,6 +43,7 @@ class Slots:
     up: list[Any] = field(default_factory=list)
     remove: list[Any] = field(default_factory=list)
     add: Any = None
+    accordion: Any = None
 
     def inputs(self) -> set[Any]:
         """Every component a run reads from these slots."""
@@ -53,7 +54,7 @@ def unit_slots(count: int, max_strength: float, editor: EditorLimits, prefix: st
     """`count` extra unit slots (hidden until added), in an accordion, with the button that adds one."""
     slots = Slots(prefix)
     with gr.Accordion(f"More conditions (multi-ControlNet: up to {count} more)", open=False,
-                      elem_id=f"{prefix}more-units"):
+                      elem_id=f"{prefix}more-units") as slots.accordion:
         for i in range(count):
             n = i + 2  # the main condition is unit 1
             with gr.Group(visible=False, elem_id=f"{prefix}unit{n}") as group:
@@ -96,7 +97,7 @@ def reference_slots(count: int, max_strength: float, prefix: str = "") -> Slots:
     """`count` reference-picture slots (IP-Adapter image prompts), hidden until added."""
     slots = Slots(prefix)
     with gr.Accordion(f"Reference pictures (IP-Adapter: up to {count})", open=False,
-                      elem_id=f"{prefix}references"):
+                      elem_id=f"{prefix}references") as slots.accordion:
         gr.Markdown("The image takes the look of each picture: its subject and style (**Full**), or with InstantStyle "
                     "only its colours and materials (**Style**) or its layout (**Composition**). A mask confines a "
                     "picture to the white area of the output.")
@@ -133,15 +134,18 @@ def wire_slots(slots: Slots) -> None:
     count = len(slots.groups)
 
     label = slots.add.value
-    full = gr.Button(interactive=False, value=f"All {count} in use (the limit here): remove one to add another")
+
+    def full() -> Any:  # an update, made in the handler (a component made here would be drawn on the page)
+        return gr.Button(interactive=False, value=f"All {count} in use (the limit here): remove one to add another")
 
     def on_add(*flags: bool) -> list[Any]:
         free = next((i for i, on in enumerate(flags) if not on), None)
         if free is None:
-            return [gr.skip()] * (2 * count) + [full]
+            return [gr.skip()] * (2 * count) + [full()]
         last = sum(flags) + 1 == count
         return [True if i == free else gr.skip() for i in range(count)] + \
-            [gr.Group(visible=True) if i == free else gr.skip() for i in range(count)] + [full if last else gr.skip()]
+            [gr.Group(visible=True) if i == free else gr.skip() for i in range(count)] + \
+            [full() if last else gr.skip()]
 
     slots.add.click(on_add, slots.in_use, [*slots.in_use, *slots.groups, slots.add], **private)
     names = list(slots.fields[0]) if slots.fields else []
@@ -174,6 +178,21 @@ def _move_up(i: int, names: list[str]) -> Any:
         return out
 
     return handler
+
+
+def restore_outputs(slots: Slots, names: tuple[str, ...]) -> list[Any]:
+    """The components a saved image's settings go back into: each slot's in-use flag, its group, its `names`."""
+    return [slots.accordion, *slots.in_use, *slots.groups, *[slot[name] for slot in slots.fields for name in names]]
+
+
+def restored_values(slots: Slots, names: tuple[str, ...], entries: list[dict[str, Any]]) -> list[Any]:
+    """The values for `restore_outputs`: the list opened when it has entries, the first slots in use with the
+    entries' settings, the others hidden."""
+    count = len(slots.fields)
+    used = [i < len(entries) for i in range(count)]
+    values = [entries[i].get(name, gr.skip()) if used[i] else gr.skip() for i in range(count) for name in names]
+    return [gr.Accordion(open=True) if entries else gr.skip(), *used, *[gr.Group(visible=on) for on in used],
+            *values]
 
 
 def slot_units(slots: Slots, v: dict) -> list[UnitInput]:
