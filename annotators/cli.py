@@ -35,7 +35,37 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--height", type=int)
         cmd.add_argument("--weights", help="Hub repo or local folder with the weights")
         cmd.add_argument("--device", help="cuda, mps or cpu (default: automatic)")
+    pose = sub.add_parser("pose", help="OpenPose JSON (the A1111 openpose-editor's) -> its openpose map, or a photo's "
+                          "people -> OpenPose JSON to edit")
+    pose.add_argument("--json", help="a pose to render (canvas_width, canvas_height, people)")
+    pose.add_argument("--image", help="a photo whose people are detected (with hands and face) into --out as JSON")
+    pose.add_argument("--out", required=True, help="the map (.png) for --json, the pose (.json) for --image")
+    pose.add_argument("--width", type=int, help="--image: the pose's canvas width (default: the photo's)")
+    pose.add_argument("--height", type=int, help="--image: the pose's canvas height (default: the photo's)")
+    pose.add_argument("--weights", help="Hub repo or local folder with OpenPose's weights")
     return parser
+
+
+def run_pose(args: argparse.Namespace) -> Path:
+    """`pose`: render --json into the openpose map at --out, or detect --image's people into --out as JSON."""
+    import json
+
+    from .pose import detect_pose, parse_pose, pose_json, render_pose
+
+    out = Path(args.out)
+    if (args.json is None) == (args.image is None):
+        raise AnnotatorError("pose: give --json (a pose to render) or --image (a photo to detect), one of them")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.json is not None:
+        try:
+            text = Path(args.json).read_text()
+        except OSError as err:
+            raise AnnotatorError(f"--json={args.json!r} cannot be read: {err.strerror}") from None
+        render_pose(parse_pose(text)).save(out)
+    else:
+        found = detect_pose(args.image, args.width, args.height, loading=Loading(weights=args.weights))
+        out.write_text(json.dumps([pose_json(found)]))  # a list of one canvas, as the A1111 editor exports
+    return out
 
 
 def parse_params(extra: list[str]) -> dict[str, str]:
@@ -120,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             print(list_annotators())
+            return 0
+        if args.command == "pose":
+            print(run_pose(args))
             return 0
         params = parse_params(extra)
         ANNOTATORS[args.kind].resolve_params(params)  # fail on a bad parameter before loading anything

@@ -100,3 +100,24 @@ def test_detection_gives_an_editable_pose_on_the_canvas_asked(annotator_weights,
             if point is not None:
                 assert point == pytest.approx((keypoint.x * 320, keypoint.y * 240))
     assert render_pose(pose).size == (320, 240)
+
+
+def test_the_cli_renders_a_pose_and_detects_one(tmp_path, annotator_weights, astronaut, capsys):
+    from PIL import Image
+
+    from annotators.cli import main
+
+    pose = default_pose(200, 160)
+    pose.people[0].body[RIGHT_WRIST] = (150.0, 30.0)
+    (tmp_path / "pose.json").write_text(json.dumps([pose_json(pose)]))
+    assert main(["pose", "--json", str(tmp_path / "pose.json"), "--out", str(tmp_path / "map.png")]) == 0
+    rendered = Image.open(tmp_path / "map.png")
+    assert rendered.size == (200, 160)
+    assert np.abs(wrist_pixels(rendered).mean(axis=0) - (30, 150)).max() < 2
+    Image.fromarray(astronaut).save(tmp_path / "photo.png")
+    assert main(["pose", "--image", str(tmp_path / "photo.png"), "--out", str(tmp_path / "found.json"),
+                 "--width", "256", "--height", "256", "--weights", str(annotator_weights["aux"])]) == 0
+    assert parse_pose((tmp_path / "found.json").read_text()).width == 256
+    (tmp_path / "bad.json").write_text('{"canvas_width": 64}')
+    assert main(["pose", "--json", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "canvas_height=None" in capsys.readouterr().err

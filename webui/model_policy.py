@@ -121,6 +121,7 @@ class ModelPolicy:
                             CAPTION_MODEL_ENV))
         rows.append(_status("annotator weights (depth, pose, edges...)", env_text(ANNOTATORS_ENV) or
                             ANNOTATORS_REPO, ANNOTATORS_ENV, "ControlNetHED.pth"))
+        rows.append(_adapter_status())
         return rows
 
     def check_server_lora(self, lora: LoraRef) -> None:
@@ -133,6 +134,29 @@ class ModelPolicy:
             detail = f" ({err})" if not self.settings.public else ""
             raise RequestError(f"few-step mode is not available here: {lora.origin} names a LoRA this server does "
                                f"not have{detail}; the operator must set it to an existing one") from None
+
+
+def _adapter_status() -> ModelStatus:
+    """The IP-Adapter of reference pictures for SD 1.x (the default base's family): its weights file and image
+    encoder, and the command that fetches only those two from the authors' large repository."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from cnet.families import FAMILIES
+    from cnet.image_prompts import IP_ADAPTER_ENV, adapter_location
+
+    role = "IP-Adapter (reference pictures, SD 1.x)"
+    try:
+        location = adapter_location(env_text(IP_ADAPTER_ENV), FAMILIES["sd15"])
+    except ValueError as err:
+        return ModelStatus(role, env_text(IP_ADAPTER_ENV) or "", False, str(err))
+    if location.source.kind != "hub":
+        return ModelStatus(role, location.spec, True)
+    repo, folder = location.source.location, location.subfolder
+    found = all(isinstance(try_to_load_from_cache(repo, name), str)
+                for name in (location.weight, f"{folder}/image_encoder/config.json".lstrip("/")))
+    hint = (f"Download it with `hf download {repo} --include \"{location.weight}\" "
+            f"\"{folder + '/' if folder else ''}image_encoder/*\"`, or point {IP_ADAPTER_ENV} at a local copy.")
+    return ModelStatus(role, location.spec, found, "" if found else hint)
 
 
 def _status(role: str, reference: str, env_var: str, marker: str = "config.json") -> ModelStatus:
