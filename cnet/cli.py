@@ -235,8 +235,9 @@ def _request(args: argparse.Namespace) -> tuple[Any, str | None]:
     run, settings = values.run, values.settings
     if "prompt_mode" not in settings:  # the CLI's shortcut: a prompt alone means the custom mode
         settings["prompt_mode"] = PromptMode.CUSTOM if settings.get("prompt") else PromptMode.DEFAULT
-    if "source_image" in settings:
-        settings["source_image"] = _load_image(settings["source_image"], "--source-image")
+    for name in ("source_image", "reference_only"):
+        if name in settings:
+            settings[name] = _load_image(settings[name], "--" + name.replace("_", "-"))
     if door == "edit":
         settings, maps = _edit_settings(args, values.edit, settings, run.get("base_model"))
     else:

@@ -753,7 +753,7 @@ class Engine:
                 if self._marks_steps:
                     torch.compiler.cudagraph_mark_step_begin()
                 texts, encoding = self._texts(pipe, plan.prompt, request.negative_prompt)
-                output = self._run_pipeline(pipe, _call_arguments(pipe, dict(
+                arguments = _call_arguments(pipe, dict(
                     **texts, **inputs, height=plan.height, width=plan.width,
                     num_inference_steps=request.num_inference_steps, guidance_scale=float(request.guidance_scale),
                     true_cfg_scale=float(request.true_cfg),
@@ -764,7 +764,9 @@ class Engine:
                     callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"],
                     # Floats first, PIL after: lets us see NaNs that would otherwise arrive as black images.
                     output_type=plan.output_type,
-                )), request, plan.width, plan.height)
+                ))
+                with self._reference_only(pipe, plan):
+                    output = self._run_pipeline(pipe, arguments, request, plan.width, plan.height)
             except BaseException:
                 free_accelerator_memory()  # a failed run must not starve the next one
                 raise
@@ -855,6 +857,30 @@ class Engine:
             pipe.vae.disable_tiling()
         return pipe, inputs, as_lists
 
+    def _reference_only(self, pipe: Any, plan: RunPlan) -> Any:
+        """The reference-only picture (cnet/reference.py) for this run, fitted to the output and encoded by the
+        base's VAE; nothing without one. U-Net families only (refused by name for the others)."""
+        import contextlib
+
+        request = plan.request
+        if request.reference_only is None:
+            return contextlib.nullcontext()
+        if self.family.denoiser != "unet":
+            raise RequestError(f"reference_only: it works in a U-Net's self-attention; {self.family.label} has a "
+                               "transformer: use a reference picture (image_prompts) where the family has an adapter")
+        import torch
+        from diffusers.image_processor import VaeImageProcessor
+
+        from .reference import reference_only
+
+        vae = self.load_base()["vae"]
+        picture = fit(request.reference_only.convert("RGB"), plan.width, plan.height, request.resize_mode)
+        pixels = VaeImageProcessor().preprocess(picture).to(vae.device, vae.dtype)
+        with torch.no_grad():
+            latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        return reference_only(pipe, latents, request.reference_only_weight, request.reference_only_fidelity,
+                              plan.seeds[0], cfg=request.guidance_scale > 1)
+
     def _image_prompt_arguments(self, pipe: Any, plan: RunPlan) -> dict[str, Any]:
         """The reference pictures' IP-Adapter slots loaded (or unloaded) for this run, and the pipeline's arguments
         for them (cnet/image_prompts.py), their masks fitted to the output as the maps are."""
@@ -898,6 +924,8 @@ class Engine:
         metadata = [{**common, "seed": s, "image_index": i, "nsfw_content_detected": bool(flag)}
                     for i, (s, flag) in enumerate(zip(plan.seeds, nsfw))]
         inputs = {} if plan.picture is None else {"init": plan.picture}
+        if plan.request.reference_only is not None:  # saved beside the image, as "<stem>-reference_only.png"
+            inputs["reference_only"] = plan.request.reference_only.convert("RGB")
         if plan.mask is not None:
             inputs["mask"] = plan.mask
         return GenerationResult(images=list(images), condition_maps=plan.maps, metadata=metadata,

@@ -238,6 +238,16 @@ class GenerationRequest:
     loras: list[LoraRef] = declared([], Param(
         "LoRAs for the base (Hub id, folder or .safetensors, A1111/kohya files too) as SOURCE[:WEIGHT], one a line",
         type=list, cli_alias="--lora", record=False, item=parse_lora))
+    # Reference-only (cnet/reference.py): no model, the picture enters the U-Net's self-attention.
+    reference_only: Image.Image | None = declared(None, Param(
+        "reference-only: a picture whose look enters the U-Net's self-attention, no model needed (SD 1.x, 2.x, SDXL)",
+        type="image", optional=True, record=False, restore=False))
+    reference_only_weight: float = declared(1.0, Param(
+        "reference-only: the share of self-attention layers that read the reference, widest first (0: none)",
+        type=float, high=1.0))
+    reference_only_fidelity: float = declared(0.5, Param(
+        "reference-only: style fidelity, how much of guidance's unconditional half stays without the reference",
+        type=float, high=1.0))
     ip_adapter: str | None = declared(None, Param(
         "the IP-Adapter for the reference pictures: a weights file (its image_encoder folder beside it), a folder or "
         "Hub repository laid out as h94/IP-Adapter, or owner/name/path/file (empty: the base family's, from "

@@ -348,7 +348,8 @@ def request_from_metadata(meta: dict[str, Any], folder: str | Path) -> Rerun:
         unit.mask = mask
     image_prompts, adapter = _image_prompts(meta, folder)
     edit = {role: _saved_beside(folder, meta[key], role.replace("_", " "))
-            for role, key in (("init_image", "init_image"), ("mask", "mask_image")) if meta.get(key)}
+            for role, key in (("init_image", "init_image"), ("mask", "mask_image"),
+                              ("reference_only", "reference_only_image")) if meta.get(key)}
     index, seed = _field(meta, "image_index", int, "", 0), _field(meta, "seed", int, "")
     batch_size = _field(meta, "batch_size", int, "", 1)
     if not 0 <= index < batch_size:

@@ -602,7 +602,8 @@ def test_the_units_list_adds_three_removes_one_moves_one_up_and_generates(browse
 
 
 def test_a_reference_picture_from_the_generate_tab(browser, app_url, cond_map, tiny_models, tmp_path):
-    """Reference pictures: add one, upload it, choose its scale, name the IP-Adapter; the saved PNG records it."""
+    """Reference pictures: add one, upload it, choose its scale, name the IP-Adapter, and a reference-only picture
+    with its weight; the saved PNG records both."""
     from skimage import data
 
     from cnet.tiny import save_tiny_ip_adapter
@@ -617,11 +618,15 @@ def test_a_reference_picture_from_the_generate_tab(browser, app_url, cond_map, t
     page.locator("#reference1-image input[type=file]").set_input_files(str(tmp_path / "cat.png"))
     page.wait_for_timeout(1500)
     set_numbers(page, **{"reference1-scale": "0.8"})
+    page.locator("#reference-only input[type=file]").set_input_files(str(tmp_path / "cat.png"))
+    page.wait_for_timeout(1000)
+    set_numbers(page, **{"reference-only-weight": "0.6"})
     page.locator("#advanced").get_by_text("Advanced settings").click()
     page.locator("#ip-adapter textarea").fill(str(adapter))
     meta = generate_and_read(page, app_url, tmp_path)
     assert meta["image_prompts"][0]["scale"] == 0.8 and meta["image_prompts"][0]["model"] == str(adapter)
     assert meta["reference_images"][0].endswith("-reference0.png")
+    assert meta["reference_only_weight"] == 0.6 and meta["reference_only_image"].endswith("-reference_only.png")
     page.close()
 
 

@@ -398,11 +398,14 @@ def test_an_opaque_rgba_mask_is_read_by_its_colours(mask):
     assert prepare_mask(layer, (64, 64), 0).for_pipeline.getbbox() == (0, 0, 10, 10)
 
 
-def test_units_sharing_a_controlnet_must_share_a_control_mode(engine, tiny_models, cond_map):
-    units = [ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode="prompt"),
-             ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode="balanced")]
-    with pytest.raises(RequestError, match="same ControlNet with different control modes"):
-        engine.generate(GenerationRequest(units=units, num_inference_steps=1, seed=0))
+def test_units_sharing_a_controlnet_each_keep_their_control_mode(engine, tiny_models, cond_map):
+    """One model for two units, each with its own mode (tests/test_control_mode.py compares with two copies)."""
+    def run(second_mode):
+        units = [ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode="prompt"),
+                 ControlUnit(cond_map, controlnet=str(tiny_models[1]), control_mode=second_mode)]
+        return pixels(engine.generate(GenerationRequest(units=units, num_inference_steps=2, seed=0)).images[0])
+
+    assert not np.array_equal(run("balanced"), run("prompt"))
 
 
 def test_a_picture_a_few_px_off_a_multiple_of_8_is_cut_not_resampled(engine, tiny_models, cond_map, picture, mask):

@@ -83,6 +83,8 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             ui.editor_limits = editor or EditorLimits.for_deployment(studio.settings.public)
             ui.unit_slots = unit_slots(limits.max_units - 1, limits.max_strength, ui.editor_limits, prefix="edit-")
             ui.reference_slots = reference_slots(limits.max_image_prompts, limits.max_strength, prefix="edit-")
+            for name, control in ui.reference_slots.reference_only.items():  # declared fields: the form reads them
+                setattr(ui, name, control)
             _shared_models(ui, models or {})
             ui.prompt_mode = gr.Radio(PROMPT_MODES, value=defaults.prompt_mode, label="Prompt mode",
                                       elem_id="edit-prompt-mode")

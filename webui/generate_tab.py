@@ -101,6 +101,8 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             _advanced_settings(ui, limits, defaults)
             ui.unit_slots = unit_slots(limits.max_units - 1, limits.max_strength, ui.editor_limits)
             ui.reference_slots = reference_slots(limits.max_image_prompts, limits.max_strength)
+            for name, control in ui.reference_slots.reference_only.items():  # declared fields: the form reads them
+                setattr(ui, name, control)
             _batch_section(ui, studio.settings.allow_local_paths and not studio.settings.public)
         with gr.Column(scale=4):
             # At the top of the results: on the first screen of a 1400x1000 window, beside the canvas.
@@ -380,7 +382,7 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
     more = restore_outputs(ui.unit_slots, UNIT_RESTORED) + restore_outputs(ui.reference_slots, REFERENCE_RESTORED)
     count = len(targets) + 2 + len(more)
 
-    @keep_results(count, status=len(targets) + 1)
+    @keep_results(count, status=count - 1)  # the status last, as the restore's callers read it
     @user_errors
     def on_drop(path: str | None) -> list[Any]:
         from cnet.result import more_units_from_metadata, read_metadata, settings_from_metadata
@@ -406,11 +408,11 @@ def _wire_settings_drop(ui: SimpleNamespace, studio: Studio) -> None:
         references = extra["references"][:len(ui.reference_slots.fields)]
         gr.Info("Settings restored from the PNG" + (f", {len(refused)} refused" if refused else "")
                 + "; open Advanced settings to see them.")
-        return [*values, "seed" not in saved, _restore_note(saved, refused, units, references),
-                *restored_values(ui.unit_slots, UNIT_RESTORED, units),
-                *restored_values(ui.reference_slots, REFERENCE_RESTORED, references)]
+        return [*values, *restored_values(ui.unit_slots, UNIT_RESTORED, units),
+                *restored_values(ui.reference_slots, REFERENCE_RESTORED, references), "seed" not in saved,
+                _restore_note(saved, refused, units, references)]
 
-    ui.settings_png.upload(on_drop, ui.settings_png, [*targets, ui.randomize, ui.status, *more],
+    ui.settings_png.upload(on_drop, ui.settings_png, [*targets, *more, ui.randomize, ui.status],
                            api_visibility="private")
 
 

@@ -267,8 +267,9 @@ class Studio:
             self.models.check_server_lora(settings["loras"][-1])
         if demo:
             nets, settings = on_demo(nets, settings)
-        if settings.get("source_image") is not None and not isinstance(settings["source_image"], Image.Image):
-            settings["source_image"] = canvas_image(settings["source_image"], what="source_image")  # an upload
+        for name in ("source_image", "reference_only"):  # uploads, read by content
+            if settings.get(name) is not None and not isinstance(settings[name], Image.Image):
+                settings[name] = canvas_image(settings[name], what=name)
         if len(units) > self.settings.limits.max_units:  # before any map is made
             raise ValueError(f"units: {len(units)} control units; at most {self.settings.limits.max_units} are "
                              "accepted here")

@@ -44,6 +44,7 @@ class Slots:
     remove: list[Any] = field(default_factory=list)
     add: Any = None
     accordion: Any = None
+    reference_only: dict[str, Any] = field(default_factory=dict)  # reference-only's controls, by field name
 
     def inputs(self) -> set[Any]:
         """Every component a run reads from these slots."""
@@ -124,7 +125,24 @@ def reference_slots(count: int, max_strength: float, prefix: str = "") -> Slots:
                 slots.fields.append(fields)
             slots.groups.append(group)
         slots.add = gr.Button("Add a reference picture", elem_id=f"{prefix}add-reference", visible=count > 0)
+        slots.reference_only = reference_only_controls(prefix)
     return slots
+
+
+def reference_only_controls(prefix: str = "") -> dict[str, Any]:
+    """Reference-only (no model): the picture and its weight and style fidelity, named after their fields so the
+    form reads them through the declarations."""
+    gr.Markdown("**Reference-only** (no model: the picture's look enters the U-Net's self-attention, as the A1111 "
+                "extension's reference_only; SD 1.x, 2.x and SDXL)")
+    with gr.Row():
+        picture = gr.Image(label="Reference-only picture", type="filepath", height=200,
+                           elem_id=f"{prefix}reference-only")
+        with gr.Column():
+            weight = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Weight (share of layers that read it)",
+                               elem_id=f"{prefix}reference-only-weight")
+            fidelity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Style fidelity",
+                                 elem_id=f"{prefix}reference-only-fidelity")
+    return {"reference_only": picture, "reference_only_weight": weight, "reference_only_fidelity": fidelity}
 
 
 def wire_slots(slots: Slots) -> None:
