@@ -54,21 +54,25 @@ def _hook_class() -> type:
     """The hook class, made on first use (diffusers' hooks import torch: the request module must not)."""
     from diffusers.hooks import ModelHook
 
-    class ControlModeHook(ModelHook):
-        """Weights a ControlNet's outputs by its control mode after each forward (diffusers' model hooks, so the
-        model's own forward is never replaced by hand, and other hooks compose with it). One model serving several
-        units of a multi-ControlNet is called once per unit, in the units' order: it takes their modes in turn."""
+    from .regions import masked_outputs
+
+    class UnitOutputsHook(ModelHook):
+        """Weights a ControlNet's outputs by its unit's control mode, then by its region mask (cnet/regions.py),
+        after each forward (diffusers' model hooks, so the model's own forward is never replaced by hand, and other
+        hooks compose with it). One model serving several units of a multi-ControlNet is called once per unit, in
+        the units' order: it takes their settings in turn."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.modes, self.cfg_batch, self.calls = ["balanced"], False, 0
+            self.units: list[tuple[str, Any]] = [("balanced", None)]  # (mode, mask) per unit served
+            self.cfg_batch, self.calls = False, 0
 
         def post_forward(self, module: Any, output: Any) -> Any:
-            mode = self.modes[self.calls % len(self.modes)]
+            mode, mask = self.units[self.calls % len(self.units)]
             self.calls += 1
-            return weighted_outputs(output, mode, self.cfg_batch)
+            return masked_outputs(weighted_outputs(output, mode, self.cfg_batch), mask)
 
-    return ControlModeHook
+    return UnitOutputsHook
 
 
 def install_control_modes(controlnet: Any) -> Any:
@@ -81,19 +85,23 @@ def install_control_modes(controlnet: Any) -> Any:
     return controlnet
 
 
-def set_control_mode(controlnet: Any, mode: str | list[str], cfg_batch: bool) -> None:
-    """The mode for the next runs of this ControlNet (a list: one per unit it serves, taken in turn by its calls);
-    `cfg_batch`: its input is the [uncond, cond] batch of classifier-free guidance (guidance > 1 and not diffusers'
-    guess mode)."""
+def set_unit_outputs(controlnet: Any, units: list[tuple[str, Any]], cfg_batch: bool) -> None:
+    """The (control mode, region mask or None) of each unit this ControlNet serves in the next run, in the units'
+    order, taken in turn by its calls; `cfg_batch`: its input is the [uncond, cond] batch of classifier-free
+    guidance (guidance > 1 and not diffusers' guess mode)."""
     from diffusers.hooks import HookRegistry
 
-    modes = [mode] if isinstance(mode, str) else list(mode)
-    for one in modes:
-        if one not in CONTROL_MODES:
-            raise ValueError(f"control_mode={one!r} is not one of {list(CONTROL_MODES)}")
+    for mode, _ in units:
+        if mode not in CONTROL_MODES:
+            raise ValueError(f"control_mode={mode!r} is not one of {list(CONTROL_MODES)}")
     install_control_modes(controlnet)
     hook = HookRegistry.check_if_exists_or_initialize(controlnet).get_hook(HOOK_NAME)
-    hook.modes, hook.cfg_batch, hook.calls = modes or ["balanced"], cfg_batch, 0
+    hook.units, hook.cfg_batch, hook.calls = list(units) or [("balanced", None)], cfg_batch, 0
+
+
+def set_control_mode(controlnet: Any, mode: str, cfg_batch: bool) -> None:
+    """One mode (and no mask) for the next runs of this ControlNet."""
+    set_unit_outputs(controlnet, [(mode, None)], cfg_batch)
 
 
 def _zero_first(tensor: Any, half: int) -> Any:

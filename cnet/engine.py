@@ -33,7 +33,7 @@ from common.models import (
 from .captioner import Captioner
 from .compiled import ShapeBuckets, compile_forward, set_qkv_fused
 from .compiled import configure as configure_compile
-from .control_mode import install_control_modes, set_control_mode
+from .control_mode import install_control_modes, set_unit_outputs
 from .families import (
     FAMILIES,
     Family,
@@ -48,7 +48,7 @@ from .fastpath import skip_inactive_controlnet
 from .image_prompts import ImageAdapters, adapter_location
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
 from .placement import card_gigabytes, memory_plan_mode, place, plan_base
-from .regions import fitted_mask, install_region_masks, mask_tensor, set_region_masks
+from .regions import fitted_mask, mask_tensor
 from .request import (
     DEFAULT_LIMITS,
     MAX_SEED,
@@ -410,11 +410,9 @@ class Engine:
         # A Union model takes its scales as a list (one per condition): it is always run, as diffusers does.
         if self.skip_inactive_controlnet and self.family.skip_inactive and not is_union(model):
             skip_inactive_controlnet(model)
-        # After the skip, so they see every call (skipped ones too): a model serving several units takes their
-        # modes and masks in turn.
-        if "control_mode" in self.family.controls:  # the hooks weight a U-Net ControlNet's residuals
-            install_control_modes(model)
-        install_region_masks(model)
+        # After the skip, so it sees every call (skipped ones too): a model serving several units takes their modes
+        # and masks in turn (cnet/control_mode.py; a DiT family's modes are always balanced).
+        install_control_modes(model)
         return model
 
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
@@ -846,10 +844,8 @@ class Engine:
             inputs["control_image"] = plan.conditions[0] if single else list(plan.conditions)
             inputs["control_mode"] = modes[0] if single else modes
             as_lists = not single  # the scales and start/end as lists, one per condition
-        if net is not None and "control_mode" in self.family.controls:
-            self._set_control_modes(pipe, request, union)
-        if net is not None:
-            _set_region_masks(list(nets), plan, one_call=union and not hasattr(net, "nets"))
+        if net is not None:  # each model's units: their control modes and region masks
+            _set_unit_outputs(list(nets), plan, one_call=union and not hasattr(net, "nets"))
         # Per run: the VAE is shared, and tiling changes pixels slightly, so small images stay untiled.
         if self.vae_tiling or max(plan.width, plan.height) > AUTO_TILING_SIDE:
             pipe.vae.enable_tiling()
@@ -889,24 +885,6 @@ class Engine:
         prompts = [with_mask(p, mask=m) for p, m in zip(plan.request.image_prompts, plan.reference_masks)]
         location = adapter_location(plan.request.ip_adapter, self.family) if prompts else None
         return self._image_adapters.apply(pipe, prompts, location, self.family, (plan.width, plan.height))
-
-    @staticmethod
-    def _set_control_modes(pipe: Any, request: GenerationRequest, union: bool) -> None:
-        """Each ControlNet's control mode (cnet/control_mode.py); one model takes one mode."""
-        nets = list(pipe.controlnet.nets) if hasattr(pipe.controlnet, "nets") else [pipe.controlnet]
-        cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
-        modes = [unit.control_mode for unit in request.units]
-        if union:  # SDXL's Union model reads every condition in one call: one mode for all
-            if len(set(modes)) > 1:
-                raise RequestError("a ControlNet-Union model reads every condition in one pass, so its units take "
-                                   f"one control mode (given {sorted(set(modes))}): give them the same mode")
-            set_control_mode(nets[0], modes[0], cfg_batch)
-            return
-        served: dict[int, tuple[Any, list[str]]] = {}
-        for net, mode in zip(nets, modes):  # a model serving several units is called once per unit, in order
-            served.setdefault(id(net), (net, []))[1].append(mode)
-        for net, own in served.values():
-            set_control_mode(net, own, cfg_batch)
 
     def _result(self, plan: RunPlan, pipe: Any, output: Any, encoding: dict[str, Any]) -> GenerationResult:
         """The images (an inpaint's unmasked pixels pasted back when asked) and each one's metadata."""
@@ -1062,21 +1040,26 @@ def _control_arguments(request: GenerationRequest, as_lists: bool) -> dict[str, 
                 control_guidance_end=_one_or_list([float(u.end) for u in request.units], as_lists))
 
 
-def _set_region_masks(nets: list[Any], plan: RunPlan, one_call: bool) -> None:
-    """Each ControlNet's region masks for this run (cnet/regions.py; None: everywhere), one per unit it serves, in
-    the units' order: a multi-ControlNet calls a model once per unit (one ControlNet twice, FLUX.1's Union per
-    condition). `one_call`: SDXL's Union model, which reads every condition in one call, takes one mask for all."""
-    size = (plan.width, plan.height)
+def _set_unit_outputs(nets: list[Any], plan: RunPlan, one_call: bool) -> None:
+    """Each ControlNet's units for this run (cnet/control_mode.py): their control modes and region masks
+    (cnet/regions.py; None: everywhere), in the units' order: a multi-ControlNet calls a model once per unit (one
+    ControlNet twice, FLUX.1's Union per condition), and the model takes them in turn. `one_call`: SDXL's Union
+    model, which reads every condition in one call, takes one mode and one mask for all."""
+    request = plan.request
+    cfg_batch = request.guidance_scale > 1 and not request.guess_mode  # diffusers' [uncond, cond] batch
+    modes, size = [unit.control_mode for unit in request.units], (plan.width, plan.height)
     if one_call:
-        if any(not _same_image(mask, plan.unit_masks[0]) for mask in plan.unit_masks):
-            raise RequestError("control masks: a ControlNet-Union model reads every condition in one pass, so its "
-                               "units take one mask: give them the same mask, or none")
-        nets = nets[:1]
-    served: dict[int, tuple[Any, list[Any]]] = {}
-    for net, mask in zip(nets * len(plan.unit_masks) if len(nets) == 1 else nets, plan.unit_masks):
-        served.setdefault(id(net), (net, []))[1].append(None if mask is None else mask_tensor(mask, size))
-    for net, masks in served.values():
-        set_region_masks(net, masks[:1] if one_call else masks)
+        if len(set(modes)) > 1 or any(not _same_image(m, plan.unit_masks[0]) for m in plan.unit_masks):
+            raise RequestError("a ControlNet-Union model reads every condition in one pass, so its units take one "
+                               f"control mode (given {sorted(set(modes))}) and one control mask: make them the same")
+        modes, masks, nets = modes[:1], plan.unit_masks[:1], nets[:1]
+    else:
+        masks, nets = plan.unit_masks, nets * len(modes) if len(nets) == 1 else nets
+    served: dict[int, tuple[Any, list[tuple[str, Any]]]] = {}
+    for net, mode, mask in zip(nets, modes, masks):
+        served.setdefault(id(net), (net, []))[1].append((mode, None if mask is None else mask_tensor(mask, size)))
+    for net, units in served.values():
+        set_unit_outputs(net, units, cfg_batch)
 
 
 def _same_image(a: Image.Image | None, b: Image.Image | None) -> bool:

@@ -5,18 +5,16 @@ A ControlNet's residuals (the 12 skip connections and the middle block of a U-Ne
 FLUX.1 or SD3.5 one) are multiplied by the unit's mask, resized to each residual's grid by area averaging, so a soft
 (feathered) mask fades the control out. An all-black mask gives exactly the run without that unit (its residuals are
 zeros, which the multi-ControlNet sum adds to the others'), an all-white mask exactly the run without a mask (every
-residual times 1.0). The weighting is a diffusers model hook (`diffusers.hooks`), registered once per ControlNet like
-the control modes (cnet/control_mode.py); the engine sets each model's mask before each run.
+residual times 1.0). The weighting runs in the same diffusers model hook as the control modes (cnet/control_mode.py),
+after them; the engine sets each model's units (mode and mask) before each run.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from PIL import Image
 
-HOOK_NAME = "cnet_region_mask"
 # A DiT ControlNet's residuals are tokens: one per patch of this many pixels a side (FLUX.1's 2x2 packed latents of
 # an 8x VAE, SD3.5's 2x2 patches: 16 px), tried in order until the token count fits the output's shape.
 TOKEN_PATCHES = (16, 8, 32)
@@ -74,46 +72,3 @@ def _mask_for(residual: Any, mask: Any) -> Any:
                 grid = F.interpolate(mask, size=(rows, columns), mode="area")
                 return grid.reshape(1, rows * columns, 1).to(device=residual.device, dtype=residual.dtype)
     raise ValueError(f"a ControlNet output of shape {tuple(residual.shape)} does not fit a {width}x{height} mask")
-
-
-@functools.cache
-def _hook_class() -> type:
-    """The hook class, made on first use (diffusers' hooks import torch: the request module must not)."""
-    from diffusers.hooks import ModelHook
-
-    class RegionMaskHook(ModelHook):
-        """Multiplies a ControlNet's outputs by its unit's mask after each forward (None: no mask). One model
-        serving several units of a multi-ControlNet is called once per unit, in the units' order, at every step:
-        the hook takes their masks in turn."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.masks: list[Any] = [None]
-            self.calls = 0
-
-        def post_forward(self, module: Any, output: Any) -> Any:
-            mask = self.masks[self.calls % len(self.masks)]
-            self.calls += 1
-            return masked_outputs(output, mask)
-
-    return RegionMaskHook
-
-
-def install_region_masks(controlnet: Any) -> Any:
-    """Register the region-mask hook on this ControlNet (idempotent), so `set_region_mask` takes effect."""
-    from diffusers.hooks import HookRegistry
-
-    registry = HookRegistry.check_if_exists_or_initialize(controlnet)
-    if registry.get_hook(HOOK_NAME) is None:
-        registry.register_hook(_hook_class()(), HOOK_NAME)
-    return controlnet
-
-
-def set_region_masks(controlnet: Any, masks: list[Any]) -> None:
-    """The masks (each a (1, 1, H, W) tensor at the output's size, or None) for the next run of this ControlNet:
-    one per unit it serves, taken in turn by its calls."""
-    from diffusers.hooks import HookRegistry
-
-    install_region_masks(controlnet)
-    hook = HookRegistry.check_if_exists_or_initialize(controlnet).get_hook(HOOK_NAME)
-    hook.masks, hook.calls = list(masks) or [None], 0
