@@ -296,6 +296,8 @@ class GenerationRequest:
                                f"{limits.max_image_prompts} reference pictures")
         for i, prompt in enumerate(self.image_prompts):
             check_image_prompt(i, prompt, limits)
+        if isinstance(self.reference_only, Image.Image):  # read at the output's size: a larger file only costs memory
+            check_side("reference_only", self.reference_only, limits)
         mode = PromptMode(self.prompt_mode)
         if mode is PromptMode.CUSTOM and not self.prompt.strip():
             raise RequestError("prompt='' : prompt_mode='custom' needs a non-empty prompt")

@@ -86,6 +86,9 @@ def test_a_public_deployment_bounds_units_references_and_masks_over_http(public_
     with pytest.raises(Exception, match=r"mask is 3000x3000; at most 2048 px a side"):
         client.predict(handle_file(files["map"]), control_mask=[handle_file(files["huge"])], steps=1,
                        api_name="/generate")
+    with pytest.raises(Exception, match=r"reference_only is 3000x3000; at most 2048 px a side"):
+        client.predict(handle_file(files["map"]), reference_only=handle_file(files["huge"]), steps=1,
+                       api_name="/generate")
     with pytest.raises(Exception, match="this deployment accepts Hub ids"):
         client.predict(handle_file(files["map"]), reference=[handle_file(files["cat"])], ip_adapter="/etc/passwd",
                        steps=1, api_name="/generate")
