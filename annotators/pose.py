@@ -118,6 +118,13 @@ def pose_json(pose: Pose) -> dict[str, Any]:
                         if getattr(person, part) is not None} for person in pose.people]}
 
 
+def require_people(pose: Pose) -> Pose:
+    """`pose`, unless it has nobody on it (its map would be black: a run would follow nothing)."""
+    if not pose.people:
+        raise AnnotatorError("the pose has no person: add one (Add person) or reset it")
+    return pose
+
+
 def render_pose(pose: Pose) -> Image.Image:
     """The openpose map of `pose` at its canvas size: body limbs and joints, hands and face where present, drawn by
     controlnet-aux's OpenPose functions on black."""

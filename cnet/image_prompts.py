@@ -111,6 +111,14 @@ def adapter_location(spec: Any, family: Any) -> AdapterLocation:
     return AdapterLocation(parse_model_source(text, what="ip_adapter"), family.ip_adapter_weight)
 
 
+def download_hint(location: AdapterLocation) -> str:
+    """How to get an IP-Adapter from the Hub: only its weights file and image encoder (the authors' repository holds
+    many gigabytes of others)."""
+    folder = f"{location.subfolder}/" if location.subfolder else ""
+    return (f"Download only its two parts with `hf download {location.source.location} --include "
+            f"\"{location.weight}\" \"{folder}image_encoder/*\"`, or point {IP_ADAPTER_ENV} at a local copy.")
+
+
 def describe_adapter(location: AdapterLocation) -> dict[str, Any]:
     """What metadata records about an IP-Adapter: its reference (accepted back by `adapter_location`) and its
     revision (the repository's commit, or the weights file's hash)."""
@@ -203,9 +211,10 @@ class ImageAdapters:
 
         try:
             load_with_hub_fallback(load, location.source, env_var=IP_ADAPTER_ENV)
+        except ModelUnavailableError:
+            raise ModelUnavailableError(f"The IP-Adapter {location.spec!r} (for the reference pictures) is not on this "
+                                        f"machine and the Hub is unreachable. {download_hint(location)}") from None
         except (OSError, ValueError, KeyError, RuntimeError) as err:
-            if isinstance(err, ModelUnavailableError):
-                raise
             raise RequestError(f"ip_adapter: {location.spec!r} is not an IP-Adapter for this base (with its image "
                                f"encoder in an 'image_encoder' folder beside it): {str(err)[:300]}") from None
         self.encoder, self.encoder_of = pipe.image_encoder, location.spec

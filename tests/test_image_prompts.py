@@ -291,3 +291,13 @@ def test_the_cli_takes_references_and_control_masks_and_reruns_them(tiny_models,
                  "--reference", str(tmp_path / "cat.png"), "--reference", str(tmp_path / "cat.png"),
                  "--reference", str(tmp_path / "cat.png"), "--reference-scale", "0.3", "--reference-scale", "0.9"])
     assert code == 2 and "--reference-scale was given 2 times for 3 --reference values" in capsys.readouterr().err
+
+
+def test_a_missing_adapter_says_how_to_fetch_only_its_two_parts(engine, tiny_models, cond_map, reference):
+    from common.models import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError, match=r'hf download h94/IP-Adapter --include '
+                       r'"models/ip-adapter_sd15.safetensors" "models/image_encoder/\*"'):
+        run(engine, tiny_models, cond_map, prompts=[ImagePrompt(reference)])
+    plain = pixels(run(engine, tiny_models, cond_map))
+    assert np.array_equal(plain, pixels(run(Engine(str(tiny_models[0]), device="cpu"), tiny_models, cond_map)))

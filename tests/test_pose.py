@@ -121,3 +121,10 @@ def test_the_cli_renders_a_pose_and_detects_one(tmp_path, annotator_weights, ast
     (tmp_path / "bad.json").write_text('{"canvas_width": 64}')
     assert main(["pose", "--json", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.png")]) == 2
     assert "canvas_height=None" in capsys.readouterr().err
+
+
+def test_a_pose_without_people_is_refused_by_name():
+    from annotators.pose import Pose, require_people
+
+    with pytest.raises(AnnotatorError, match="the pose has no person"):
+        require_people(Pose(64, 64, []))

@@ -177,3 +177,11 @@ def test_two_folders_of_the_same_name_get_their_own_batch(local_models, cond_map
     assert [r.done for r in reports] == [1, 1] and reports[0].table.parent != reports[1].table.parent
     first, second = (Image.open(r.written[0]) for r in reports)
     assert not np.array_equal(np.asarray(first), np.asarray(second))  # each folder's own map, each kept
+
+
+def test_an_empty_extra_unit_is_named_by_its_place(local_models, cond_map):
+    from annotators import ImageInputError
+
+    units = [UnitInput("map", cond_map, kind="canny"), UnitInput("photo", None, kind="depth")]
+    with pytest.raises(ImageInputError, match=r"condition 2 \(depth\): no photo: upload one first"):
+        Studio(local_models).generate(units, num_inference_steps=1, seed=0)

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from annotators import ANNOTATORS
-from annotators.pose import parse_pose, pose_json, render_pose
+from annotators.pose import parse_pose, pose_json, render_pose, require_people
 from cnet.kinds import KINDS, map_kinds
 from cnet.params import as_int
 from cnet.request import ORIGINAL_ADDED_PROMPT, ORIGINAL_NEGATIVE_PROMPT, SCHEDULERS, door_fields, door_values_of
@@ -94,7 +94,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             ui.editor_limits = editor or EditorLimits.for_deployment(studio.settings.public)
-            _condition_inputs(ui, ui.editor_limits)
+            _condition_inputs(ui, ui.editor_limits, studio.demo_mode)
             defaults = ui.defaults = form_defaults(studio.demo_mode)
             _condition_settings(ui, defaults)
             _prompt_controls(ui, defaults)
@@ -126,8 +126,9 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
 # -- sections: each adds its components to `ui` ------------------------------------------------------------------------
 
 
-def _condition_inputs(ui: SimpleNamespace, editor: EditorLimits) -> None:
-    """Three ways in: draw on a canvas, a photo for an annotator, or a ready map (also the preview's editor)."""
+def _condition_inputs(ui: SimpleNamespace, editor: EditorLimits, demo_mode: bool = False) -> None:
+    """Four ways in: draw on a canvas, a photo for an annotator, a pose to edit, or a ready map (also the preview's
+    editor)."""
     # Each canvas's caption sits above it: Gradio's floating label covered the top of the drawing or photo.
     with gr.Tabs(selected="draw") as ui.source_tabs:
         with gr.Tab("Draw", id="draw") as ui.draw_tab:
@@ -141,7 +142,9 @@ def _condition_inputs(ui: SimpleNamespace, editor: EditorLimits) -> None:
             ui.photo = gr.Image(label="Photo", show_label=False, type="filepath",
                                 sources=["upload", "webcam", "clipboard"], elem_id="photo")
         with gr.Tab("Pose", id="pose") as ui.pose_tab:
-            _caption("Pose: drag the joints (click one to select its person); the skeleton is the openpose map")
+            _caption("Pose: drag the joints (click one to select its person); the skeleton is the openpose map"
+                     + (". The demo model reads circle outlines only: a pose steers nothing until an openpose "
+                        "ControlNet is on this machine (see Model details)" if demo_mode else ""))
             ui.pose = pose_editor("pose-editor")
             ui.pose_detect = gr.Button("Detect the people in the Photo tab's photo", size="sm",
                                        elem_id="pose-detect")
@@ -472,7 +475,7 @@ def _wire_reactions(ui: SimpleNamespace) -> None:
 def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
     """The main condition from the form's values (`v`: component -> value)."""
     if v[ui.source] == "pose":  # the edited skeleton, drawn as the map (annotators/pose.py)
-        return UnitInput("map", render_pose(parse_pose(v[ui.pose])), kind=v[ui.kind])
+        return UnitInput("map", render_pose(require_people(parse_pose(v[ui.pose]))), kind=v[ui.kind])
     image = {"draw": v[ui.sketch], "photo": v[ui.photo], "map": v[ui.map_editor]}[v[ui.source]]
     chosen = v[ui.annotator] if v[ui.annotator] in ANNOTATORS else None
     own = _own_params(chosen)

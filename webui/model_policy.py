@@ -142,7 +142,7 @@ def _adapter_status() -> ModelStatus:
     from huggingface_hub import try_to_load_from_cache
 
     from cnet.families import FAMILIES
-    from cnet.image_prompts import IP_ADAPTER_ENV, adapter_location
+    from cnet.image_prompts import IP_ADAPTER_ENV, adapter_location, download_hint
 
     role = "IP-Adapter (reference pictures, SD 1.x)"
     try:
@@ -154,9 +154,7 @@ def _adapter_status() -> ModelStatus:
     repo, folder = location.source.location, location.subfolder
     found = all(isinstance(try_to_load_from_cache(repo, name), str)
                 for name in (location.weight, f"{folder}/image_encoder/config.json".lstrip("/")))
-    hint = (f"Download it with `hf download {repo} --include \"{location.weight}\" "
-            f"\"{folder + '/' if folder else ''}image_encoder/*\"`, or point {IP_ADAPTER_ENV} at a local copy.")
-    return ModelStatus(role, location.spec, found, "" if found else hint)
+    return ModelStatus(role, location.spec, found, "" if found else download_hint(location))
 
 
 def _status(role: str, reference: str, env_var: str, marker: str = "config.json") -> ModelStatus:

@@ -78,8 +78,20 @@ function draw() {
       ctx.fillRect(pt[0] - 1.5, pt[1] - 1.5, 3, 3);
     }));
   });
-  status.textContent = `${pose.people.length} person(s); person ${selected + 1} selected · ` +
-    `${canvas.width}x${canvas.height}`;
+  const person = pose.people[selected];
+  if (person) {  // the selected person's box, so Mirror, Bigger, Smaller and Remove say whom they change
+    const body = points(person, PARTS[0]).filter(Boolean);
+    const xs = body.map((p) => p[0]);
+    const ys = body.map((p) => p[1]);
+    ctx.strokeStyle = "rgba(255,255,255,0.6)";
+    ctx.lineWidth = 1;
+    ctx.setLineDash([4, 4]);
+    ctx.strokeRect(Math.min(...xs) - 10, Math.min(...ys) - 10, Math.max(...xs) - Math.min(...xs) + 20,
+                   Math.max(...ys) - Math.min(...ys) + 20);
+    ctx.setLineDash([]);
+  }
+  status.textContent = (pose.people.length ? `${pose.people.length} person(s); person ${selected + 1} selected`
+    : "No person: Add person or Reset (a run needs one)") + ` · ${canvas.width}x${canvas.height}`;
 }
 
 function commit() {
@@ -131,7 +143,12 @@ function mirror(person) {
 }
 
 const actions = {
-  add: () => { pose.people.push(standing(canvas.width, canvas.height, 0.1 * (pose.people.length % 4))); selected = pose.people.length - 1; },
+  // A new person beside the others (a quarter of the canvas along, wrapping), selected.
+  add: () => {
+    const shift = [0.25, -0.25, 0.125, -0.125][pose.people.length % 4];
+    pose.people.push(standing(canvas.width, canvas.height, shift));
+    selected = pose.people.length - 1;
+  },
   remove: () => { if (pose.people.length) { pose.people.splice(selected, 1); selected = Math.max(0, selected - 1); } },
   mirror: () => { if (pose.people[selected]) mirror(pose.people[selected]); },
   bigger: () => scale(1.1),
@@ -169,7 +186,10 @@ element.querySelector("input[type=file]").addEventListener("change", async (even
   const file = event.target.files[0];
   if (!file) return;
   const text = await file.text();
-  if (!read(text)) return;
+  if (!read(text)) {
+    status.textContent = `${file.name} is not an OpenPose pose (canvas_width, canvas_height, people)`;
+    return;
+  }
   remember();
   load(text);
   commit();

@@ -36,7 +36,8 @@ TEMPLATE = """
 STYLE = """
 .pose-tools { display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 6px; }
 .pose-tools button, .pose-import { padding: 4px 10px; border: 1px solid var(--border-color-primary);
-  border-radius: var(--radius-sm); background: var(--button-secondary-background-fill); cursor: pointer; }
+  border-radius: var(--radius-sm); background: var(--button-secondary-background-fill); cursor: pointer;
+  font-weight: var(--button-large-text-weight, 600); color: var(--button-secondary-text-color); }
 .pose-import input { display: none; }
 .pose-canvas { max-width: 100%; max-height: 512px; touch-action: none; cursor: crosshair; display: block; }
 .pose-status { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin-top: 4px; }

@@ -311,8 +311,13 @@ class Studio:
         width, height = settings.get("width"), settings.get("height")
         control_units, photo = [], None
         for i, (unit, net) in enumerate(zip(units, nets)):
-            made, source_photo = self.condition_map(unit, width=width, height=height, should_stop=stopped,
-                                                    resize_mode=settings.get("resize_mode") or "crop_and_resize")
+            try:
+                made, source_photo = self.condition_map(unit, width=width, height=height, should_stop=stopped,
+                                                        resize_mode=settings.get("resize_mode") or "crop_and_resize")
+            except (ImageInputError, AnnotatorError) as err:  # which of the conditions, when there are several
+                if len(units) == 1:
+                    raise
+                raise type(err)(f"condition {i + 1} ({unit.kind}): {err}") from None
             photo = photo or source_photo
             own = {item.field: getattr(unit, item.field) for item in declarations(ControlUnit)
                    if item.field not in ("image", "controlnet", "mask")}

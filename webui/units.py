@@ -77,8 +77,10 @@ def _unit_fields(n: int, max_strength: float, editor: EditorLimits, prefix: str)
                                      elem_id=f"{prefix}unit{n}-kind")
         fields["source"] = gr.Radio([("Photo → detect", "photo"), ("Ready map", "map")], value="photo",
                                     label="Source", elem_id=f"{prefix}unit{n}-source")
+    gr.Markdown("Paint over the map or photo to confine this condition to the painted area (no paint: everywhere).",
+                elem_classes="canvas-caption")
     fields["image"] = BoundedImageEditor(
-        limits=editor, label=f"Photo or map {n} (paint over it to confine this control to the painted area)",
+        limits=editor, label=f"Photo or map {n}",
         type="numpy", image_mode="RGBA", brush=gr.Brush(default_size=24, colors=["#FF3030"]), height=300,
         elem_id=f"{prefix}unit{n}-image")
     with gr.Row():
@@ -97,7 +99,7 @@ def _unit_fields(n: int, max_strength: float, editor: EditorLimits, prefix: str)
 def reference_slots(count: int, max_strength: float, prefix: str = "") -> Slots:
     """`count` reference-picture slots (IP-Adapter image prompts), hidden until added."""
     slots = Slots(prefix)
-    with gr.Accordion(f"Reference pictures (IP-Adapter: up to {count})", open=False,
+    with gr.Accordion(f"Reference pictures (IP-Adapter: up to {count}) and reference-only", open=False,
                       elem_id=f"{prefix}references") as slots.accordion:
         gr.Markdown("The image takes the look of each picture: its subject and style (**Full**), or with InstantStyle "
                     "only its colours and materials (**Style**) or its layout (**Composition**). A mask confines a "
