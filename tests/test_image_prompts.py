@@ -301,3 +301,25 @@ def test_a_missing_adapter_says_how_to_fetch_only_its_two_parts(engine, tiny_mod
         run(engine, tiny_models, cond_map, prompts=[ImagePrompt(reference)])
     plain = pixels(run(engine, tiny_models, cond_map))
     assert np.array_equal(plain, pixels(run(Engine(str(tiny_models[0]), device="cpu"), tiny_models, cond_map)))
+
+
+def test_an_sdxl_reference_gives_diffusers_own_pixels(cond_map, reference, tmp_path):
+    """SDXL's pipelines take the reference through the added conditions (`image_embeds`): the same call."""
+    import diffusers
+
+    from cnet.tiny import save_tiny_models
+
+    base, controlnet = save_tiny_models(tmp_path / "xl", family="sdxl")
+    adapter = save_tiny_ip_adapter(base, tmp_path / "xl-adapter")
+    ours = Engine(str(base), device="cpu").generate(GenerationRequest(
+        units=[ControlUnit(cond_map, controlnet=str(controlnet))], image_prompts=[ImagePrompt(reference, 0.7)],
+        num_inference_steps=2, seed=3, ip_adapter=str(adapter)))
+    pipe = diffusers.StableDiffusionXLControlNetPipeline.from_pretrained(
+        base, controlnet=diffusers.ControlNetModel.from_pretrained(controlnet))
+    pipe.scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.load_ip_adapter(str(adapter.parent), subfolder="", weight_name=adapter.name)
+    pipe.set_ip_adapter_scale(0.7)
+    theirs = pipe(DEFAULT_PROMPT, image=cond_map, num_inference_steps=2, guidance_scale=9.0, negative_prompt="",
+                  ip_adapter_image=[reference], generator=[torch.Generator().manual_seed(3)]).images[0]
+    assert np.array_equal(pixels(ours), np.asarray(theirs, dtype=np.int16))
+    assert ours.metadata[0]["family"] == "sdxl"
