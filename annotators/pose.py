@@ -57,9 +57,10 @@ def default_pose(width: int = 512, height: int = 512) -> Pose:
     return Pose(width, height, [Person([(x * width, y * height) for x, y in STANDING])])
 
 
-def parse_pose(value: Any) -> Pose:
+def parse_pose(value: Any, max_side: int = 8192) -> Pose:
     """A pose from OpenPose JSON (text, or the parsed dict); AnnotatorError naming what is wrong otherwise.
-    `canvas_width`/`canvas_height` (or `width`/`height`) give the canvas; every coordinate must be a finite number."""
+    `canvas_width`/`canvas_height` (or `width`/`height`) give the canvas, at most `max_side` px a side (its map is
+    drawn at that size); every coordinate must be a finite number."""
     if isinstance(value, str):
         if len(value) > MAX_JSON_CHARS:
             raise AnnotatorError(f"pose JSON is {len(value)} characters long; at most {MAX_JSON_CHARS} are accepted")
@@ -72,17 +73,17 @@ def parse_pose(value: Any) -> Pose:
     if not isinstance(value, dict):
         raise AnnotatorError(f"pose JSON must be an object with canvas_width, canvas_height and people, not "
                              f"{type(value).__name__}")
-    width, height = (_side(value, key) for key in ("width", "height"))
+    width, height = (_side(value, key, max_side) for key in ("width", "height"))
     people = value.get("people") or []
     if not isinstance(people, list) or len(people) > MAX_PEOPLE:
         raise AnnotatorError(f"pose JSON: people must be a list of at most {MAX_PEOPLE} people")
     return Pose(width, height, [_person(i, entry) for i, entry in enumerate(people)])
 
 
-def _side(value: dict[str, Any], name: str) -> int:
+def _side(value: dict[str, Any], name: str, max_side: int) -> int:
     side = value.get(f"canvas_{name}", value.get(name))
-    if isinstance(side, bool) or not isinstance(side, (int, float)) or not 16 <= side <= 8192:
-        raise AnnotatorError(f"pose JSON: canvas_{name}={side!r} must be a number of pixels from 16 to 8192")
+    if isinstance(side, bool) or not isinstance(side, (int, float)) or not 16 <= side <= max_side:
+        raise AnnotatorError(f"pose JSON: canvas_{name}={side!r} must be a number of pixels from 16 to {max_side}")
     return int(side)
 
 

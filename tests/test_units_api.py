@@ -92,3 +92,20 @@ def test_a_public_deployment_bounds_units_references_and_masks_over_http(public_
     with pytest.raises(Exception, match="this deployment accepts Hub ids"):
         client.predict(handle_file(files["map"]), reference=[handle_file(files["cat"])], ip_adapter="/etc/passwd",
                        steps=1, api_name="/generate")
+
+
+def test_a_public_deployment_bounds_the_pose_canvas_over_http(public_app, raw_ui):
+    """The pose editor's value is text any client may send to the Generate event: a canvas larger than the
+    deployment's side is refused by name before anything is drawn."""
+    import json
+
+    ui = raw_ui(public_app[0])
+    source = next(c for c in ui.find("generate")["inputs"] if ui.components[c]["type"] == "state")
+    select_pose = next(d for d in ui.config["dependencies"] for target, name in d["targets"] if name == "select"
+                       and ui.components[target]["props"].get("label") == "Pose" and source in d["outputs"])
+    session = "a-huge-pose"
+    ui.http.post(public_app[0] + "gradio_api/run/predict", json={"data": [], "fn_index": select_pose["id"],
+                                                                "session_hash": session}).raise_for_status()
+    huge = json.dumps({"canvas_width": 5000, "canvas_height": 5000, "people": []})
+    reply = ui.call("generate", session=session, **{"pose-editor": huge})
+    assert "canvas_width=5000 must be a number of pixels from 16 to 1024" in ui.error(reply)

@@ -90,7 +90,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
     `editor`: the app's bounds on canvas payloads (the deployment's by default).
     Returns the components other tabs may fill (the ControlNet and base model fields, their accordion, the kind)."""
     limits = studio.settings.limits
-    ui = SimpleNamespace(source=gr.State("draw"))
+    ui = SimpleNamespace(source=gr.State("draw"), max_side=limits.max_side)
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             ui.editor_limits = editor or EditorLimits.for_deployment(studio.settings.public)
@@ -475,7 +475,8 @@ def _wire_reactions(ui: SimpleNamespace) -> None:
 def _first_unit(ui: SimpleNamespace, v: dict) -> UnitInput:
     """The main condition from the form's values (`v`: component -> value)."""
     if v[ui.source] == "pose":  # the edited skeleton, drawn as the map (annotators/pose.py)
-        return UnitInput("map", render_pose(require_people(parse_pose(v[ui.pose]))), kind=v[ui.kind])
+        pose = parse_pose(v[ui.pose], max_side=ui.max_side)  # any client may send any text: bounded before drawing
+        return UnitInput("map", render_pose(require_people(pose)), kind=v[ui.kind])
     image = {"draw": v[ui.sketch], "photo": v[ui.photo], "map": v[ui.map_editor]}[v[ui.source]]
     chosen = v[ui.annotator] if v[ui.annotator] in ANNOTATORS else None
     own = _own_params(chosen)

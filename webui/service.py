@@ -273,7 +273,11 @@ class Studio:
         if len(units) > self.settings.limits.max_units:  # before any map is made
             raise ValueError(f"units: {len(units)} control units; at most {self.settings.limits.max_units} are "
                              "accepted here")
-        settings["image_prompts"] = reference_pictures(settings.get("image_prompts"))
+        references = settings.get("image_prompts") or []
+        if isinstance(references, list) and len(references) > self.settings.limits.max_image_prompts:
+            raise ValueError(f"image_prompts: {len(references)} reference pictures; at most "
+                             f"{self.settings.limits.max_image_prompts} reference pictures are accepted here")
+        settings["image_prompts"] = reference_pictures(references)
         GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
         run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
         self._runs[session] = run
