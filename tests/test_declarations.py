@@ -22,7 +22,7 @@ DOORS = ("generate", "edit")
 CLI_ONLY = {"help", "out", "single_file_config", "controlnet_config", "caption_model", "device", "dtype", "offload",
             "from_png"}
 # Recorded in the PNG beside the settings (as files, entries with hashes), not in the settings themselves.
-RECORDED_APART = {"source_image", "init_image", "mask", "loras", "embeddings", "ip_adapter"}
+RECORDED_APART = {"source_image", "init_image", "mask", "loras", "embeddings", "ip_adapter", "reference_only"}
 
 
 def _cli_names(door: str) -> set[str]:
