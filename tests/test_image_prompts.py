@@ -265,6 +265,7 @@ def test_a_saved_png_reruns_with_references_masks_and_units(engine, tiny_models,
     assert np.array_equal(pixels(engine.generate(request)), pixels(first))
 
 
+@pytest.mark.slow  # the fast tier keeps the library's checks; this one loads more
 def test_the_cli_takes_references_and_control_masks_and_reruns_them(tiny_models, second_controlnet, cond_map,
                                                                    adapter, reference, tmp_path, capsys):
     from cnet.cli import main
@@ -303,6 +304,7 @@ def test_a_missing_adapter_says_how_to_fetch_only_its_two_parts(engine, tiny_mod
     assert np.array_equal(plain, pixels(run(Engine(str(tiny_models[0]), device="cpu"), tiny_models, cond_map)))
 
 
+@pytest.mark.slow  # the fast tier keeps the library's checks; this one loads more
 def test_an_sdxl_reference_gives_diffusers_own_pixels(cond_map, reference, tmp_path):
     """SDXL's pipelines take the reference through the added conditions (`image_embeds`): the same call."""
     import diffusers

@@ -73,6 +73,7 @@ def test_bad_pose_json_is_refused_by_name(value, message):
         parse_pose(value)
 
 
+@pytest.mark.slow  # the fast tier keeps the library's checks; this one loads more
 def test_detection_gives_an_editable_pose_on_the_canvas_asked(annotator_weights, astronaut, monkeypatch):
     """Random OpenPose weights find whatever they find; what is checked is the plumbing: the detector's normalised
     keypoints come back in pixels of the canvas asked for, and render at that size."""
@@ -102,6 +103,7 @@ def test_detection_gives_an_editable_pose_on_the_canvas_asked(annotator_weights,
     assert render_pose(pose).size == (320, 240)
 
 
+@pytest.mark.slow  # the fast tier keeps the library's checks; this one loads more
 def test_the_cli_renders_a_pose_and_detects_one(tmp_path, annotator_weights, astronaut, capsys):
     from PIL import Image
 

@@ -76,6 +76,7 @@ def test_a_reading_layer_attends_to_its_own_tokens_and_the_references():
     assert torch.equal(processor(attn, image), plain(attn, image))  # order 0.25 is not below weight 0.25
 
 
+@pytest.mark.slow  # the fast tier keeps the library's checks; this one loads more
 def test_a_saved_png_reruns_with_its_reference(engine, tiny_models, cond_map, pictures, tmp_path):
     result = engine.generate(GenerationRequest(units=[ControlUnit(cond_map, controlnet=str(tiny_models[1]))],
                                                num_inference_steps=3, seed=5, reference_only=pictures[0],
@@ -87,6 +88,7 @@ def test_a_saved_png_reruns_with_its_reference(engine, tiny_models, cond_map, pi
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(result.images[0]))
 
 
+@pytest.mark.slow  # the fast tier keeps the library's checks; this one loads more
 def test_reference_only_is_refused_by_name_for_a_transformer_family(tmp_path, cond_map, pictures):
     from cnet.tiny_dit import save_tiny_dit_models
 

@@ -7,6 +7,8 @@ from PIL import Image, ImageOps
 
 from cnet.tiny import save_tiny_ip_adapter
 
+pytestmark = pytest.mark.slow  # two apps launched and called over HTTP: the full suite's
+
 
 @pytest.fixture(scope="module")
 def client(app_url):
