@@ -90,13 +90,15 @@ StopFn = Callable[[], bool]
 
 
 class Fitted(NamedTuple):
-    """A request's output size, and its maps, picture and mask fitted to it."""
+    """A request's output size, and its maps, picture, mask and region masks fitted to it."""
 
     width: int
     height: int
     maps: list[Image.Image]
     picture: Image.Image | None
     mask: Image.Image | None
+    unit_masks: list[Image.Image | None]  # each unit's region mask (None: everywhere)
+    reference_masks: list[Image.Image | None]  # each reference picture's
 
 
 @dataclass
@@ -683,7 +685,10 @@ class Engine:
                 mask = mask.resize(picture.size, Image.Resampling.NEAREST)  # same shape (checked): same geometry
             picture = fit(picture, width, height, request.resize_mode)
             mask = fit(mask, width, height, request.resize_mode) if mask is not None else None
-        return Fitted(width, height, maps, picture, mask)
+        size = (width, height)
+        return Fitted(width, height, maps, picture, mask,
+                      [fitted_mask(u.mask, size, request.resize_mode) for u in request.units],
+                      [fitted_mask(p.mask, size, request.resize_mode) for p in request.image_prompts])
 
     def plan(self, request: GenerationRequest, fitted: Fitted) -> RunPlan:
         """Everything a run needs besides the models: the caption (auto mode), the prompt sent, the seeds, the
@@ -713,14 +718,11 @@ class Engine:
             inputs["mask_image"] = masks.for_pipeline
             if request.inpaint_padding is not None:
                 inputs["padding_mask_crop"] = request.inpaint_padding
-        size = (fitted.width, fitted.height)
         return RunPlan(request, fitted.width, fitted.height, maps, conditions, fitted.picture, fitted.mask, masks,
                        resolve_prompt(request, caption), caption if caption is not None else request.caption,
                        [seed + i for i in range(request.num_images)], total, inputs,
                        # diffusers pastes a cropped inpaint back onto the picture as PIL images only.
-                       "pil" if "padding_mask_crop" in inputs else "np",
-                       [fitted_mask(u.mask, size, request.resize_mode) for u in request.units],
-                       [fitted_mask(p.mask, size, request.resize_mode) for p in request.image_prompts])
+                       "pil" if "padding_mask_crop" in inputs else "np", fitted.unit_masks, fitted.reference_masks)
 
     def _conditions(self, request: GenerationRequest, fitted: Fitted) -> tuple[list[Any], list[Any]]:
         """(maps as shown, conditions as the ControlNets read them): the inpaint ControlNet reads the picture with

@@ -83,15 +83,13 @@ def generate_tiled(engine: TileRunner, request: Any, fitted: Any, progress: Any 
     whole run's."""
     import secrets
 
-    from .regions import fitted_mask
     from .request import MAX_SEED, PromptMode
     from .result import GenerationResult
 
     picture, maps, width, height = fitted.picture, fitted.maps, fitted.width, fitted.height
     boxes = tile_boxes(width, height, request.tile_size)
-    # The region masks at the whole output's size, cut like the maps for each tile.
-    unit_masks = [fitted_mask(u.mask, (width, height), request.resize_mode) for u in request.units]
-    reference_masks = [fitted_mask(p.mask, (width, height), request.resize_mode) for p in request.image_prompts]
+    # The region masks at the whole output's size (fitted with the maps), cut like the maps for each tile.
+    unit_masks, reference_masks = fitted.unit_masks, fitted.reference_masks
     caption = request.caption
     if PromptMode(request.prompt_mode) is PromptMode.AUTO and caption is None:  # one caption, of the whole
         caption = engine.caption(request.source_image or picture)
