@@ -111,7 +111,9 @@ def generate_tiled(engine: TileRunner, request: Any, fitted: Any, progress: Any 
               for i in range(request.num_images)]
     metadata = [{**meta, "width": width, "height": height, "tile_size": request.tile_size, "tiles": len(boxes)}
                 for meta in results[0].metadata]
-    return GenerationResult(images=images, condition_maps=maps, metadata=metadata, edit_inputs={"init": picture},
+    # The tiles' own inputs to save (a reference-only picture), with the whole picture in place of a tile's.
+    return GenerationResult(images=images, condition_maps=maps, metadata=metadata,
+                            edit_inputs={**results[0].edit_inputs, "init": picture},
                             unit_masks=unit_masks, references=[p.image for p in request.image_prompts],
                             reference_masks=reference_masks)
 

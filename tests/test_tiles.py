@@ -124,3 +124,17 @@ def test_a_tiled_run_cuts_each_units_mask_like_its_map(engine, tiny_models, phot
     saved = tiled.save(tmp_path)[0]
     again = engine.generate(request_from_metadata(read_metadata(saved), tmp_path).request)
     assert np.array_equal(np.asarray(again.images[0]), out)
+
+
+def test_a_tiled_run_with_a_reference_only_picture_saves_it_and_reruns(engine, tiny_models, photo, tmp_path):
+    """Every tile reads the reference-only picture; the whole run's PNG keeps it beside the image for the re-run."""
+    from skimage import data
+
+    request = img2img(tiny_models, photo, tile_size=256)
+    request.reference_only = Image.fromarray(data.chelsea())
+    tiled = engine.generate(request)
+    saved = tiled.save(tmp_path)[0]
+    meta = read_metadata(saved)
+    assert meta["reference_only_image"].endswith("-reference_only.png")
+    again = engine.generate(request_from_metadata(meta, tmp_path).request)
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(tiled.images[0]))
