@@ -216,8 +216,7 @@ def _group_values(cls: type, door: str, sent: dict[str, Any], count: int) -> lis
     columns = {}
     for item in items:
         value = sent.get(item.name)
-        many = isinstance(value, list) and (item.param.type != "image" or len(value) != 1)
-        if many and len(value) not in (1, count):
+        if isinstance(value, list) and len(value) not in (1, count):
             raise RequestError(f"{item.name} has {len(value)} values for {count} "
                                f"{'reference pictures' if cls is ImagePrompt else 'units'}: give one, or one each")
         if isinstance(value, list) and len(value) == 1:
