@@ -19,6 +19,9 @@ os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
+# The same numbers on any machine: a CPU with AMX would otherwise pick bfloat16 (common/models.py `pick_dtype`), and
+# the tests compare pixels with diffusers' float32 calls. The automatic choice has its own test (test_models.py).
+os.environ["CNET_DTYPE"] = "float32"
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Model references, device choice and the offline error."""
 
+import os
 import time
 
 import pytest
@@ -45,14 +46,33 @@ def test_registry_has_every_kind_with_env_overrides(monkeypatch):
         get_kind("sketchy")
 
 
-def test_dtype_choice():
+def test_dtype_choice(monkeypatch):
     import torch
 
+    import common.models
+
+    monkeypatch.delenv("CNET_DTYPE")  # the suite pins float32 (conftest): the automatic choice is tested here
+    monkeypatch.setattr(common.models, "cpu_has_bf16_matrix_unit", lambda: False)
     assert pick_dtype("cpu") is torch.float32
+    monkeypatch.setattr(common.models, "cpu_has_bf16_matrix_unit", lambda: True)
+    assert pick_dtype("cpu") is torch.bfloat16  # AMX: bfloat16 multiplies in hardware, ~3x faster (bench)
     assert pick_dtype("cuda") is torch.float16
     assert pick_dtype("cpu", "bf16") is torch.bfloat16
     with pytest.raises(ValueError, match="dtype='fp8'"):
         pick_dtype("cpu", "fp8")
+    monkeypatch.setenv("CNET_DTYPE", "float32")
+    assert pick_dtype("cpu") is torch.float32  # the override wins over the hardware's choice
+
+
+def test_the_bf16_probe_reads_this_cpu():
+    import torch
+
+    from common.models import cpu_has_bf16_matrix_unit
+
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("the CPU's flags are read from /proc/cpuinfo (Linux)")
+    flags = set(open("/proc/cpuinfo").read().split())
+    assert cpu_has_bf16_matrix_unit() == ("amx_bf16" in flags and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @pytest.mark.parametrize("offline_flag", [True, False])
