@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from common.env import env_text
 
+from .families import LivePreset
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL
+
+# A demo's live mode unless its plugin says otherwise: the default sampler at a few steps (a demo has no few-step
+# LoRA), its own VAE.
+DEMO_LIVE = LivePreset(steps=4, cpu_steps=4, side=64, cpu_side=64, few_step=False, fast_decode=False)
 
 # The package that offers the offline demo model: it plugs itself in through a `demo_model()` function returning
 # {"base": folder, "controlnet": folder, "size": px}. The studio ships `shapes` (coloured circles); generation
@@ -30,6 +35,7 @@ class DemoModel:
     base: Path
     controlnet: Path
     size: int
+    live: LivePreset = DEMO_LIVE  # its live mode: its own steps, no few-step LoRA or TAESD, its one size
 
 
 @functools.cache
@@ -40,7 +46,11 @@ def demo_model() -> DemoModel | None:
         offered = importlib.import_module(name).demo_model()
     except (ImportError, AttributeError):
         return None
-    return DemoModel(Path(offered["base"]), Path(offered["controlnet"]), int(offered["size"]))
+    live = offered.get("live") or {}
+    steps = int(live.get("steps", DEMO_LIVE.steps))
+    return DemoModel(Path(offered["base"]), Path(offered["controlnet"]), int(offered["size"]),
+                     replace(DEMO_LIVE, steps=steps, cpu_steps=steps, side=int(offered["size"]),
+                             cpu_side=int(offered["size"]), fidelity_kept=live.get("fidelity_kept")))
 
 
 def __getattr__(name: str) -> Any:

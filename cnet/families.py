@@ -44,6 +44,29 @@ SDXL_LATENT_RGB = (((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.107
 
 
 @dataclass(frozen=True)
+class LivePreset:
+    """A family's live recipe: the steps and the longer output side on an accelerator and on a CPU (where a step
+    costs seconds), whether the family's few-step LoRA and sampler are used, and whether TAESD decodes."""
+
+    steps: int
+    cpu_steps: int
+    side: int
+    cpu_side: int
+    few_step: bool = True
+    fast_decode: bool = True
+    # The share of the default's control this recipe kept where it was measured (None: not measured here).
+    fidelity_kept: float | None = None
+
+    def steps_on(self, device: str) -> int:
+        """The steps a frame takes on `device` ("cpu", "cuda", "cuda:1", "mps")."""
+        return self.cpu_steps if device.startswith("cpu") else self.steps
+
+    def side_on(self, device: str) -> int:
+        """The longer output side on `device`."""
+        return self.cpu_side if device.startswith("cpu") else self.side
+
+
+@dataclass(frozen=True)
 class Family:
     """What the studio needs to know to run a family of base models."""
 
@@ -109,6 +132,8 @@ class Family:
     # Request mode -> the pipeline without a ControlNet, for a run steered by reference pictures alone.
     plain_pipelines: Mapping[str, str] = field(default_factory=dict)
     ip_presets: Mapping[str, Any] = field(default_factory=dict)
+    # Live mode (cnet/live.py): the fastest recipe that keeps the control (None: no live mode for it; refused by name).
+    live: LivePreset | None = None
 
     def __post_init__(self) -> None:
         if not self.short_label:
@@ -162,9 +187,14 @@ SD15_IP_PRESETS = {"style": {"up": {"block_1": 1.0}}, "composition": {"down": {"
 SDXL_IP_PRESETS = {"style": {"up": {"block_0": [0.0, 1.0, 0.0]}}, "composition": {"down": {"block_2": [0.0, 1.0]}},
                    "style_and_composition": {"down": {"block_2": [0.0, 1.0]}, "up": {"block_0": [0.0, 1.0, 0.0]}}}
 
+# Live mode: LCM-LoRA at 1 step on a CPU (a step of SD1.5 + ControlNet at 384 px: ~1 s in bfloat16 there) and 2 on a
+# GPU (its authors' range is 2-8), TAESD decode; SDXL at a size it still draws well. bench/live.py times them.
+SD15_LIVE = LivePreset(steps=2, cpu_steps=1, side=512, cpu_side=384)
+SDXL_LIVE = LivePreset(steps=2, cpu_steps=1, side=768, cpu_side=512)
+
 FAMILIES: dict[str, Family] = {
     "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 1.x",
-                   few_step_lora="latent-consistency/lcm-lora-sdv1-5",
+                   few_step_lora="latent-consistency/lcm-lora-sdv1-5", live=SD15_LIVE,
                    ip_adapter_weight="models/ip-adapter_sd15.safetensors", ip_presets=SD15_IP_PRESETS,
                    plain_pipelines=SD_PLAIN),
     "sd2": Family("sd2", "Stable Diffusion 2.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 2.x",
@@ -179,6 +209,7 @@ FAMILIES: dict[str, Family] = {
         default_side=1024, has_safety_checker=False, text_encoders=2,
         half_precision_vae="madebyollin/sdxl-vae-fp16-fix", few_step_lora="latent-consistency/lcm-lora-sdxl",
         tiny_vae="madebyollin/taesdxl", latent_rgb=SDXL_LATENT_RGB, short_label="SDXL", size_conditioning=True,
+        live=SDXL_LIVE,
         ip_adapter_weight="sdxl_models/ip-adapter_sdxl.safetensors", ip_presets=SDXL_IP_PRESETS,
         plain_pipelines={"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
                          "inpaint": "StableDiffusionXLInpaintPipeline"}),
@@ -258,7 +289,6 @@ def base_family(spec: str | ModelSource, single_file_config: str | None = None) 
     from diffusers import UNet2DConditionModel
 
     from common.models import hub_is_offline, load_with_hub_fallback, parse_model_source
-
 
     source = parse_model_source(spec, what="base_model")
     if source.kind == "file":

@@ -67,6 +67,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CNET_ALLOW_LOCAL_PATHS", "flag", "public deployments: let visitors name local model folders"),
     Setting("CNET_MAX_UNITS", "int", "control units one run may stack (4; public deployments 3)"),
     Setting("CNET_MAX_QUEUE", "int", "waiting requests beyond this are refused (16)"),
+    Setting("CNET_LIVE_DEBOUNCE_MS", "int", "live mode: strokes closer than this make one frame (300)"),
     Setting("CNET_OUTPUT_DIR", "text", "where generated PNGs are saved (outputs/)"),
     Setting("CNET_OUTPUT_MAX_MB", "int", "outputs are pruned to this size"),
     Setting("CNET_OUTPUT_MAX_AGE_HOURS", "int", "outputs older than this are pruned"),

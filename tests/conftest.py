@@ -191,7 +191,11 @@ class RawUI:
     def find(self, elem_id: str, event: str = "click") -> dict:
         """The event on the component with this elem_id (the one that takes the most inputs, where several
         handlers share the trigger: the run, not the live preview's timer start), or the endpoint with this
-        api_name."""
+        api_name; event="success": the event chained on success of that one (a live frame after its gate)."""
+        if event == "success":
+            first = self.find(elem_id, "input")
+            return max((dep for dep in self.config["dependencies"] if dep.get("trigger_after") == first["id"]),
+                       key=lambda dep: len(dep["inputs"]))
         found = []
         for dep in self.config["dependencies"]:
             if event == "api" and dep.get("api_name") == elem_id:
@@ -231,8 +235,10 @@ class RawUI:
 
         dep = self.find(elem_id, event)
         session = session or secrets.token_hex(6)
+        trigger = dep["targets"][0][0] if dep["targets"][0][0] is not None else \
+            self.find(elem_id, "input")["targets"][0][0]  # a chained event: its first event's trigger
         body = {"data": self.values(dep, by_id, **overrides), "fn_index": dep["id"], "session_hash": session,
-                "event_data": None, "trigger_id": dep["targets"][0][0]}
+                "event_data": None, "trigger_id": trigger}
         joined = self.http.post(self.url + "gradio_api/queue/join", content=json.dumps(body),
                                 headers={"content-type": "application/json"})
         assert joined.status_code == 200, joined.text

@@ -27,6 +27,7 @@ from .editor_components import BoundedImageEditor, BoundedSketchpad
 from .errors import keep_results, user_errors
 from .form import form_controls, form_values
 from .jobs import stop_requested
+from .live import live_switch, wire_live
 from .pose_editor import pose_editor
 from .service import Studio, UnitInput
 from .units import (
@@ -109,6 +110,7 @@ def create_generate_tab(studio: Studio, gpu: Callable[[Callable], Callable],
             with gr.Row():
                 ui.run = gr.Button("Generate", variant="primary", elem_id="generate")
                 ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+            live_switch(ui)
             results_column(ui)
             _settings_drop(ui)
     _examples(ui, studio.demo_mode)
@@ -575,6 +577,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
                          show_progress_on=ui.gallery)
     stop_previews(event)
+    wire_live(ui, studio, gpu, generate_inputs, outputs, lambda v: _form_run(ui, v))
 
     @keep_results(1, status=0)  # an error is the report's text, not a badge over the last report
     @user_errors

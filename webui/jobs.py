@@ -6,9 +6,10 @@ when the page is closed it marks the event dead; neither can stop the thread, wh
 the accelerator while the next visitor's job starts. So our functions ask, between denoising steps and before
 they start: is this event still one of the queue's live jobs?
 
-This reads the queue's `active_jobs` (gradio 6.31, pinned in requirements.txt); tests/test_public_attacks.py cancels
-and disconnects real clients (the slow tier, which CI runs), so an upgrade that changes it fails there, not in
-production; a queue without `active_jobs` is an error here, never a silent "still wanted".
+This reads the queue's `active_jobs` and its waiting events (gradio 6.31, pinned in requirements.txt);
+tests/test_public_attacks.py cancels and disconnects real clients and tests/test_live.py queues strokes over HTTP (the
+slow tier, which CI runs), so an upgrade that changes them fails there, not in production; a queue without
+`active_jobs` is an error here, never a silent "still wanted".
 """
 
 from __future__ import annotations
@@ -43,3 +44,27 @@ def stop_requested() -> Callable[[], bool]:
     """The opposite of `event_still_wanted`, in the shape the library's `should_stop` arguments take."""
     wanted = event_still_wanted()
     return lambda: not wanted()
+
+
+def newer_event_waiting() -> Callable[[], bool]:
+    """A check for the current event: True once the queue holds a newer call of the same function from the same
+    session (a live frame made stale by the next stroke). It reads the queue, not a counter the page keeps, so a
+    client calling the event by index is held to it too. Outside a queued event it always answers False."""
+    blocks = LocalContext.blocks.get(None)
+    event_id = LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or not event_id:
+        return lambda: False
+    mine = next((event for job in list(queue.active_jobs) for event in job or () if event._id == event_id), None)
+    if mine is None:
+        return lambda: False
+
+    def newer() -> bool:
+        for waiting in list(queue.event_queue_per_concurrency_id.values()):
+            for event in list(waiting.queue):
+                if event.session_hash == mine.session_hash and event.fn is mine.fn and \
+                        event.enqueue_time > mine.enqueue_time and event.alive:
+                    return True
+        return False
+
+    return newer

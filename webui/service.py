@@ -8,7 +8,9 @@ a message fit to show a user.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,12 +19,13 @@ from typing import Any, Literal
 from PIL import Image
 
 from annotators import ANNOTATORS, AnnotatorError, ImageInputError, to_rgb_array
-from cnet.demo import few_step_on, on_demo
+from cnet.demo import demo_model, few_step_on, on_demo
 from cnet.kinds import base_model_source, get_kind
 from cnet.maps import detect_map
 from cnet.operations import EditOptions
 from cnet.params import declarations
 from cnet.request import ControlUnit, GenerationRequest, LoraRef
+from common.env import env_int
 from common.models import ModelSource
 
 from .model_policy import ModelPolicy, ModelStatus
@@ -96,6 +99,32 @@ class RunInProgress:
     preview: Any = None  # the first image as it forms (cnet/preview.py), replaced every few steps
 
 
+@dataclass
+class LiveSession:
+    """A session's live mode: its frames, those a newer stroke made stale (skipped before they began, or cancelled
+    at a step), and the seed its frames keep when the form asks for a random one."""
+
+    frames: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    seed: int | None = None
+
+
+@dataclass
+class LiveFrame:
+    """One live frame: the result (nothing saved), its time, and what the preset ran."""
+
+    result: Any
+    seconds: float
+    preset: str
+    session: LiveSession
+
+
+# Strokes closer together than this make one frame: each frame waits this long for a newer stroke before it begins.
+LIVE_DEBOUNCE_MS = 300
+MAX_LIVE_SESSIONS = 4096  # sessions whose live counts are kept (a few integers each)
+
+
 class Studio:
     """The app's back end: one engine (loaded lazily), the annotators, and per-run stop flags.
 
@@ -115,6 +144,9 @@ class Studio:
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
         self._demo_mode: bool | None = None
         self._told_compile = False  # the log says once why a public deployment runs uncompiled
+        self._live: dict[str, LiveSession] = {}  # per session: bounded like the outputs' sessions (a few ints each)
+        self._no_tiny_vae = False  # a live frame found no TAESD on this machine: decode with the VAE from then on
+        self.live_debounce = env_int("CNET_LIVE_DEBOUNCE_MS", LIVE_DEBOUNCE_MS, 0, 5000) / 1000
 
     def warm_up(self) -> None:
         """Compile the default engine for the compile buckets (CNET_COMPILE=1, CNET_COMPILE_SIZES) before visitors
@@ -251,15 +283,103 @@ class Studio:
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, units: list[UnitInput], *, progress: Callable[[int, int], None] | None = None,
                  session: str = "", base_model: str | None = None, should_stop: StopCheck | None = None,
-                 save_to: tuple[Path, str] | None = None, few_step: bool = False,
-                 **settings: Any) -> tuple[Any, list[Path]]:
+                 save_to: tuple[Path, str] | None = None, few_step: bool = False, keep: bool = True,
+                 preview_every: int = PREVIEW_EVERY, **settings: Any) -> tuple[Any, list[Path]]:
         """Make the maps, run the engine, save PNGs with metadata; return the result and the saved paths.
 
         `settings` are GenerationRequest fields (prompt_mode, prompt, num_inference_steps, ...), checked against
         this deployment's limits. `session` identifies whose Stop button may stop this run; `should_stop` is the
         caller's own check (an API cancel, a closed page). `few_step`: the base family's few-step LoRA and the LCM
         sampler are added (steps and guidance stay as given: the form sets 4 and 1 when the mode is chosen).
+        `keep` False: nothing is saved (a live frame); `preview_every`: steps between the forming image's previews.
         """
+        base, nets, settings = self._checked(units, base_model, few_step, settings)
+        run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
+        self._runs[session] = run
+        stopped = lambda: run.stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
+
+        def on_step(step: int, total: int) -> None:
+            run.step, run.total = step, total
+            if progress is not None:
+                progress(step, total)
+
+        try:
+            with self._accelerator:
+                _raise_if_stopped(stopped, "generation")
+                control_units, photo = self._control_units(units, nets, settings, stopped)
+                # The photo a map was detected from, unless the caller gave the one to caption
+                request = GenerationRequest(units=control_units, **{"source_image": photo, **settings})
+                request.validated(self.settings.limits)  # fail on bad settings before any model loads
+                engine = self.engine_for(base)
+                result = engine.generate(request, progress=on_step, should_stop=stopped,
+                                         limits=self.settings.limits, preview_every=preview_every,
+                                         preview=lambda image, step: setattr(run, "preview", image))
+                if self.settings.public:  # visitors see the server's own models by name, not by where they live
+                    result.metadata = [without_server_paths(m) for m in result.metadata]
+                if save_to is not None:  # a batch: its own folder, named after the input
+                    folder, stem = save_to
+                    return result, result.save(folder, stem=f"{stem}-{result.seed}")
+                # Under the lock: pruning never races a save.
+                return result, (self.outputs.save(result, session) if keep else [])
+        finally:
+            if self._runs.get(session) is run:
+                del self._runs[session]
+
+    def live(self, units: list[UnitInput], *, session: str = "", superseded: StopCheck,
+             should_stop: StopCheck | None = None, base_model: str | None = None, **settings: Any
+             ) -> LiveFrame | None:
+        """A live frame of `units` with the base family's live preset (cnet/live.py): after the debounce, unless
+        `superseded` (a newer stroke of this session is waiting) says it is stale; a frame that becomes stale while
+        it runs is cancelled at its next step. None when it was skipped or cancelled so; nothing is saved."""
+        from cnet.engine import GenerationCancelled
+        from cnet.live import describe_preset, live_preset_for, live_settings
+        from common.models import ModelUnavailableError, pick_device
+
+        demo = demo_model() if self.demo_mode and not base_model else None
+        preset, family = live_preset_for(base_model, demo)
+        settings.pop("few_step", None)  # the preset decides (the form's few-step switch is Generate's)
+        live = self._live.pop(session, None) or LiveSession()
+        self._live[session] = live  # the newest last: the oldest sessions are forgotten past a bound
+        while len(self._live) > MAX_LIVE_SESSIONS:
+            del self._live[next(iter(self._live))]
+        time.sleep(self.live_debounce)
+        if superseded():
+            live.skipped += 1
+            return None
+        if settings.get("seed") is None:  # the picture evolves with the drawing: one seed for the session
+            live.seed = live.seed if live.seed is not None else random.randrange(2**32)
+            settings["seed"] = live.seed
+        device = pick_device(None)
+        stale = lambda: superseded() or bool(should_stop and should_stop())  # noqa: E731
+        start = time.perf_counter()
+        for fast_decode in (not self._no_tiny_vae, False):
+            try:
+                result, _ = self.generate(
+                    units, session=session, base_model=base_model, should_stop=stale, few_step=preset.few_step,
+                    keep=False, preview_every=1,
+                    **live_settings(preset, family, settings, device=device, fast_decode=fast_decode))
+                break
+            except GenerationCancelled as err:
+                if not superseded():
+                    raise  # a Stop, or the visitor left
+                live.cancelled += 1
+                log.info("live frame of session %s cancelled (%s): a newer stroke is waiting", session[:8], err)
+                return None
+            except ModelUnavailableError:
+                if not fast_decode or not preset.fast_decode:
+                    raise
+                self._no_tiny_vae = True  # TAESD is not on this machine: the base's VAE decodes (slower)
+        live.frames += 1
+        line = describe_preset(preset, "the demo model" if demo else family.label, device)
+        if self._no_tiny_vae and preset.fast_decode:
+            line += f" TAESD ({family.tiny_vae}) is not on this machine, so the full VAE decodes (slower)."
+        return LiveFrame(result, time.perf_counter() - start, line, live)
+
+    def _checked(self, units: list[UnitInput], base_model: str | None, few_step: bool, settings: dict[str, Any]
+                 ) -> tuple[Any, list[Any], dict[str, Any]]:
+        """The base, the units' ControlNets and the settings of a run, checked against this deployment before any
+        map is made or model loaded: the visitor's model references, few-step mode's and the demo's own additions,
+        the uploads read, the counts of units and references bounded, the settings validated."""
         base, nets, settings = self._visitor_models(base_model, units, settings)
         demo = self.demo_mode and base is None
         if few_step:  # the server's own LoRA for the family, added after the visitor's references are checked
@@ -279,35 +399,7 @@ class Studio:
                              f"{self.settings.limits.max_image_prompts} reference pictures are accepted here")
         settings["image_prompts"] = reference_pictures(references)
         GenerationRequest(units=[], **settings).validate_settings(self.settings.limits)  # before any map is made
-        run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
-        self._runs[session] = run
-        stopped = lambda: run.stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
-
-        def on_step(step: int, total: int) -> None:
-            run.step, run.total = step, total
-            if progress is not None:
-                progress(step, total)
-
-        try:
-            with self._accelerator:
-                _raise_if_stopped(stopped, "generation")
-                control_units, photo = self._control_units(units, nets, settings, stopped)
-                # The photo a map was detected from, unless the caller gave the one to caption
-                request = GenerationRequest(units=control_units, **{"source_image": photo, **settings})
-                request.validated(self.settings.limits)  # fail on bad settings before any model loads
-                engine = self.engine_for(base)
-                result = engine.generate(request, progress=on_step, should_stop=stopped,
-                                         limits=self.settings.limits, preview_every=PREVIEW_EVERY,
-                                         preview=lambda image, step: setattr(run, "preview", image))
-                if self.settings.public:  # visitors see the server's own models by name, not by where they live
-                    result.metadata = [without_server_paths(m) for m in result.metadata]
-                if save_to is not None:  # a batch: its own folder, named after the input
-                    folder, stem = save_to
-                    return result, result.save(folder, stem=f"{stem}-{result.seed}")
-                return result, self.outputs.save(result, session)  # under the lock: pruning never races a save
-        finally:
-            if self._runs.get(session) is run:
-                del self._runs[session]
+        return base, nets, settings
 
     def _control_units(self, units: list[UnitInput], nets: list[Any], settings: dict[str, Any],
                        stopped: StopCheck) -> tuple[list[ControlUnit], Image.Image | None]:

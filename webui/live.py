@@ -1,0 +1,71 @@
+"""Live mode in the Generate tab: a new picture after each stroke on the Draw or Map canvas, without Generate.
+
+Each stroke sends one live frame to the accelerator's queue (the same first-come queue as Generate, so a live user
+takes one turn like anyone else); a frame that a newer stroke of the same session made stale is skipped before it
+begins or cancelled at its next step (`Studio.live`, `webui.jobs.newer_event_waiting`), so only the newest one runs
+to the end. Nothing is saved: Generate makes the full-quality picture to keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from .errors import keep_results, user_errors
+from .jobs import newer_event_waiting, stop_requested
+from .service import LiveFrame, Studio
+
+
+def live_switch(ui: SimpleNamespace) -> None:
+    """The live switch, under Generate and Stop."""
+    ui.live_mode = gr.Checkbox(
+        label="Live: a new picture after each stroke", value=False, elem_id="live-mode",
+        info="Draw or Map tab; each frame runs the base's live preset (fewer steps, a smaller size, fast decode) "
+             "with a fixed seed; Generate makes the full-quality picture")
+
+
+def _gate(on: bool) -> None:
+    """Let a stroke through to a live frame only while live mode is on (an unseen error stops the chain)."""
+    if not on:
+        raise gr.Error("live mode is off", visible=False, print_exception=False)
+
+
+def frame_status(frame: LiveFrame) -> str:
+    """The status line of a live frame: its time, what ran, and what newer strokes made stale."""
+    live = frame.session
+    stale = f" · made stale by newer strokes: {live.cancelled} cancelled while running, {live.skipped} skipped " \
+        "before starting" if live.cancelled or live.skipped else ""
+    return f"**Live** frame {live.frames} in {frame.seconds:.1f} s{stale}. {frame.preset}"
+
+
+def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable], inputs: set[Any],
+              outputs: list[Any], form_run: Callable[[dict], tuple[list[Any], dict[str, Any]]]) -> None:
+    """Strokes on the Draw and Map canvases run live frames while the switch is on; `form_run` reads the form as
+    Generate does (its units and settings), and `outputs` are Generate's result panes."""
+
+    @keep_results(len(outputs), status=outputs.index(ui.status))
+    @user_errors
+    @gpu
+    def on_stroke(v: dict, request: gr.Request) -> list[Any]:
+        units, arguments = form_run(v)
+        frame = studio.live(units, session=request.session_hash or "", superseded=newer_event_waiting(),
+                            should_stop=stop_requested(), **arguments)
+        if frame is None:  # stale: the newer stroke's frame will fill the panes
+            return [gr.skip()] * len(outputs)
+        result = frame.result
+        shown = [(result.images[0], f"live frame · seed {result.seed}")]
+        return [shown, result.prompt, result.seed, frame_status(frame), gr.skip(), result.metadata[0]]
+
+    for canvas in (ui.sketch, ui.map_editor):
+        gate = canvas.input(_gate, ui.live_mode, None, queue=False, show_progress="hidden", trigger_mode="multiple",
+                            api_visibility="private")
+        gate.success(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
+                     api_visibility="private")
+        # "multiple": every stroke is sent; the server keeps only the newest (a pending one is not dropped).
+        run = gate.success(on_stroke, inputs, outputs, concurrency_id="gpu", trigger_mode="multiple",
+                           show_progress="hidden", api_visibility="private")
+        run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
+                 [ui.live_timer, ui.live], queue=False, show_progress="hidden", api_visibility="private")
