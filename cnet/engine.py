@@ -181,7 +181,8 @@ class EngineOptions:
         max_cached_controlnets: ControlNets kept in memory at once (least recently used ones are dropped).
         skip_inactive_controlnet: do not run a ControlNet on steps where its scale is 0 (outside control start/end);
             the output is identical (see cnet/fastpath.py).
-        channels_last: NHWC memory format for the U-Net, ControlNets and VAE (faster convolutions on GPUs).
+        channels_last: NHWC memory format for the U-Net, ControlNets and VAE (faster convolutions on GPUs, and on
+            a CPU in bfloat16; default there).
         compile: `torch.compile` the U-Net, ControlNets and VAE decoder (CNET_COMPILE=1; cnet/compiled.py): each
             new shape pays a compile on first use, or at `warm_up`.
         compile_buckets: the sizes and batches to compile (CNET_COMPILE_SIZES / CNET_COMPILE_BATCHES); other
@@ -235,7 +236,10 @@ class Engine:
         self.max_cached_controlnets = max(1, opts.max_cached_controlnets)
         self.skip_inactive_controlnet = opts.skip_inactive_controlnet
         on_gpu = self.device.startswith("cuda")
-        self.channels_last = env_flag("CNET_CHANNELS_LAST", on_gpu) if opts.channels_last is None \
+        # Channels-last: on CUDA, and on a CPU in bfloat16 (oneDNN's AMX convolutions skip the layout reorders: a
+        # live frame 1.3x faster, bench/RESULTS.md); in float32 on a CPU it measured slower, so off there.
+        default_layout = on_gpu or (self.device == "cpu" and str(self.dtype) == "torch.bfloat16")
+        self.channels_last = env_flag("CNET_CHANNELS_LAST", default_layout) if opts.channels_last is None \
             else opts.channels_last
         self.compile = env_flag("CNET_COMPILE") if compile is None else compile
         self.compile_buckets = opts.compile_buckets or (ShapeBuckets.from_env() if self.compile else None)

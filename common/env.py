@@ -50,7 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CNET_OFFLOAD", "text", "model: low-VRAM mode, weights wait in CPU memory"),
     Setting("CNET_MEMORY_PLAN", "text", "auto: quantise and offload parts so the base fits the card (FLUX.1, SDXL)"),
     Setting("CNET_MEMORY_CARD_GB", "text", "the card size the memory plan plans for (default: the free memory)"),
-    Setting("CNET_CHANNELS_LAST", "flag", "channels-last memory format (default on CUDA)"),
+    Setting("CNET_CHANNELS_LAST", "flag", "channels-last memory format (default on CUDA, and on a CPU in bfloat16)"),
     Setting("CNET_VAE_TILING", "flag", "decode every image tile by tile (large images always are)"),
     Setting("CNET_COMPILE", "flag", "torch.compile the denoiser"),
     Setting("CNET_COMPILE_SIZES", "text", "the sizes compiled (and warmed at start), e.g. 512x512,768x512"),

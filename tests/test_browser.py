@@ -207,12 +207,14 @@ def test_an_error_is_shown_once_and_the_last_result_stays(page):
 
 
 @contextmanager
-def demo_page(browser, tmp_path, monkeypatch):
-    """A page of the app in demo mode (no CNET_* models, the Hub offline), 1400x1000."""
+def demo_page(browser, tmp_path, monkeypatch, **env):
+    """A page of the app in demo mode (no CNET_* models but `env`'s, the Hub offline), 1400x1000."""
     from conftest import launched
 
     for name in [k for k in os.environ if k.startswith("CNET_")]:
         monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with launched(False, tmp_path / "out", tmp_path / "ws") as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
@@ -678,3 +680,41 @@ def test_the_pose_editor_drags_a_wrist_and_the_map_follows(browser, app_url, tmp
     page.locator("#pose-editor .pose-undo").click()
     assert "1 person(s)" in page.locator("#pose-editor .pose-status").inner_text()
     page.close()
+
+
+def draw_arc(page, elem_id, start_degrees, end_degrees, radius=90):
+    """One stroke along a circle's arc on a canvas (the brush already chosen)."""
+    box = page.locator(f"#{elem_id} canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx + radius * np.cos(np.radians(start_degrees)), cy + radius * np.sin(np.radians(start_degrees)))
+    page.mouse.down()
+    for degrees in range(start_degrees, end_degrees + 1, 10):
+        page.mouse.move(cx + radius * np.cos(np.radians(degrees)), cy + radius * np.sin(np.radians(degrees)))
+    page.mouse.up()
+
+
+def test_live_mode_shows_a_new_picture_after_each_stroke_and_drops_the_stale_one(browser, tmp_path, monkeypatch):
+    """Live mode on, no Generate: a stroke shows a frame; two quick strokes show one more frame (the newest), and the
+    status says the first of them was made stale (skipped or cancelled); nothing is saved for download."""
+    with demo_page(browser, tmp_path, monkeypatch, CNET_LIVE_DEBOUNCE_MS="1000") as page:
+        page.locator("#live-mode input").check()
+        page.locator("#sketch button[aria-label='Brush']").click()
+        draw_arc(page, "sketch", 0, 180)
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Live frame 1 ')",
+                               timeout=60_000)
+        first = page.locator("#gallery img").first.get_attribute("src")
+        draw_arc(page, "sketch", 180, 270)  # two strokes within the debounce: the first one's frame is stale
+        draw_arc(page, "sketch", 270, 360)
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Live frame 2 ')",
+                               timeout=60_000)
+        status = page.locator("#status").inner_text()
+        assert re.search(r"made stale by newer strokes: \d+ cancelled while running, \d+ skipped", status), status
+        assert "1 cancelled" in status or "1 skipped" in status, status
+        assert page.locator("#gallery img").first.get_attribute("src") != first  # the picture was replaced
+        assert page.locator("#gallery img").count() == 1  # the frame alone, in place
+        assert page.locator("#files a").count() == 0  # nothing saved: Generate makes the picture to keep
+        page.locator("#live-mode input").uncheck()
+        draw_arc(page, "sketch", 0, 90, radius=40)
+        page.wait_for_timeout(2500)
+        assert "Live frame 2 " in page.locator("#status").inner_text()  # off: strokes run nothing
+        page.close()

@@ -92,3 +92,13 @@ def test_offline_error_is_fast_and_names_the_repository(monkeypatch, offline_fla
     message = str(err.value)
     assert "cnet-tests/not-a-real-model" in message
     assert "hf download cnet-tests/not-a-real-model" in message and "CNET_BASE_MODEL" in message
+
+
+def test_channels_last_is_the_default_on_a_cpu_in_bfloat16_only(monkeypatch):
+    from cnet.engine import Engine
+
+    monkeypatch.delenv("CNET_CHANNELS_LAST", raising=False)
+    assert Engine("some/base", device="cpu", dtype="bfloat16").channels_last  # 1.3x a live frame (bench/live.py)
+    assert not Engine("some/base", device="cpu", dtype="float32").channels_last  # slower there
+    monkeypatch.setenv("CNET_CHANNELS_LAST", "0")
+    assert not Engine("some/base", device="cpu", dtype="bfloat16").channels_last
