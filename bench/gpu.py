@@ -2,6 +2,7 @@
 
     python -m bench.gpu                       # 512x512, 20 DDIM steps, CFG 9, batch 1 and 4, fp16, training presets
     python -m bench.gpu --tiny --device cpu   # the same code on the tiny model, to check it runs (CI does this)
+    python -m bench.gpu --live                # live frames per second, SD1.5 and SDXL (bench/gpu_live.py)
 
 Inference: every variant is loaded once, then timed in rounds whose order flips (A B C, C B A, ...), so clocks
 and a shared machine shift them alike; min / median / max seconds per image, it/s, and a stage breakdown (text
@@ -368,12 +369,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile fast path")
     parser.add_argument("--train-steps", type=int, default=6)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--live", action="store_true", help="only live frames per second (bench/gpu_live.py)")
+    parser.add_argument("--frames", type=int, default=10, help="--live: frames per round")
     parser.add_argument("--models", help=argparse.SUPPRESS)  # the children reuse the parent's model folder
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     parser.add_argument("--train-preset", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from cnet.tiny import save_tiny_models
 
+    if args.live:  # its own models per family (bench/gpu_live.py)
+        from bench.gpu_live import live_frames
+
+        work = Path(tempfile.mkdtemp(prefix="cnet-bench-live-"))
+        try:
+            return live_frames(args, work)
+        finally:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
     resolution = args.resolution or (64 if args.tiny else 512)
     made_models = args.models is None
     if made_models:

@@ -71,22 +71,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="384,512", help="output sides, e.g. 384,512")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", help="an SD1.5-shaped folder from `python -m cnet tiny-model DIR --preset sd15`")
+    parser.add_argument("--compile", action="store_true",
+                        help="also bfloat16, channels-last and torch.compile (minutes to compile)")
     args = parser.parse_args(argv)
     import numpy as np
     import torch
     from PIL import Image
 
+    from cnet.compiled import ShapeBuckets
     from cnet.engine import Engine
     from cnet.families import FAMILIES, few_step_settings
     from cnet.live import live_settings
     from cnet.request import ControlUnit, GenerationRequest
 
     base, net = models(args.models, Path(tempfile.mkdtemp(prefix="cnet-bench-live-")))
-    engines = {name: Engine(str(base), device="cpu", **options) for name, (options, _) in CONFIGS.items()}
+    configs = dict(CONFIGS)
+    if args.compile:  # every size is a bucket; the warm-up frame of each size compiles it (not timed)
+        buckets = ShapeBuckets.parse(",".join(f"{s}x{s}" for s in args.sizes.split(",")), "1")
+        configs["bfloat16, channels-last, torch.compile"] = (
+            {"dtype": "bfloat16", "channels_last": True, "compile": True, "compile_buckets": buckets}, 0)
+    engines = {name: Engine(str(base), device="cpu", **options) for name, (options, _) in configs.items()}
     cores = torch.get_num_threads()
 
     def frame(name: str, request: GenerationRequest) -> None:
-        torch.set_num_threads(CONFIGS[name][1] or cores)
+        torch.set_num_threads(configs[name][1] or cores)
         engines[name].generate(request)
 
     family = FAMILIES["sd15"]

@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
     tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--preset", choices=("tiny", "sd15"), default="tiny",
-                      help="tiny: 64x64 toy (fast tests); sd15: the real SD1.5 + ControlNet shapes (benchmarks)")
+    tiny.add_argument("--preset", choices=("tiny", "sd15", "sdxl"), default="tiny",
+                      help="tiny: 64x64 toy (fast tests); sd15 / sdxl: the real SD1.5 / SDXL + ControlNet shapes with "
+                      "random weights (benchmarks; sdxl: about 9 GB)")
     tiny.add_argument("--family", choices=("sd15", "sd2", "sdxl", "flux", "sd3"), default="sd15",
                       help="tiny preset: the model family (sdxl and flux also write DIR/controlnet-union; flux and "
                       "sd3: FLUX.1 and SD3.5 shapes)")

@@ -210,7 +210,49 @@ def build_sd15_components(seed: int = 0, tokenizer_dir: str | Path | None = None
                 scheduler=scheduler)
 
 
-PRESETS = {"tiny": build_tiny_components, "sd15": build_sd15_components}
+def build_sdxl_components(seed: int = 0, tokenizer_dir: str | Path | None = None) -> dict:
+    """The real SDXL + ControlNet architectures (published configs: U-Net 2.57B, ControlNet 1.25B, CLIP-L and
+    OpenCLIP bigG text encoders) with random weights in bfloat16 (about 9 GB, half of float32's), for benchmarks on
+    a GPU machine. Pictures are noise."""
+    import tempfile
+
+    import torch
+    from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # built in half the memory; the engine casts to its own dtype
+    try:
+        unet = UNet2DConditionModel(
+            sample_size=128, cross_attention_dim=2048, attention_head_dim=(5, 10, 20),
+            block_out_channels=(320, 640, 1280), layers_per_block=2, use_linear_projection=True,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 2, 10), addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816)
+        controlnet = ControlNetModel.from_unet(unet)
+        wake_zero_convolutions(controlnet, std=0.01)
+        vae = build_sd15_vae()
+        vae.register_to_config(scaling_factor=0.13025)
+        tokenizer = build_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="cnet-tok-"))
+        ids = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                                    num_hidden_layers=12, hidden_act="quick_gelu", **ids))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+            hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
+            hidden_act="gelu", projection_dim=1280, **ids))
+    finally:
+        torch.set_default_dtype(before)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return dict(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder.eval(),
+                text_encoder_2=text_encoder_2.eval(), tokenizer=tokenizer, tokenizer_2=tokenizer, scheduler=scheduler)
+
+
+PRESETS = {"tiny": build_tiny_components, "sd15": build_sd15_components, "sdxl": build_sdxl_components}
+PRESET_FAMILIES = {"sd15": "sd15", "sdxl": "sdxl"}  # a full-size preset's family
 
 
 TINY_FAMILIES = ("sd15", "sd2", "sdxl")
@@ -218,7 +260,8 @@ TINY_FAMILIES = ("sd15", "sd2", "sdxl")
 
 def save_tiny_models(out_dir: str | Path, seed: int = 0, preset: str = "tiny",
                      family: str = "sd15") -> tuple[Path, Path]:
-    """Write `out_dir/base` and `out_dir/controlnet` (preset 'tiny': 64x64 toy; 'sd15': real shapes); return both.
+    """Write `out_dir/base` and `out_dir/controlnet` (preset 'tiny': 64x64 toy; 'sd15' / 'sdxl': real shapes, random
+    weights); return both.
     `family` (tiny preset): sd15, sd2 or sdxl; sdxl also writes `out_dir/controlnet-union` (a ControlNet-Union)."""
     import diffusers
 
@@ -226,11 +269,15 @@ def save_tiny_models(out_dir: str | Path, seed: int = 0, preset: str = "tiny",
         raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
     if family not in TINY_FAMILIES or (family != "sd15" and preset != "tiny"):
         raise ValueError(f"family={family!r} is not one of {list(TINY_FAMILIES)} (other families: preset 'tiny')")
+    family = PRESET_FAMILIES.get(preset, family)
     out = Path(out_dir)
-    if family == "sdxl":
+    if preset == "sdxl":
+        parts = build_sdxl_components(seed, tokenizer_dir=out / "base" / "tokenizer")
+        extra: dict[str, Any] = {"force_zeros_for_empty_prompt": True, "add_watermarker": False}
+    elif family == "sdxl":
         parts = build_tiny_sdxl_components(seed, tokenizer_dir=out / "base" / "tokenizer")
         parts.pop("union").save_pretrained(out / "controlnet-union")
-        extra: dict[str, Any] = {"force_zeros_for_empty_prompt": True, "add_watermarker": False}
+        extra = {"force_zeros_for_empty_prompt": True, "add_watermarker": False}
     else:
         parts = (PRESETS[preset](seed, tokenizer_dir=out / "base" / "tokenizer", family=family) if preset == "tiny"
                  else PRESETS[preset](seed, tokenizer_dir=out / "base" / "tokenizer"))

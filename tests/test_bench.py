@@ -47,3 +47,32 @@ def test_a_failing_child_fails_the_benchmark_loudly():
 
 
 pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not
+
+
+def test_the_live_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
+    """bench/gpu.py --live: eager and compiled live frames, timed and recorded (ready for a GPU machine)."""
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu", "--live", "--tiny", "--device", "cpu", "--repeats", "2",
+                           "--frames", "2", "--compile"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "CNET_BENCH_RESULTS": str(results), "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = results.read_text()
+    assert "## Live frames per second, tiny at 64 px, CPU" in text
+    for variant in ("eager", "torch.compile (CUDA graphs on a GPU)"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| sd15 | 64x64 | {variant} |"))
+        assert float(row.split(" | ")[-1].rstrip(" |")) > 0
+    assert "the live preset on cpu (1 LCM steps" in text
+
+
+def test_the_sdxl_benchmark_shapes_are_sdxls():
+    """`tiny-model --preset sdxl`: the published SDXL sizes (built here on the meta device: no memory)."""
+    from accelerate import init_empty_weights
+
+    from cnet.tiny import build_sdxl_components
+
+    with init_empty_weights():
+        parts = build_sdxl_components()
+    count = {name: sum(p.numel() for p in parts[name].parameters()) / 1e9
+             for name in ("unet", "controlnet", "text_encoder_2")}
+    assert abs(count["unet"] - 2.567) < 0.01 and abs(count["controlnet"] - 1.251) < 0.01, count
+    assert abs(count["text_encoder_2"] - 0.695) < 0.01, count
