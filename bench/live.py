@@ -16,14 +16,13 @@ skip the layout reorders around each convolution.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import record
+from bench.engine import interleaved
 
 # LCM-LoRA's adapted layers (diffusers' train_lcm_distill_lora_sd.py), so the stand-in costs what the real one does.
 LCM_LORA_LAYERS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                                                     "width": side, "height": side}, device="cpu")
         asked["width"], asked["height"] = side, side  # this row's size, whatever the preset's cap
         request = GenerationRequest(units=[ControlUnit(cond, controlnet=str(net))], **few_step_settings(family, asked))
-        times = alternated({name: (lambda n=name, r=request: frame(n, r)) for name in engines}, args.repeats)
+        times = interleaved({name: (lambda n=name, r=request: frame(n, r)) for name in engines}, args.repeats)
         fp32 = statistics.median(next(iter(times.values())))
         rows += [[f"{side}x{side}", name, f"{min(t):.2f}", f"{statistics.median(t):.2f}",
                   f"{fp32 / statistics.median(t):.2f}x"] for name, t in times.items()]
@@ -116,21 +115,6 @@ def main(argv: list[str] | None = None) -> None:
            f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after. A frame: prompt encoding, one "
            "U-Net + ControlNet step at guidance 1 with a rank-64 LoRA on LCM-LoRA's layers (unfused, as the engine "
            "runs LoRAs), TAESD decode, random weights with the published shapes.")
-
-
-def alternated(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Every function's times over `repeats` rounds after one warm-up each; the order flips every round."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    names = list(fns)
-    for round_ in range(repeats):
-        for name in (names if round_ % 2 == 0 else names[::-1]):
-            gc.collect()
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def _add_declared_arguments(parser: argparse.ArgumentParser, door: str, skip: tu
     parser.add_argument("--controlnet-config", help="ControlNet folder/Hub id describing single-file ControlNets")
     parser.add_argument("--caption-model", help="BLIP model for 'auto' mode (default: CNET_CAPTION_MODEL/BLIP base)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: automatic)")
-    parser.add_argument("--dtype", help="float16, bfloat16 or float32 (default: fp16 on GPU, fp32 on CPU)")
+    parser.add_argument("--dtype",
+                        help="float16, bfloat16 or float32 (default: fp16 on GPU; on a CPU bf16 with AMX, else fp32)")
     parser.add_argument("--offload", choices=OFFLOAD_MODES,
                         help="'model': low-VRAM mode for ~4 GB GPUs, weights wait in CPU memory (default: "
                         "CNET_OFFLOAD)")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,21 @@ class DemoModel:
     controlnet: Path
     size: int
     live: LivePreset = DEMO_LIVE  # its live mode: its own steps, no few-step LoRA or TAESD, its one size
+    # sampler -> steps -> the share of the default's control kept there (measured by the plugin's author)
+    fidelity_kept: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
+
+    def fidelity_note(self, scheduler: str, steps: int) -> str:
+        """A line for people when `steps` of `scheduler` were measured to keep less than 90% of the default's control
+        on this demo ("" otherwise, or when not measured)."""
+        from .live import FIDELITY_WARNING_BELOW
+
+        sampler = "ddim" if scheduler in ("", "default") else scheduler
+        kept = self.fidelity_kept.get(sampler, {}).get(int(steps))
+        if kept is None or kept >= FIDELITY_WARNING_BELOW:
+            return ""
+        return (f"On the demo model, {sampler.upper()} at {int(steps)} step{'s' if steps != 1 else ''} kept "
+                f"{kept:.0%} of the 20-step default's control (circle IoU, measured): expect the circle to be "
+                "followed loosely.")
 
 
 @functools.cache
@@ -50,7 +66,9 @@ def demo_model() -> DemoModel | None:
     steps = int(live.get("steps", DEMO_LIVE.steps))
     return DemoModel(Path(offered["base"]), Path(offered["controlnet"]), int(offered["size"]),
                      replace(DEMO_LIVE, steps=steps, cpu_steps=steps, side=int(offered["size"]),
-                             cpu_side=int(offered["size"]), fidelity_kept=live.get("fidelity_kept")))
+                             cpu_side=int(offered["size"]), fidelity_kept=live.get("fidelity_kept")),
+                     {name: {int(k): float(v) for k, v in by_steps.items()}
+                      for name, by_steps in (offered.get("fidelity_kept") or {}).items()})
 
 
 def __getattr__(name: str) -> Any:

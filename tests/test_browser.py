@@ -717,4 +717,14 @@ def test_live_mode_shows_a_new_picture_after_each_stroke_and_drops_the_stale_one
         draw_arc(page, "sketch", 0, 90, radius=40)
         page.wait_for_timeout(2500)
         assert "Live frame 2 " in page.locator("#status").inner_text()  # off: strokes run nothing
+        # A fast setting that keeps under 90% of the control says so beside the steps (measured on the demo).
+        page.locator("#advanced").get_by_text("Advanced settings").click()
+        assert not page.locator("#fidelity-note").is_visible()
+        set_numbers(page, steps="2")
+        page.wait_for_function("document.querySelector('#fidelity-note') && "
+                               "document.querySelector('#fidelity-note').innerText.includes('kept 35%')",
+                               timeout=10_000)
+        set_numbers(page, steps="20")
+        page.wait_for_function("!document.querySelector('#fidelity-note') || "
+                               "!document.querySelector('#fidelity-note').innerText.includes('kept')", timeout=10_000)
         page.close()

@@ -186,3 +186,12 @@ def test_a_live_user_keeps_one_frame_in_the_queue_and_the_others_are_served(raw_
     assert len(shown) == 1 and "3 skipped before starting" in shown[0], statuses  # only A's newest ran
     assert frames and b[0]["output"]["data"][0]  # B's Generate was served between A's strokes
     assert str(c[0]["output"]["data"][3]).startswith("**Live** frame 1 ")  # C's own frame
+
+
+def test_a_fast_setting_that_loses_control_says_so_where_it_was_measured(demo_studio):
+    """The demo's steps and samplers: below 90% of the default's control a line says how much was kept."""
+    assert "kept 35% of the 20-step default's control" in demo_studio.fidelity_note(2, "default")
+    assert "LCM at 4 steps kept 85%" in demo_studio.fidelity_note(4, "lcm")
+    assert demo_studio.fidelity_note(4, "ddim") == ""  # 92%: the live preset's, above the line
+    assert demo_studio.fidelity_note(7, "ddim") == ""  # not measured: nothing claimed
+    assert demo_studio.fidelity_note(2, "default", "some/base") == ""  # another base: the demo's figures do not apply

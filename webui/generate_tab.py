@@ -246,6 +246,8 @@ def _advanced_settings(ui: SimpleNamespace, limits: Any, defaults: FormDefaults)
     with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as ui.advanced:
         with sampling_controls(ui, limits, defaults):
             ui.num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Images")
+        # What a fast setting costs in control, where it was measured (the demo model's steps and samplers).
+        ui.fidelity_note = gr.Markdown(visible=False, elem_id="fidelity-note")
         with gr.Row():
             fixed = defaults.size is not None  # the demo model makes one size: show it, not a setting it ignores
             side = f" (the demo model makes {defaults.size}x{defaults.size})" if fixed else " (0: from the map)"
@@ -531,6 +533,13 @@ def _wire_model_fields(ui: SimpleNamespace, studio: Studio, defaults: FormDefaul
                               label=label + side) for label in ("Width", "Height")]
         return out if len(out) > 1 else out[0]  # one output: its value alone
 
+    def on_sampling(steps: float, scheduler: str, reference: str | None) -> Any:
+        note = studio.fidelity_note(as_int(steps, "steps"), scheduler, reference)
+        return gr.Markdown(value=note and f"**Fidelity:** {note}", visible=bool(note))
+
+    for control in (ui.steps, ui.scheduler):
+        control.change(on_sampling, [ui.steps, ui.scheduler, ui.base_model], ui.fidelity_note, queue=False,
+                       show_progress="hidden", api_visibility="private")
     sizes = [ui.width, ui.height] if defaults.size is not None else []
     # The family of the base model named (read from its config, no weights loaded), when the field is left.
     for event in (ui.base_model.blur, ui.base_model.submit):

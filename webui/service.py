@@ -228,6 +228,14 @@ class Studio:
         """Steps, guidance and sampler for the few-step switch (`ModelPolicy.few_step_form`)."""
         return self.models.few_step_form(on, reference)
 
+    def fidelity_note(self, steps: int, scheduler: str, reference: str | None = None) -> str:
+        """What `steps` of `scheduler` cost in control where it was measured: on the demo model (the base when none
+        is named in demo mode), its plugin's figures; "" elsewhere or when it keeps 90% or more."""
+        if not self.demo_mode or (reference or "").strip():
+            return ""
+        demo = demo_model()
+        return demo.fidelity_note(scheduler or "default", steps) if demo is not None else ""
+
     def family_guidance(self, reference: str | None, guidance: float, form_default: float | None = None) -> float:
         """The guidance field after the base model changed (`ModelPolicy.family_guidance`)."""
         return self.models.family_guidance(reference, guidance, form_default)
