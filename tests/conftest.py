@@ -193,7 +193,7 @@ class RawUI:
         handlers share the trigger: the run, not the live preview's timer start), or the endpoint with this
         api_name; event="success": the event chained on success of that one (a live frame after its gate)."""
         if event == "success":
-            first = self.find(elem_id, "input")
+            first = self.find(elem_id, "click")
             return max((dep for dep in self.config["dependencies"] if dep.get("trigger_after") == first["id"]),
                        key=lambda dep: len(dep["inputs"]))
         found = []
@@ -236,7 +236,7 @@ class RawUI:
         dep = self.find(elem_id, event)
         session = session or secrets.token_hex(6)
         trigger = dep["targets"][0][0] if dep["targets"][0][0] is not None else \
-            self.find(elem_id, "input")["targets"][0][0]  # a chained event: its first event's trigger
+            self.find(elem_id, "click")["targets"][0][0]  # a chained event: its first event's trigger
         body = {"data": self.values(dep, by_id, **overrides), "fn_index": dep["id"], "session_hash": session,
                 "event_data": None, "trigger_id": trigger}
         joined = self.http.post(self.url + "gradio_api/queue/join", content=json.dumps(body),

@@ -159,18 +159,18 @@ def test_a_live_user_keeps_one_frame_in_the_queue_and_the_others_are_served(raw_
     with launched(True, tmp_path / "out", tmp_path / "ws") as url:
         ui = raw_ui(url)
         sketch = {"background": None, "layers": [], "composite": ui.upload(path), "id": None}
-        gate = ui.call("sketch", "input", live_mode=False)
+        gate = ui.call("live-watch", live_mode=False)
         assert not gate["success"]  # live mode off: the gate stops the chain (its error is not shown)
         sessions, replies = {"A": "a" * 12, "B": "b" * 12, "C": "c" * 12}, {}
 
         def listen(name: str, session: str) -> None:
             replies[name] = [m for m in ui.messages(session) if m.get("msg") == "process_completed"]
 
-        strokes = [ui.join("sketch", "success", session=sessions["A"], sketch=sketch, kind="scribble")]
+        strokes = [ui.join("live-watch", "success", session=sessions["A"], sketch=sketch, kind="scribble")]
         ui.join("generate", session=sessions["B"], sketch=sketch, kind="scribble", steps=2)
-        strokes += [ui.join("sketch", "success", session=sessions["A"], sketch=sketch, kind="scribble")
+        strokes += [ui.join("live-watch", "success", session=sessions["A"], sketch=sketch, kind="scribble")
                     for _ in range(3)]
-        ui.join("sketch", "success", session=sessions["C"], sketch=sketch, kind="scribble")
+        ui.join("live-watch", "success", session=sessions["C"], sketch=sketch, kind="scribble")
         listeners = [threading.Thread(target=listen, args=item) for item in sessions.items()]
         started = time.monotonic()
         for thread in listeners:

@@ -9,6 +9,7 @@ to the end. Nothing is saved: Generate makes the full-quality picture to keep.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,9 +19,12 @@ from .errors import keep_results, user_errors
 from .jobs import newer_event_waiting, stop_requested
 from .service import LiveFrame, Studio
 
+WATCH_SCRIPT = Path(__file__).with_name("live_watch.js").read_text()
+
 
 def live_switch(ui: SimpleNamespace) -> None:
-    """The live switch, under Generate and Stop."""
+    """The live switch, under Generate and Stop, and the (empty) component that hears strokes (`live_watch.js`)."""
+    ui.live_watch = gr.HTML("", js_on_load=WATCH_SCRIPT, elem_id="live-watch", padding=False)
     ui.live_mode = gr.Checkbox(
         label="Live: a new picture after each stroke", value=False, elem_id="live-mode",
         info="Draw or Map tab; each frame runs the base's live preset (fewer steps, a smaller size, fast decode) "
@@ -43,8 +47,8 @@ def frame_status(frame: LiveFrame) -> str:
 
 def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable], inputs: set[Any],
               outputs: list[Any], form_run: Callable[[dict], tuple[list[Any], dict[str, Any]]]) -> None:
-    """Strokes on the Draw and Map canvases run live frames while the switch is on; `form_run` reads the form as
-    Generate does (its units and settings), and `outputs` are Generate's result panes."""
+    """Strokes on the Draw and Map canvases (heard by `ui.live_watch`) run live frames while the switch is on;
+    `form_run` reads the form as Generate does (its units and settings), and `outputs` are Generate's result panes."""
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
     @user_errors
@@ -59,13 +63,13 @@ def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Cal
         shown = [(result.images[0], f"live frame · seed {result.seed}")]
         return [shown, result.prompt, result.seed, frame_status(frame), gr.skip(), result.metadata[0]]
 
-    for canvas in (ui.sketch, ui.map_editor):
-        gate = canvas.input(_gate, ui.live_mode, None, queue=False, show_progress="hidden", trigger_mode="multiple",
-                            api_visibility="private")
-        gate.success(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
-                     api_visibility="private")
-        # "multiple": every stroke is sent; the server keeps only the newest (a pending one is not dropped).
-        run = gate.success(on_stroke, inputs, outputs, concurrency_id="gpu", trigger_mode="multiple",
-                           show_progress="hidden", api_visibility="private")
-        run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
-                 [ui.live_timer, ui.live], queue=False, show_progress="hidden", api_visibility="private")
+    # The switch is checked again here: the page's check is the visitor's to skip.
+    gate = ui.live_watch.click(_gate, ui.live_mode, None, queue=False, show_progress="hidden",
+                               trigger_mode="multiple", api_visibility="private")
+    gate.success(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
+                 api_visibility="private")
+    # "multiple": every stroke is sent; the server keeps only the newest (a pending one is not dropped).
+    run = gate.success(on_stroke, inputs, outputs, concurrency_id="gpu", trigger_mode="multiple",
+                       show_progress="hidden", api_visibility="private")
+    run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
+             [ui.live_timer, ui.live], queue=False, show_progress="hidden", api_visibility="private")
