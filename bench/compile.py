@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ["CNET_COMPILE_CACHE"] = str(cache)
     buckets = ShapeBuckets.parse(args.sizes)
-    compiled = Engine(str(base), device="cpu", compile=True, compile_buckets=buckets)
-    plain = Engine(str(base), device="cpu")
+    # float32, as its recorded figures (bench/RESULTS.md); bench/live.py measures compile in bfloat16.
+    compiled = Engine(str(base), device="cpu", dtype="float32", compile=True, compile_buckets=buckets)
+    plain = Engine(str(base), device="cpu", dtype="float32")
     compiled.warm_up(controlnet=str(net))
     rng = np.random.default_rng(0)
     times: dict[tuple[str, tuple[int, int]], list[float]] = {}

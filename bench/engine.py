@@ -79,8 +79,9 @@ def main() -> None:
     cond = Image.fromarray((np.random.default_rng(0).random((args.resolution, args.resolution, 3)) > 0.9)
                            .astype(np.uint8) * 255)
 
-    engine = Engine(str(base), device="cpu")
-    plain = Engine(str(base), device="cpu", skip_inactive_controlnet=False)
+    # float32, as the diffusers reference it is compared with (a CPU with AMX would pick bfloat16 by itself).
+    engine = Engine(str(base), device="cpu", dtype="float32")
+    plain = Engine(str(base), device="cpu", dtype="float32", skip_inactive_controlnet=False)
 
     def request(end: float = 1.0) -> GenerationRequest:
         return GenerationRequest(units=[ControlUnit(cond, controlnet=str(net_a), end=end)],

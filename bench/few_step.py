@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["CNET_FEW_STEP_LORA"] = str(save_tiny_lora(base, work / "lora"))
     cond = Image.fromarray(((np.random.default_rng(0).random((args.resolution, args.resolution, 3)) > 0.9) * 255)
                            .astype(np.uint8))
-    engine = Engine(str(base), device="cpu")
+    engine = Engine(str(base), device="cpu", dtype="float32")  # as its recorded figures; bench/live.py: bfloat16
     unit = ControlUnit(cond, controlnet=str(net))
     requests = {"default: 20 DDIM steps, CFG 9": GenerationRequest(units=[unit], seed=0),
                 "few-step: 4 LCM steps, guidance 1, LCM-LoRA": GenerationRequest(

@@ -1,6 +1,6 @@
 """Live frames on a GPU: frames per second of each family's live preset at 512 px, eager and compiled.
 
-    python -m bench.gpu --live                       # SD1.5 and SDXL shapes, random weights, fp16 (H100: ~10 min)
+    python -m bench.gpu --live                       # SD1.5 and SDXL shapes, random weights, fp16
     python -m bench.gpu --live --tiny --device cpu   # the same code on the tiny model (CI's smoke run)
 
 A frame is what a stroke costs (cnet/live.py): the prompt encoded, the preset's LCM steps at guidance 1 (2 on a

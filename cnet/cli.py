@@ -310,7 +310,9 @@ def _rerun(args: argparse.Namespace) -> tuple[Any, str, int]:
     """--from-png: the saved request, with --controlnet, --base-model, --loras and --embeddings replacing theirs."""
     from .result import read_metadata, request_from_metadata
 
-    request, base, keep = request_from_metadata(read_metadata(args.from_png), Path(args.from_png).parent)
+    metadata = read_metadata(args.from_png)
+    request, base, keep = request_from_metadata(metadata, Path(args.from_png).parent)
+    args.dtype = args.dtype or _saved_dtype(metadata, args.device)
     if args.controlnet:
         for unit, net in zip(request.units, _per_unit(args.controlnet, len(request.units), "controlnet", None)):
             unit.controlnet = net
@@ -318,6 +320,17 @@ def _rerun(args: argparse.Namespace) -> tuple[Any, str, int]:
     request.loras = sent.settings.get("loras", request.loras)
     request.embeddings = sent.settings.get("embeddings", request.embeddings)
     return request, sent.run.get("base_model") or base, keep
+
+
+def _saved_dtype(metadata: dict[str, Any], device: str | None) -> str | None:
+    """The precision a saved image was made in, when it is re-run on the same kind of device: the automatic choice
+    may differ from when it was made (bfloat16 on a CPU with AMX since 2026-12), and the pixels follow it."""
+    from common.models import pick_device
+
+    dtype, made_on = metadata.get("dtype"), metadata.get("device")
+    if dtype not in ("float32", "float16", "bfloat16") or not isinstance(made_on, str):
+        return None
+    return dtype if made_on.split(":")[0] == pick_device(device).split(":")[0] else None
 
 
 def _save_tiny(args: argparse.Namespace) -> tuple[Path, Path]:

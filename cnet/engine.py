@@ -125,6 +125,10 @@ class RunPlan:
     reference_masks: list[Image.Image | None] = field(default_factory=list)  # each reference's mask, fitted
 
 
+class TinyVaeUnavailable(ModelUnavailableError):
+    """The tiny autoencoder (TAESD) of fast decode is not on this machine and cannot be fetched now."""
+
+
 class GenerationCancelled(RuntimeError):
     """Raised when `should_stop()` answered True; the run ends after the current denoising step."""
 
@@ -345,8 +349,11 @@ class Engine:
                 if not spec:
                     raise RequestError(f"fast_decode: no tiny autoencoder is known for {self.family.label}; set "
                                        "CNET_TINY_VAE")
-                vae = self._load(AutoencoderTiny, parse_model_source(spec, what="CNET_TINY_VAE"), "CNET_TINY_VAE",
-                                 dtype=self.dtype)
+                try:
+                    vae = self._load(AutoencoderTiny, parse_model_source(spec, what="CNET_TINY_VAE"),
+                                     "CNET_TINY_VAE", dtype=self.dtype)
+                except ModelUnavailableError as err:  # told apart from the other models a run may miss
+                    raise TinyVaeUnavailable(str(err)) from None
                 if self.offload == "none":
                     vae.to(self.device)
                 self._tiny_vae = vae.to(memory_format=_memory_format(self.channels_last)).eval()

@@ -211,7 +211,7 @@ def demo_page(browser, tmp_path, monkeypatch, **env):
     """A page of the app in demo mode (no CNET_* models but `env`'s, the Hub offline), 1400x1000."""
     from conftest import launched
 
-    for name in [k for k in os.environ if k.startswith("CNET_")]:
+    for name in [k for k in os.environ if k.startswith("CNET_") and k != "CNET_DTYPE"]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

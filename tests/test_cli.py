@@ -95,3 +95,28 @@ def test_generate_with_detect_runs_the_kinds_annotator(tiny_models, tmp_path):
 
 
 pytestmark = pytest.mark.slow  # subprocesses: the full suite (CI) runs them, the fast tier does not
+
+
+def test_a_rerun_takes_the_precision_its_png_was_made_in(tiny_models, cond_map, tmp_path):
+    """A float32 PNG re-run where the automatic choice is bfloat16 (a CPU with AMX): the same pixels, since the re-run
+    takes the PNG's precision on the same kind of device (CNET_DTYPE unset, as a user has it)."""
+    import os
+
+    from cnet.cli import _saved_dtype
+
+    assert _saved_dtype({"dtype": "float32", "device": "cpu"}, "cpu") == "float32"
+    assert _saved_dtype({"dtype": "float16", "device": "cuda:0"}, "cpu") is None  # another kind of device: its own
+    assert _saved_dtype({"dtype": "int4", "device": "cpu"}, "cpu") is None
+    assert _saved_dtype({"device": "cpu"}, "cpu") is None
+    cond_map.save(tmp_path / "cond.png")
+    proc = run("generate", "--image", str(tmp_path / "cond.png"), "--out", str(tmp_path / "out"), "--base-model",
+               str(tiny_models[0]), "--controlnet", str(tiny_models[1]), "--steps", "2", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    made = proc.stdout.split()[0]
+    assert read_metadata(made)["dtype"] == "float32"  # the suite pins float32 (conftest)
+    unpinned = {k: v for k, v in os.environ.items() if k != "CNET_DTYPE"}
+    proc = run("generate", "--from-png", made, "--out", str(tmp_path / "again"), env=unpinned)
+    assert proc.returncode == 0, proc.stderr
+    again = proc.stdout.split()[0]
+    assert read_metadata(again)["dtype"] == "float32"
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(made)))

@@ -101,7 +101,7 @@ def test_cli_falls_back_with_a_notice(tmp_path):
     from PIL import Image
 
     Image.open(Path(__file__).resolve().parents[1] / "examples" / "shapes" / "circle-0.png").save(tmp_path / "c.png")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CNET_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNET_") or k == "CNET_DTYPE"}
     env["HF_HUB_OFFLINE"] = "1"
     proc = subprocess.run([sys.executable, "-m", "cnet", "generate", "--image", str(tmp_path / "c.png"),
                            "--prompt", "red circle with blue background", "--steps", "3", "--out",
@@ -138,7 +138,7 @@ def test_editing_works_offline_on_the_demo(tmp_path, monkeypatch):
     from webui.service import Studio, UnitInput
     from webui.settings import AppSettings
 
-    for name in [k for k in __import__("os").environ if k.startswith("CNET_")]:
+    for name in [k for k in __import__("os").environ if k.startswith("CNET_") and k != "CNET_DTYPE"]:
         monkeypatch.delenv(name)
     studio = Studio(AppSettings(output_dir=tmp_path))
     assert studio.demo_mode

@@ -117,26 +117,59 @@ def test_a_stale_frame_is_skipped_before_it_starts_or_cancelled_at_its_next_step
     units = [UnitInput("draw", circle_sketch(), kind="scribble")]
     assert demo_studio.live(units, session="s", superseded=lambda: True) is None
     assert demo_studio._live["s"].skipped == 1
-    # A newer stroke arrives after the first step: the frame ends at the next step's check, with nothing shown.
-    steps_done = []
+    # A newer stroke arrives once the first step is done: the frame ends at a step's check, with nothing shown.
+    steps: list[int] = []
     original = demo_studio.generate
-
-    def counting(*args, **kwargs):
-        check = kwargs["should_stop"]
-
-        def stop_after_first() -> bool:
-            steps_done.append(1)
-            return check()
-        return original(*args, **{**kwargs, "should_stop": stop_after_first})
-
-    demo_studio.generate = counting
-    calls = iter([False, False, True])  # after the debounce, before the lock, then at the first step
-    assert demo_studio.live(units, session="s", superseded=lambda: next(calls, True)) is None
+    demo_studio.generate = lambda *a, **k: original(*a, progress=lambda i, n: steps.append(i), **k)
+    assert demo_studio.live(units, session="s", superseded=lambda: bool(steps)) is None
     assert demo_studio._live["s"].cancelled == 1 and demo_studio._live["s"].frames == 0
-    assert 1 <= len(steps_done) < 4  # it did not run its 4 steps
-    # A Stop (the visitor's, not a newer stroke) is not hidden as staleness: it is raised as a stop.
+    assert 1 <= len(steps) < 4  # it did not run its 4 steps
+    # A Stop pressed while a newer stroke waits is a Stop: raised, not counted as staleness.
+    steps.clear()
+    with pytest.raises(GenerationCancelled):
+        demo_studio.live(units, session="s", superseded=lambda: bool(steps), should_stop=lambda: bool(steps))
+    assert demo_studio._live["s"].cancelled == 1
+    # A Stop before anything began, too.
     with pytest.raises(GenerationCancelled):
         demo_studio.live(units, session="s", superseded=lambda: False, should_stop=lambda: True)
+
+
+def test_a_public_live_frame_checks_the_base_model_before_reading_it(tmp_path, monkeypatch):
+    """A visitor's base model is a Hub id on a public deployment: a local path is refused by the rule, never read
+    from disk (an OSError would tell whether it exists)."""
+    from webui.service import Studio, UnitInput
+    from webui.settings import PUBLIC_LIMITS, AppSettings
+
+    studio = Studio(AppSettings(public=True, allow_local_paths=False, limits=PUBLIC_LIMITS,
+                                output_dir=tmp_path / "out"))
+    studio.live_debounce = 0
+    for path in ("/etc", "/nonexistent/x", str(tmp_path)):
+        with pytest.raises(RequestError, match="accepts Hub ids"):
+            studio.live([UnitInput("draw", circle_sketch())], session="s", superseded=lambda: False, base_model=path)
+
+
+def test_a_missing_taesd_falls_back_for_its_family_only_and_other_missing_models_are_errors(
+        tiny_models, tmp_path, monkeypatch):
+    from cnet.tiny import save_tiny_lora
+    from common.models import ModelUnavailableError
+    from webui.service import Studio, UnitInput
+    from webui.settings import AppSettings
+
+    monkeypatch.setenv("CNET_BASE_MODEL", str(tiny_models[0]))
+    monkeypatch.setenv("CNET_CONTROLNET_SCRIBBLE", str(tiny_models[1]))
+    monkeypatch.setenv("CNET_FEW_STEP_LORA", str(save_tiny_lora(tiny_models[0], tmp_path / "lora")))
+    studio = Studio(AppSettings(output_dir=tmp_path / "out"))
+    studio.live_debounce = 0
+    units = [UnitInput("draw", circle_sketch().resize((64, 64)), kind="scribble")]
+    # Another missing model (a ControlNet nobody has): its own error, and TAESD is not blamed.
+    with pytest.raises(ModelUnavailableError, match="not-here/controlnet"):
+        studio.live([UnitInput("draw", circle_sketch().resize((64, 64)), kind="scribble",
+                               controlnet="not-here/controlnet")], session="s", superseded=lambda: False)
+    assert studio._no_tiny_vae == set()
+    frame = studio.live(units, session="s", superseded=lambda: False, width=64, height=64)  # no TAESD offline
+    assert frame is not None and studio._no_tiny_vae == {"sd15"}
+    assert "TAESD is not on this machine" in frame.preset and "hf download madebyollin/taesd" in frame.preset
+    assert frame.result.metadata[0]["fast_decode"] is False and frame.result.metadata[0]["num_inference_steps"] == 1
 
 
 # -- over HTTP: several sessions, one queue ------------------------------------------------------------------------
@@ -159,18 +192,22 @@ def test_a_live_user_keeps_one_frame_in_the_queue_and_the_others_are_served(raw_
     with launched(True, tmp_path / "out", tmp_path / "ws") as url:
         ui = raw_ui(url)
         sketch = {"background": None, "layers": [], "composite": ui.upload(path), "id": None}
-        gate = ui.call("live-watch", live_mode=False)
+        gate = ui.call("live-watch", **{"live-mode": False})
         assert not gate["success"]  # live mode off: the gate stops the chain (its error is not shown)
+        direct = ui.call("live-watch", "success", sketch=sketch, kind="scribble", **{"live-mode": False})
+        assert direct["success"] and direct["output"]["data"][0] == {"__type__": "update"}  # by index: nothing ran
         sessions, replies = {"A": "a" * 12, "B": "b" * 12, "C": "c" * 12}, {}
 
         def listen(name: str, session: str) -> None:
             replies[name] = [m for m in ui.messages(session) if m.get("msg") == "process_completed"]
 
-        strokes = [ui.join("live-watch", "success", session=sessions["A"], sketch=sketch, kind="scribble")]
+        strokes = [ui.join("live-watch", "success", session=sessions["A"], sketch=sketch, kind="scribble",
+                          **{"live-mode": True})]
         ui.join("generate", session=sessions["B"], sketch=sketch, kind="scribble", steps=2)
-        strokes += [ui.join("live-watch", "success", session=sessions["A"], sketch=sketch, kind="scribble")
+        strokes += [ui.join("live-watch", "success", session=sessions["A"], sketch=sketch, kind="scribble",
+                          **{"live-mode": True})
                     for _ in range(3)]
-        ui.join("live-watch", "success", session=sessions["C"], sketch=sketch, kind="scribble")
+        ui.join("live-watch", "success", session=sessions["C"], sketch=sketch, kind="scribble", **{"live-mode": True})
         listeners = [threading.Thread(target=listen, args=item) for item in sessions.items()]
         started = time.monotonic()
         for thread in listeners:

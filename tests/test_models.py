@@ -65,14 +65,12 @@ def test_dtype_choice(monkeypatch):
 
 
 def test_the_bf16_probe_reads_this_cpu():
-    import torch
-
     from common.models import cpu_has_bf16_matrix_unit
 
     if not os.path.exists("/proc/cpuinfo"):
         pytest.skip("the CPU's flags are read from /proc/cpuinfo (Linux)")
     flags = set(open("/proc/cpuinfo").read().split())
-    assert cpu_has_bf16_matrix_unit() == ("amx_bf16" in flags and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert cpu_has_bf16_matrix_unit() == ("amx_bf16" in flags)  # the kernel's word, read apart from torch's
 
 
 @pytest.mark.parametrize("offline_flag", [True, False])

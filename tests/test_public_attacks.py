@@ -438,7 +438,7 @@ def test_a_public_deployment_without_stable_diffusion_serves_the_demo(tmp_path, 
 
     from cnet.demo import use_demo
 
-    for name in [k for k in os.environ if k.startswith("CNET_")]:
+    for name in [k for k in os.environ if k.startswith("CNET_") and k != "CNET_DTYPE"]:
         monkeypatch.delenv(name)
     if not use_demo():
         pytest.skip("Stable Diffusion is available here: the demo does not stand in")

@@ -586,7 +586,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
                          show_progress_on=ui.gallery)
     stop_previews(event)
-    wire_live(ui, studio, gpu, generate_inputs, outputs, lambda v: _form_run(ui, v))
+    live_frames = wire_live(ui, studio, gpu, generate_inputs, outputs, lambda v: _form_run(ui, v))
 
     @keep_results(1, status=0)  # an error is the report's text, not a badge over the last report
     @user_errors
@@ -601,7 +601,7 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
 
     ui.batch_run.click(on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect}, ui.batch_report,
                        concurrency_id="gpu", api_visibility="private")
-    _wire_stop(ui, studio, event)
+    _wire_stop(ui, studio, [event, live_frames])
 
 
 def _wire_pose_detection(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
@@ -621,12 +621,12 @@ def _wire_pose_detection(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Cal
                          api_visibility="private")
 
 
-def _wire_stop(ui: SimpleNamespace, studio: Studio, event: Any) -> None:
+def _wire_stop(ui: SimpleNamespace, studio: Studio, events: list[Any]) -> None:
     def on_stop(request: gr.Request) -> str:
         # The event is cancelled too (a queued run never starts); the results pane keeps the previous images.
         return studio.stop(request.session_hash or "")
 
-    ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
+    ui.stop.click(on_stop, None, ui.status, cancels=events, queue=False, api_visibility="private")
 
 
 def shown_files(result: Any, paths: list[Path]) -> tuple[list[Any], list[Any]]:

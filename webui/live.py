@@ -46,14 +46,17 @@ def frame_status(frame: LiveFrame) -> str:
 
 
 def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable], inputs: set[Any],
-              outputs: list[Any], form_run: Callable[[dict], tuple[list[Any], dict[str, Any]]]) -> None:
+              outputs: list[Any], form_run: Callable[[dict], tuple[list[Any], dict[str, Any]]]) -> Any:
     """Strokes on the Draw and Map canvases (heard by `ui.live_watch`) run live frames while the switch is on;
-    `form_run` reads the form as Generate does (its units and settings), and `outputs` are Generate's result panes."""
+    `form_run` reads the form as Generate does (its units and settings), and `outputs` are Generate's result panes.
+    Returns the frames' event, for Stop to cancel."""
 
     @keep_results(len(outputs), status=outputs.index(ui.status))
     @user_errors
     @gpu
-    def on_stroke(v: dict, request: gr.Request) -> list[Any]:
+    def frame_panes(v: dict, request: gr.Request) -> list[Any]:
+        if not v[ui.live_mode]:  # checked here too: the page's gate is a visitor's to skip
+            return [gr.skip()] * len(outputs)
         units, arguments = form_run(v)
         frame = studio.live(units, session=request.session_hash or "", superseded=newer_event_waiting(),
                             should_stop=stop_requested(), **arguments)
@@ -61,15 +64,19 @@ def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Cal
             return [gr.skip()] * len(outputs)
         result = frame.result
         shown = [(result.images[0], f"live frame · seed {result.seed}")]
-        return [shown, result.prompt, result.seed, frame_status(frame), gr.skip(), result.metadata[0]]
+        # The download pane empties: a live frame is not saved, and the last Generate's files are not this picture.
+        return [shown, result.prompt, result.seed, frame_status(frame), None, result.metadata[0]]
 
-    # The switch is checked again here: the page's check is the visitor's to skip.
+    def on_stroke(v: dict, request: gr.Request) -> list[Any]:
+        panes = frame_panes(v, request)
+        if all(pane == gr.skip() for pane in panes):  # dropped: the newer frame's preview goes on
+            return [*panes, gr.skip(), gr.skip()]
+        return [*panes, gr.Timer(active=False), gr.Image(value=None, visible=False)]
+
     gate = ui.live_watch.click(_gate, ui.live_mode, None, queue=False, show_progress="hidden",
                                trigger_mode="multiple", api_visibility="private")
     gate.success(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
                  api_visibility="private")
-    # "multiple": every stroke is sent; the server keeps only the newest (a pending one is not dropped).
-    run = gate.success(on_stroke, inputs, outputs, concurrency_id="gpu", trigger_mode="multiple",
-                       show_progress="hidden", api_visibility="private")
-    run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
-             [ui.live_timer, ui.live], queue=False, show_progress="hidden", api_visibility="private")
+    # "multiple": every stroke is sent; the server drops the stale ones (a pending one is not held back).
+    return gate.success(on_stroke, inputs | {ui.live_mode}, [*outputs, ui.live_timer, ui.live], concurrency_id="gpu",
+                        trigger_mode="multiple", show_progress="hidden", api_visibility="private")

@@ -26,7 +26,7 @@ from cnet.operations import EditOptions
 from cnet.params import declarations
 from cnet.request import ControlUnit, GenerationRequest, LoraRef
 from common.env import env_int
-from common.models import ModelSource
+from common.models import ModelSource, pick_device
 
 from .model_policy import ModelPolicy, ModelStatus
 from .outputs import OutputStore, prune_outputs, without_server_paths
@@ -120,7 +120,8 @@ class LiveFrame:
     session: LiveSession
 
 
-# Strokes closer together than this make one frame: each frame waits this long for a newer stroke before it begins.
+# A frame waits this long before it begins, so a stroke that follows within it (or while the frame waits in the
+# queue) takes its place.
 LIVE_DEBOUNCE_MS = 300
 MAX_LIVE_SESSIONS = 4096  # sessions whose live counts are kept (a few integers each)
 
@@ -145,7 +146,7 @@ class Studio:
         self._demo_mode: bool | None = None
         self._told_compile = False  # the log says once why a public deployment runs uncompiled
         self._live: dict[str, LiveSession] = {}  # per session: bounded like the outputs' sessions (a few ints each)
-        self._no_tiny_vae = False  # a live frame found no TAESD on this machine: decode with the VAE from then on
+        self._no_tiny_vae: set[str] = set()  # families whose TAESD a live frame found missing: their VAE decodes
         self.live_debounce = env_int("CNET_LIVE_DEBOUNCE_MS", LIVE_DEBOUNCE_MS, 0, 5000) / 1000
 
     def warm_up(self) -> None:
@@ -336,52 +337,88 @@ class Studio:
     def live(self, units: list[UnitInput], *, session: str = "", superseded: StopCheck,
              should_stop: StopCheck | None = None, base_model: str | None = None, **settings: Any
              ) -> LiveFrame | None:
-        """A live frame of `units` with the base family's live preset (cnet/live.py): after the debounce, unless
-        `superseded` (a newer stroke of this session is waiting) says it is stale; a frame that becomes stale while
-        it runs is cancelled at its next step. None when it was skipped or cancelled so; nothing is saved."""
-        from cnet.engine import GenerationCancelled
-        from cnet.live import describe_preset, live_preset_for, live_settings
-        from common.models import ModelUnavailableError, pick_device
+        """A live frame of `units` with the base family's live preset (cnet/live.py), unless `superseded` (a newer
+        stroke of this session is waiting) says it is stale: at once, after the debounce, or at its next denoising
+        step. None when it was dropped so; a Stop (`should_stop`, the Stop button) is raised. Nothing is saved."""
+        from cnet.live import describe_preset, live_preset_for
 
-        demo = demo_model() if self.demo_mode and not base_model else None
-        preset, family = live_preset_for(base_model, demo)
+        live = self._live_session(session)
+        if superseded():  # stale when it reached the front of the queue: nothing read or loaded
+            live.skipped += 1
+            return None
+        # The visitor's base is checked before anything reads it (a public deployment takes Hub ids only).
+        base = self.check_model_reference(base_model, "base_model") if (base_model or "").strip() else None
+        demo = demo_model() if self.demo_mode and base is None else None
+        preset, family = live_preset_for(base, demo)
         settings.pop("few_step", None)  # the preset decides (the form's few-step switch is Generate's)
-        live = self._live.pop(session, None) or LiveSession()
-        self._live[session] = live  # the newest last: the oldest sessions are forgotten past a bound
-        while len(self._live) > MAX_LIVE_SESSIONS:
-            del self._live[next(iter(self._live))]
         time.sleep(self.live_debounce)
+        _raise_if_stopped(should_stop, "live frame")
         if superseded():
             live.skipped += 1
             return None
         if settings.get("seed") is None:  # the picture evolves with the drawing: one seed for the session
             live.seed = live.seed if live.seed is not None else random.randrange(2**32)
             settings["seed"] = live.seed
-        device = pick_device(None)
-        stale = lambda: superseded() or bool(should_stop and should_stop())  # noqa: E731
+        if not settings.get("width") and not settings.get("height"):  # "from the map": its aspect, the preset's side
+            drawing = canvas_image(units[0].image, what="the drawing") if units else None
+            settings["width"], settings["height"] = drawing.size if drawing is not None else (None, None)
         start = time.perf_counter()
-        for fast_decode in (not self._no_tiny_vae, False):
+        result = self._live_run(units, session, base_model, preset, family, settings, superseded, should_stop)
+        if result is None:
+            live.cancelled += 1
+            return None
+        live.frames += 1
+        line = describe_preset(preset, "the demo model" if demo else family.label, pick_device(None))
+        if family.name in self._no_tiny_vae and preset.fast_decode:
+            line += (f" TAESD is not on this machine, so the full VAE decodes (slower): `hf download "
+                     f"{family.tiny_vae}` where there is network.")
+        return LiveFrame(result, time.perf_counter() - start, line, live)
+
+    def _live_session(self, session: str) -> LiveSession:
+        """The session's live counts and seed, kept newest last (the oldest forgotten past a bound)."""
+        live = self._live.pop(session, None) or LiveSession()
+        self._live[session] = live
+        while len(self._live) > MAX_LIVE_SESSIONS:
+            del self._live[next(iter(self._live))]
+        return live
+
+    def _live_run(self, units: list[UnitInput], session: str, base_model: str | None, preset: Any, family: Any,
+                  settings: dict[str, Any], superseded: StopCheck, should_stop: StopCheck | None) -> Any:
+        """One live frame through `generate`; None when a newer stroke made it stale while it ran. A Stop wins
+        over staleness (it is checked first, and raised). Without TAESD on this machine the frame decodes with the
+        base's VAE, and the family is remembered for the next frames."""
+        from cnet.engine import GenerationCancelled, TinyVaeUnavailable
+        from cnet.live import live_settings
+
+        why: list[str] = []
+
+        def stale() -> bool:
+            if should_stop is not None and should_stop():
+                why.append("stop")
+                return True
+            if superseded():
+                why.append("newer stroke")
+                return True
+            return False
+
+        fast_decode = family.name not in self._no_tiny_vae
+        while True:
             try:
                 result, _ = self.generate(
                     units, session=session, base_model=base_model, should_stop=stale, few_step=preset.few_step,
                     keep=False, preview_every=1,
-                    **live_settings(preset, family, settings, device=device, fast_decode=fast_decode))
-                break
+                    **live_settings(preset, family, settings, device=pick_device(None), fast_decode=fast_decode))
+                return result
             except GenerationCancelled as err:
-                if not superseded():
+                if why[-1:] != ["newer stroke"]:
                     raise  # a Stop, or the visitor left
-                live.cancelled += 1
                 log.info("live frame of session %s cancelled (%s): a newer stroke is waiting", session[:8], err)
                 return None
-            except ModelUnavailableError:
-                if not fast_decode or not preset.fast_decode:
+            except TinyVaeUnavailable:
+                if not fast_decode:
                     raise
-                self._no_tiny_vae = True  # TAESD is not on this machine: the base's VAE decodes (slower)
-        live.frames += 1
-        line = describe_preset(preset, "the demo model" if demo else family.label, device)
-        if self._no_tiny_vae and preset.fast_decode:
-            line += f" TAESD ({family.tiny_vae}) is not on this machine, so the full VAE decodes (slower)."
-        return LiveFrame(result, time.perf_counter() - start, line, live)
+                self._no_tiny_vae.add(family.name)  # this family's TAESD is missing: the VAE decodes from now on
+                fast_decode = False
 
     def _checked(self, units: list[UnitInput], base_model: str | None, few_step: bool, settings: dict[str, Any]
                  ) -> tuple[Any, list[Any], dict[str, Any]]:
