@@ -49,9 +49,9 @@ class DemoModel:
         kept = self.fidelity_kept.get(sampler, {}).get(int(steps))
         if kept is None or kept >= FIDELITY_WARNING_BELOW:
             return ""
+        effect = "the circle is mostly lost" if kept < 0.5 else "expect the circle to be followed loosely"
         return (f"On the demo model, {sampler.upper()} at {int(steps)} step{'s' if steps != 1 else ''} kept "
-                f"{kept:.0%} of the 20-step default's control (circle IoU, measured): expect the circle to be "
-                "followed loosely.")
+                f"{kept:.0%} of the 20-step default's control (circle IoU, measured): {effect}.")
 
 
 @functools.cache

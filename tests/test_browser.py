@@ -693,9 +693,16 @@ def draw_arc(page, elem_id, start_degrees, end_degrees, radius=90):
     page.mouse.up()
 
 
+def live_frame(page, n):
+    """Wait until the status says the live frame `n` came."""
+    page.wait_for_function(f"document.querySelector('#status').innerText.includes('Live frame {n},')",
+                           timeout=60_000)
+
+
 def test_live_mode_shows_a_new_picture_after_each_stroke_and_drops_the_stale_one(browser, tmp_path, monkeypatch):
     """Live mode on, no Generate: a stroke shows a frame; two quick strokes show one more frame (the newest), and the
-    status says the first of them was made stale (skipped or cancelled); nothing is saved for download."""
+    status says the first of them was made stale (skipped or cancelled); Undo, a stroke ending off the canvas and a
+    stroke on the Map tab each show a frame; nothing is saved for download; Generate keeps the frames' seed."""
     # Each stroke's event reaches the server a second or two after the last (the page encodes and uploads the
     # canvas's layers; slower on a loaded machine): a long debounce keeps the first of two strokes waiting.
     with demo_page(browser, tmp_path, monkeypatch, CNET_LIVE_DEBOUNCE_MS="5000") as page:
@@ -704,33 +711,44 @@ def test_live_mode_shows_a_new_picture_after_each_stroke_and_drops_the_stale_one
         page.locator("#live-mode input").check()
         page.locator("#sketch button[aria-label='Brush']").click()
         draw_arc(page, "sketch", 0, 180)
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Live frame 1 ')",
-                               timeout=60_000)
+        live_frame(page, 1)
         first = page.locator("#gallery img").first.get_attribute("src")
         draw_arc(page, "sketch", 180, 270)  # two strokes within the debounce: the first one's frame is stale
         draw_arc(page, "sketch", 270, 360)
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Live frame 2 ')",
-                               timeout=60_000)
+        live_frame(page, 2)
         status = page.locator("#status").inner_text()
         assert re.search(r"made stale by newer strokes: \d+ cancelled while running, \d+ skipped", status), status
         assert "1 cancelled" in status or "1 skipped" in status, status
         assert page.locator("#gallery img").first.get_attribute("src") != first  # the picture was replaced
         assert page.locator("#gallery img").count() == 1  # the frame alone, in place
         assert page.locator("#files a").count() == 0  # nothing saved: Generate makes the picture to keep
+        page.locator("#sketch button[aria-label='Undo']").click()  # taking a stroke back is a change too
+        live_frame(page, 3)
+        box = page.locator("#sketch canvas").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] - 40, box["y"] + box["height"] / 2, steps=8)  # the pen lifts off the canvas
+        page.mouse.up()
+        live_frame(page, 4)
         page.get_by_role("tab", name="Map").click()  # the Map tab's editor is live too
         page.locator("#map-editor button[aria-label='Brush']").click()
         draw_arc(page, "map-editor", 0, 360, radius=60)
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Live frame 3 ')",
-                               timeout=60_000)
+        live_frame(page, 5)
         assert any("/upload" in url for url in posts)
         assert not [url for url in posts if "component_server" in url], posts
         page.get_by_role("tab", name="Draw").click()
         page.locator("#live-mode input").uncheck()
         draw_arc(page, "sketch", 0, 90, radius=40)
         page.wait_for_timeout(2500)
-        assert "Live frame 3 " in page.locator("#status").inner_text()  # off: strokes run nothing
-        # A fast setting that keeps under 90% of the control says so beside the steps (measured on the demo).
+        assert "Live frame 5," in page.locator("#status").inner_text()  # off: strokes run nothing
+        # Generate keeps the frames' seed: the form took it, with random off.
         page.locator("#advanced").get_by_text("Advanced settings").click()
+        live_seed = page.locator("#seed input").input_value()
+        assert not page.locator("#random-seed input").is_checked() and live_seed not in ("", "0")
+        page.locator("#generate").click()
+        page.wait_for_function("document.querySelectorAll('#files a').length >= 1", timeout=60_000)
+        assert str(int(float(live_seed))) in page.locator("#files").inner_text()  # cnet-<seed>-0.png
+        # A fast setting that keeps under 90% of the control says so under the steps (measured on the demo).
         assert not page.locator("#fidelity-note").is_visible()
         set_numbers(page, steps="2")
         page.wait_for_function("document.querySelector('#fidelity-note') && "

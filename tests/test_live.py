@@ -219,10 +219,10 @@ def test_a_live_user_keeps_one_frame_in_the_queue_and_the_others_are_served(raw_
     assert len(a) == 4 and len(b) == 1 and len(c) == 1 and all(m["success"] for m in a + b + c)
     frames = [m for m in a if m["output"]["data"][0] is not None and m["output"]["data"][0] != {"__type__": "update"}]
     statuses = [m["output"]["data"][3] for m in a]
-    shown = [s for s in statuses if isinstance(s, str) and s.startswith("**Live** frame")]
+    shown = [s for s in statuses if isinstance(s, str) and s.startswith("**Live** frame 1,")]
     assert len(shown) == 1 and "3 skipped before starting" in shown[0], statuses  # only A's newest ran
     assert frames and b[0]["output"]["data"][0]  # B's Generate was served between A's strokes
-    assert str(c[0]["output"]["data"][3]).startswith("**Live** frame 1 ")  # C's own frame
+    assert str(c[0]["output"]["data"][3]).startswith("**Live** frame 1,")  # C's own frame
 
 
 def test_a_fast_setting_that_loses_control_says_so_where_it_was_measured(demo_studio):

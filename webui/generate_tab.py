@@ -226,8 +226,8 @@ def sampling_controls(ui: SimpleNamespace, limits: Any, defaults: FormDefaults, 
                                 elem_id=f"{prefix}guidance",
                                 info="FLUX.1: its distilled guidance (3.5 typical), not CFG")
     with gr.Row():
-        ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-        ui.randomize = gr.Checkbox(value=True, label="Random seed")
+        ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id=f"{prefix}seed")
+        ui.randomize = gr.Checkbox(value=True, label="Random seed", elem_id=f"{prefix}random-seed")
         yield
 
 

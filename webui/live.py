@@ -27,8 +27,9 @@ def live_switch(ui: SimpleNamespace) -> None:
     ui.live_watch = gr.HTML("", js_on_load=WATCH_SCRIPT, elem_id="live-watch", padding=False)
     ui.live_mode = gr.Checkbox(
         label="Live: a new picture after each stroke", value=False, elem_id="live-mode",
-        info="Draw or Map tab; each frame runs the base's live preset (fewer steps, a smaller size, fast decode) "
-             "with a fixed seed; Generate makes the full-quality picture")
+        info="Draw or Map tab; each stroke runs the base's live preset (fewer steps, a smaller size, and fast "
+             "decode where the base has TAESD) with a fixed seed, which Generate then keeps for the full-quality "
+             "picture; a prompt change shows at the next stroke")
 
 
 def _gate(on: bool) -> None:
@@ -42,7 +43,7 @@ def frame_status(frame: LiveFrame) -> str:
     live = frame.session
     stale = f" · made stale by newer strokes: {live.cancelled} cancelled while running, {live.skipped} skipped " \
         "before starting" if live.cancelled or live.skipped else ""
-    return f"**Live** frame {live.frames} in {frame.seconds:.1f} s{stale}. {frame.preset}"
+    return f"**Live** frame {live.frames}, computed in {frame.seconds:.1f} s{stale}. {frame.preset}"
 
 
 def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable], inputs: set[Any],
@@ -70,13 +71,17 @@ def wire_live(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Cal
     def on_stroke(v: dict, request: gr.Request) -> list[Any]:
         panes = frame_panes(v, request)
         if all(pane == gr.skip() for pane in panes):  # dropped: the newer frame's preview goes on
-            return [*panes, gr.skip(), gr.skip()]
-        return [*panes, gr.Timer(active=False), gr.Image(value=None, visible=False)]
+            return [*panes, gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+        seed = panes[outputs.index(ui.used_seed)]
+        # The frame's seed goes into the form (random off), so Generate makes this picture at full quality.
+        keep_seed = [gr.skip(), gr.skip()] if seed == gr.skip() else [seed, False]
+        return [*panes, gr.Timer(active=False), gr.Image(value=None, visible=False), *keep_seed]
 
     gate = ui.live_watch.click(_gate, ui.live_mode, None, queue=False, show_progress="hidden",
                                trigger_mode="multiple", api_visibility="private")
     gate.success(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
                  api_visibility="private")
     # "multiple": every stroke is sent; the server drops the stale ones (a pending one is not held back).
-    return gate.success(on_stroke, inputs | {ui.live_mode}, [*outputs, ui.live_timer, ui.live], concurrency_id="gpu",
-                        trigger_mode="multiple", show_progress="hidden", api_visibility="private")
+    return gate.success(on_stroke, inputs | {ui.live_mode}, [*outputs, ui.live_timer, ui.live, ui.seed, ui.randomize],
+                        concurrency_id="gpu", trigger_mode="multiple", show_progress="hidden",
+                        api_visibility="private")
