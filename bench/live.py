@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="384,512", help="output sides, e.g. 384,512")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", help="an SD1.5-shaped folder from `python -m cnet tiny-model DIR --preset sd15`")
+    parser.add_argument("--steps", type=int, help="LCM steps per frame (default: the SD1.5 preset's on a CPU)")
     parser.add_argument("--compile", action="store_true",
                         help="also bfloat16, channels-last and torch.compile (minutes to compile)")
     args = parser.parse_args(argv)
@@ -103,18 +104,20 @@ def main(argv: list[str] | None = None) -> None:
         asked = live_settings(family.live, family, {"prompt_mode": "custom", "prompt": "a house", "seed": 0,
                                                     "width": side, "height": side}, device="cpu")
         asked["width"], asked["height"] = side, side  # this row's size, whatever the preset's cap
+        asked["num_inference_steps"] = args.steps or asked["num_inference_steps"]
         request = GenerationRequest(units=[ControlUnit(cond, controlnet=str(net))], **few_step_settings(family, asked))
         times = interleaved({name: (lambda n=name, r=request: frame(n, r)) for name in engines}, args.repeats)
         fp32 = statistics.median(next(iter(times.values())))
         rows += [[f"{side}x{side}", name, f"{min(t):.2f}", f"{statistics.median(t):.2f}",
                   f"{fp32 / statistics.median(t):.2f}x"] for name, t in times.items()]
-    record("Live frames on the CPU: SD1.5 + ControlNet, 1 LCM step, TAESD decode",
+    steps = args.steps or family.live.cpu_steps
+    record(f"Live frames on the CPU: SD1.5 + ControlNet, {steps} LCM step{'s' if steps > 1 else ''}, TAESD decode",
            ["size", "precision / layout", "min s / frame", "median s / frame", "vs float32 (medians)"], rows,
            f"{args.repeats} rounds after a warm-up, the order flipping every round; torch {torch.__version__}, "
            f"{cores} threads unless said, AMX {'yes' if torch.cpu._is_amx_tile_supported() else 'no'}; "
-           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after. A frame: prompt encoding, one "
-           "U-Net + ControlNet step at guidance 1 with a rank-64 LoRA on LCM-LoRA's layers (unfused, as the engine "
-           "runs LoRAs), TAESD decode, random weights with the published shapes.")
+           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after. A frame: prompt encoding, "
+           f"{steps} U-Net + ControlNet step(s) at guidance 1 with a rank-64 LoRA on LCM-LoRA's layers (unfused, as "
+           "the engine runs LoRAs), TAESD decode, random weights with the published shapes.")
 
 
 if __name__ == "__main__":

@@ -187,10 +187,11 @@ SD15_IP_PRESETS = {"style": {"up": {"block_1": 1.0}}, "composition": {"down": {"
 SDXL_IP_PRESETS = {"style": {"up": {"block_0": [0.0, 1.0, 0.0]}}, "composition": {"down": {"block_2": [0.0, 1.0]}},
                    "style_and_composition": {"down": {"block_2": [0.0, 1.0]}, "up": {"block_0": [0.0, 1.0, 0.0]}}}
 
-# Live mode: LCM-LoRA at 1 step on a CPU (a step of SD1.5 + ControlNet at 384 px: ~1 s in bfloat16 there) and 2 on a
-# GPU (its authors' range is 2-8), TAESD decode; SDXL at a size it still draws well. bench/live.py times them.
-SD15_LIVE = LivePreset(steps=2, cpu_steps=1, side=512, cpu_side=384)
-SDXL_LIVE = LivePreset(steps=2, cpu_steps=1, side=768, cpu_side=512)
+# Live mode: LCM-LoRA at 2 steps (the low end of its authors' 2-8), guidance 1 (no CFG), TAESD decode; on a CPU at
+# 384 px, where such a frame of SD1.5 + ControlNet took 1.8 s in bfloat16 (bench/RESULTS.md; 1 step: 0.9 s, below the
+# LoRA's range); SDXL at a size it still draws well.
+SD15_LIVE = LivePreset(steps=2, cpu_steps=2, side=512, cpu_side=384)
+SDXL_LIVE = LivePreset(steps=2, cpu_steps=2, side=768, cpu_side=512)
 
 FAMILIES: dict[str, Family] = {
     "sd15": Family("sd15", "Stable Diffusion 1.x", "StableDiffusionPipeline", SD_PIPELINES, short_label="SD 1.x",

@@ -61,7 +61,7 @@ def test_the_live_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path):
     for variant in ("eager", "torch.compile (CUDA graphs on a GPU)"):
         row = next(line for line in text.splitlines() if line.startswith(f"| sd15 | 64x64 | {variant} |"))
         assert float(row.split(" | ")[-1].rstrip(" |")) > 0
-    assert "the live preset on cpu (1 LCM steps" in text
+    assert "the live preset on cpu (2 LCM steps" in text
 
 
 def test_the_sdxl_benchmark_shapes_are_sdxls():

@@ -22,7 +22,7 @@ def test_a_live_frame_is_smaller_on_a_cpu_and_never_larger_than_asked():
     assert live_size(1000, 250, 512, multiple=16) == (512, 128)
 
 
-@pytest.mark.parametrize("device, steps, side", [("cpu", 1, 384), ("cuda", 2, 512), ("cuda:1", 2, 512)])
+@pytest.mark.parametrize("device, steps, side", [("cpu", 2, 384), ("cuda", 2, 512), ("cuda:1", 2, 512)])
 def test_the_sd15_preset_per_device(device, steps, side):
     family = FAMILIES["sd15"]
     asked = {"prompt": "a house", "seed": 7, "num_inference_steps": 20, "guidance_scale": 9.0, "scheduler": "euler_a",
@@ -169,7 +169,7 @@ def test_a_missing_taesd_falls_back_for_its_family_only_and_other_missing_models
     frame = studio.live(units, session="s", superseded=lambda: False, width=64, height=64)  # no TAESD offline
     assert frame is not None and studio._no_tiny_vae == {"sd15"}
     assert "TAESD is not on this machine" in frame.preset and "hf download madebyollin/taesd" in frame.preset
-    assert frame.result.metadata[0]["fast_decode"] is False and frame.result.metadata[0]["num_inference_steps"] == 1
+    assert frame.result.metadata[0]["fast_decode"] is False and frame.result.metadata[0]["num_inference_steps"] == 2
 
 
 # -- over HTTP: several sessions, one queue ------------------------------------------------------------------------
