@@ -109,15 +109,25 @@ def _cache(argv: list[str]) -> int:
     from .latent_cache import build_cache
 
     args = build_cache_parser().parse_args(argv)
+    from accelerate import Accelerator
+
     from .stop import StopRequest
 
-    # Ctrl-C / SIGTERM or a STOP file in the cache folder: the shard being written is finished first.
-    out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
-                      batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
-                      single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
-                      streaming=args.streaming, bad_row_limit=args.bad_row_limit,
-                      mixed_precision=args.mixed_precision, should_stop=StopRequest(Path(args.out) / "STOP"),
-                      progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True))
+    # This command owns the processes' group (as the training loop does): ended when the cache is, so no rank exits
+    # with the group's threads still running (one aborted so under load: "terminate called without an active
+    # exception").
+    accelerator = Accelerator()
+    try:
+        # Ctrl-C / SIGTERM or a STOP file in the cache folder: the shard being written is finished first.
+        out = build_cache(args.dataset, args.base_model, args.out, resolution=args.resolution,
+                          batch_size=args.batch_size, rows_per_shard=args.rows_per_shard,
+                          single_file_config=args.single_file_config, skip_bad_rows=args.skip_bad_rows,
+                          streaming=args.streaming, bad_row_limit=args.bad_row_limit,
+                          mixed_precision=args.mixed_precision, should_stop=StopRequest(Path(args.out) / "STOP"),
+                          progress=lambda info: print(json.dumps({"event": "cache", **info}), flush=True),
+                          accelerator=accelerator)
+    finally:
+        accelerator.end_training()
     if out is None:
         print(f"stopped: the shards written so far stay in {args.out}; the same command goes on")
         return 0
