@@ -37,17 +37,9 @@ CONFIGS = {  # name -> (Engine options, torch threads; 0: torch's default, one p
 
 def stand_in_lora(base: Path, out: Path) -> Path:
     """A rank-64 LoRA on LCM-LoRA's layers of the base's U-Net (random weights), in diffusers' file layout."""
-    import diffusers
-    import torch
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig, get_peft_model_state_dict
+    from cnet.tiny import save_tiny_lora
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel.from_pretrained(str(base), subfolder="unet")
-    unet.add_adapter(LoraConfig(r=64, lora_alpha=64, init_lora_weights=False, target_modules=LCM_LORA_LAYERS))
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    diffusers.StableDiffusionPipeline.save_lora_weights(str(out), unet_lora_layers=layers)
-    return out / "pytorch_lora_weights.safetensors"
+    return save_tiny_lora(base, out, rank=64, targets=tuple(LCM_LORA_LAYERS))
 
 
 def models(folder: str | None, work: Path) -> tuple[Path, Path]:

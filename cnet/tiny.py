@@ -324,10 +324,14 @@ def save_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def save_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 0, rank: int = 4) -> Path:
-    """Write a LoRA for the tiny base at `base_dir` (its denoiser's attention projections, U-Net or transformer,
-    random non-zero weights, so it visibly changes the output) as diffusers' `pytorch_lora_weights.safetensors` in
-    `out_dir`; return the file."""
+LORA_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def save_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 0, rank: int = 4,
+                   targets: tuple[str, ...] = LORA_ATTENTION) -> Path:
+    """Write a LoRA for the base at `base_dir` (on its denoiser's `targets` layers, by default the attention
+    projections, U-Net or transformer; random non-zero weights, so it visibly changes the output) as diffusers'
+    `pytorch_lora_weights.safetensors` in `out_dir`; return the file."""
     import diffusers
     import torch
     from diffusers.utils import convert_state_dict_to_diffusers
@@ -338,8 +342,7 @@ def save_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 0, ran
     torch.manual_seed(seed)
     family = base_family(str(base_dir))
     denoiser = diffusers.AutoModel.from_pretrained(str(base_dir), subfolder=family.denoiser)
-    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=list(targets)))
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(denoiser))
     pipeline = getattr(diffusers, family.base_pipeline)
     pipeline.save_lora_weights(str(out_dir), **{f"{family.denoiser}_lora_layers": layers})
