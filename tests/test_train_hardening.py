@@ -174,8 +174,84 @@ def test_an_image_broken_after_the_check_names_its_row_and_file(circles, tmp_pat
     loaded = load_rows(str(data))
     row = loaded.rows[5]
     Path(row.conditioning).write_bytes(truncated_jpeg())  # the disk changed under the run
-    with pytest.raises(DataError, match=rf"row {row.index}: the conditioning image {row.conditioning} cannot"):
+    with pytest.raises(DataError, match=rf"prompt.json line {row.index}: the conditioning image {row.conditioning} "
+                                        r"cannot be read .*use --skip-bad-rows"):
         ControlNetDataset(loaded.rows, 64)[5]
+
+
+# -- a folder's rows checked as they are loaded ----------------------------------------------------------------------
+
+
+def many_rows(circles, folder, rows, broken=()):
+    """A metadata.jsonl folder of `rows` rows over the 16 circles; the rows numbered in `broken` (0-based) point at
+    a truncated JPEG."""
+    shutil.copytree(circles, folder)
+    (folder / "broken.jpg").write_bytes(truncated_jpeg())
+    pairs = [json.loads(line) for line in (circles / "prompt.json").read_text().splitlines()]
+    with open(folder / "metadata.jsonl", "w") as f:
+        for n in range(rows):
+            pair = pairs[n % len(pairs)]
+            f.write(json.dumps({"image": pair["target"], "text": pair["prompt"],
+                                "conditioning_image": "broken.jpg" if n in broken else pair["source"]}) + "\n")
+    return folder
+
+
+def test_a_training_start_decodes_no_image_of_the_rows_it_has_not_reached(tiny_models, circles, tmp_path,
+                                                                           monkeypatch):
+    """2,000 rows: before the first step only the validation rows' images are decoded (the old start decoded all
+    4,000 images first); two steps of batch 2 decode their rows (and the batch read ahead)."""
+    from train import data as train_data
+
+    decoded = []
+    real = train_data.load_image
+    monkeypatch.setattr(train_data, "load_image", lambda value: decoded.append(value) or real(value))
+    data = many_rows(circles, tmp_path / "data", 2_000)
+    at_start = []
+    cfg = TrainConfig(base_model=str(tiny_models[0]), dataset=str(data), output_dir=str(tmp_path / "run"),
+                      resolution=64, batch_size=2, max_steps=2, validate_every=0, num_validation=2)
+    train(cfg, lambda event, info: at_start.append(len(decoded)) if event == "start" else None)
+    assert at_start == [4]  # the two validation rows, image and condition
+    assert len(decoded) == 4 + 3 * 2 * 2  # accelerate's loader reads one batch ahead of the two steps
+    # The names were checked without the disk: a row that leads out of the folder is refused at once, by name.
+    (data / "metadata.jsonl").write_text('{"image": "../x.png", "conditioning_image": "a.png", "text": "t"}\n')
+    with pytest.raises(DataError, match=r"metadata.jsonl line 1: column 'image' points outside the dataset folder"):
+        load_rows(str(data), check_files=False)
+
+
+def test_a_bad_row_met_while_training_stops_the_run_by_name_or_is_skipped_logged_and_counted(tiny_models, circles,
+                                                                                                tmp_path):
+    data = many_rows(circles, tmp_path / "data", 16, broken={5})
+    base = dict(base_model=str(tiny_models[0]), dataset=str(data), resolution=64, batch_size=4, max_steps=8,
+                validate_every=0, checkpoint_every=2, num_validation=0)
+    with pytest.raises(DataError, match=r"metadata.jsonl line 6: the conditioning image .*broken.jpg cannot be "
+                                        r"read .*use --skip-bad-rows"):
+        train(TrainConfig(output_dir=str(tmp_path / "strict"), **base))
+    sizes = []
+    out = tmp_path / "skipping"
+    result = train(TrainConfig(output_dir=str(out), skip_bad_rows=True, **base),
+                   lambda event, info: sizes.append(info["loss"]) if event == "step" else None)
+    assert result is not None and len(sizes) == 8
+    logged = [json.loads(line) for line in (out / "bad_rows.jsonl").read_text().splitlines()]
+    assert [entry["row"] for entry in logged] == ["metadata.jsonl line 6"]  # once, though read in every epoch
+    assert "broken.jpg cannot be read" in logged[0]["reason"]
+    assert json.loads((out / "progress.json").read_text())["rows_skipped"] == 1
+
+
+def test_past_the_bad_row_limit_a_folder_run_stops_naming_the_last_bad_row(circles, tmp_path):
+    from train.bad_rows import RowLedger
+    from train.data import ControlNetDataset
+
+    data = many_rows(circles, tmp_path / "data", 300, broken={10, 150})
+    rows = load_rows(str(data), check_files=False).rows
+    ledger = RowLedger(str(data), len(rows), skip=True, limit=0.01, log_file=tmp_path / "bad_rows.jsonl")
+    dataset = ControlNetDataset(rows, 64, ledger=ledger)
+    used = [dataset[i]["index"] for i in range(100)]  # one bad row in the first 100 read: within 1%
+    assert 10 not in used and used[10] == 11  # the next row took the bad one's place
+    assert ledger.read == 100 and ledger.bad == 1
+    with pytest.raises(DataError, match=r"2 of 151 rows read are bad \(more than bad_row_limit=0.01\); the "
+                                        r"last: metadata.jsonl line 151"):
+        for i in range(100, 200):
+            dataset[i]
 
 
 # -- Stop whenever it arrives -----------------------------------------------------------------------------------------
@@ -446,3 +522,26 @@ def test_the_cli_and_the_train_tab_report_a_diverged_run_as_an_error(tiny_models
     assert manager.wait(timeout=300) not in (None, 0)
     status = manager.status()
     assert "ended with an error" in status.message and "training diverged at step" in status.message
+
+
+@pytest.mark.slow
+def test_a_bad_row_met_by_one_of_two_processes_stops_both_within_the_step(tiny_models, circles, tmp_path):
+    """The bad row is in one process's share of the epoch: that process names it, and the other stops at the same
+    batch instead of waiting at the next collective until the launcher's timeout (30 minutes by default)."""
+    import re
+
+    data = many_rows(circles, tmp_path / "data", 16, broken={5})
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
+         "--base-model", str(tiny_models[0]), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
+         "--resolution", "64", "--batch-size", "2", "--max-steps", "8", "--checkpoint-every", "100",
+         "--validate-every", "0", "--log-every", "1", "--preset", "none"],
+        capture_output=True, text=True, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, timeout=600)
+    assert proc.returncode != 0 and time.monotonic() - started < 300, proc.stderr[-3000:]
+    # Both processes write to one stderr, so their lines can run together: found by pattern, not by line.
+    assert len(re.findall(r"error: metadata.jsonl line 6: the conditioning image \S+broken.jpg cannot", proc.stderr)) \
+        == 1, proc.stderr[-3000:]
+    assert len(re.findall(r"error: another process stopped on its data at step \d+", proc.stderr)) == 1
+    assert not (tmp_path / "run" / "controlnet").exists()

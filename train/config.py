@@ -46,7 +46,7 @@ class TrainConfig:
     # and the stream's position is checkpointed (train/stream.py)
     streaming: bool = False
     shuffle_block: int = 256  # streaming: rows mixed at a time (held undecoded in RAM); a resume re-reads one block
-    bad_row_limit: float = 0.01  # streaming: bad rows are skipped and logged; above this share the data is broken
+    bad_row_limit: float = 0.01  # skipped bad rows (streams; folders with skip_bad_rows) past this share: broken data
     # A latent cache written by `python -m train cache` (VAE posteriors, text embeddings, conditions at
     # `resolution`): steps read it memory-mapped, no VAE or text encoder runs; refused if made by other weights.
     # A folder without one is built first from `dataset` (read as a stream with `streaming`)

@@ -2,13 +2,16 @@
 
 Layouts: (a) a folder with `metadata.jsonl` (image, conditioning_image, text; the diffusers / Hugging Face layout),
 (b) lllyasviel's Fill50K folder (`prompt.json` lines with source, target, prompt), (c) a `datasets` dataset: a Hub id
-or a folder written by `save_to_disk`. Rows are checked before training; a bad row stops the run with its number and
-file, or, with `skip_bad_rows`, is skipped and counted.
+or a folder written by `save_to_disk`. `load_rows` checks every row, its images decoded, unless told to leave the
+files to the run (`check_files=False`, what training does: its start then does not grow with the number of rows, and
+each row is checked when it is loaded, train/bad_rows.py `RowLedger`). A bad row stops the run with its number and
+file, or, with `skip_bad_rows`, is skipped, counted and named.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +19,23 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-
-class DataError(ValueError):
-    """A dataset or row cannot be used; the message names the row and the file or column."""
+from .bad_rows import RowLedger
+from .data_error import DataError
 
 
 @dataclass(frozen=True)
 class Row:
     index: int  # position in the source (line number for jsonl / prompt.json, 0-based)
-    image: Any  # a path, or a PIL image (datasets)
+    image: Any  # a path (str), or a lazily decoded cell of a `datasets` table
     conditioning: Any
     text: str
+    where: str = ""  # the row in its source, for messages ("metadata.jsonl line 7")
+    root: Path | None = None  # a folder dataset's folder: its files must stay inside it
+
+    @property
+    def name(self) -> str:
+        """How messages name the row: where it is in its source, or its number."""
+        return self.where or f"row {self.index}"
 
 
 @dataclass
@@ -37,15 +46,17 @@ class LoadedRows:
 
 
 def load_rows(dataset: str, *, image_column: str = "image", conditioning_image_column: str = "conditioning_image",
-              caption_column: str = "text", skip_bad_rows: bool = False) -> LoadedRows:
-    """Read and check every row of `dataset` (folder or Hub id)."""
+              caption_column: str = "text", skip_bad_rows: bool = False, check_files: bool = True) -> LoadedRows:
+    """Read and check the rows of `dataset` (folder or Hub id). With `check_files=False` a folder's files are
+    neither opened nor looked up (their names are checked to stay inside the folder): `ControlNetDataset` checks
+    each row when it loads it."""
     columns = (image_column, conditioning_image_column, caption_column)
     path = Path(dataset).expanduser()
     if path.is_dir():
         if (path / "metadata.jsonl").is_file():
-            layout, raw = "metadata.jsonl", _jsonl(path / "metadata.jsonl", path, columns)
+            layout, raw = "metadata.jsonl", _jsonl(path / "metadata.jsonl", path, columns, check_files)
         elif (path / "prompt.json").is_file():
-            layout, raw = "fill50k", _jsonl(path / "prompt.json", path, ("target", "source", "prompt"))
+            layout, raw = "fill50k", _jsonl(path / "prompt.json", path, ("target", "source", "prompt"), check_files)
         elif any((path / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
             layout, raw = "datasets (disk)", _datasets_rows(_load_from_disk(path), columns, str(path))
         else:
@@ -67,8 +78,9 @@ def load_rows(dataset: str, *, image_column: str = "image", conditioning_image_c
     return LoadedRows(rows, skipped, layout)
 
 
-def _jsonl(file: Path, root: Path, columns: tuple[str, str, str]):
+def _jsonl(file: Path, root: Path, columns: tuple[str, str, str], check_files: bool = True):
     image_col, cond_col, text_col = columns
+    folder = str(root)
     for number, line in enumerate(file.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -83,23 +95,35 @@ def _jsonl(file: Path, root: Path, columns: tuple[str, str, str]):
             if not isinstance(record.get(col), str) or not record[col].strip():
                 problem = f"{where}: column '{col}' is missing or empty"
                 break
-        if problem is None:
-            for col in (image_col, cond_col):
-                problem = _check_file(root, record[col], where, col)
-                if problem:
-                    break
+        for col in (image_col, cond_col) if problem is None else ():
+            problem = _check_file(root, record[col], where, col) if check_files else \
+                _check_name(root, record[col], where, col)
+            if problem:
+                break
         if problem:
             yield number, problem
         else:
-            yield number, Row(number, root / record[image_col], root / record[cond_col], record[text_col].strip())
+            # Strings, not Paths: building 80,000 Path objects took most of a 40,000-row folder's start.
+            yield number, Row(number, os.path.join(folder, record[image_col]), os.path.join(folder, record[cond_col]),
+                              record[text_col].strip(), where, root)
 
 
-def _check_file(root: Path, name: str, where: str, column: str) -> str | None:
+def _check_name(root: Path, name: str, where: str, column: str) -> str | None:
+    """The name alone, without touching the disk: a relative path that stays inside the folder (a link that leads
+    out is found when the file is loaded, `_check_file`)."""
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        return f"{where}: column '{column}' points outside the dataset folder ({name})"
+    return None
+
+
+def _check_file(root: Path, name: str, where: str, column: str, decode: bool = True) -> str | None:
     path = (root / name).resolve()
     if root.resolve() not in path.parents:
         return f"{where}: column '{column}' points outside the dataset folder ({name})"
     if not path.is_file():
         return f"{where}: file {name} (column '{column}') does not exist"
+    if not decode:
+        return None
     try:
         # Decoded, not only verified: `verify()` checks a PNG's checksums but reads no pixel data, so a corrupt
         # deflate stream or a truncated JPEG passes it and fails mid-run. Decoding costs far less than a step.
@@ -188,32 +212,62 @@ def resize_and_crop(image: Image.Image, resolution: int) -> Image.Image:
 
 class ControlNetDataset:
     """Rows as tensors: `pixel_values` in [-1, 1] (the VAE's range), `conditioning_pixel_values` in [0, 1].
-    With `with_pixels=False` (the latents are precomputed) the target image is neither decoded nor returned."""
+    With `with_pixels=False` (the latents are precomputed) the target image is neither decoded nor returned.
 
-    def __init__(self, rows: list[Row], resolution: int, with_pixels: bool = True) -> None:
+    Each row is checked when it is loaded (`ledger`, strict unless told otherwise): a folder row whose file is
+    missing, leads out of the folder or does not decode stops the run naming it, or, when bad rows are skipped, the
+    next usable row takes its place (the batch keeps its size; `index` says which row was used)."""
+
+    def __init__(self, rows: list[Row], resolution: int, with_pixels: bool = True,
+                 ledger: RowLedger | None = None) -> None:
         self.rows = rows
         self.resolution = resolution
         self.with_pixels = with_pixels
+        self.ledger = ledger or RowLedger("the dataset", len(rows))
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        for offset in range(len(self.rows)):
+            index = (i + offset) % len(self.rows)
+            if self.ledger.is_bad(index):
+                continue
+            try:
+                item = self._load(index)
+            except DataError as err:
+                self.ledger.found_bad(index, self.rows[index].name, str(err))
+                continue
+            self.ledger.good(index)
+            return item
+        raise DataError(f"{self.ledger.dataset}: none of its {len(self.rows)} rows could be loaded")
+
+    def _load(self, index: int) -> dict[str, Any]:
         import torch
 
-        row = self.rows[i]
+        row = self.rows[index]
         pictures = {}
         columns = [("image", row.image)] if self.with_pixels else []
         for column, value in (*columns, ("conditioning image", row.conditioning)):
-            try:  # checked before training, but a file may change or a Hub row be broken: name row and file
-                pictures[column] = np.asarray(resize_and_crop(load_image(value), self.resolution), np.float32)
-            except (OSError, ValueError, SyntaxError) as err:
-                raise DataError(f"row {row.index}: the {column} {_name(value)} cannot be read ({err})") from err
+            pictures[column] = np.asarray(resize_and_crop(_loaded(row, column, value), self.resolution), np.float32)
         item = {"conditioning_pixel_values": torch.from_numpy(pictures["conditioning image"] / 255.0).permute(2, 0, 1),
-                "text": row.text, "index": i}
+                "text": row.text, "index": index}
         if self.with_pixels:
             item["pixel_values"] = torch.from_numpy(pictures["image"] / 127.5 - 1.0).permute(2, 0, 1)
         return item
+
+
+def _loaded(row: Row, column: str, value: Any) -> Image.Image:
+    """One of a row's images, decoded; DataError naming what is wrong with it (the row is named by the caller)."""
+    if row.root is not None and isinstance(value, (str, Path)):
+        name = os.path.relpath(value, row.root)
+        problem = _check_file(row.root, name, "", column, decode=False)
+        if problem:
+            raise DataError(problem.removeprefix(": "))
+    try:
+        return load_image(value)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"the {column} {_name(value)} cannot be read ({err})") from err
 
 
 def _name(value: Any) -> str:

@@ -264,16 +264,8 @@ def _cache_stream(dataset, out, opts, share, encode, report, should_stop) -> tup
     from datasets.distributed import split_dataset_by_node
     from safetensors import safe_open
 
-    from .stream import (
-        MIN_ROWS_BEFORE_LIMIT,
-        check_bad_share,
-        checked_item,
-        fields_of,
-        open_stream,
-        record_bad_row,
-        row_name,
-        rows_of,
-    )
+    from .bad_rows import MIN_ROWS_BEFORE_LIMIT, bad_rows_file, check_bad_share, record_bad_row
+    from .stream import checked_item, fields_of, open_stream, row_name, rows_of
 
     (rank, world), rows_per_shard, bad_row_limit = share, opts.rows_per_shard, opts.bad_row_limit
     stream = open_stream(dataset)
@@ -283,7 +275,7 @@ def _cache_stream(dataset, out, opts, share, encode, report, should_stop) -> tup
     finished = sorted(out.glob(f"{prefix}*.safetensors"))
     consumed_before = sum(int(safe_open(str(p), "pt").metadata()["consumed"]) for p in finished)
     rows = rows_of(stream.skip(consumed_before) if consumed_before else stream, dataset)
-    log_file = out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl")
+    log_file = bad_rows_file(out, rank)
     number, read, bad, consumed, pending, skipped = len(finished), consumed_before, 0, 0, [], []
     for example in rows:
         where = row_name(example, read)

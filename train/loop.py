@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bad_rows import RowLedger, bad_rows_file
 from .base import load_base
 from .checkpoint import CheckpointError, describe_write_error, find_resume, is_disk_full, write_atomically
 from .config import TrainConfig
-from .data import ControlNetDataset, collate, load_rows
+from .data import ControlNetDataset, DataError, collate, load_rows
 from .finite import TrainingDiverged, divergence_message, first_nonfinite, nonfinite_tensors
 from .objectives import encode_text, objective_for
 from .sources import data_source
@@ -110,7 +111,7 @@ def loop(run: Run) -> bool:
     accelerator.step = micro
     started, run_steps, window = time.monotonic(), 0, []
     if run.step < config.max_steps:
-        for batch in _batches(run, micro):
+        for batch in _together(run, _batches(run, micro)):
             if config.mode == "large" and not run.unlocked and run.step >= config.unlock_after:
                 run.unlocked = _unlock(run.denoiser, run.optimizer, config)
                 run.emit("unlock", {"step": run.step})
@@ -155,6 +156,21 @@ def _batches(run: Run, micro: int) -> Any:
         run.loader.set_epoch(epoch)
         yield from run.accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
         skip, epoch = 0, epoch + 1
+
+
+def _together(run: Run, batches: Any) -> Any:
+    """The batches, a data error met by any process raised on every process at the same micro-batch: a rank that
+    stopped alone (a bad row in strict mode, the bad-row limit of its share) left the others waiting at the next
+    collective until the launcher's timeout. With several processes this costs one all-reduce of a flag a batch."""
+    while True:
+        try:
+            batch, failure = next(batches), None
+        except DataError as err:
+            batch, failure = None, err
+        if run.any_process(failure is not None):
+            raise failure or DataError(f"another process stopped on its data at step {run.step} (its error is "
+                                       "above); this one stopped with it")
+        yield batch
 
 
 def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = None) -> Run | None:
@@ -320,12 +336,29 @@ def _data(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, Any, list[An
         return _cache_data(config)
     if config.streaming:
         return _stream_data(config, accelerator, _columns(config))
-    loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, **_columns(config))
-    dataset = ControlNetDataset(loaded.rows, config.resolution)
-    validation_rows = _validation_rows(config, lambda n: loaded.rows[:n])
+    # The rows' files are checked as they are loaded (the ledger), not all before the first step.
+    loaded = load_rows(config.dataset, skip_bad_rows=config.skip_bad_rows, check_files=False, **_columns(config))
+    log_file = bad_rows_file(Path(config.output_dir), accelerator.process_index)
+    ledger = RowLedger(config.dataset, len(loaded.rows), skip=config.skip_bad_rows, limit=config.bad_row_limit,
+                       log_file=log_file)
+    dataset = ControlNetDataset(loaded.rows, config.resolution, ledger=ledger)
+    validation_rows = _validation_rows(config, lambda n: _first_usable(loaded.rows, n, config.resolution))
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
     return loaded, dataset, loader, validation_rows
+
+
+def _first_usable(rows: list[Any], n: int, resolution: int) -> list[Any]:
+    """The first `n` rows whose images load (a bad one is the training ledger's to name, when the run reaches it)."""
+    probe = ControlNetDataset(rows, resolution, ledger=RowLedger("validation", len(rows), skip=True, limit=1.0))
+    used = []
+    for i in range(len(rows)):
+        index = probe[i]["index"]
+        if index not in used:
+            used.append(index)
+        if len(used) == n or index < i:  # n found, or the search wrapped round to the start
+            break
+    return [rows[i] for i in used]
 
 
 def _stream_data(config: TrainConfig, accelerator: Any, columns: dict[str, str]) -> tuple[Any, Any, Any, list[Any]]:
@@ -341,7 +374,7 @@ def _stream_data(config: TrainConfig, accelerator: Any, columns: dict[str, str])
     dataset = StreamingRows(config.dataset, config.resolution, columns=tuple(columns.values()), seed=config.seed,
                             shuffle_block=config.shuffle_block, share=(rank, accelerator.num_processes),
                             bad_row_limit=config.bad_row_limit,
-                            bad_rows_file=out / ("bad_rows.jsonl" if rank == 0 else f"bad_rows.{rank}.jsonl"))
+                            bad_rows_file=bad_rows_file(out, rank))
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=stream_collate)
     def first_rows(n: int) -> list[Any]:  # the first good rows of the stream, read apart from the training share
         probe = StreamingRows(config.dataset, config.resolution, columns=tuple(columns.values()), seed=config.seed,
@@ -749,11 +782,14 @@ def _write_progress(run: Run, loss: float, seconds_per_step: float) -> None:
 
 def _rows_seen(run: Run) -> dict[str, Any]:
     """The data's counts for the status line: a stream's rows read and skipped so far (this process's, times the
-    processes: each reads its own share), a folder's rows and skipped ones (checked up front)."""
+    processes: each reads its own share), a folder's rows and skipped ones (those refused when the rows were read,
+    and those found bad when loaded, by this process)."""
+    dataset = run.loader.dataset
     if run.streaming:
-        dataset, world = run.loader.dataset, run.accelerator.num_processes
+        world = run.accelerator.num_processes
         return {"rows_read": dataset.read * world, "rows_skipped": dataset.bad * world, "rows_estimated": world > 1}
-    return {"rows": len(run.loader.dataset), "rows_skipped": len(run.loaded.skipped)}
+    found = dataset.ledger.bad if isinstance(dataset, ControlNetDataset) else 0
+    return {"rows": len(dataset), "rows_skipped": len(run.loaded.skipped) + found}
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

@@ -18,7 +18,6 @@ step.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .bad_rows import MIN_ROWS_BEFORE_LIMIT, check_bad_share, record_bad_row
 from .data import DataError, load_image, resize_and_crop
 
 SHARD_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".tar": "webdataset"}
-MIN_ROWS_BEFORE_LIMIT = 100  # the bad-row share is judged only once this many rows were read
 
 
 def open_stream(dataset: str, check_shards_first: bool = True) -> Any:
@@ -262,24 +261,6 @@ def checked_item(example: dict[str, Any], fields: tuple[str, str, str], resoluti
     if pixels is not None:
         item["pixel_values"] = torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
     return item
-
-
-def record_bad_row(dataset: str, where: str, reason: str, read: int, bad: int, limit: float,
-                   log_file: Path | None) -> None:
-    """Log a skipped row; DataError once more than `limit` of the rows read are bad (after the first 100)."""
-    if log_file is not None:
-        with open(log_file, "a") as f:
-            f.write(json.dumps({"row": where, "reason": reason[:300]}) + "\n")
-    check_bad_share(dataset, read, bad, limit, log_file, f"the last: {where}: {reason[:200]}")
-
-
-def check_bad_share(dataset: str, read: int, bad: int, limit: float, log_file: Path | None, last: str = "") -> None:
-    """DataError when more than `limit` of the `read` rows are bad, judged from the 100th row on. The share can
-    newly pass the limit only when a bad row comes or when the 100th row is read (3 bad rows among the first 100
-    used to pass unjudged): callers call it then."""
-    if read >= MIN_ROWS_BEFORE_LIMIT and bad > limit * read:
-        raise DataError(f"dataset={dataset!r}: {bad} of {read} rows read are bad (more than bad_row_limit={limit})"
-                        f"{'; ' + last if last else ''}. See {log_file or 'the log'} for all of them")
 
 
 def fields_of(stream: Any, columns: tuple[str, str, str]) -> tuple[str, str, str]:
