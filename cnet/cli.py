@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from . import evaluate
 from .engine import OFFLOAD_MODES
 from .kinds import KINDS
 from .operations import EditOptions
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--base-model", help="Hub id, diffusers folder or single file (default: CNET_BASE_MODEL)")
     warm.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: automatic)")
     warm.add_argument("--dtype", help="float16, bfloat16 or float32 (default: automatic)")
+
+    evaluate.add_parser(sub)
 
     tiny = sub.add_parser("tiny-model", help="write a small random-weight pipeline for offline smoke tests")
     tiny.add_argument("dir", help="writes DIR/base and DIR/controlnet")
@@ -370,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         elif args.command == "warm-up":
             _warm_up(args)
+        elif args.command == "eval":
+            print(evaluate.run_cli(args))
         else:
             for path in (_batch(args) if args.command == "batch" else _generate(args)[0]):
                 print(path)

@@ -150,11 +150,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def circle_iou(generated: Any, condition: Any, prompt: str) -> float:
     """The demo domain's score: IoU of the generated circle (pixels nearer the prompt's circle colour than its
-    background colour) with the circle the outline encloses."""
+    background colour) with the circle the outline encloses (PIL images)."""
+    return circle_iou_array(np.asarray(generated.convert("RGB")),
+                            np.asarray(condition.convert("L").resize(generated.size)), prompt)
+
+
+def circle_iou_array(generated: np.ndarray, condition: np.ndarray, prompt: str) -> float:
+    """`circle_iou` on arrays (cnet.metrics' form): the generated RGB picture, the outline map (grey or RGB)."""
     colours = parse_prompt(prompt)
     if colours is None:  # an empty prompt names no colours: nothing to segment against
         return float("nan")
     palette = load_palette()
-    image = np.asarray(generated.convert("RGB"))
-    truth = filled_from_outline(np.asarray(condition.convert("L").resize(generated.size)))
-    return iou(segment(image, palette[colours[0]], palette[colours[1]]), truth)
+    return iou(segment(generated, palette[colours[0]], palette[colours[1]]), filled_from_outline(condition))
+
+
+def circle_colour_right(generated: np.ndarray, condition: np.ndarray, prompt: str) -> float:
+    """1.0 when the generated circle (the pixels nearer the prompt's circle colour than its background colour)
+    has, on average, the prompt's circle colour (of the palette's colours the nearest), else 0.0; NaN for a
+    prompt that names no colours."""
+    colours = parse_prompt(prompt)
+    if colours is None:
+        return float("nan")
+    palette = load_palette()
+    mask = segment(generated, palette[colours[0]], palette[colours[1]])
+    return float(nearest_colour(generated, mask, palette) == colours[0])

@@ -310,3 +310,16 @@ def client(public_app):
     from gradio_client import Client
 
     return Client(public_app[0], verbose=False)
+
+
+def launch_two_processes(*args: str, timeout: int = 600):
+    """`accelerate launch` of two CPU processes (gloo) running `args` (e.g. "-m", "train", ...); the finished
+    process, its output captured."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *args],
+                          capture_output=True, text=True, env={**os.environ, "ACCELERATE_USE_CPU": "1"},
+                          timeout=timeout)

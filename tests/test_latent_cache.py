@@ -235,14 +235,12 @@ def test_a_nan_met_by_one_of_two_processes_stops_both_at_that_step(tiny_models, 
         tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
     tensors["mean"][1] = float("nan")
     save_file(tensors, str(shard), metadata=metadata)
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
-         "--base-model", str(tiny_models[0]), "--latent-cache", str(damaged), "--output-dir", str(tmp_path / "run"),
-         "--resolution", "64", "--batch-size", "2", "--max-steps", "8", "--checkpoint-every", "1",
-         "--validate-every", "0", "--log-every", "1", "--preset", "none"],
-        capture_output=True, text=True, env=env, timeout=600)
+    from conftest import launch_two_processes
+
+    proc = launch_two_processes(
+        "-m", "train", "--base-model", str(tiny_models[0]), "--latent-cache", str(damaged), "--output-dir",
+        str(tmp_path / "run"), "--resolution", "64", "--batch-size", "2", "--max-steps", "8", "--checkpoint-every",
+        "1", "--validate-every", "0", "--log-every", "1", "--preset", "none")
     # Both processes write to one stderr, so their lines can run together: found by pattern, not by line.
     errors = re.findall(r"error: training diverged at step (\d+): (the [a-z ]+ is nan)", proc.stderr)
     assert proc.returncode != 0 and len(errors) == 2, proc.stderr[-3000:]

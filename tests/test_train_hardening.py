@@ -530,15 +530,14 @@ def test_a_bad_row_met_by_one_of_two_processes_stops_both_within_the_step(tiny_m
     batch instead of waiting at the next collective until the launcher's timeout (30 minutes by default)."""
     import re
 
+    from conftest import launch_two_processes
+
     data = many_rows(circles, tmp_path / "data", 16, broken={5})
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "train",
-         "--base-model", str(tiny_models[0]), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
-         "--resolution", "64", "--batch-size", "2", "--max-steps", "8", "--checkpoint-every", "100",
-         "--validate-every", "0", "--log-every", "1", "--preset", "none"],
-        capture_output=True, text=True, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, timeout=600)
+    proc = launch_two_processes(
+        "-m", "train", "--base-model", str(tiny_models[0]), "--dataset", str(data), "--output-dir",
+        str(tmp_path / "run"), "--resolution", "64", "--batch-size", "2", "--max-steps", "8", "--checkpoint-every",
+        "100", "--validate-every", "0", "--log-every", "1", "--preset", "none")
     assert proc.returncode != 0 and time.monotonic() - started < 300, proc.stderr[-3000:]
     # Both processes write to one stderr, so their lines can run together: found by pattern, not by line.
     assert len(re.findall(r"error: metadata.jsonl line 6: the conditioning image \S+broken.jpg cannot", proc.stderr)) \

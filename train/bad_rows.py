@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data_error import DataError
+from cnet.datasets import DataError
 
 MIN_ROWS_BEFORE_LIMIT = 100  # the bad-row share is judged only once this many rows were read
 _UNREAD, _GOOD, _BAD = 0, 1, 2

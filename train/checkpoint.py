@@ -8,36 +8,17 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-MARKER = "COMPLETE.json"  # written last: a folder without it is an interrupted write and is never resumed from
-NAME = re.compile(r"^step-(\d{8})$")
+from common.runs import MARKER, checkpoint_dir, complete_checkpoints
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read; the previous complete one is untouched."""
-
-
-def checkpoint_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every complete checkpoint, oldest first."""
-    folder = checkpoint_dir(output_dir)
-    if not folder.is_dir():
-        return []
-    found = []
-    for child in folder.iterdir():
-        match = NAME.match(child.name)
-        if match and (child / MARKER).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
 
 
 def verify_checkpoint(folder: str | Path) -> str | None:

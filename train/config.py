@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from cnet.kinds import DEFAULT_BASE_MODEL
+from cnet.metrics import METRICS
 
 MODES = ("default", "small", "large")
 PRECISIONS = ("no", "fp16", "bf16")
-FIDELITIES = ("canny", "shapes")  # the scores train/validate.py computes (FIDELITY there)
+# The validation scores: every kind's fidelity metrics (cnet/metrics.py, those `python -m cnet eval` reports).
+FIDELITIES = tuple(METRICS)
 
 
 class ConfigError(ValueError):
@@ -83,7 +85,7 @@ class TrainConfig:
     validation_steps: int = 20  # DDIM steps for validation images
     validation_guidance: float = 9.0  # the paper's CFG
     log_every: int = 10  # steps between metric lines (loss, lr, empty-prompt share, speed)
-    fidelity: str | None = None  # "canny": F1 of edges re-extracted from validation images (see train/validate.py)
+    fidelity: str | None = None  # a kind (or "shapes"): its metrics on the validation images (cnet/metrics.py)
     resume: str | None = None  # "latest", a checkpoint folder, or "auto" (latest if there is one: requeued jobs)
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this run, for tests and schedules
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes copied into the model card

@@ -839,7 +839,10 @@ def _validate(run: Run) -> None:
             run.ema.restore(trained)
         net.train()
         record = {"step": step, "grid": result["grid"], "fidelity": result.get("fidelity"),
-                  "prompts": [r.text for r in rows]}
+                  "metrics": result.get("metrics", {}), "prompts": [r.text for r in rows]}
+        if result.get("fidelity_error"):
+            record["fidelity_error"] = result["fidelity_error"]
+            emit("warning", {"message": f"validation could not score {config.fidelity}: {result['fidelity_error']}"})
         with open(out / "validation.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer:
@@ -935,6 +938,36 @@ def _light_text(config: TrainConfig) -> str:
             "(merged here; the trained weights alone: `controlnet_lora.safetensors`)")
 
 
+def _fidelity_text(config: TrainConfig) -> str:
+    """The card's fidelity section: the last validation's scores (cnet/metrics.py), where the run scored any."""
+    records = [json.loads(line) for line in _lines(Path(config.output_dir) / "validation.jsonl")]
+    scored = [r for r in records if r.get("metrics")]
+    if not scored:
+        return ""
+    last = scored[-1]
+    rows = (f"held-out rows of `{config.validation_dataset}`" if config.validation_dataset
+            else "the first training rows")
+    table = "\n".join(f"| {name} | {value:.3f} |" if value is not None else f"| {name} | n/a |"
+                      for name, value in last["metrics"].items())
+    return f"""
+## Fidelity
+
+Validation at step {last['step']}, {len(last.get('prompts', []))} conditions from {rows}, {config.validation_steps}
+steps, CFG {config.validation_guidance} (`{config.fidelity}`: the ControlNet++ paper's metric, cnet/metrics.py):
+
+| metric | value |
+| --- | --- |
+{table}
+
+Compare it with another ControlNet on a held-out set: `python -m cnet eval --kind {config.fidelity} --data HELD_OUT
+--controlnet this=path/to/controlnet --controlnet other=...`.
+"""
+
+
+def _lines(file: Path) -> list[str]:
+    return [line for line in file.read_text().splitlines() if line.strip()] if file.is_file() else []
+
+
 def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str,
                family: Any = None, model_class: str = "ControlNetModel") -> str:
     """A Hub-style model card: what this ControlNet is, what it was trained on, and how (`family`: the base's,
@@ -960,6 +993,7 @@ tags: [controlnet, stable-diffusion, {family.name}, cnet-studio]
 - Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation{light}
 - Empty prompts: {share:.1%} of {stats['prompts']} samples (target {config.empty_prompt_prob:.0%})
 - Trained on {date}. {json.dumps(config.extra) if config.extra else ''}
+{_fidelity_text(config)}
 
 Load it with diffusers:
 

@@ -8,40 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 from PIL import Image
-
-
-def canny_f1(generated: Image.Image, condition: Image.Image, prompt: str = "", tolerance: int = 2) -> float:
-    """F1 between Canny edges re-extracted from `generated` and the condition's edges, with `tolerance` pixels of
-    slack (edges one or two pixels off still count)."""
-    out = cv2.Canny(np.asarray(generated.convert("RGB")), 100, 200) > 0
-    ref = np.asarray(condition.convert("L").resize(generated.size)) > 127
-    if not out.any() or not ref.any():
-        return 0.0
-    kernel = np.ones((2 * tolerance + 1, 2 * tolerance + 1), np.uint8)
-    near_ref = cv2.dilate(ref.astype(np.uint8), kernel) > 0
-    near_out = cv2.dilate(out.astype(np.uint8), kernel) > 0
-    precision = (out & near_ref).sum() / out.sum()
-    recall = (ref & near_out).sum() / ref.sum()
-    return float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0
-
-
-# Keys: train.config.FIDELITIES. A score is a function, or a "module:function" reference to a package that plugs
-# one in (the demo's circle IoU lives with the demo), imported only when that score is asked for.
-FIDELITY: dict[str, Any] = {"canny": canny_f1, "shapes": "shapes.data:circle_iou"}
-
-
-def scorer(name: str) -> Any:
-    """The fidelity function called `name` (FIDELITY), its reference resolved."""
-    found = FIDELITY[name]
-    if isinstance(found, str):
-        import importlib
-
-        module, _, attribute = found.partition(":")
-        found = getattr(importlib.import_module(module), attribute)
-    return found
 
 
 def grid(rows: list[list[Image.Image]]) -> Image.Image:
@@ -71,9 +38,23 @@ def run_validation(pipe: Any, conditions: list[Image.Image], prompts: list[str],
     picture = grid([[c, im] for c, im in zip(conditions, images)])
     picture.save(out_file)
     result: dict[str, Any] = {"grid": str(out_file), "images": images, "picture": picture}
-    if fidelity in FIDELITY:
-        score = scorer(fidelity)
-        scores = [score(im, c, p) for im, c, p in zip(images, conditions, prompts)]
-        result["fidelity"] = float(np.nanmean(scores)) if not np.isnan(scores).all() else None
-        result["scores"] = scores
+    if fidelity:
+        result.update(fidelity_scores(fidelity, images, conditions, prompts))
     return result
+
+
+def fidelity_scores(fidelity: str, images: list[Image.Image], conditions: list[Image.Image], prompts: list[str]
+                    ) -> dict[str, Any]:
+    """The kind's metrics (cnet/metrics.py, the same as `python -m cnet eval`): "fidelity" is the first one's
+    summary, "metrics" all of them; when a re-detecting annotator cannot load (its weights are not here), None
+    with "fidelity_error" saying why: the run goes on."""
+    from cnet.metrics import metrics_for, score
+
+    metrics, values = metrics_for(fidelity), {}
+    try:
+        for metric in metrics:
+            values[metric.name] = metric.summarise([score(metric, im, c, p) for im, c, p in
+                                                    zip(images, conditions, prompts)])
+    except Exception as err:  # an annotator's weights missing offline, say: validation must not end the run
+        return {"fidelity": None, "metrics": {}, "fidelity_error": f"{type(err).__name__}: {str(err)[:300]}"}
+    return {"fidelity": values[metrics[0].name], "metrics": values}

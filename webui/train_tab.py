@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from cnet.metrics import METRICS
 from cnet.params import as_float, as_int
 from train.config import PRECISIONS, TrainConfig
 from train.presets import PRESETS
@@ -25,7 +26,8 @@ MODE_HELP = {
     "large": "after 'unlock after' steps the base U-Net trains too, at a lower learning rate",
 }
 DEFAULTS = TrainConfig()
-FIDELITY_NAMES = {"canny": "canny F1", "shapes": "circles IoU"}
+# The validation scores, by kind: the first metric of each (cnet/metrics.py, as `python -m cnet eval` reports them).
+FIDELITY_NAMES = {kind: metrics[0].name for kind, metrics in METRICS.items()}
 
 
 def create_train_tab(manager: TrainingManager, page: gr.Blocks) -> gr.Button:
@@ -92,8 +94,8 @@ def _settings_form(ui: SimpleNamespace) -> None:
         with gr.Row():
             checkpoint_every = gr.Number(value=DEFAULTS.checkpoint_every, precision=0, label="Checkpoint every")
             validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
-            fidelity = gr.Dropdown([("none", ""), ("canny F1", "canny"), ("circles IoU", "shapes")], value="",
-                                   label="Fidelity score")
+            choices = [("none", ""), *((f"{kind}: {name}", kind) for kind, name in FIDELITY_NAMES.items())]
+            fidelity = gr.Dropdown(choices, value="", label="Fidelity score (the kind's metric, validation images)")
         validation_dataset = gr.Textbox(label="Validation dataset (held-out rows, same layouts; optional: the "
                                               "first training rows)")
         with gr.Row():
@@ -141,6 +143,8 @@ def _render(manager: TrainingManager, run_name: str | None = None) -> list[Any]:
         message = f"{s.message} Validation {score} {last['fidelity']:.2f} at step {last['step']}."
     else:
         message = s.message
+    if s.fidelity_error:
+        message += f" Fidelity not scored: {s.fidelity_error}"
     return [message, loss, gr.LinePlot(value=fidelity, visible=bool(scored) or bool(s.fidelity)), s.validation[:6],
             s.log_tail]
 

@@ -58,6 +58,7 @@ class RunStatus:
     log_tail: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
     fidelity: list[dict[str, Any]] = field(default_factory=list)  # {"step", "fidelity"} from validation.jsonl
+    fidelity_error: str = ""  # why the last validation has no score (an annotator's weights missing, say)
     checkpoint: str | None = None  # the newest complete checkpoint's folder name
     config: dict[str, Any] = field(default_factory=dict)  # the run's saved settings (config.json)
     validation: list[str] = field(default_factory=list)  # newest first
@@ -289,8 +290,10 @@ class TrainingManager:
         status.config = _read_json(out / "config.json") or {}
         status.max_steps = status.config.get("max_steps", 0)
         status.metrics = _read_jsonl(out / "metrics.jsonl")
-        status.fidelity = [{"step": r["step"], "fidelity": r["fidelity"]} for r in _read_jsonl(out / "validation.jsonl")
+        validations = _read_jsonl(out / "validation.jsonl")
+        status.fidelity = [{"step": r["step"], "fidelity": r["fidelity"]} for r in validations
                            if isinstance(r.get("fidelity"), (int, float))]
+        status.fidelity_error = validations[-1].get("fidelity_error", "") if validations else ""
         status.validation = [str(p) for p in sorted((out / "validation").glob("step-*.png"), reverse=True)]
         lines = (out / "train.log").read_text(errors="replace").splitlines() if (out / "train.log").exists() else []
         status.log_tail = "\n".join(lines[-LOG_LINES:])
