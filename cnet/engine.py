@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from PIL import Image
@@ -47,6 +48,7 @@ from .families import (
 from .fastpath import skip_inactive_controlnet
 from .image_prompts import ImageAdapters, adapter_location
 from .kinds import BASE_MODEL_ENV, DEFAULT_BASE_MODEL, KINDS, base_model_source
+from .light_controlnet import light_file
 from .placement import card_gigabytes, memory_plan_mode, place, plan_base
 from .regions import fitted_mask, mask_tensor
 from .request import (
@@ -405,14 +407,18 @@ class Engine:
 
         source = parse_model_source(spec, what="controlnet")
         base_config = self.denoiser.config
-        cls = diffusers.ControlNetModel
-        if source.kind != "file":  # its config first: a ControlNet of another family is refused before its weights
-            config = load_with_hub_fallback(diffusers.ControlNetModel.load_config, source, env_var=env_var)
-            check_fits(config, base_config, source.spec, self.base_source.spec)
-            cls = getattr(diffusers, config.get("_class_name", "ControlNetModel"), cls)
-            if not issubclass(cls, diffusers.ModelMixin):
-                cls = diffusers.ControlNetModel
-        model = self._load(cls, source, env_var, dtype=self.dtype).eval()
+        light = light_file(source.location) if source.kind != "hub" else None
+        if light is not None:  # trained weights alone: rebuilt on this base (cnet/light_controlnet.py)
+            model = self._light_controlnet(light, source)
+        else:
+            cls = diffusers.ControlNetModel
+            if source.kind != "file":  # its config first: another family's ControlNet is refused before its weights
+                config = load_with_hub_fallback(diffusers.ControlNetModel.load_config, source, env_var=env_var)
+                check_fits(config, base_config, source.spec, self.base_source.spec)
+                cls = getattr(diffusers, config.get("_class_name", "ControlNetModel"), cls)
+                if not issubclass(cls, diffusers.ModelMixin):
+                    cls = diffusers.ControlNetModel
+            model = self._load(cls, source, env_var, dtype=self.dtype).eval()
         check_fits(model.config, base_config, source.spec, self.base_source.spec)
         if self.offload == "none":
             model.to(self.device)
@@ -427,6 +433,18 @@ class Engine:
         # and masks in turn (cnet/control_mode.py; a DiT family's modes are always balanced).
         install_control_modes(model)
         return model
+
+    def _light_controlnet(self, path: Path, source: ModelSource) -> Any:
+        """A light ControlNet's file made whole: its frozen weights from this base's denoiser, or from the
+        ControlNet its training started from (loaded as any ControlNet), in this engine's precision."""
+        from .light_controlnet import build_light_controlnet, read_light
+
+        made_from = read_light(path)[1].get("made_from")
+        frozen = (self.load_controlnet(made_from) if made_from else self.denoiser).state_dict()
+        try:
+            return build_light_controlnet(path, frozen).to(self.dtype).eval()
+        except ValueError as err:
+            raise ValueError(f"{err}; this base is {self.base_source.spec!r}") from None
 
     def _load(self, cls: Any, source: ModelSource, env_var: str | None, **kwargs: Any) -> Any:
         if source.kind != "file":

@@ -379,7 +379,7 @@ def test_a_lone_surrogate_is_named(public_app, raw_ui, map_path, field):
 def test_training_by_event_index_is_refused_without_a_traceback(public_app, raw_ui, caplog):
     ui = raw_ui(public_app[0])
     with caplog.at_level(logging.INFO, logger="cnet.app"):
-        for target in ("train-start", "train-stop"):
+        for target in ("train-start", "train-stop", "train-push"):
             reply = ui.call(target)
             assert "Training is off on this public deployment" in ui.error(reply)
     assert not [r for r in caplog.records if r.exc_info]

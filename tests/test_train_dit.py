@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,10 +133,24 @@ def test_a_lora_on_the_controlnet_trains_a_few_percent_resumes_exactly_and_saves
         v.numel() for v in a.values()) / 2
     full = train(config(base, circles, tmp_path / "full"))
     assert any(not torch.equal(a[k], weights(full)[k]) for k in a)  # a different training, not the full one
-    made = Engine(str(base), device="cpu").generate(GenerationRequest(
-        units=[ControlUnit(Image.new("RGB", (64, 64)), controlnet=str(whole))], num_inference_steps=1, seed=0))
-    assert made.images[0].size == (64, 64)
+    engine = Engine(str(base), device="cpu")
+    condition = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+    def made(controlnet):
+        return np.asarray(engine.generate(GenerationRequest(units=[ControlUnit(condition, controlnet=controlnet)],
+                                                            num_inference_steps=2, seed=0)).images[0])
+
+    assert made(str(whole)).shape == (64, 64, 3)
     assert "rank-4 LoRA" in (whole / "README.md").read_text()
+    # The light file alone (a folder holding only it, or the file) is the same ControlNet, rebuilt on the base.
+    alone = tmp_path / "light-only"
+    alone.mkdir()
+    shutil.copy(whole / LIGHT_FILE, alone / LIGHT_FILE)
+    for source in (alone, alone / LIGHT_FILE):
+        rebuilt = engine.load_controlnet(str(source)).state_dict()
+        assert set(rebuilt) == set(a) and all(torch.equal(rebuilt[k], a[k]) for k in a)
+        assert np.array_equal(made(str(source)), made(str(whole)))
+    assert (alone / LIGHT_FILE).stat().st_size < (whole / "diffusion_pytorch_model.safetensors").stat().st_size / 2
 
 
 def test_the_merged_controlnet_computes_what_the_adapted_one_does(tmp_path):
@@ -159,7 +175,7 @@ def test_the_merged_controlnet_computes_what_the_adapted_one_does(tmp_path):
                   txt_ids=torch.zeros(8, 3), return_dict=False)
     with torch.no_grad():
         before = net(**inputs)
-    save(net, tmp_path / "merged")  # a checkpoint's save: it must leave the weights being trained as they were
+    save(net, tmp_path / "merged", 4)  # a checkpoint's save: it must leave the weights being trained as they were
     plain = diffusers.FluxControlNetModel.from_pretrained(tmp_path / "merged")
     with torch.no_grad():
         want, got = net(**inputs), plain(**inputs)

@@ -3,6 +3,7 @@
     python -m train --base-model ID|PATH --dataset PATH|HUB_ID --output-dir DIR [--mode default|small|large] ...
     python -m train --config run.toml [--max-steps 2000]          # flags override the file
     python -m train build-dataset --photos DIR --kind canny --out DIR [--caption blip|none]
+    python -m train push --run DIR [--repo-id OWNER/NAME] [--private]   # a finished run to the Hugging Face Hub
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from cnet.kinds import DEFAULT_BASE_MODEL
 
 from .config import MODES, PRECISIONS, ConfigError, TrainConfig, saved_settings
+from .presets import PRESETS
 
 CHOICES = {"mode": MODES, "mixed_precision": PRECISIONS}
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     parser.add_argument("--preset", default="auto", help="memory preset: auto (from the GPU), none, "
-                        "8gb, 12gb, 16gb, 24gb, 40gb; fills only settings not given")
+                        f"{', '.join(PRESETS)} (light-*: a LoRA ControlNet); fills only settings not given")
     for f in fields(TrainConfig):
         if f.name == "extra":
             continue
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # (python -m train did it already) a Stop during the imports and loading is honoured; a caller in the same
     # process (a notebook, a test) gets its own handlers back afterwards.
-    owns_signals = not (argv and argv[0] in ("build-dataset", "shard")) and listen_for_signals()
+    owns_signals = not (argv and argv[0] in ("build-dataset", "shard", "push")) and listen_for_signals()
     try:
         return _main(argv)
     finally:
@@ -191,7 +193,20 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"cache": _cache, "shard": _shard, "build-dataset": _build_dataset}
+def _push(argv: list[str]) -> int:
+    """`python -m train push`: a finished run's result to the Hugging Face Hub (train/hub.py)."""
+    from .hub import push_run
+
+    parser = argparse.ArgumentParser(prog="python -m train push", description=_push.__doc__)
+    parser.add_argument("--run", required=True, help="the run's output folder (holding controlnet/)")
+    parser.add_argument("--repo-id", help="owner/name, or a name under your user (default: the run folder's name)")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    args = parser.parse_args(argv)
+    print(f"pushed to {push_run(args.run, args.repo_id, private=args.private)}")
+    return 0
+
+
+SUBCOMMANDS = {"cache": _cache, "shard": _shard, "build-dataset": _build_dataset, "push": _push}
 
 
 def _main(argv: list[str]) -> int:

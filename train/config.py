@@ -75,6 +75,10 @@ class TrainConfig:
     controlnet_lora_rank: int = 0
     precompute: bool = False  # encode latents and prompts once: the VAE encoder and text encoder leave the step
     num_workers: int = 0  # data loader workers
+    # -- sharing -----------------------------------------------------------------------------------------------------
+    push_to_hub: bool = False  # upload the result (model card, samples) to the Hugging Face Hub (train/hub.py)
+    hub_model_id: str | None = None  # the repository: owner/name, or a name under the token's user (default: the run's)
+    hub_private: bool = False  # create the repository private
     # -- monitoring ---------------------------------------------------------------------------------------------------
     checkpoint_every: int = 500  # steps between checkpoints (atomic; older ones pruned once the new one is complete)
     keep_checkpoints: int = 3  # complete checkpoints kept on disk

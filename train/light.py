@@ -16,26 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-LIGHT_FILE = "controlnet_lora.safetensors"
-# The copy's layers that start at zero or read the map: trained whole (U-Net ControlNets, FLUX.1's and SD3's).
-WHOLE_LAYERS = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding", "controlnet_blocks",
-                "controlnet_single_blocks", "controlnet_x_embedder", "pos_embed_input")
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections, in every family's ControlNet
+from cnet.light_controlnet import LIGHT_FILE, add_adapters, light_metadata, merged_state
 
 
 def add_lora(controlnet: Any, rank: int, frozen_dtype: Any = None) -> int:
     """Freeze the copy, give its attention projections a rank-`rank` LoRA (B at zero: the output is unchanged at
-    the start), and train the zero layers and the condition embedding whole; the frozen weights are held in
-    `frozen_dtype` (the run's half precision: they take no gradient). Return the trainable parameter count."""
-    from peft import LoraConfig
-
-    controlnet.requires_grad_(False)
-    controlnet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS))
-    for name, param in controlnet.named_parameters():
-        if name.split(".")[0] in WHOLE_LAYERS:
-            param.requires_grad_(True)
-        elif not param.requires_grad and frozen_dtype is not None:
-            param.data = param.data.to(frozen_dtype)
+    the start), and train the zero layers and the condition embedding whole (cnet/light_controlnet.py
+    `add_adapters`); the frozen weights are held in `frozen_dtype` (the run's half precision: they take no
+    gradient). Return the trainable parameter count."""
+    add_adapters(controlnet, rank)
+    if frozen_dtype is not None:
+        for param in controlnet.parameters():
+            if not param.requires_grad:
+                param.data = param.data.to(frozen_dtype)
     return sum(p.numel() for p in controlnet.parameters() if p.requires_grad)
 
 
@@ -49,34 +42,18 @@ def trained_state(controlnet: Any) -> dict[str, Any]:
             if param.requires_grad}
 
 
-def merged_state(controlnet: Any) -> dict[str, Any]:
-    """The weights of a plain ControlNet of the same class with the LoRA merged in (each adapted layer's weight plus
-    its low-rank update), in fp32 on the CPU: no copy of the model is made on its device."""
-    import torch
-    from peft.tuners.lora import LoraLayer
-
-    # A copy always (`copy=True`): on the CPU in fp32, `.to` would hand back the model's own tensor, and the update
-    # below would change the weights being trained.
-    state = {key: value.detach().to("cpu", torch.float32, copy=True) for key, value in controlnet.state_dict().items()
-             if "lora_" not in key}
-    for name, module in controlnet.named_modules():
-        if isinstance(module, LoraLayer):
-            for adapter in module.active_adapters:
-                state[f"{name}.base_layer.weight"] += module.get_delta_weight(adapter).detach().to("cpu",
-                                                                                                   torch.float32)
-    return {key.replace(".base_layer", ""): value.contiguous() for key, value in state.items()}
-
-
-def save(controlnet: Any, folder: Path) -> None:
+def save(controlnet: Any, folder: Path, rank: int, made_from: str | None = None) -> None:
     """The merged ControlNet in diffusers layout (its config and weights, as `save_pretrained` writes them), and
-    the light file beside it."""
+    the light file beside it, which alone rebuilds it on its base (cnet/light_controlnet.py; `made_from`: the
+    ControlNet the copy started from, None for the base's denoiser)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     controlnet.save_config(folder)
     save_file(merged_state(controlnet), str(folder / "diffusion_pytorch_model.safetensors"))
-    save_file(trained_state(controlnet), str(folder / LIGHT_FILE))
+    save_file(trained_state(controlnet), str(folder / LIGHT_FILE), metadata=light_metadata(controlnet, rank,
+                                                                                             made_from))
 
 
 def load_trained(controlnet: Any, folder: Path) -> None:

@@ -90,6 +90,10 @@ class Run:
 def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
     config = config.validated()
+    if config.push_to_hub:  # offline, refused now rather than after the run: train without it, push it later
+        from .hub import check_hub_reachable
+
+        check_hub_reachable("--push-to-hub", f"train without it, then python -m train push --run {config.output_dir}")
     # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
     # while the run is still loading: so it is listened for first, and a STOP file already there counts.
     stop = StopRequest(Path(config.output_dir) / "STOP")
@@ -289,6 +293,8 @@ def finish(run: Run, stopped: bool) -> Path | None:
                              run.stats,
                              run.step)
         run.emit("end", {"path": str(result), "step": run.step, "weights_sha256": hashes})
+        if run.config.push_to_hub:
+            _push(run)
     elif stopped:
         run.emit("stopped", {"step": run.step})
         if run.main:
@@ -298,6 +304,19 @@ def finish(run: Run, stopped: bool) -> Path | None:
     run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
     return result
+
+
+def _push(run: Run) -> None:
+    """The result to the Hub; a failure (the network gone since the start, a token without write access) is a
+    warning: the result stays on disk, and the message says how to push it later."""
+    from .hub import push_run
+
+    config = run.config
+    try:
+        run.emit("pushed", {"url": push_run(run.out, config.hub_model_id, private=config.hub_private)})
+    except Exception as err:  # huggingface_hub raises many types (HTTP, auth, network)
+        run.emit("warning", {"message": f"the push to the Hub failed ({type(err).__name__}: {str(err)[:300]}); the "
+                             f"result stays in {run.out / 'controlnet'}: python -m train push --run {run.out}"})
 
 
 def _ignore(event: str, info: dict[str, Any]) -> None:
@@ -644,7 +663,7 @@ def save_checkpoint(run: Run) -> Path | None:
     path, failure = None, None
     if run.main:
         def write(tmp: Path) -> None:
-            save_controlnet(accelerator.unwrap_model(run.controlnet), tmp / "controlnet")
+            save_controlnet(accelerator.unwrap_model(run.controlnet), tmp / "controlnet", run.config)
             if run.unlocked:
                 run.denoiser.save_pretrained(tmp / run.base["family"].denoiser)
             torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
@@ -883,6 +902,7 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     from cnet.families import family_of
 
     from .checkpoint import CheckpointError, complete_checkpoints, describe_write_error
+    from .hub import add_samples
 
     out = Path(config.output_dir)
     final = out / "controlnet"
@@ -894,10 +914,11 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     try:
         for tmp, _, model in staged:
             shutil.rmtree(tmp, ignore_errors=True)
-            save_controlnet(model, tmp) if model is controlnet else model.save_pretrained(tmp)
+            save_controlnet(model, tmp, config) if model is controlnet else model.save_pretrained(tmp)
+        samples = add_samples(out, out / ".tmp-controlnet")
         (out / ".tmp-controlnet" / "README.md").write_text(
             model_card(config, loaded, stats, step, datetime.date.today().isoformat(),
-                       family_of(controlnet.config), type(controlnet).__name__))
+                       family_of(controlnet.config), type(controlnet).__name__, samples))
     except Exception as err:
         for tmp, _, _ in staged:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -913,12 +934,12 @@ def _save_final(controlnet, base, config, loaded, stats, step) -> Path:
     return final
 
 
-def save_controlnet(controlnet: Any, folder: Path) -> None:
+def save_controlnet(controlnet: Any, folder: Path, config: TrainConfig) -> None:
     """A ControlNet in diffusers layout; a LoRA-trained one merged, with its light file beside (train/light.py)."""
     from .light import has_lora, save
 
     if has_lora(controlnet):
-        save(controlnet, folder)
+        save(controlnet, folder, config.controlnet_lora_rank, config.init_controlnet)
     else:
         controlnet.save_pretrained(folder)
 
@@ -964,14 +985,24 @@ Compare it with another ControlNet on a held-out set: `python -m cnet eval --kin
 """
 
 
+def _hub_dataset(config: TrainConfig) -> str:
+    """The card's `datasets:` line when the data is a Hub dataset (an id, not a local folder)."""
+    from common.models import HUB_ID
+
+    dataset = config.dataset or ""
+    local = Path(dataset).expanduser().exists() or dataset.startswith((".", "/", "~"))
+    return f"datasets: [{dataset}]\n" if dataset and not local and HUB_ID.match(dataset) else ""
+
+
 def _lines(file: Path) -> list[str]:
     return [line for line in file.read_text().splitlines() if line.strip()] if file.is_file() else []
 
 
 def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: int, date: str,
-               family: Any = None, model_class: str = "ControlNetModel") -> str:
+               family: Any = None, model_class: str = "ControlNetModel", samples: str | None = None) -> str:
     """A Hub-style model card: what this ControlNet is, what it was trained on, and how (`family`: the base's,
-    cnet/families.py, SD 1.x when not given; `model_class`: the ControlNet's diffusers class)."""
+    cnet/families.py, SD 1.x when not given; `model_class`: the ControlNet's diffusers class; `samples`: a grid of
+    the last validation beside the card)."""
     from cnet.families import FAMILIES
 
     family = family or FAMILIES["sd15"]
@@ -982,11 +1013,11 @@ def model_card(config: TrainConfig, loaded: Any, stats: dict[str, int], step: in
     return f"""---
 base_model: {config.base_model}
 library_name: diffusers
-tags: [controlnet, stable-diffusion, {family.name}, cnet-studio]
----
+tags: [controlnet, stable-diffusion, {family.name}, cnet-studio{', ' + config.fidelity if config.fidelity else ''}]
+{_hub_dataset(config)}---
 
 # ControlNet trained with cnet studio
-
+{f'{chr(10)}![Validation: condition and generated picture per row]({samples}){chr(10)}' if samples else ''}
 - Base model: `{config.base_model}`, {family.label} (locked{'; unlocked after step ' + str(config.unlock_after)
                                           if config.mode == 'large' else ''})
 - Data: `{config.dataset}` ({loaded.layout}, {_rows_text(config, loaded)})

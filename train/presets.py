@@ -16,6 +16,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "16gb": dict(batch_size=4, grad_accum=1, mixed_precision="fp16", gradient_checkpointing=True, precompute=True),
     "24gb": dict(batch_size=4, grad_accum=1, mixed_precision="bf16", precompute=True),
     "40gb": dict(batch_size=8, grad_accum=1, mixed_precision="bf16", precompute=True),
+    # Light ControlNets (a LoRA on the copy, its zero layers whole; train/light.py) for a custom condition from about
+    # a thousand pictures on one desktop card. Training state, weights only (python -m bench.light_controlnet):
+    # SD1.5 2.7 GB, SDXL 7.9 GB (rank 16) / 8.5 GB (rank 64); SD3.5 Large 22.6 GB and FLUX.1 31.9 GB need a 40-48 GB
+    # card. A LoRA takes a larger learning rate than the paper's 1e-5 for the whole copy (the demo: bench/RESULTS.md).
+    "light-12gb": dict(controlnet_lora_rank=16, batch_size=2, grad_accum=8, mixed_precision="fp16",
+                       gradient_checkpointing=True, precompute=True, lr=1e-4),
+    "light-24gb": dict(controlnet_lora_rank=64, batch_size=8, grad_accum=2, mixed_precision="bf16",
+                       gradient_checkpointing=True, precompute=True, lr=1e-4),
 }
 
 

@@ -46,6 +46,11 @@ def create_train_tab(manager: TrainingManager, page: gr.Blocks) -> gr.Button:
                 ui.stop = gr.Button("Stop", variant="stop", interactive=manager.allowed, elem_id="train-stop")
                 ui.resume = gr.Button("Resume", interactive=manager.allowed)
                 ui.use = gr.Button("Use in Generate", interactive=manager.allowed, elem_id="train-use")
+            with gr.Row():  # the finished result to the Hub, with your own token (HF_TOKEN or `hf auth login`)
+                ui.repo_id = gr.Textbox(label="Hub repository (owner/name; empty: the run's name under your user)",
+                                        scale=3, elem_id="train-repo-id")
+                ui.private = gr.Checkbox(label="Private", scale=1)
+                ui.push = gr.Button("Push to Hub", interactive=manager.allowed, scale=1, elem_id="train-push")
         with gr.Column(scale=5):
             ui.status = gr.Markdown("No run started yet.", elem_id="train-status")
             with gr.Row():
@@ -189,6 +194,13 @@ def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
         return [manager.stop(), *_render(manager)[1:]]
 
     ui.stop.click(on_stop, None, outputs, api_visibility="private")
+
+    @keep_results(len(outputs), status=0)  # offline or no result yet: said in the status line, nothing else changes
+    @user_errors
+    def on_push(repo_id: str, private: bool) -> list[Any]:
+        return [manager.push(repo_id, private), *_render(manager)[1:]]
+
+    ui.push.click(on_push, [ui.repo_id, ui.private], outputs, api_visibility="private", concurrency_limit=1)
     gr.Timer(2.0).tick(lambda: _render(manager), None, outputs, queue=False, api_visibility="private",
                        show_progress="hidden")
     quick_fields = ["base_model", "dataset", "mode", "max_steps", "batch_size", "grad_accum", "lr", "resolution",

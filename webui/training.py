@@ -263,6 +263,18 @@ class TrainingManager:
             return status.controlnet, str(trained_base)
         return status.controlnet, status.config.get("base_model") or ""
 
+    def push(self, repo_id: str = "", private: bool = False) -> str:
+        """The finished ControlNet of the run being shown to the Hugging Face Hub (train/hub.py), with the user's
+        own token (HF_TOKEN or `hf auth login`); a line saying where it went. Refused on a public deployment (as
+        starting a run), offline (HubUnavailable, with the command for later), and before the run has a result."""
+        self.ensure_allowed()
+        from train.hub import push_run
+
+        run = self.shown_run()
+        if run is None:
+            raise ValueError("No run to push: start one first.")
+        return f"Pushed to {push_run(run, repo_id.strip() or None, private=private)}"
+
     def shown_run(self) -> Path | None:
         """The run the tab shows: the one started here, else the newest in the workspace (after an app restart)."""
         if self._run is not None:
