@@ -96,6 +96,9 @@ def _settings_form(ui: SimpleNamespace) -> None:
         with gr.Row():
             unlock_after = gr.Number(value=DEFAULTS.unlock_after, precision=0, label="Unlock after (large)")
             init_controlnet = gr.Textbox(label="Start from a ControlNet (transfer learning; optional)")
+            lora_rank = gr.Number(value=DEFAULTS.controlnet_lora_rank, precision=0, minimum=0,
+                                  label="Light: LoRA rank (0: the whole copy)", elem_id="train-lora-rank",
+                                  info="a few percent of the weights; controlnet_lora.safetensors loads in Generate")
         with gr.Row():
             checkpoint_every = gr.Number(value=DEFAULTS.checkpoint_every, precision=0, label="Checkpoint every")
             validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
@@ -117,14 +120,14 @@ def _settings_form(ui: SimpleNamespace) -> None:
                  "empty_prompt_prob": empty_prob, "unlock_after": unlock_after, "init_controlnet": init_controlnet,
                  "checkpoint_every": checkpoint_every, "validate_every": validate_every, "fidelity": fidelity,
                  "validation_dataset": validation_dataset, "mixed_precision": mixed_precision, "preset": preset,
-                 "streaming": streaming, "latent_cache": latent_cache}
+                 "streaming": streaming, "latent_cache": latent_cache, "controlnet_lora_rank": lora_rank}
 
 
 def _settings_from(ui: SimpleNamespace, values: dict) -> dict[str, Any]:
     """TrainConfig settings from the form's values; numbers checked, empty optional fields as None."""
     out = {key: values[comp] for key, comp in ui.fields.items()}
     for key in ("max_steps", "batch_size", "grad_accum", "resolution", "unlock_after", "checkpoint_every",
-                "validate_every"):
+                "validate_every", "controlnet_lora_rank"):
         out[key] = as_int(out[key], key)
     out["lr"], out["empty_prompt_prob"] = as_float(out["lr"], "lr"), as_float(out["empty_prompt_prob"],
                                                                                 "empty_prompt_prob")
