@@ -437,12 +437,24 @@ class Engine:
     def _light_controlnet(self, path: Path, source: ModelSource) -> Any:
         """A light ControlNet's file made whole: its frozen weights from this base's denoiser, or from the
         ControlNet its training started from (loaded as any ControlNet), in this engine's precision."""
-        from .light_controlnet import build_light_controlnet, read_light
+        from .light_controlnet import build_light_controlnet, light_class, read_light
 
-        made_from = read_light(path)[1].get("made_from")
-        frozen = (self.load_controlnet(made_from) if made_from else self.denoiser).state_dict()
+        metadata = read_light(path)[1]
+        made_from = metadata.get("made_from")
+        if made_from:  # a full ControlNet (never another light file: no loops), read for its weights, not cached
+            if light_file(made_from) is not None:
+                raise ValueError(f"controlnet={source.spec!r}: the ControlNet it was made from ({made_from}) must be "
+                                 "a full one, not another light file")
+            frozen_source = self._load(light_class(path, metadata), parse_model_source(made_from, what="controlnet"),
+                                       None)
+        else:
+            frozen_source = self.denoiser
+            if getattr(frozen_source, "hf_quantizer", None) is not None:  # int8/NF4 weights are not the copy's
+                raise ValueError(f"controlnet={source.spec!r} is a light ControlNet, rebuilt from the base's weights, "
+                                 "which are quantised here (CNET_MEMORY_PLAN): load it on a base in 16 bits, or use "
+                                 "the run's full result folder")
         try:
-            return build_light_controlnet(path, frozen).to(self.dtype).eval()
+            return build_light_controlnet(path, frozen_source.state_dict()).to(self.dtype).eval()
         except ValueError as err:
             raise ValueError(f"{err}; this base is {self.base_source.spec!r}") from None
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from .metrics import METRICS, UNIT_KINDS, metrics_for, score
 
 
@@ -42,12 +44,26 @@ class EvalSettings:
             raise ValueError(f"limit={self.limit} must be at least 1")
 
 
-def held_out_rows(dataset: str, limit: int | None = None) -> list[tuple[Any, str]]:
-    """(condition picture, prompt) pairs of a dataset in any training layout, every row checked (train/data.py)."""
-    from .datasets import load_image, load_rows
+MAX_SIDE = 1024  # a held-out map larger than this is scored at this size (its aspect kept)
 
-    rows = load_rows(dataset).rows[:limit]
-    return [(load_image(row.conditioning), row.text) for row in rows]
+
+def held_out_rows(dataset: str, limit: int | None = None) -> list[tuple[Any, str]]:
+    """(condition picture, prompt) pairs of a dataset in any training layout (cnet/datasets.py), the first `limit`
+    ones, each condition decoded once and brought to the size it is generated at: sides multiples of 8, the longer
+    at most MAX_SIDE. DataError naming a row whose condition cannot be read."""
+    from .datasets import DataError, load_image, load_rows
+
+    pairs = []
+    for row in load_rows(dataset, check_files=False).rows[:limit]:
+        try:
+            condition = load_image(row.conditioning)
+        except Exception as err:  # PIL's decoders raise many types for broken files
+            raise DataError(f"{row.name}: its condition cannot be read ({err})") from None
+        scale = min(1.0, MAX_SIDE / max(condition.size))
+        size = tuple(max(8, round(side * scale) // 8 * 8) for side in condition.size)
+        pairs.append((condition if size == condition.size else condition.resize(size, Image.Resampling.NEAREST),
+                      row.text))
+    return pairs
 
 
 def evaluate(engine: Any, controlnet: str, rows: list[tuple[Any, str]], settings: EvalSettings, *,
@@ -61,7 +77,7 @@ def evaluate(engine: Any, controlnet: str, rows: list[tuple[Any, str]], settings
     scores: dict[str, list[float]] = {m.name: [] for m in metrics}
     pictures = []
     for i, (condition, prompt) in enumerate(rows):
-        width, height = (max(8, side // 8 * 8) for side in condition.size)
+        width, height = condition.size  # multiples of 8 (held_out_rows)
         result = engine.generate(GenerationRequest(
             units=[ControlUnit(condition, kind=kind, controlnet=controlnet, strength=settings.strength)],
             prompt_mode="custom" if prompt else "none", prompt=prompt, num_inference_steps=settings.steps,

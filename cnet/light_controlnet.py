@@ -91,16 +91,28 @@ def read_light(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         return {key: f.get_tensor(key) for key in f.keys()}, f.metadata()
 
 
+def light_class(path: Path, metadata: dict[str, str]) -> Any:
+    """The diffusers ControlNet class a light file names; ValueError for a file that names none (damaged, or
+    written by something else)."""
+    import diffusers
+
+    found = getattr(diffusers, metadata.get("class", ""), None)
+    if not (isinstance(found, type) and issubclass(found, diffusers.ModelMixin) and "ControlNet" in found.__name__
+            and "config" in metadata and str(metadata.get("rank", "")).isdigit()):
+        raise ValueError(f"controlnet={str(path)!r}: its metadata does not describe a light ControlNet (class "
+                         f"{metadata.get('class')!r}); the file is damaged or was not written by python -m train")
+    return found
+
+
 def build_light_controlnet(path: Path, frozen: dict[str, Any]) -> Any:
     """The ControlNet a light file stands for, in fp32 on the CPU: built from its config, the frozen weights taken
     from `frozen` (the state dict of what the copy was made from) by name, the trained weights put in its adapters
     and merged. ValueError naming the file when `frozen` lacks a weight or holds one of another shape (another
     base)."""
-    import diffusers
     import torch
 
     trained, metadata = read_light(path)
-    cls = getattr(diffusers, metadata["class"])
+    cls = light_class(path, metadata)
     net = cls.from_config(json.loads(metadata["config"]))
     own = net.state_dict()
     wrong = [k for k in own if k.split(".")[0] not in WHOLE_LAYERS
@@ -108,7 +120,8 @@ def build_light_controlnet(path: Path, frozen: dict[str, Any]) -> Any:
     if wrong:
         raise ValueError(f"controlnet={str(path)!r} is a light ControlNet made from another base (or ControlNet): "
                          f"{len(wrong)} of its frozen weights are missing or shaped otherwise here, e.g. {wrong[0]!r}")
-    net.load_state_dict({k: (own[k] if k.split(".")[0] in WHOLE_LAYERS else frozen[k].to(torch.float32))
+    # One tensor at a time, onto the CPU in fp32 (the base may sit on a GPU in half precision).
+    net.load_state_dict({k: (own[k] if k.split(".")[0] in WHOLE_LAYERS else frozen[k].to("cpu", torch.float32))
                          for k in own})
     add_adapters(net, int(metadata["rank"]))
     params = dict(net.named_parameters())

@@ -1,13 +1,15 @@
-"""How faithfully a generated picture follows its condition, for every kind: the metrics of the ControlNet++ paper
-(Li et al., arXiv 2404.07987, section 4: controllability), with the condition re-detected from the picture by the
-project's own annotators (so scoring runs offline wherever the annotators' weights are local).
+"""How faithfully a generated picture follows its condition, for every kind, with the condition re-detected from the
+picture by the project's own annotators (so scoring runs offline wherever the annotators' weights are local). Where
+the ControlNet++ paper (Li et al., arXiv 2404.07987, section 4: controllability) defines a metric, it is the paper's
+(canny F1, SSIM for soft edges and line art, depth RMSE, segmentation mIoU); the paper has none for pose, normals,
+lines, scribbles or tiles, whose metrics below are this project's, in the same spirit.
 
 | kind | metric (summary over the pictures) | better |
 | --- | --- | --- |
 | canny, mlsd | F1 of the re-detected edges or lines against the condition's, pixel for pixel (mean) | higher |
 | softedge, lineart, scribble | SSIM of the re-detected map against the condition (mean) | higher |
 | depth | RMSE of the re-estimated depth against the condition, on 0-255 grey levels (mean) | lower |
-| seg | mIoU of the re-segmented classes (one class per palette colour) against the condition's (mean) | higher |
+| seg | mIoU of the re-segmented classes (nearest ADE20K palette colour) against the condition's (mean) | higher |
 | openpose | keypoint distance: per joint, re-detected to drawn, over the diagonal; a missed one is 1 (mean) | lower |
 | normal | the angle between re-estimated and condition normals, in degrees (mean) | lower |
 | tile | SSIM of the picture, brought to the condition's size, against it (mean) | higher |
@@ -63,8 +65,11 @@ def _grey(array: np.ndarray) -> np.ndarray:
 
 
 def edge_f1(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> float:
-    """F1 of the white pixels of `detected` against those of `condition`, pixel for pixel."""
+    """F1 of the white pixels of `detected` against those of `condition`, pixel for pixel; NaN when neither has
+    one (nothing to find, nothing found: no score, rather than a perfect or a zero one)."""
     found, truth = _grey(detected) > 127, _grey(condition) > 127
+    if not found.any() and not truth.any():
+        return float("nan")
     hits = float((found & truth).sum())
     if not hits:
         return 0.0
@@ -73,11 +78,15 @@ def edge_f1(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> fl
 
 
 def ssim(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> float:
-    """Structural similarity of the grey levels (scikit-image's, the reference implementation)."""
+    """Structural similarity of the grey levels, as Wang et al. define it (scikit-image with their Gaussian window,
+    sigma 1.5, and population covariances)."""
     from skimage.metrics import structural_similarity
 
     a, b = _grey(detected), _grey(condition)
-    return float(structural_similarity(a, b, data_range=255, win_size=min(7, *a.shape) // 2 * 2 + 1))
+    side = min(a.shape)
+    window = min(11, side if side % 2 else side - 1)  # odd and at most the picture's side (scikit-image's rule)
+    return float(structural_similarity(a, b, data_range=255, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False, win_size=window))
 
 
 def rmse(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> float:
@@ -87,11 +96,38 @@ def rmse(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> float
 
 
 def mean_iou(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> float:
-    """Mean IoU over the classes (distinct colours) of either map."""
-    a = detected.reshape(-1, 3).astype(np.int64) @ np.array([65536, 256, 1])
-    b = condition.reshape(-1, 3).astype(np.int64) @ np.array([65536, 256, 1])
-    ious = [float(((a == c) & (b == c)).sum() / ((a == c) | (b == c)).sum()) for c in np.union1d(a, b)]
-    return float(np.mean(ious))
+    """Mean IoU over the classes of either map, a pixel's class being its nearest colour of the ADE20K palette the
+    segmentation ControlNet uses (so colours blended by JPEG still count as their class). Pixels on a class boundary
+    of either map are left out: resizing turns a boundary into slivers of other palette colours, each of which would
+    otherwise count as a class of its own."""
+    h, w = detected.shape[:2]
+    a, b = _classes(detected).reshape(h, w), _classes(condition).reshape(h, w)
+    inside = ~(_boundary(a) | _boundary(b))
+    a, b = a[inside], b[inside]
+    classes = np.union1d(a, b)
+    if not len(classes):
+        return float("nan")
+    return float(np.mean([((a == c) & (b == c)).sum() / ((a == c) | (b == c)).sum() for c in classes]))
+
+
+def _boundary(labels: np.ndarray) -> np.ndarray:
+    """Pixels whose class differs from one of their four neighbours'."""
+    edge = np.zeros(labels.shape, bool)
+    edge[1:] |= labels[1:] != labels[:-1]
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    return edge
+
+
+def _classes(array: np.ndarray) -> np.ndarray:
+    """Each pixel's nearest palette colour, by number (ADE20K's 150 colours, as controlnet-aux draws them)."""
+    from controlnet_aux.util import ade_palette
+
+    palette = np.asarray(ade_palette(), np.int32)
+    colours, inverse = np.unique(array.reshape(-1, 3), axis=0, return_inverse=True)
+    distances = ((colours[:, None, :].astype(np.int32) - palette[None]) ** 2).sum(-1)
+    return distances.argmin(axis=1)[inverse.reshape(-1)]
 
 
 def keypoint_distance(detected: np.ndarray, condition: np.ndarray, prompt: str = "") -> float:

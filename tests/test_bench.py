@@ -76,3 +76,15 @@ def test_the_sdxl_benchmark_shapes_are_sdxls():
              for name in ("unet", "controlnet", "text_encoder_2")}
     assert abs(count["unet"] - 2.567) < 0.01 and abs(count["controlnet"] - 1.251) < 0.01, count
     assert abs(count["text_encoder_2"] - 0.695) < 0.01, count
+
+
+def test_the_folder_start_benchmark_times_both_sizes(tmp_path):
+    """bench/data_start.py at a small scale: two folder sizes, alternated, recorded with their ratio."""
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "-m", "bench.data_start", "--rows", "20", "200", "--repeats", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "CNET_BENCH_RESULTS": str(results)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in results.read_text().splitlines() if line.startswith(("| 20 |", "| 200 |"))]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00x |")
+    assert float(rows[1].split(" | ")[-1].rstrip("x |")) > 0

@@ -276,7 +276,7 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
         assert page.locator("#train-name textarea").input_value() == "lab"
         assert page.locator("#train-base-model textarea").input_value() == str(tiny_models[0])
         assert page.locator("#train-dataset textarea").input_value() == str(circles)
-        assert "Validation circles IoU" in page.locator("#train-status").inner_text()
+        assert "Validation circle IoU (higher is better)" in page.locator("#train-status").inner_text()
         assert page.locator("#train-fidelity").is_visible()
         page.screenshot(path=str(tmp_path / "train-tab.png"))
 

@@ -82,3 +82,16 @@ def test_the_readmes_light_controlnet_figures_are_the_counts_of_the_published_sh
                             f"{trained * 4 / 1e6:.0f}", f"{training_state_gb(counts, None):.1f}",
                             f"{training_state_gb(counts, trained):.1f}")
     assert np.isclose(counts["rank 16"] * 4 / 1e6, 56, atol=1)
+
+
+def test_a_file_that_claims_to_be_light_but_names_no_controlnet_is_refused_by_name(tiny_models, tmp_path):
+    from safetensors.torch import save_file
+
+    from cnet.engine import Engine
+    from cnet.light_controlnet import FORMAT
+
+    fake = tmp_path / "fake.safetensors"
+    save_file({"x": torch.zeros(1)}, str(fake), metadata={"format": FORMAT, "class": "AutoencoderKL", "rank": "4",
+                                                           "config": "{}"})
+    with pytest.raises(ValueError, match=r"fake.safetensors'?: its metadata does not describe a light ControlNet"):
+        Engine(str(tiny_models[0]), device="cpu").load_controlnet(str(fake))

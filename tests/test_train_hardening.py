@@ -544,3 +544,18 @@ def test_a_bad_row_met_by_one_of_two_processes_stops_both_within_the_step(tiny_m
         == 1, proc.stderr[-3000:]
     assert len(re.findall(r"error: another process stopped on its data at step \d+", proc.stderr)) == 1
     assert not (tmp_path / "run" / "controlnet").exists()
+
+
+def test_with_a_loader_worker_a_bad_row_is_named_without_the_workers_traceback_and_logged_once(tiny_models, circles,
+                                                                                                tmp_path):
+    data = many_rows(circles, tmp_path / "data", 16, broken={5})
+    base = dict(base_model=str(tiny_models[0]), dataset=str(data), resolution=64, batch_size=4, max_steps=8,
+                validate_every=0, checkpoint_every=100, num_validation=0, num_workers=1)
+    with pytest.raises(DataError) as raised:
+        train(TrainConfig(output_dir=str(tmp_path / "strict"), **base))
+    assert str(raised.value).startswith("metadata.jsonl line 6: the conditioning image ")
+    assert "Traceback" not in str(raised.value)
+    out = tmp_path / "skipping"
+    assert train(TrainConfig(output_dir=str(out), skip_bad_rows=True, **base)) is not None  # two epochs
+    assert len((out / "bad_rows.jsonl").read_text().splitlines()) == 1  # the worker's ledger outlived the epoch
+    assert json.loads((out / "progress.json").read_text())["rows_skipped"] == 1

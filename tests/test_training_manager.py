@@ -203,3 +203,18 @@ def test_the_status_reads_a_run_that_is_still_building_its_cache(tmp_path):
                                        '"cache_of": 4}')
     status = TrainingManager(AppSettings(), workspace=tmp_path).status("caching")
     assert status.step == 0 and status.loss is None and status.progress["phase"] == "caching"
+
+
+def test_a_new_run_leaves_settings_at_their_defaults_to_the_memory_preset():
+    """The form sends every field; the preset fills "only what you leave at default", so those are left out of the
+    command (a resumed run passes them all: its saved settings would otherwise come back)."""
+    from webui.training import _command
+
+    form = {"base_model": "b", "dataset": "d", "output_dir": "o", "batch_size": 4, "controlnet_lora_rank": 0,
+            "lr": 3e-4, "streaming": False}
+    command = _command(form, "light-12gb", resume=False)
+    assert command[command.index("--preset") + 1] == "light-12gb"
+    assert "--batch-size" not in command and "--controlnet-lora-rank" not in command
+    assert command[command.index("--lr") + 1] == "0.0003" and "--no-streaming" not in command
+    again = _command(form, "light-12gb", resume=True)
+    assert again[again.index("--batch-size") + 1] == "4" and "--no-streaming" in again

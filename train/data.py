@@ -95,9 +95,10 @@ def _loaded(row: Row, column: str, value: Any) -> Image.Image:
         problem = check_row_file(row.root, name, "", column, decode=False)
         if problem:
             raise DataError(problem.removeprefix(": "))
+        value = str(Path(value).resolve())  # the file just checked, not what a link might point at by now
     try:
         return load_image(value)
-    except (OSError, ValueError, SyntaxError) as err:
+    except Exception as err:  # PIL's decoders raise many types for broken files
         raise DataError(f"the {column} {_name(value)} cannot be read ({err})") from err
 
 

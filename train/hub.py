@@ -60,12 +60,27 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    name = repo_id or f"{api.whoami()['name']}/{default_repo_name(run)}"
-    url = api.create_repo(name, private=private, exist_ok=True).repo_id
     steps = _json(run / "progress.json").get("step")
-    api.upload_folder(repo_id=url, folder_path=str(result), commit_message=f"ControlNet trained with cnet studio "
-                      f"({steps} steps)" if steps else "ControlNet trained with cnet studio")
+    try:
+        name = repo_id or f"{hub_user(api)}/{default_repo_name(run)}"
+        url = api.create_repo(name, private=private, exist_ok=True).repo_id
+        api.upload_folder(repo_id=url, folder_path=str(result), commit_message=f"ControlNet trained with cnet studio "
+                          f"({steps} steps)" if steps else "ControlNet trained with cnet studio")
+    except (OSError, ValueError) as err:  # huggingface_hub's HTTP and token errors are OSErrors and ValueErrors
+        raise ValueError(f"pushing {result} failed ({type(err).__name__}: {str(err)[:300]}); nothing on disk "
+                         f"changed: {later}") from None
     return f"https://huggingface.co/{url}"
+
+
+def hub_user(api: object | None = None) -> str:
+    """The user the Hub token belongs to; ValueError saying how to log in when there is no usable token."""
+    from huggingface_hub import HfApi
+
+    try:
+        return (api or HfApi()).whoami()["name"]
+    except (OSError, ValueError, KeyError) as err:  # no token, a revoked one, no network
+        raise ValueError(f"no usable Hugging Face token ({type(err).__name__}): log in with `hf auth login` or set "
+                         "HF_TOKEN, with write access") from None
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -52,6 +52,8 @@ def save(controlnet: Any, folder: Path, rank: int, made_from: str | None = None)
     folder.mkdir(parents=True, exist_ok=True)
     controlnet.save_config(folder)
     save_file(merged_state(controlnet), str(folder / "diffusion_pytorch_model.safetensors"))
+    if made_from and Path(made_from).expanduser().exists():  # a local folder: found from any working directory
+        made_from = str(Path(made_from).expanduser().resolve())
     save_file(trained_state(controlnet), str(folder / LIGHT_FILE), metadata=light_metadata(controlnet, rank,
                                                                                              made_from))
 

@@ -91,9 +91,10 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     """Train a ControlNet as `config` says; return the folder of the final ControlNet (None if stopped early)."""
     config = config.validated()
     if config.push_to_hub:  # offline, refused now rather than after the run: train without it, push it later
-        from .hub import check_hub_reachable
+        from .hub import check_hub_reachable, hub_user
 
         check_hub_reachable("--push-to-hub", f"train without it, then python -m train push --run {config.output_dir}")
+        hub_user()  # and a token that works, now rather than after hours of training
     # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
     # while the run is still loading: so it is listened for first, and a STOP file already there counts.
     stop = StopRequest(Path(config.output_dir) / "STOP")
@@ -170,11 +171,18 @@ def _together(run: Run, batches: Any) -> Any:
         try:
             batch, failure = next(batches), None
         except DataError as err:
-            batch, failure = None, err
+            batch, failure = None, DataError(_own_message(err))
         if run.any_process(failure is not None):
             raise failure or DataError(f"another process stopped on its data at step {run.step} (its error is "
                                        "above); this one stopped with it")
         yield batch
+
+
+def _own_message(err: Exception) -> str:
+    """The error's own message: from a loader worker, torch wraps it as "Caught DataError in DataLoader worker
+    process 0. Original Traceback ... cnet.datasets.DataError: <message>"; the user needs the last part only."""
+    text = str(err)
+    return text.strip().splitlines()[-1].split(": ", 1)[-1] if "Original Traceback" in text else text
 
 
 def setup(config: TrainConfig, stop: StopRequest, callback: Callback | None = None) -> Run | None:
@@ -293,8 +301,6 @@ def finish(run: Run, stopped: bool) -> Path | None:
                              run.stats,
                              run.step)
         run.emit("end", {"path": str(result), "step": run.step, "weights_sha256": hashes})
-        if run.config.push_to_hub:
-            _push(run)
     elif stopped:
         run.emit("stopped", {"step": run.step})
         if run.main:
@@ -303,6 +309,8 @@ def finish(run: Run, stopped: bool) -> Path | None:
         run.writer.close()
     run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
+    if result is not None and run.config.push_to_hub:  # after the barrier: no process waits on an upload
+        _push(run)
     return result
 
 
@@ -314,9 +322,8 @@ def _push(run: Run) -> None:
     config = run.config
     try:
         run.emit("pushed", {"url": push_run(run.out, config.hub_model_id, private=config.hub_private)})
-    except Exception as err:  # huggingface_hub raises many types (HTTP, auth, network)
-        run.emit("warning", {"message": f"the push to the Hub failed ({type(err).__name__}: {str(err)[:300]}); the "
-                             f"result stays in {run.out / 'controlnet'}: python -m train push --run {run.out}"})
+    except ValueError as err:  # push_run's: what failed, and the command that pushes later
+        run.emit("warning", {"message": str(err)})
 
 
 def _ignore(event: str, info: dict[str, Any]) -> None:
@@ -362,14 +369,16 @@ def _data(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, Any, list[An
                        log_file=log_file)
     dataset = ControlNetDataset(loaded.rows, config.resolution, ledger=ledger)
     validation_rows = _validation_rows(config, lambda n: _first_usable(loaded.rows, n, config.resolution))
+    # Persistent workers keep their copy of the ledger across epochs: a bad row is found (and logged) once each.
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
-                                         num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size)
+                                         num_workers=config.num_workers, drop_last=len(dataset) >= config.batch_size,
+                                         persistent_workers=config.num_workers > 0)
     return loaded, dataset, loader, validation_rows
 
 
 def _first_usable(rows: list[Any], n: int, resolution: int) -> list[Any]:
     """The first `n` rows whose images load (a bad one is the training ledger's to name, when the run reaches it)."""
-    probe = ControlNetDataset(rows, resolution, ledger=RowLedger("validation", len(rows), skip=True, limit=1.0))
+    probe = ControlNetDataset(rows, resolution, ledger=RowLedger("the dataset", len(rows), skip=True, limit=1.0))
     used = []
     for i in range(len(rows)):
         index = probe[i]["index"]
@@ -807,7 +816,9 @@ def _rows_seen(run: Run) -> dict[str, Any]:
     if run.streaming:
         world = run.accelerator.num_processes
         return {"rows_read": dataset.read * world, "rows_skipped": dataset.bad * world, "rows_estimated": world > 1}
-    found = dataset.ledger.bad if isinstance(dataset, ControlNetDataset) else 0
+    found = 0
+    if isinstance(dataset, ControlNetDataset):  # loader workers keep their own ledgers: then count the log's lines
+        found = dataset.ledger.bad if not run.config.num_workers else len(_lines(bad_rows_file(run.out, 0)))
     return {"rows": len(dataset), "rows_skipped": len(run.loaded.skipped) + found}
 
 

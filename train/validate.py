@@ -48,12 +48,15 @@ def fidelity_scores(fidelity: str, images: list[Image.Image], conditions: list[I
     """The kind's metrics (cnet/metrics.py, the same as `python -m cnet eval`): "fidelity" is the first one's
     summary, "metrics" all of them; when a re-detecting annotator cannot load (its weights are not here), None
     with "fidelity_error" saying why: the run goes on."""
+    from annotators.detect import Loading
+    from annotators.registry import ModelCache
     from cnet.metrics import metrics_for, score
 
-    metrics, values = metrics_for(fidelity), {}
+    # The annotators load into a cache of this validation's own: they leave the card with it, before the next step.
+    metrics, values, loading = metrics_for(fidelity), {}, Loading(cache=ModelCache())
     try:
         for metric in metrics:
-            values[metric.name] = metric.summarise([score(metric, im, c, p) for im, c, p in
+            values[metric.name] = metric.summarise([score(metric, im, c, p, loading) for im, c, p in
                                                     zip(images, conditions, prompts)])
     except Exception as err:  # an annotator's weights missing offline, say: validation must not end the run
         return {"fidelity": None, "metrics": {}, "fidelity_error": f"{type(err).__name__}: {str(err)[:300]}"}

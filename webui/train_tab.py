@@ -50,7 +50,8 @@ def create_train_tab(manager: TrainingManager, page: gr.Blocks) -> gr.Button:
                 ui.repo_id = gr.Textbox(label="Hub repository (owner/name; empty: the run's name under your user)",
                                         scale=3, elem_id="train-repo-id")
                 ui.private = gr.Checkbox(label="Private", scale=1)
-                ui.push = gr.Button("Push to Hub", interactive=manager.allowed, scale=1, elem_id="train-push")
+                ui.push = gr.Button("Push to Hub", interactive=manager.allowed and not manager.settings.public,
+                                    scale=1, elem_id="train-push")
         with gr.Column(scale=5):
             ui.status = gr.Markdown("No run started yet.", elem_id="train-status")
             with gr.Row():
@@ -148,7 +149,8 @@ def _render(manager: TrainingManager, run_name: str | None = None) -> list[Any]:
     if s.fidelity:
         last = s.fidelity[-1]
         score = FIDELITY_NAMES.get(scored, "fidelity")
-        message = f"{s.message} Validation {score} {last['fidelity']:.2f} at step {last['step']}."
+        better = "lower" if scored in METRICS and not METRICS[scored][0].higher_is_better else "higher"
+        message = f"{s.message} Validation {score} ({better} is better) {last['fidelity']:.2f} at step {last['step']}."
     else:
         message = s.message
     if s.fidelity_error:

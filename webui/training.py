@@ -181,15 +181,7 @@ class TrainingManager:
             TrainConfig(**given).validated()  # refuse bad settings here, not in a log line later
             out.mkdir(parents=True, exist_ok=True)
             (out / "STOP").unlink(missing_ok=True)
-            command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-                       "--num_machines", "1", "--mixed_precision", given.get("mixed_precision", "no"),
-                       "--dynamo_backend", "no", "-m", "train", "--preset", str(preset)]
-            for key, value in given.items():
-                flag = "--" + key.replace("_", "-")
-                if isinstance(value, bool):
-                    command.append(flag if value else "--no-" + key.replace("_", "-"))
-                elif value is not None and key != "extra":
-                    command += [flag, str(value)]
+            command = _command(given, preset, resume)
             root = Path(__file__).resolve().parents[1]
             with open(out / "train.log", "a") as log:  # the child keeps its own handle; ours closes here
                 log.write(f"\n$ {' '.join(command)}\n")
@@ -266,8 +258,13 @@ class TrainingManager:
     def push(self, repo_id: str = "", private: bool = False) -> str:
         """The finished ControlNet of the run being shown to the Hugging Face Hub (train/hub.py), with the user's
         own token (HF_TOKEN or `hf auth login`); a line saying where it went. Refused on a public deployment (as
-        starting a run), offline (HubUnavailable, with the command for later), and before the run has a result."""
+        starting a run), offline (HubUnavailable, with the command for later), and before the run has a result.
+        On a public deployment it is off even where training is allowed: it would publish with the server's token,
+        to any repository a visitor names, any visitor's run."""
         self.ensure_allowed()
+        if self.settings.public:
+            raise TrainingRefused("Pushing to the Hub is off on a public deployment (it would use the server's "
+                                  "token); download the result and push it from your machine.")
         from train.hub import push_run
 
         run = self.shown_run()
@@ -319,6 +316,29 @@ class TrainingManager:
             status.error = errors[-1].removeprefix("error: ") if errors else None
         status.message = _describe(status, exit_code, stop_requested=self._stop_requested and self._run == out)
         return status
+
+
+def _command(given: dict[str, Any], preset: str, resume: bool) -> list[str]:
+    """`accelerate launch -m train` with a flag per setting. A new run leaves out the settings at their defaults,
+    so that the memory preset fills them, as the form says ("fills only what you leave at default"); a resumed run
+    passes them all (its saved settings would otherwise come back)."""
+    from dataclasses import fields
+
+    from train.config import TrainConfig
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", given.get("mixed_precision", "no"), "--dynamo_backend", "no", "-m", "train",
+               "--preset", str(preset)]
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        if not resume and key in defaults and value == defaults[key]:
+            continue
+        if isinstance(value, bool):
+            command.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif value is not None and key != "extra":
+            command += [flag, str(value)]
+    return command
 
 
 def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = False) -> str:
