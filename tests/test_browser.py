@@ -278,7 +278,16 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
         assert page.locator("#train-dataset textarea").input_value() == str(circles)
         assert "Validation circle IoU (higher is better)" in page.locator("#train-status").inner_text()
         assert page.locator("#train-fidelity").is_visible()
+        page.get_by_text("More", exact=True).first.click()  # the accordion with transfer and light training
+        assert page.locator("#train-lora-rank input").input_value() == "0"  # light training's field, at its default
         page.screenshot(path=str(tmp_path / "train-tab.png"))
+
+        # Push to Hub offline (the app was started with HF_HUB_OFFLINE): the status says so and how to push later.
+        page.locator("#train-repo-id textarea").fill("me/lab")
+        page.locator("#train-push").click()
+        page.wait_for_function("document.body.innerText.includes('Hugging Face Hub is unreachable')", timeout=30_000)
+        assert f"python -m train push --run {out} --repo-id me/lab" in page.locator("body").inner_text()
+        assert (out / "controlnet" / "samples.png").is_file()  # the result as it was
 
         page.locator("#train-use").click()
         page.wait_for_function("document.querySelector('#controlnet textarea')?.value.endsWith('controlnet')",
