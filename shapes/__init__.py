@@ -23,12 +23,12 @@ DEMO_SIZE = 64
 
 def demo_model() -> dict:
     """The studio's offline demo, plugged in by name (cnet/demo.py, CNET_DEMO_PLUGIN): the shipped models."""
-    # Live mode: DDIM 4 steps (no few-step LoRA was distilled for it), which kept 92% of the 20-step circle IoU
-    # (0.768 vs 0.838; `python -m bench.fidelity`); 2 steps kept 35%.
+    # Live mode: DDIM 4 steps (no few-step LoRA was distilled for it), which kept 93% of the 20-step circle IoU
+    # (0.844 vs 0.904; `python -m bench.fidelity`); 2 steps kept 57%.
     # The share of the 20-step circle IoU each sampler kept at fewer steps (same command), shown beside the steps.
     return {"base": DEMO_BASE, "controlnet": DEMO_CONTROLNET, "size": DEMO_SIZE,
-            "live": {"steps": 4, "fidelity_kept": 0.92},
-            "fidelity_kept": {"ddim": {1: 0.15, 2: 0.35, 4: 0.92, 20: 1.0}, "lcm": {4: 0.85}}}
+            "live": {"steps": 4, "fidelity_kept": 0.93},
+            "fidelity_kept": {"ddim": {1: 0.14, 2: 0.57, 4: 0.93, 20: 1.0}, "lcm": {4: 0.89}}}
 
 
 __all__ = ["DEMO_BASE", "DEMO_CONTROLNET", "DEMO_SIZE", "PALETTE_FILE", "demo_model"]

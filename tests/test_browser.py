@@ -761,7 +761,7 @@ def test_live_mode_shows_a_new_picture_after_each_stroke_and_drops_the_stale_one
         assert not page.locator("#fidelity-note").is_visible()
         set_numbers(page, steps="2")
         page.wait_for_function("document.querySelector('#fidelity-note') && "
-                               "document.querySelector('#fidelity-note').innerText.includes('kept 35%')",
+                               "document.querySelector('#fidelity-note').innerText.includes('kept 57%')",
                                timeout=10_000)
         set_numbers(page, steps="20")
         page.wait_for_function("!document.querySelector('#fidelity-note') || "

@@ -28,7 +28,7 @@ def test_shipped_models_load_through_cnet_and_diffusers_directly():
 def test_the_controlnet_really_controls():
     """8 held-out circles, 10 DDIM steps, CFG 5: the circle IoU with the ControlNet is far above the base alone.
 
-    Measured when shipped: median 0.85 / mean 0.70 with the ControlNet, 0.23 / 0.20 without, every circle in the
+    Measured when shipped: median 0.92 / mean 0.91 with the ControlNet, 0.23 / 0.20 without, every circle in the
     prompt's colour (deterministic on CPU; the margins absorb other CPUs' rounding).
     """
     from cnet.engine import Engine
@@ -41,6 +41,18 @@ def test_the_controlnet_really_controls():
     assert np.mean(controlled["ious"]) > np.mean(alone["ious"]) + 0.35
     assert controlled["share_iou_above_0.5"] >= 0.6
     assert controlled["colour_right"] >= 0.85  # the base's text conditioning survives the ControlNet
+
+
+@pytest.mark.slow
+def test_the_shipped_controlnet_meets_its_goal_on_the_held_out_circles():
+    """The demo's own evaluation (32 held-out circles, DDIM 20, CFG 5, float32): median circle IoU 0.904 and the
+    colour right in every circle on the machine that trained it (docs/demo-eval.json). Goals: 0.9 and 95%; the
+    median may round differently on another CPU, so 0.005 below the goal is allowed and said."""
+    from cnet.engine import Engine
+    from shapes.eval import evaluate_shapes
+
+    scores = evaluate_shapes(n=32, steps=20, guidance=5.0, engine=Engine(str(DEMO_BASE), device="cpu"))
+    assert scores["median_iou"] >= 0.9 - 0.005 and scores["colour_right"] >= 0.95
 
 
 def test_dataset_generator_is_seeded_and_matches_its_prompts(tmp_path):
@@ -115,16 +127,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"
 
 
 def test_control_modes_move_the_result_the_documented_way():
-    """A1111's control modes on 8 held-out circles at the paper's CFG 9, 10 DDIM steps. Measured (CPU): mean IoU
-    0.668 "My prompt is more important", 0.694 balanced, 0.858 "ControlNet is more important" (median 0.753 /
-    0.791 / 0.896): the ControlNet mode follows the outline more, the prompt mode less."""
+    """A1111's control modes on 8 held-out circles at the paper's CFG 9, 10 DDIM steps. Measured (CPU, float32) with
+    the ControlNet shipped since 2026-12-07: mean IoU 0.824 "My prompt is more important", 0.822 balanced, 0.907
+    "ControlNet is more important" (0.668 / 0.694 / 0.858 with the earlier, weaker one): the ControlNet mode follows
+    the outline more than the prompt mode (on this stronger model the prompt mode no longer loosens it below
+    balanced)."""
     from cnet.engine import Engine
     from shapes.eval import evaluate_shapes
 
     engine = Engine(str(DEMO_BASE), device="cpu")
     prompt = evaluate_shapes(n=8, steps=10, guidance=9.0, engine=engine, control_mode="prompt")
     control = evaluate_shapes(n=8, steps=10, guidance=9.0, engine=engine, control_mode="control")
-    assert np.mean(control["ious"]) > np.mean(prompt["ious"]) + 0.1
+    assert np.mean(control["ious"]) > np.mean(prompt["ious"]) + 0.05
     assert control["median_iou"] > prompt["median_iou"] and control["colour_right"] >= 0.85
 
 

@@ -53,7 +53,7 @@ def test_the_demo_runs_its_own_preset_and_says_what_it_keeps():
     preset, family = live_preset_for(None, demo)
     assert (preset.steps_on("cpu"), preset.side_on("cpu"), preset.few_step, preset.fast_decode) == (4, 64, False, False)
     line = describe_preset(preset, "the demo model", "cpu")
-    assert "4 steps" in line and "keeps 92% of the default's control" in line and "looser" not in line
+    assert "4 steps" in line and "keeps 93% of the default's control" in line and "looser" not in line
     from dataclasses import replace
 
     assert "expect looser control" in describe_preset(replace(preset, fidelity_kept=0.35), "x", "cpu")
@@ -97,7 +97,7 @@ def test_a_live_frame_is_the_preset_run_and_saves_nothing(demo_studio, tmp_path)
     # The same pixels as Generate with the demo's live preset written out (DDIM 4 steps, the demo's size).
     same, _ = demo_studio.generate(units, session="s", num_inference_steps=4, keep=False, **asked)
     assert np.array_equal(np.asarray(same.images[0]), np.asarray(frame.result.images[0]))
-    assert "4 steps" in frame.preset and "keeps 92%" in frame.preset
+    assert "4 steps" in frame.preset and "keeps 93%" in frame.preset
 
 
 def test_a_random_seed_is_drawn_once_per_session_so_the_picture_evolves(demo_studio):
@@ -227,8 +227,8 @@ def test_a_live_user_keeps_one_frame_in_the_queue_and_the_others_are_served(raw_
 
 def test_a_fast_setting_that_loses_control_says_so_where_it_was_measured(demo_studio):
     """The demo's steps and samplers: below 90% of the default's control a line says how much was kept."""
-    assert "kept 35% of the 20-step default's control" in demo_studio.fidelity_note(2, "default")
-    assert "LCM at 4 steps kept 85%" in demo_studio.fidelity_note(4, "lcm")
-    assert demo_studio.fidelity_note(4, "ddim") == ""  # 92%: the live preset's, above the line
+    assert "kept 57% of the 20-step default's control" in demo_studio.fidelity_note(2, "default")
+    assert "LCM at 4 steps kept 89%" in demo_studio.fidelity_note(4, "lcm")
+    assert demo_studio.fidelity_note(4, "ddim") == ""  # 93%: the live preset's, above the line
     assert demo_studio.fidelity_note(7, "ddim") == ""  # not measured: nothing claimed
     assert demo_studio.fidelity_note(2, "default", "some/base") == ""  # another base: the demo's figures do not apply

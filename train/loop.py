@@ -985,7 +985,8 @@ def _fidelity_text(config: TrainConfig) -> str:
 ## Fidelity
 
 Validation at step {last['step']}, {len(last.get('prompts', []))} conditions from {rows}, {config.validation_steps}
-steps, CFG {config.validation_guidance} (`{config.fidelity}`: the ControlNet++ paper's metric, cnet/metrics.py):
+steps, CFG {config.validation_guidance} (the `{config.fidelity}` metrics of cnet/metrics.py, as `python -m cnet eval`
+reports them):
 
 | metric | value |
 | --- | --- |
