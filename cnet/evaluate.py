@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from .metrics import METRICS, UNIT_KINDS, metrics_for, score
@@ -89,7 +90,8 @@ def evaluate(engine: Any, controlnet: str, rows: list[tuple[Any, str]], settings
             scores[metric.name].append(score(metric, picture, condition, prompt, loading))
     return {"pictures": pictures, "metrics": {
         m.name: {"value": m.summarise(scores[m.name]), "higher_is_better": m.higher_is_better, "summary": m.summary,
-                 "unit": m.unit, "scores": scores[m.name]} for m in metrics}}
+                 "unit": m.unit, "scores": [None if np.isnan(v) else v for v in scores[m.name]]}
+        for m in metrics}}
 
 
 def check_annotators(metric: str, row: tuple[Any, str]) -> None:

@@ -209,3 +209,23 @@ def test_training_validation_scores_with_the_same_metrics_and_goes_on_when_an_an
     assert result is not None and record["fidelity"] is None
     assert "depth: could not load weights from" in record["fidelity_error"]
     assert any(w.startswith("validation could not score depth: ") for w in warnings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(METRICS))
+def test_eval_reports_every_kinds_metric_on_tiny_models(kind, tiny_models, circles, annotator_weights, tmp_path,
+                                                        monkeypatch):
+    """Plumbing, `python -m cnet eval` end to end for each kind: the tiny model generates, the kind's annotators
+    (random weights, loaded as a user's local weights are: CNET_ANNOTATORS, CNET_ANNOTATOR_SEG) re-detect, the report
+    holds each of the kind's metrics for both rows (a number, or n/a where a row has nothing to score)."""
+    monkeypatch.setenv("CNET_ANNOTATORS", str(annotator_weights["aux"]))
+    monkeypatch.setenv("CNET_ANNOTATOR_SEG", str(annotator_weights["seg"]))
+    out = tmp_path / "report"
+    assert _eval("--data", circles, "--kind", kind, "--controlnet", tiny_models[1], "--base-model", tiny_models[0],
+                 "--limit", 2, "--steps", 1, "--out", out) == 0
+    metrics = json.loads((out / "report.json").read_text())["models"][0]["metrics"]
+    assert list(metrics) == [m.name for m in METRICS[kind]]
+    for metric in metrics.values():
+        assert len(metric["scores"]) == 2
+        assert all(s is None or math.isfinite(s) for s in metric["scores"])  # None: nothing to score (strict JSON)
+    assert "| controlnet | 2 |" in (out / "report.md").read_text()
