@@ -108,14 +108,25 @@ def run_models(run_dir: str | Path) -> list[tuple[str, str, int | None]]:
     from common.runs import complete_checkpoints
 
     run = Path(run_dir)
+    if not run.is_dir():
+        raise ValueError(f"run={str(run_dir)!r} does not exist (a training run's --output-dir)")
     found = [(f"step {step}", str(folder / "controlnet"), step) for step, folder in complete_checkpoints(run)]
-    if (run / "controlnet").is_dir():
+    if (run / "controlnet").is_dir() and not (found and _same_weights(Path(found[-1][1]), run / "controlnet")):
         progress = json.loads((run / "progress.json").read_text()) if (run / "progress.json").is_file() else {}
         found.append(("result", str(run / "controlnet"), progress.get("step")))
     if not found:
         raise ValueError(f"run={str(run_dir)!r} holds no complete checkpoint and no result (a folder written by "
                          "python -m train)")
     return found
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    """Two ControlNet folders holding the same weights file (the result of a run without EMA is its last
+    checkpoint's: scored once)."""
+    import filecmp
+
+    name = "diffusion_pytorch_model.safetensors"
+    return (a / name).is_file() and (b / name).is_file() and filecmp.cmp(a / name, b / name, shallow=False)
 
 
 def report_table(results: list[dict[str, Any]]) -> str:
@@ -175,19 +186,30 @@ def run_cli(args: argparse.Namespace) -> Path:
     results = []
     for number, (label, controlnet, step) in enumerate(models):
         scored = evaluate(engine, controlnet, rows, settings)
-        _grid(rows, scored["pictures"]).save(out / f"grid-{number:02d}.png")
+        grid_name = f"grid-{number:02d}-{''.join(c if c.isalnum() or c in '-_.' else '-' for c in label)}.png"
+        _grid(rows, scored["pictures"]).save(out / grid_name)
         results.append({"label": label, "controlnet": controlnet, "step": step, "rows": len(rows),
-                        "grid": f"grid-{number:02d}.png", "metrics": scored["metrics"]})
+                        "grid": grid_name, "metrics": scored["metrics"]})
         print(json.dumps({"label": label, **{n: m["value"] for n, m in scored["metrics"].items()}}), flush=True)
-    (out / "report.json").write_text(json.dumps({"data": args.data, "base_model": engine.base_source.spec,
-                                                 "settings": asdict(settings), "models": results}, indent=2))
-    table = report_table(results)
-    (out / "report.md").write_text(f"# Fidelity on {args.data}\n\n{table}")
-    print(table)
+    write_report(out, args.data, engine.base_source.spec, settings, results)
     stepped = [r for r in results if r["step"] is not None]
     if stepped:
         plot_across_steps(stepped, [r for r in results if r["step"] is None], out / "fidelity.png")
     return out / "report.md"
+
+
+def write_report(out: Path, data: str, base: str, settings: EvalSettings, results: list[dict[str, Any]]) -> None:
+    """report.json (every score) and report.md (how the pictures were made, the table, the grids); the table
+    printed."""
+    (out / "report.json").write_text(json.dumps({"data": data, "base_model": base, "settings": asdict(settings),
+                                                 "models": results}, indent=2))
+    table = report_table(results)
+    guidance = settings.guidance if settings.guidance is not None else "the family's default"
+    how = (f"{results[0]['rows']} rows of `{data}`, base `{base}`, {settings.scheduler} {settings.steps} steps, CFG "
+           f"{guidance}, strength {settings.strength}, seed {settings.seed} + the row's number")
+    grids = "\n".join(f"- {r['label']}: [{r['grid']}]({r['grid']}) ([condition | picture] per row)" for r in results)
+    (out / "report.md").write_text(f"# Fidelity on {data}\n\n{how}.\n\n{table}\n{grids}\n")
+    print(table)
 
 
 def _labelled(model: str) -> tuple[str, str]:
@@ -224,8 +246,10 @@ def plot_across_steps(stepped: list[dict[str, Any]], references: list[dict[str, 
         for ref in references:
             if ref["metrics"].get(name, {}).get("value") is not None:
                 axis.axhline(ref["metrics"][name]["value"], linestyle="--", color="grey", label=ref["label"])
-        better = "higher" if stepped[0]["metrics"][name]["higher_is_better"] else "lower"
-        axis.set(xlabel="training step", ylabel=f"{name} ({better} is better)", title=name)
+        higher = stepped[0]["metrics"][name]["higher_is_better"]
+        axis.set(xlabel="training step", ylabel=f"{name} ({'higher' if higher else 'lower'} is better)", title=name)
+        if higher and all(0 <= p[1] <= 1 for p in points):  # a share (IoU, F1, SSIM): its whole range, so a
+            axis.set_ylim(0, 1)  # change in the third decimal does not look like a fall
         axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(file)

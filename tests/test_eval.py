@@ -139,8 +139,8 @@ def test_eval_compares_controlnets_and_plots_a_runs_checkpoints(tiny_models, cir
     assert _eval("--data", circles, "--kind", "canny", "--controlnet", f"reference={tiny_models[1]}", "--run", run,
                  "--base-model", tiny_models[0], "--limit", 3, "--steps", 2, "--out", out) == 0
     report = json.loads((out / "report.json").read_text())
-    assert [(m["label"], m["step"]) for m in report["models"]] == [("reference", None), ("step 1", 1), ("step 2", 2),
-                                                                   ("result", 2)]
+    # The result holds the last checkpoint's weights (no EMA): scored once.
+    assert [(m["label"], m["step"]) for m in report["models"]] == [("reference", None), ("step 1", 1), ("step 2", 2)]
     for model in report["models"]:
         scores = model["metrics"]["canny F1"]["scores"]
         assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
@@ -148,6 +148,7 @@ def test_eval_compares_controlnets_and_plots_a_runs_checkpoints(tiny_models, cir
         assert Image.open(out / model["grid"]).size == (128, 3 * 64)  # [condition | picture] per row
     table = (out / "report.md").read_text()
     assert "| model | rows | canny F1 ↑ |" in table and "| step 2 | 3 |" in table
+    assert "3 rows of" in table and "ddim 2 steps" in table and "- step 1: [grid-01-step-1.png]" in table
     assert Image.open(out / "fidelity.png").size[0] > 200
     # Wrong input is named, and nothing is written in its place.
     assert _eval("--data", circles, "--kind", "canny", "--out", tmp_path / "none") == 2

@@ -78,7 +78,7 @@ def test_the_train_tabs_push_over_http_says_offline_and_keeps_the_run(finished_r
     shown = shutil.copytree(finished_run, workspace / "runs" / "my-run")
     before = snapshot(shown)
     with launched(False, tmp_path / "out", workspace) as url:
-        reply = raw_ui(url).call("train-push", **{"train-repo-id": "me/my-run"})
+        reply = raw_ui(url).call("train-push", **{"train-name": "my-run", "train-repo-id": "me/my-run"})
     told = raw_ui.error(reply)
     assert "Hugging Face Hub is unreachable" in told
     assert f"python -m train push --run {shown} --repo-id me/my-run" in told

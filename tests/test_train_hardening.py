@@ -219,7 +219,7 @@ def test_a_training_start_decodes_no_image_of_the_rows_it_has_not_reached(tiny_m
 
 
 def test_a_bad_row_met_while_training_stops_the_run_by_name_or_is_skipped_logged_and_counted(tiny_models, circles,
-                                                                                                tmp_path):
+                                                                                                tmp_path, capsys):
     data = many_rows(circles, tmp_path / "data", 16, broken={5})
     base = dict(base_model=str(tiny_models[0]), dataset=str(data), resolution=64, batch_size=4, max_steps=8,
                 validate_every=0, checkpoint_every=2, num_validation=0)
@@ -235,6 +235,8 @@ def test_a_bad_row_met_while_training_stops_the_run_by_name_or_is_skipped_logged
     assert [entry["row"] for entry in logged] == ["metadata.jsonl line 6"]  # once, though read in every epoch
     assert "broken.jpg cannot be read" in logged[0]["reason"]
     assert json.loads((out / "progress.json").read_text())["rows_skipped"] == 1
+    assert "(metadata.jsonl, 16 rows, 1 skipped)" in (out / "controlnet" / "README.md").read_text()  # the card
+    assert "skipped metadata.jsonl line 6: the conditioning image" in capsys.readouterr().err  # said as it happened
 
 
 def test_past_the_bad_row_limit_a_folder_run_stops_naming_the_last_bad_row(circles, tmp_path):

@@ -9,11 +9,13 @@ does not grow with the number of rows), keeps a `RowLedger`.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from cnet.datasets import DataError
 
 MIN_ROWS_BEFORE_LIMIT = 100  # the bad-row share is judged only once this many rows were read
+SAID_ON_STDERR = 10  # skipped rows also printed as they are found, the first ones
 _UNREAD, _GOOD, _BAD = 0, 1, 2
 
 
@@ -69,4 +71,7 @@ class RowLedger:
                             "last checkpoint)")
         self.state[index] = _BAD
         self.read, self.bad = self.read + 1, self.bad + 1
+        if self.bad <= SAID_ON_STDERR:  # a CLI user sees skips as they happen; the log names every one
+            more = f" (further ones only in {self.log_file})" if self.bad == SAID_ON_STDERR else ""
+            print(f"skipped {where}: {reason[:200]}{more}", file=sys.stderr, flush=True)
         record_bad_row(self.dataset, where, reason, self.read, self.bad, self.limit, self.log_file)

@@ -52,6 +52,8 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
     HubUnavailable offline."""
     run = Path(run_dir)
     result = run / "controlnet"
+    if not run.is_dir():
+        raise ValueError(f"run={str(run_dir)!r} does not exist (a training run's --output-dir)")
     if not (result / "config.json").is_file():
         raise ValueError(f"run={str(run_dir)!r} has no result to push yet ({result} is written when the run reaches "
                          "its last step); a stopped run can be resumed first")

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,9 @@ def train(config: TrainConfig, callback: Callback | None = None) -> Path | None:
     if config.push_to_hub:  # offline, refused now rather than after the run: train without it, push it later
         from .hub import check_hub_reachable, hub_user
 
-        check_hub_reachable("--push-to-hub", f"train without it, then python -m train push --run {config.output_dir}")
+        later = f"python -m train push --run {config.output_dir}" + (
+            f" --repo-id {config.hub_model_id}" if config.hub_model_id else "")
+        check_hub_reachable("--push-to-hub", f"train without it, then {later}")
         hub_user()  # and a token that works, now rather than after hours of training
     # A stop request (SIGTERM/SIGINT, or the STOP file the Train tab writes) is honoured whenever it arrives, also
     # while the run is still loading: so it is listened for first, and a STOP file already there counts.
@@ -297,9 +299,12 @@ def finish(run: Run, stopped: bool) -> Path | None:
     if not stopped and run.main:
         if run.ema is not None:  # the result is the averaged weights (the last ones stay in the checkpoints)
             run.ema.copy_to([p for p in controlnet.parameters() if p.requires_grad])
-        result = _save_final(controlnet, _trained_base(run) if run.unlocked else None, run.config, run.loaded,
-                             run.stats,
-                             run.step)
+        loaded = run.loaded
+        if not run.streaming and loaded is not None and loaded.rows:  # with the rows found bad while loading
+            found = _rows_seen(run)["rows_skipped"] - len(loaded.skipped)
+            loaded = replace(loaded, skipped=[*loaded.skipped, *(["found bad while loading"] * found)])
+        result = _save_final(controlnet, _trained_base(run) if run.unlocked else None, run.config, loaded,
+                             run.stats, run.step)
         run.emit("end", {"path": str(result), "step": run.step, "weights_sha256": hashes})
     elif stopped:
         run.emit("stopped", {"step": run.step})

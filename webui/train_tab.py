@@ -99,7 +99,7 @@ def _settings_form(ui: SimpleNamespace) -> None:
             init_controlnet = gr.Textbox(label="Start from a ControlNet (transfer learning; optional)")
             lora_rank = gr.Number(value=DEFAULTS.controlnet_lora_rank, precision=0, minimum=0,
                                   label="Light: LoRA rank (0: the whole copy)", elem_id="train-lora-rank",
-                                  info="a few percent of the weights; controlnet_lora.safetensors loads in Generate")
+                                  info="a LoRA: a few % of the weights")
         with gr.Row():
             checkpoint_every = gr.Number(value=DEFAULTS.checkpoint_every, precision=0, label="Checkpoint every")
             validate_every = gr.Number(value=DEFAULTS.validate_every, precision=0, label="Validate every")
@@ -202,10 +202,10 @@ def _wire(ui: SimpleNamespace, manager: TrainingManager) -> None:
 
     @keep_results(len(outputs), status=0)  # offline or no result yet: said in the status line, nothing else changes
     @user_errors
-    def on_push(repo_id: str, private: bool) -> list[Any]:
-        return [manager.push(repo_id, private), *_render(manager)[1:]]
+    def on_push(name: str, repo_id: str, private: bool) -> list[Any]:
+        return [manager.push(name, repo_id, private), *_render(manager)[1:]]
 
-    ui.push.click(on_push, [ui.repo_id, ui.private], outputs, api_visibility="private", concurrency_limit=1)
+    ui.push.click(on_push, [ui.name, ui.repo_id, ui.private], outputs, api_visibility="private", concurrency_limit=1)
     gr.Timer(2.0).tick(lambda: _render(manager), None, outputs, queue=False, api_visibility="private",
                        show_progress="hidden")
     quick_fields = ["base_model", "dataset", "mode", "max_steps", "batch_size", "grad_accum", "lr", "resolution",

@@ -255,9 +255,9 @@ class TrainingManager:
             return status.controlnet, str(trained_base)
         return status.controlnet, status.config.get("base_model") or ""
 
-    def push(self, repo_id: str = "", private: bool = False) -> str:
-        """The finished ControlNet of the run being shown to the Hugging Face Hub (train/hub.py), with the user's
-        own token (HF_TOKEN or `hf auth login`); a line saying where it went. Refused on a public deployment (as
+    def push(self, name: str, repo_id: str = "", private: bool = False) -> str:
+        """The finished ControlNet of run `name` to the Hugging Face Hub (train/hub.py), with the machine's
+        token (HF_TOKEN or `hf auth login`); a line saying where it went. Refused on a public deployment (as
         starting a run), offline (HubUnavailable, with the command for later), and before the run has a result.
         On a public deployment it is off even where training is allowed: it would publish with the server's token,
         to any repository a visitor names, any visitor's run."""
@@ -267,9 +267,10 @@ class TrainingManager:
                                   "token); download the result and push it from your machine.")
         from train.hub import push_run
 
-        run = self.shown_run()
-        if run is None:
-            raise ValueError("No run to push: start one first.")
+        run = self.run_dir(name)  # the run named in the form (a plain name inside the workspace)
+        if not (run / "config.json").is_file():
+            raise ValueError(f"No run named {name!r} in the workspace: train it first (its name is the folder under "
+                             "workspace/runs).")
         return f"Pushed to {push_run(run, repo_id.strip() or None, private=private)}"
 
     def shown_run(self) -> Path | None:
