@@ -157,7 +157,15 @@ def launch_options(settings: AppSettings) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    """The app's options (what a user of `cnet-studio --help` or `python app.py --help` needs; the module's own
+    docstring is for developers)."""
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="cnet-studio" if Path(sys.argv[0]).name == "cnet-studio" else "python app.py",
+        description="cnet studio: ControlNet for Stable Diffusion in the browser. Serves the app on "
+        "http://127.0.0.1:7860; models load on first use, from the Hub or local folders (offline: the built-in demo "
+        "model). Settings beyond these flags are environment variables (README, 'Deployment').")
     parser.add_argument("--host", help="interface to listen on (default 127.0.0.1; CNET_HOST)")
     parser.add_argument("--port", type=int, help="port (default 7860; CNET_PORT)")
     parser.add_argument("--share", action="store_true", default=None, help="also open a public gradio.live link")

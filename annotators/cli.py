@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from common.program import program_name
+
 from .detect import Loading
 from .images import ImageInputError
 from .registry import ANNOTATORS, AnnotatorError
@@ -17,7 +19,7 @@ ALIASES = {"low": "low_threshold", "high": "high_threshold"}  # the original app
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m annotators", description=__doc__)
+    parser = argparse.ArgumentParser(prog=program_name("annotators", "cnet-annotate"), description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="each annotator with its kind, weights and parameters")
     for name, help_text in (("detect", "one image -> one map"), ("batch", "a folder of images -> a folder of maps")):

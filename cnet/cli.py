@@ -1,4 +1,5 @@
-"""`python -m cnet`: generate images from the command line, re-run a saved PNG, build tiny test models."""
+"""cnet (`python -m cnet`): generate images from the command line, re-run a saved PNG, score ControlNets, build tiny
+test models."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from common.program import program_name
 
 from . import evaluate
 from .engine import OFFLOAD_MODES
@@ -17,7 +20,7 @@ from .request import ControlUnit, ImagePrompt, PromptMode, door_fields, door_val
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog=program_name("cnet", "cnet"), description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="condition image(s) + prompt -> images (PNG with metadata)")

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,18 @@ def test_a_rerun_takes_the_precision_its_png_was_made_in(tiny_models, cond_map, 
     again = proc.stdout.split()[0]
     assert read_metadata(again)["dtype"] == "float32"
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(made)))
+
+
+@pytest.mark.parametrize("script, usage, absent", [
+    ("cnet", "usage: cnet [-h] {generate", "python -m cnet [-h]"),
+    ("cnet-train", "usage: cnet-train [-h]", "python -m train [-h]"),
+    ("cnet-studio", "usage: cnet-studio [-h]", "This file only wires things together"),
+])
+def test_the_console_scripts_name_themselves_in_their_help(script, usage, absent):
+    """Installed commands say their own name (`cnet`, not `python -m cnet`), and the app's help is for its users,
+    not its developers."""
+    import shutil
+
+    path = shutil.which(script) or str(Path(sys.executable).with_name(script))
+    proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and usage in proc.stdout and absent not in proc.stdout, proc.stdout[:500]

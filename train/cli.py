@@ -15,6 +15,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from cnet.kinds import DEFAULT_BASE_MODEL
+from common.program import program_name
 
 from .config import MODES, PRECISIONS, ConfigError, TrainConfig, saved_settings
 from .presets import PRESETS
@@ -24,7 +25,7 @@ CHOICES = {"mode": MODES, "mixed_precision": PRECISIONS}
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per TrainConfig field (--kebab-case); defaults stay in the dataclass, so only given flags count."""
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+    parser = argparse.ArgumentParser(prog=program_name("train", "cnet-train"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     parser.add_argument("--preset", default="auto", help="memory preset: auto (from the GPU), none, "
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_dataset_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train build-dataset")
+    parser = argparse.ArgumentParser(prog=f"{program_name('train', 'cnet-train')} build-dataset")
     parser.add_argument("--photos", required=True, help="folder of photos (searched recursively)")
     parser.add_argument("--kind", required=True, help="condition kind (its annotator makes the maps)")
     parser.add_argument("--out", required=True, help="output folder (metadata.jsonl layout)")
@@ -58,8 +59,9 @@ def build_dataset_parser() -> argparse.ArgumentParser:
 
 
 def build_shard_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train shard", description="Write a folder dataset "
-                                     "(metadata.jsonl or Fill50K) as shuffled parquet shards, for --streaming")
+    parser = argparse.ArgumentParser(prog=f"{program_name('train', 'cnet-train')} shard",
+                                     description="Write a folder dataset (metadata.jsonl or Fill50K) as shuffled "
+                                     "parquet shards, for --streaming")
     parser.add_argument("--dataset", required=True, help="the folder dataset")
     parser.add_argument("--out", required=True, help="an empty folder for the shards")
     parser.add_argument("--rows-per-shard", type=int, default=1000)
@@ -70,9 +72,9 @@ def build_shard_parser() -> argparse.ArgumentParser:
 
 def build_cache_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m train cache", description="Encode a dataset once (VAE posteriors, text embeddings, "
-        "conditions) into a latent cache for --latent-cache. Under `accelerate launch` every process encodes its own "
-        "shards; a stopped build resumes.")
+        prog=f"{program_name('train', 'cnet-train')} cache",
+        description="Encode a dataset once (VAE posteriors, text embeddings, conditions) into a latent cache for "
+        "--latent-cache. Under `accelerate launch` every process encodes its own shards; a stopped build resumes.")
     parser.add_argument("--dataset", required=True, help="folder dataset, saved `datasets` folder or Hub id")
     parser.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="the base whose VAE and text encoder encode")
     parser.add_argument("--single-file-config", help="diffusers pipeline folder describing a single-file base")
@@ -197,7 +199,7 @@ def _push(argv: list[str]) -> int:
     """`python -m train push`: a finished run's result to the Hugging Face Hub (train/hub.py)."""
     from .hub import push_run
 
-    parser = argparse.ArgumentParser(prog="python -m train push", description=_push.__doc__)
+    parser = argparse.ArgumentParser(prog=f"{program_name('train', 'cnet-train')} push", description=_push.__doc__)
     parser.add_argument("--run", required=True, help="the run's output folder (holding controlnet/)")
     parser.add_argument("--repo-id", help="owner/name, or a name under your user (default: the run folder's name)")
     parser.add_argument("--private", action="store_true", help="create the repository private")
