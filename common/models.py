@@ -15,12 +15,17 @@ import re
 import socket
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from .env import env_text
+
+# diffusers' `load_config` still hands huggingface_hub its deprecated `local_dir_use_symlinks`, and huggingface_hub
+# warns about it on every Hub config it reads: a line a user can do nothing about (issue 30), silenced by its text.
+warnings.filterwarnings("ignore", message=r"The `local_dir_use_symlinks` argument is deprecated", category=UserWarning)
 
 log = logging.getLogger("common.models")
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

@@ -136,3 +136,14 @@ def test_the_console_scripts_name_themselves_in_their_help(script, usage, absent
     path = shutil.which(script) or str(Path(sys.executable).with_name(script))
     proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and usage in proc.stdout and absent not in proc.stdout, proc.stdout[:500]
+
+
+def test_the_deprecated_symlink_argument_diffusers_passes_is_not_shown_to_users():
+    """diffusers' load_config hands huggingface_hub `local_dir_use_symlinks`; its warning reached users of the SDXL
+    command line (issue 30). Once the studio's model code is loaded it is silenced by its text, nothing else."""
+    code = ("import warnings, common.models\n"
+            "from huggingface_hub.utils._validators import smoothly_deprecate_legacy_arguments as f\n"
+            "f('hf_hub_download', {'local_dir_use_symlinks': 'auto'})\n"
+            "warnings.warn('another warning stays')\n")
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert "local_dir_use_symlinks" not in proc.stderr and "another warning stays" in proc.stderr
