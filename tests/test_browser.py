@@ -264,8 +264,8 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
     workspace = tmp_path / "ws"
     out = workspace / "runs" / "lab"
     train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(out), resolution=64,
-                      batch_size=2, max_steps=4, validate_every=2, num_validation=2, validation_steps=2,
-                      fidelity="shapes", checkpoint_every=100))
+                      batch_size=2, max_steps=4, validate_every=4, num_validation=2, validation_steps=2,
+                      fidelity="shapes", checkpoint_every=100))  # one validation: a plot of one point
     with launched(False, tmp_path / "out", workspace) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
@@ -278,6 +278,14 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
         assert page.locator("#train-dataset textarea").input_value() == str(circles)
         assert "Validation circle IoU (higher is better)" in page.locator("#train-status").inner_text()
         assert page.locator("#train-fidelity").is_visible()
+        # A plot of one point labelled its axes with that point ("0.177480", "4.000000"): now the run's length and
+        # the share's range, in short numbers.
+        import re
+
+        page.wait_for_function("document.querySelector('#train-fidelity').innerText.includes('step')",
+                               timeout=30_000)
+        for plot in ("#train-fidelity", "#train-loss"):
+            assert not re.search(r"\d\.\d{5}", page.locator(plot).inner_text()), page.locator(plot).inner_text()
         page.get_by_text("More", exact=True).first.click()  # the accordion with transfer and light training
         assert page.locator("#train-lora-rank input").input_value() == "0"  # light training's field, at its default
         page.screenshot(path=str(tmp_path / "train-tab.png"))
