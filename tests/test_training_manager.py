@@ -218,3 +218,18 @@ def test_a_new_run_leaves_settings_at_their_defaults_to_the_memory_preset():
     assert command[command.index("--lr") + 1] == "0.0003" and "--no-streaming" not in command
     again = _command(form, "light-12gb", resume=True)
     assert again[again.index("--batch-size") + 1] == "4" and "--no-streaming" in again
+
+
+def test_the_log_box_shows_the_trainers_events_as_short_lines():
+    """Raw JSON lines wrapped in the 12-line Log box and pushed the newest out of sight (issue 30): each event is
+    one short line in words; other lines, and a line cut short while written, stay as they are."""
+    from webui.training import readable_log_line
+
+    log = ('{"event": "log", "step": 25, "loss": 0.0381881, "lr": 0.0005, "empty_prompt_fraction": 0.523125, '
+           '"seconds_per_step": 1.4063, "eta_seconds": 1089.8, "unlocked": false}')
+    assert readable_log_line(log) == "step 25 · loss 0.0382 · lr 0.0005 · 1.41 s/step · empty prompts 52%"
+    assert readable_log_line('{"event": "validation", "step": 100, "fidelity": null}') == \
+        "validation at step 100: fidelity n/a"
+    assert readable_log_line('{"event": "preset", "name": "8gb"}') == "preset: name 8gb"
+    assert readable_log_line('{"event": "log", "step": 2') == '{"event": "log", "step": 2'
+    assert readable_log_line("Loading weights: 100%") == "Loading weights: 100%"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,7 +307,7 @@ class TrainingManager:
         status.fidelity_error = validations[-1].get("fidelity_error", "") if validations else ""
         status.validation = [str(p) for p in sorted((out / "validation").glob("step-*.png"), reverse=True)]
         lines = (out / "train.log").read_text(errors="replace").splitlines() if (out / "train.log").exists() else []
-        status.log_tail = "\n".join(lines[-LOG_LINES:])
+        status.log_tail = "\n".join(readable_log_line(line) for line in lines[-LOG_LINES:])
         found = complete_checkpoints(out)
         status.checkpoint = found[-1][1].name if found else None
         if (out / "controlnet" / "config.json").exists():
@@ -340,6 +341,37 @@ def _command(given: dict[str, Any], preset: str, resume: bool) -> list[str]:
         elif value is not None and key != "extra":
             command += [flag, str(value)]
     return command
+
+
+# The trainer's JSON events as one short line each (the Log box is LOG_LINES high: a wrapped line of raw JSON pushed
+# the newest ones out of sight). Each: the event's name, and how its fields read.
+_EVENTS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "log": lambda e: (f"step {e.get('step')} · loss {e.get('loss', float('nan')):.4f} · lr {e.get('lr', 0):.2g} · "
+                      f"{e.get('seconds_per_step', 0):.2f} s/step · empty prompts "
+                      f"{e.get('empty_prompt_fraction', 0):.0%}"),
+    "validation": lambda e: (f"validation at step {e.get('step')}: fidelity "
+                             f"{'n/a' if e.get('fidelity') is None else format(e['fidelity'], '.3f')}"),
+    "checkpoint": lambda e: f"checkpoint saved at step {e.get('step')}",
+    "start": lambda e: (f"started at step {e.get('step')} of {e.get('max_steps')}: "
+                        f"{'a stream' if e.get('rows') is None else format(e['rows'], ',') + ' rows'} "
+                        f"({e.get('layout')}), {e.get('processes')} process(es)"),
+    "end": lambda e: f"finished at step {e.get('step')}: {e.get('path')}",
+    "stopped": lambda e: f"stopped at step {e.get('step')} (a checkpoint holds it: Resume goes on)",
+    "warning": lambda e: f"warning: {e.get('message')}",
+    "pushed": lambda e: f"pushed to {e.get('url')}",
+}
+
+
+def readable_log_line(line: str) -> str:
+    """A line of train.log as the Log box shows it: a trainer event in words, anything else as it is."""
+    if not line.startswith('{"event"'):
+        return line
+    try:
+        event = json.loads(line)
+        show = _EVENTS.get(event.get("event"))
+        return show(event) if show else f"{event.pop('event')}: " + ", ".join(f"{k} {v}" for k, v in event.items())
+    except (ValueError, TypeError, AttributeError):  # a line cut short, or a field of another type: as it is
+        return line
 
 
 def _describe(status: RunStatus, exit_code: int | None, stop_requested: bool = False) -> str:
