@@ -377,6 +377,20 @@ def test_dropping_a_saved_png_restores_the_form(browser, app_url, tiny_models, c
         guidance_scale=6.5, seed=4242, width=64, height=64, scheduler="unipc", resize_mode="resize_and_fill"))
     saved = result.save(tmp_path)[0]
     page = open_app(browser, app_url)
+    # The drop zone shows its whole text (at 90 px high "Click to Upload" was cut off; issue 30).
+    inside = page.evaluate("""() => {
+        const zone = document.querySelector('#settings-png'), box = zone.getBoundingClientRect();
+        const walker = document.createTreeWalker(zone, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            if (node.textContent.includes('Click to Upload')) {
+                const range = document.createRange(); range.selectNodeContents(node);
+                const text = range.getBoundingClientRect();
+                return text.bottom <= box.bottom && text.top >= box.top;
+            }
+        }
+        return null;
+    }""")
+    assert inside is True
     page.locator("#settings-png input[type=file]").set_input_files(str(saved))
     page.wait_for_function("document.querySelector('#prompt textarea')?.value === 'a lighthouse at dusk'",
                            timeout=30_000)

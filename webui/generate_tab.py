@@ -334,7 +334,7 @@ def live_previews(ui: SimpleNamespace, studio: Studio, trigger: Any) -> Callable
 
 def _settings_drop(ui: SimpleNamespace) -> None:
     """A PNG made by the studio: drop it here and the form takes back every setting it was made with."""
-    ui.settings_png = gr.File(label="Restore settings: drop a PNG made here", file_types=[".png"], height=90,
+    ui.settings_png = gr.File(label="Restore settings: drop a PNG made here", file_types=[".png"], height=170,
                               elem_id="settings-png")
 
 
