@@ -117,8 +117,17 @@ def use_demo() -> bool:
 def on_demo(controlnets: list[str | None], settings: dict[str, Any]) -> tuple[list[str | None], dict[str, Any]]:
     """A run on the demo model (no base model was named and Stable Diffusion is missing): each unit without a
     ControlNet takes the demo's (circle outlines), and the size is the one the demo knows. The CLI and the app both
-    decide this here. Returns the ControlNets and the settings, changed copies."""
+    decide this here. Returns the ControlNets and the settings, changed copies; a RequestError for an edit that
+    changes the picture's size (outpaint, upscale), which one size cannot do."""
+    from .operations import get_operation
+    from .params import RequestError
+
     demo = demo_model()
+    operation = settings.get("operation")
+    if operation and get_operation(str(operation)).resizes:  # it would come back at the one size, unchanged in size
+        raise RequestError(f"operation={operation!r} needs Stable Diffusion: the offline demo model makes "
+                           f"{demo.size}x{demo.size} pictures only, so it can neither extend nor enlarge one. On the "
+                           "demo, img2img and inpaint work; 'Model details' says how to get Stable Diffusion")
     return ([net or str(demo.controlnet) for net in controlnets], {**settings, "width": demo.size, "height": demo.size})
 
 

@@ -80,6 +80,7 @@ class Operation:
     pipeline_mode: str
     takes_mask: bool = False
     prepare: Callable[[Image.Image, Image.Image | None, EditOptions, int], Prepared] | None = None
+    resizes: bool = False  # its result is larger than the picture (a model of one size cannot do it: the demo)
 
 
 def _as_is(picture: Image.Image, mask: Image.Image | None, options: EditOptions, max_side: int) -> Prepared:
@@ -117,8 +118,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("txt2img", "draw from noise under the maps' control", "txt2img"),
     Operation("img2img", "redraw the picture under control (denoise: how much)", "img2img", prepare=_as_is),
     Operation("inpaint", "repaint the masked area (white = repaint)", "inpaint", takes_mask=True, prepare=_as_is),
-    Operation("outpaint", "extend the canvas and draw the new border", "inpaint", prepare=_outpaint),
-    Operation("upscale", "re-render larger, tile by tile (best with the tile kind)", "img2img", prepare=_upscale),
+    Operation("outpaint", "extend the canvas and draw the new border", "inpaint", prepare=_outpaint, resizes=True),
+    Operation("upscale", "re-render larger, tile by tile (best with the tile kind)", "img2img", prepare=_upscale,
+              resizes=True),
 )}
 EDIT_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if op.prepare is not None)
 

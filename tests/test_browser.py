@@ -454,6 +454,19 @@ def test_the_demo_edits_a_circle_from_its_example(browser, tmp_path, monkeypatch
         page.locator("#edit-run").click()
         page.wait_for_function("document.querySelectorAll('#edit-gallery img').length >= 2", timeout=90_000)
         assert page.locator("#edit-used-prompt textarea").input_value() == "blue circle with yellow background"
+
+        # Outpaint and upscale change the picture's size, which the 64 px demo cannot: said under the operation
+        # before the run, and refused by name at it (they used to return a 64x64 crop or circle, silently).
+        shown = page.locator("#edit-gallery img").count()
+        for operation in ("outpaint", "upscale"):
+            page.locator("#edit-operation label", has_text=operation).click()
+            page.wait_for_function("document.querySelector('#edit-operation').innerText.includes('not on the "
+                                   "offline demo model')", timeout=10_000)
+            if operation == "outpaint":
+                page.locator("#edit-outpaint-right input[type=number]").fill("32")
+            page.locator("#edit-run").click()
+            page.get_by_text(f"operation='{operation}' needs Stable Diffusion").first.wait_for(timeout=30_000)
+        assert page.locator("#edit-gallery img").count() == shown  # nothing new came back
         page.close()
 
 

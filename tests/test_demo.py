@@ -1,6 +1,7 @@
 """The shipped demo model (examples/shapes): it loads, it really controls, it stands in when SD1.5 is missing."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,23 @@ def test_editing_works_offline_on_the_demo(tmp_path, monkeypatch):
         recoloured.append(nearest_colour(image, segment(image, palette[colour], palette[background]),
                                          palette) == colour)
     assert sum(recoloured) >= 5
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_demo_edits_that_change_the_size(tmp_path):
+    """`cnet edit --outpaint-right 32` and `--upscale 2` on the demo: refused by name (they returned a 64x64 crop or
+    circle before, silently), nothing saved; img2img still runs."""
+    picture = Path(__file__).resolve().parents[1] / "examples" / "shapes" / "picture-0.png"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNET_") or k == "CNET_DTYPE"}
+    env["HF_HUB_OFFLINE"] = "1"
+
+    def edit(*flags):
+        return subprocess.run([sys.executable, "-m", "cnet", "edit", "--picture", str(picture), "--kind", "canny",
+                               "--prompt", "red circle with blue background", "--steps", "2", "--out",
+                               str(tmp_path / "out"), *flags], capture_output=True, text=True, timeout=300, env=env)
+
+    for flags, operation in ((["--outpaint-right", "32"], "outpaint"), (["--upscale", "2"], "upscale")):
+        proc = edit(*flags)
+        assert proc.returncode == 2 and f"operation='{operation}' needs Stable Diffusion" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert edit().returncode == 0

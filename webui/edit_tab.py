@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from cnet.demo import demo_model
 from cnet.kinds import KINDS
 from cnet.operations import EDIT_OPERATIONS, OPERATIONS, UPSCALE_TILE_SIZE, EditOptions
 from cnet.params import as_int
@@ -166,7 +167,11 @@ def _demo_examples(ui: SimpleNamespace) -> None:
 
 def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
     def on_operation(operation: str) -> list[Any]:
-        return [gr.Radio(info=OPERATION_HELP[operation]), gr.Accordion(visible=operation in ("img2img", "inpaint")),
+        info = OPERATION_HELP[operation]
+        if studio.demo_mode and OPERATIONS[operation].resizes:  # said before the run, refused by name at it
+            side = demo_model().size
+            info += f" · not on the offline demo model, which makes {side}x{side} pictures only: needs Stable Diffusion"
+        return [gr.Radio(info=info), gr.Accordion(visible=operation in ("img2img", "inpaint")),
                 gr.Group(visible=operation == "inpaint"),
                 gr.Group(visible=operation == "outpaint"), gr.Group(visible=operation == "upscale"),
                 OPERATION_KIND[operation], 0.5 if operation == "upscale" else 1.0 if operation == "outpaint" else 0.75]
