@@ -359,6 +359,8 @@ _EVENTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "stopped": lambda e: f"stopped at step {e.get('step')} (a checkpoint holds it: Resume goes on)",
     "warning": lambda e: f"warning: {e.get('message')}",
     "pushed": lambda e: f"pushed to {e.get('url')}",
+    "resume": lambda e: f"resumed at step {e.get('step')} from {Path(str(e.get('checkpoint'))).name}",
+    "cache": lambda e: f"latent cache: shard {e.get('done')} of {e.get('of') or '?'} written",
 }
 
 
