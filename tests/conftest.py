@@ -14,6 +14,23 @@ from PIL import Image
 # machine happens to have cached (Stable Diffusion 1.5, say) changes nothing. Set before anything imports
 # huggingface_hub, which reads them once; subprocesses inherit them.
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def _patient_api_clients() -> None:
+    """gradio_client's Client reads the app's config and API info within httpx's default timeout (5 s); on this
+    2-core machine, under a whole suite, an app took longer once (a ReadTimeout at a fixture's setup, 2026-12-07).
+    The tests' clients wait up to 120 s, as RawUI's do; what is tested is what the app answers, not how fast."""
+    import gradio_client
+
+    original = gradio_client.Client.__init__
+
+    def patient(self, *args, httpx_kwargs=None, **kwargs):
+        original(self, *args, httpx_kwargs={"timeout": 120, **(httpx_kwargs or {})}, **kwargs)
+
+    gradio_client.Client.__init__ = patient
+
+
+_patient_api_clients()
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cnet-tests-hf-home-")
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
