@@ -31,6 +31,33 @@ def _patient_api_clients() -> None:
 
 
 _patient_api_clients()
+
+
+def _patient_localhost_check() -> None:
+    """Gradio's launch asks its own new server for a HEAD within 3 s, and one timeout ends the launch ("When
+    localhost is not accessible, a shareable link must be created"). At the end of a whole suite on 2 cores a fresh
+    server answered later than that (two clean-clone runs, 2026-12-07, the last test file's app): the tests' apps
+    are on localhost by construction, so the probe is given up to a minute."""
+    import time
+
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except (httpx.TimeoutException, httpx.TransportError):
+                pass
+            time.sleep(0.5)
+        return False
+
+    networking.url_ok = url_ok
+
+
+_patient_localhost_check()
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cnet-tests-hf-home-")
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
