@@ -550,6 +550,36 @@ def test_the_image_forming_shows_while_a_run_goes_and_hides_after(browser, app_u
     page.close()
 
 
+def test_a_stop_that_overtakes_its_runs_request_ends_that_run(browser, app_url, cond_map, tmp_path):
+    """The browser sends a run's request only after uploading its pictures, so a Stop pressed in the first second
+    can reach the server first. Here the run's request is held until the Stop has been answered: the Stop must
+    say the run is stopped, and the run, arriving after it, must make nothing. The next click runs."""
+    cond_map.save(tmp_path / "map.png")
+    page = open_app(browser, app_url)
+    upload_to(page, "Map", "map-editor", tmp_path / "map.png")
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    set_numbers(page, steps="2")
+    held = []
+    page.route("**/queue/join*", lambda route: held.append(route))
+    page.locator("#generate").click()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the run's request never left the page"
+    page.locator("#stop").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped before it started')",
+                           timeout=10_000)
+    held[0].continue_()
+    page.unroute("**/queue/join*")
+    page.wait_for_timeout(8000)  # a 2-step run of the tiny model takes about a second here
+    assert page.locator("#gallery img").count() == 0 and page.locator("#files a").count() == 0
+    assert page.locator("#status").inner_text().startswith("Stopped")  # the run's own word when it arrived
+    page.locator("#generate").click()
+    page.wait_for_selector("#files a", timeout=60_000)
+    page.close()
+
+
 def test_a_flux_base_in_the_generate_tab_sets_its_guidance_and_generates(browser, app_url, cond_map, tmp_path):
     """Name a FLUX.1 base: its family and notes show when the field is left, the guidance moves from SD's CFG 9 to
     FLUX.1's distilled 3.5; with its ControlNet and a ready map it generates, and the PNG says so."""

@@ -34,7 +34,7 @@ from .generate_tab import (
     shown_results,
     speed_switches,
 )
-from .jobs import stop_requested
+from .jobs import run_stop_check
 from .service import Studio, UnitInput, editor_picture_and_mask
 from .units import reference_slots, slot_references, slot_units, unit_slots, wire_slots
 
@@ -204,7 +204,8 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
         result, paths = studio.edit(
             picture, [UnitInput("photo", None, **values.unit), *slot_units(ui.unit_slots, v)], operation=operation,
             mask=mask if OPERATIONS[operation].takes_mask else None,  # painted layers stay when the operation changes
-            options=EditOptions(**values.edit), session=request.session_hash or "", should_stop=stop_requested(),
+            options=EditOptions(**values.edit), session=request.session_hash or "",
+            should_stop=run_stop_check(studio.stops, request.session_hash or ""),
             progress=lambda i, n: progress((i, n), desc="Denoising"), base_model=values.run.get("base_model"),
             few_step=values.run.get("few_step", False), **settings)
         return shown_results(result, paths)

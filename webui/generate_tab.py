@@ -26,7 +26,7 @@ from .editor import EditorLimits
 from .editor_components import BoundedImageEditor, BoundedSketchpad
 from .errors import keep_results, user_errors
 from .form import form_controls, form_values
-from .jobs import stop_requested
+from .jobs import run_stop_check, stop_requested
 from .live import live_switch, wire_live
 from .pose_editor import pose_editor
 from .service import Studio, UnitInput
@@ -313,17 +313,21 @@ def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
 
 
 def live_previews(ui: SimpleNamespace, studio: Studio, trigger: Any) -> Callable[[Any], None]:
-    """While a run goes, a timer shows the image it is forming (`Studio.preview`). Call it before the run's own
-    handler is registered on `trigger` (the browser sends a trigger's events in that order, and the timer must
-    start as the run does); give the returned function the run's event, after which the timer stops and the
-    preview hides (done, failed or stopped)."""
+    """While a run goes, a timer shows the image it is forming (`Studio.preview`), and the click is counted for
+    Stop (`StopLedger.clicked`). Call it before the run's own handler is registered on `trigger` (the browser sends
+    a trigger's events in that order: the timer starts as the run does, and the click is known before the run's
+    uploads end); give the returned function the run's event, after which the timer stops and the preview hides
+    (done, failed or stopped)."""
     def on_tick(request: gr.Request) -> Any:
         image = studio.preview(request.session_hash or "")
         return gr.skip() if image is None else gr.Image(value=image, visible=True)
 
+    def on_click(request: gr.Request) -> Any:
+        studio.stops.clicked(request.session_hash or "")  # sent before the run's uploads: a Stop finds the click
+        return gr.Timer(active=True)
+
     ui.live_timer.tick(on_tick, None, ui.live, queue=False, show_progress="hidden", api_visibility="private")
-    trigger(lambda: gr.Timer(active=True), None, ui.live_timer, queue=False, show_progress="hidden",
-            api_visibility="private")
+    trigger(on_click, None, ui.live_timer, queue=False, show_progress="hidden", api_visibility="private")
 
     def stop_after(run: Any) -> None:
         run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
@@ -576,8 +580,9 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
     def on_generate(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)
                     ) -> list[Any]:
         units, arguments = _form_run(ui, v)
+        session = request.session_hash or ""
         result, paths = studio.generate(
-            units, session=request.session_hash or "", should_stop=stop_requested(),
+            units, session=session, should_stop=run_stop_check(studio.stops, session),
             progress=lambda i, n: progress((i, n), desc="Denoising"), **arguments)
         return shown_results(result, paths)
 
@@ -587,21 +592,30 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
                          show_progress_on=ui.gallery)
     stop_previews(event)
     live_frames = wire_live(ui, studio, gpu, generate_inputs, outputs, lambda v: _form_run(ui, v))
+    _wire_batch(ui, studio, gpu, generate_inputs)
+    _wire_stop(ui, studio, [event, live_frames])
 
+
+def _wire_batch(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable], generate_inputs: set) -> None:
+    """Batch: what Generate would run, once per input of a folder of the server's disk."""
     @keep_results(1, status=0)  # an error is the report's text, not a badge over the last report
     @user_errors
     @gpu
     def on_batch(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
         units, arguments = _form_run(ui, v)  # exactly what Generate would run, with each input as the first map
         report = studio.batch(v[ui.batch_folder] or "", units, detect=bool(v[ui.batch_detect]),
-                              session=request.session_hash or "", should_stop=stop_requested(),
+                              session=request.session_hash or "",
+                              should_stop=run_stop_check(studio.stops, request.session_hash or ""),
                               progress=lambda i, n: progress((i, n), desc="Batch"), **arguments)
         failed = "".join(f"\n- {line}" for line in report.failed[:20])
         return f"**Batch:** {report.summary()}{failed}"
 
+    def on_batch_click(request: gr.Request) -> None:
+        studio.stops.clicked(request.session_hash or "")  # registered first: a Stop finds the click
+
+    ui.batch_run.click(on_batch_click, None, None, queue=False, show_progress="hidden", api_visibility="private")
     ui.batch_run.click(on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect}, ui.batch_report,
                        concurrency_id="gpu", api_visibility="private")
-    _wire_stop(ui, studio, [event, live_frames])
 
 
 def _wire_pose_detection(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:

@@ -15,8 +15,11 @@ slow tier, which CI runs), so an upgrade that changes them fails there, not in p
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from gradio.context import LocalContext
+
+from .stops import StopLedger
 
 
 def event_still_wanted() -> Callable[[], bool]:
@@ -50,12 +53,7 @@ def newer_event_waiting() -> Callable[[], bool]:
     """A check for the current event: True once the queue holds a newer call of the same function from the same
     session (a live frame made stale by the next stroke). It reads the queue, not a counter the page keeps, so a
     client calling the event by index is held to it too. Outside a queued event it always answers False."""
-    blocks = LocalContext.blocks.get(None)
-    event_id = LocalContext.event_id.get(None)
-    queue = getattr(blocks, "_queue", None)
-    if queue is None or not event_id:
-        return lambda: False
-    mine = next((event for job in list(queue.active_jobs) for event in job or () if event._id == event_id), None)
+    queue, mine = _current_event()
     if mine is None:
         return lambda: False
 
@@ -68,3 +66,29 @@ def newer_event_waiting() -> Callable[[], bool]:
         return False
 
     return newer
+
+
+def event_enqueue_time() -> float | None:
+    """When Gradio queued the current event (`time.monotonic()`), or None outside a queued event."""
+    _, mine = _current_event()
+    return None if mine is None else mine.enqueue_time
+
+
+def _current_event() -> tuple[Any, Any]:
+    """(Gradio's queue, the current event in it), or (queue or None, None) outside a queued event."""
+    blocks = LocalContext.blocks.get(None)
+    event_id = LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or not event_id:
+        return queue, None
+    return queue, next((event for job in list(queue.active_jobs) for event in job or () if event._id == event_id),
+                       None)
+
+
+def run_stop_check(ledger: StopLedger, session: str) -> Callable[[], bool]:
+    """The check of a run that a button of `session` started: its event cancelled or its page gone
+    (`stop_requested`), or a Stop of the session pressed after its click, even one that reached the server before
+    the run's own request did (webui/stops.py)."""
+    cancelled = stop_requested()
+    stopped = ledger.begin(session, event_enqueue_time()) if session else (lambda: False)
+    return lambda: cancelled() or stopped()

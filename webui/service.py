@@ -31,6 +31,7 @@ from common.models import ModelSource, pick_device
 from .model_policy import ModelPolicy, ModelStatus
 from .outputs import OutputStore, prune_outputs, without_server_paths
 from .settings import AppSettings
+from .stops import StopLedger
 from .values import canvas_image, editor_picture_and_mask
 
 __all__ = ["Studio", "UnitInput", "canvas_image", "editor_picture_and_mask", "prune_outputs"]
@@ -140,6 +141,7 @@ class Studio:
         self._engine_lock = threading.Lock()
         self._accelerator = threading.RLock()  # generation holds it and runs detection inside: re-entrant
         self._runs: dict[str, RunInProgress] = {}  # only runs in progress: bounded by the queue
+        self.stops = StopLedger()  # each session's run clicks and Stops: a Stop ends a run that has not arrived yet
         self.outputs = OutputStore(settings)  # saved images, each session's history, pruning
         self.models = ModelPolicy(settings, lambda: self.demo_mode)  # which models a request may name
         self.training = training  # webui.training.TrainingManager: the Train tab's runs
@@ -302,8 +304,7 @@ class Studio:
         sampler are added (steps and guidance stay as given: the form sets 4 and 1 when the mode is chosen).
         `keep` False: nothing is saved (a live frame); `preview_every`: steps between the forming image's previews.
         """
-        base, nets, settings = self._checked(units, base_model, few_step, settings)
-        run = RunInProgress(total=int(settings.get("num_inference_steps") or 0))
+        run = RunInProgress()  # registered first: a Stop while the models are checked or load finds it
         self._runs[session] = run
         stopped = lambda: run.stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
 
@@ -313,6 +314,8 @@ class Studio:
                 progress(step, total)
 
         try:
+            base, nets, settings = self._checked(units, base_model, few_step, settings)
+            run.total = int(settings.get("num_inference_steps") or 0)
             with self._accelerator:
                 _raise_if_stopped(stopped, "generation")
                 control_units, photo = self._control_units(units, nets, settings, stopped)
@@ -560,10 +563,12 @@ class Studio:
         return run.preview if run is not None else None
 
     def stop(self, session: str = "") -> str:
-        """Ask the run of `session` to stop after its current denoising step; say where it stops."""
+        """Ask the run of `session` to stop after its current denoising step, and every run of the session
+        clicked before now not to start (`StopLedger`); say where it stops."""
+        on_its_way = self.stops.stop(session) if session else False
         run = self._runs.get(session)
         if run is None:
-            return "Nothing is running."
+            return "Stopped before it started: nothing will be made." if on_its_way else "Nothing is running."
         run.stop.set()
         if run.total and run.step < run.total:
             return f"Stopped after step {run.step + 1} of {run.total}; the results shown are from before."
