@@ -148,41 +148,9 @@ class TrainingManager:
         with self._lock:
             if self._alive():
                 raise ValueError(f"run {self._run.name!r} is still going: stop it first")
-            out = self.run_dir(name)
-            given = dict(settings)
-            for optional in ("init_controlnet", "validation_dataset"):
-                if given.get(optional):
-                    given[optional] = self.resolve_input(given[optional], optional)
-            given["output_dir"] = str(out)
-            # The tab's box asks for a cache; its place is the run's own folder (inside the workspace, and a Resume
-            # finds it again). A path from elsewhere (the API, a script) is resolved like any input.
-            if given.get("latent_cache") is True:
-                given["latent_cache"] = str(out / "latent-cache")
-            elif given.get("latent_cache"):
-                given["latent_cache"] = str(self.output_folder(given["latent_cache"], "latent_cache"))
-            else:
-                given["latent_cache"] = None
-            if resume:
-                given["resume"] = "latest"
-                from train.config import saved_settings
-
-                saved = saved_settings(out)  # a run continues on its own base model and data, whatever the form says
-                for key in ("base_model", "dataset"):
-                    if saved.get(key):
-                        given[key] = saved[key]
-            given["dataset"] = self.resolve_input(given.get("dataset", ""), "dataset")
-            if given.get("streaming"):
-                from train.stream import check_streamable
-
-                check_streamable(given["dataset"])  # a folder of images is not a stream: said now, not in the log
-            given["base_model"] = self.resolve_input(given.get("base_model", ""), "base_model")
-            preset = given.pop("preset", "auto")
-            from train.config import TrainConfig
-
-            TrainConfig(**given).validated()  # refuse bad settings here, not in a log line later
+            out, command = self.command(name, settings, resume)
             out.mkdir(parents=True, exist_ok=True)
             (out / "STOP").unlink(missing_ok=True)
-            command = _command(given, preset, resume)
             root = Path(__file__).resolve().parents[1]
             with open(out / "train.log", "a") as log:  # the child keeps its own handle; ours closes here
                 log.write(f"\n$ {' '.join(command)}\n")
@@ -194,6 +162,44 @@ class TrainingManager:
             self._stop_requested = False
             self._started = time.time()
             return out
+
+    def command(self, name: str, settings: dict[str, Any], resume: bool = False) -> tuple[Path, list[str]]:
+        """(run folder, launch command) for run `name` with `settings`: inputs resolved and the settings checked,
+        nothing started. What `start` runs; the benchmarks run the same."""
+        self.ensure_allowed()
+        out = self.run_dir(name)
+        given = dict(settings)
+        for optional in ("init_controlnet", "validation_dataset"):
+            if given.get(optional):
+                given[optional] = self.resolve_input(given[optional], optional)
+        given["output_dir"] = str(out)
+        # The tab's box asks for a cache; its place is the run's own folder (inside the workspace, and a Resume
+        # finds it again). A path from elsewhere (the API, a script) is resolved like any input.
+        if given.get("latent_cache") is True:
+            given["latent_cache"] = str(out / "latent-cache")
+        elif given.get("latent_cache"):
+            given["latent_cache"] = str(self.output_folder(given["latent_cache"], "latent_cache"))
+        else:
+            given["latent_cache"] = None
+        if resume:
+            given["resume"] = "latest"
+            from train.config import saved_settings
+
+            saved = saved_settings(out)  # a run continues on its own base model and data, whatever the form says
+            for key in ("base_model", "dataset"):
+                if saved.get(key):
+                    given[key] = saved[key]
+        given["dataset"] = self.resolve_input(given.get("dataset", ""), "dataset")
+        if given.get("streaming"):
+            from train.stream import check_streamable
+
+            check_streamable(given["dataset"])  # a folder of images is not a stream: said now, not in the log
+        given["base_model"] = self.resolve_input(given.get("base_model", ""), "base_model")
+        preset = given.pop("preset", "auto")
+        from train.config import TrainConfig
+
+        TrainConfig(**given).validated()  # refuse bad settings here, not in a log line later
+        return out, _command(given, preset, resume)
 
     def _alive(self) -> bool:
         """Is anything of the current run still running? The launcher (accelerate) or the trainer under it: they
