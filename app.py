@@ -121,10 +121,10 @@ def build_app(settings: AppSettings, workspace: str | None = None) -> tuple[gr.B
         @user_errors
         def use_in_generate() -> list[Any]:
             """The shown run's ControlNet and its base model into Generate's fields, shown open, with a notice."""
-            controlnet, base_model = studio.training.result_and_base()
-            gr.Info(f"Generate now uses the trained ControlNet ({controlnet}) on its base model ({base_model}): "
-                    "see Advanced settings.")
-            return [gr.Tabs(selected="generate"), gr.Accordion(open=True), controlnet, base_model]
+            result = studio.training.result_and_base()
+            gr.Info(f"Generate now uses the run's ControlNet, {result.what} ({result.controlnet}), on its base "
+                    f"model ({result.base_model}): see Advanced settings.")
+            return [gr.Tabs(selected="generate"), gr.Accordion(open=True), result.controlnet, result.base_model]
 
         create_history(studio, generate, edit, tabs)
         use_result.click(use_in_generate, None, [tabs, generate["advanced"], generate["controlnet"],

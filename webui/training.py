@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnet.demo import DEMO_BASE
 from common.env import env_flag, env_text
@@ -41,6 +41,14 @@ DEMO_RECIPES: dict[str, dict[str, Any]] = {
     "full": {"max_steps": 2000, "batch_size": 32, "grad_accum": 1, "lr": 1e-3, "checkpoint_every": 250,
              "validate_every": 250},
 }
+
+
+class UsableResult(NamedTuple):
+    """What "Use in Generate" hands over: the ControlNet, the base model it goes with, and which one it is."""
+
+    controlnet: str
+    base_model: str
+    what: str
 
 
 class TrainingRefused(PermissionError):
@@ -248,19 +256,31 @@ class TrainingManager:
         return code
 
     def result_for_generate(self) -> str:
-        """The finished ControlNet of the run being shown, for the Generate tab's ControlNet field."""
-        return self.result_and_base()[0]
+        """The ControlNet of the run being shown for the Generate tab's ControlNet field (`result_and_base`)."""
+        return self.result_and_base().controlnet
 
-    def result_and_base(self) -> tuple[str, str]:
-        """(the finished ControlNet, the base model it was trained on) of the run being shown."""
+    def result_and_base(self) -> UsableResult:
+        """The ControlNet of the run being shown and the base model it was trained on: its finished result, or,
+        before the run ends (running, stopped, or failed later), its newest complete checkpoint."""
+        from train.checkpoint import complete_checkpoints
+
         self.ensure_allowed()
         status = self.status()
-        if not status.controlnet:
-            raise ValueError("The run has no finished ControlNet yet (it appears when training ends).")
-        trained_base = Path(status.controlnet).parent / "base"  # large mode trained the base too: that one
-        if (trained_base / "model_index.json").is_file():
-            return status.controlnet, str(trained_base)
-        return status.controlnet, status.config.get("base_model") or ""
+        base = status.config.get("base_model") or ""
+        if status.controlnet:
+            trained_base = Path(status.controlnet).parent / "base"  # large mode trained the base too: that one
+            return UsableResult(status.controlnet, str(trained_base) if (trained_base / "model_index.json").is_file()
+                                else base, "its finished result")
+        found = complete_checkpoints(self.shown_run()) if status.name else []
+        if not found:
+            raise ValueError("The run has no ControlNet yet: the first comes with its first checkpoint (every "
+                             f"{status.config.get('checkpoint_every', '?')} steps), the last when it ends.")
+        step, folder = found[-1]
+        if any((folder / name / "config.json").is_file() for name in ("unet", "transformer")):
+            raise ValueError(f"Checkpoint step {step} trained the base model too (large mode): Generate needs the "
+                             "whole trained base, which the run saves when it ends.")
+        state = "is still going" if status.running else "has not finished"
+        return UsableResult(str(folder / "controlnet"), base, f"its newest checkpoint (step {step}; the run {state})")
 
     def push(self, name: str, repo_id: str = "", private: bool = False) -> str:
         """The finished ControlNet of run `name` to the Hugging Face Hub (train/hub.py), with the machine's
