@@ -304,7 +304,33 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
         assert page.locator("#controlnet textarea").is_visible()  # in Advanced settings, opened
         assert page.locator("#controlnet textarea").input_value() == str(out / "controlnet")
         assert page.locator("#base-model textarea").input_value() == str(tiny_models[0])
-        assert page.get_by_text("Generate now uses the trained ControlNet").first.is_visible()  # the notice
+        assert page.get_by_text("Generate now uses the run's ControlNet, its finished result").first.is_visible()
+
+        # A run stopped before its end (the trainer's STOP file, as the tab's Stop writes it) has checkpoints and
+        # no result: "Use in Generate" hands over the newest checkpoint and says which (it used to stay on the
+        # Train tab with an error).
+        half = workspace / "runs" / "half"
+        half.mkdir(parents=True)
+
+        def stop_after_step_one(event, info):
+            if event == "log":
+                (half / "STOP").touch()  # what the tab's Stop writes: the trainer checkpoints and ends
+
+        train(TrainConfig(base_model=str(tiny_models[0]), dataset=str(circles), output_dir=str(half),
+                          resolution=64, batch_size=2, max_steps=4, checkpoint_every=100, log_every=1),
+              stop_after_step_one)
+        assert not (half / "controlnet").exists()
+        page.reload()
+        page.wait_for_selector("#sketch canvas", timeout=60_000)
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function("document.querySelector('#train-name textarea').value === 'half'", timeout=30_000)
+        page.locator("#train-use").click()
+        page.wait_for_function("document.querySelector('#controlnet textarea')?.value.includes('half')",
+                               timeout=30_000)
+        assert page.locator("#generate").is_visible()
+        assert page.locator("#controlnet textarea").input_value() == str(half / "checkpoints" / "step-00000001" /
+                                                                         "controlnet")
+        assert page.get_by_text("its newest checkpoint (step 1; the run has not finished)").first.is_visible()
 
         page.get_by_role("tab", name="Train").click()
         page.locator("#train-quick").click()  # the quick start fills the form with the demo's 12-minute recipe
@@ -358,6 +384,33 @@ def test_paint_a_mask_and_inpaint_in_the_edit_tab(browser, app_url, tmp_path):
     assert out.shape == (128, 128, 3)
     same = (out == photo.astype(np.int16)).all(axis=-1)
     assert 0.5 < same.mean() < 1.0  # the painted stroke was redrawn; the rest is the picture, exactly
+    page.close()
+
+
+def test_the_edit_preview_follows_the_operation_the_sides_and_the_picture(browser, app_url, astronaut, tmp_path):
+    """"Picture and mask" showed the last Preview whatever changed after it. The operation and an outpaint side
+    redraw it; a new picture clears it."""
+    Image.fromarray(astronaut).resize((128, 96)).save(tmp_path / "picture.png")
+    Image.fromarray(astronaut).resize((64, 64)).save(tmp_path / "other.png")
+    page = open_app(browser, app_url)
+    page.get_by_role("tab", name="Edit", exact=True).click()
+    page.locator("#edit-picture input[type=file]").set_input_files(str(tmp_path / "picture.png"))
+    page.wait_for_timeout(1500)
+    shown = "document.querySelector('#edit-preview-image img')?.naturalWidth"
+    page.locator("#edit-preview").click()
+    page.wait_for_function(f"{shown} === 128", timeout=30_000)
+    page.locator("#edit-operation label", has_text="outpaint").click()  # 128 px more on the right by default
+    page.wait_for_function(f"{shown} === 256", timeout=30_000)
+    box = page.locator("#edit-outpaint-right input[type=number]")
+    box.fill("64")
+    box.press("Enter")
+    page.wait_for_function(f"{shown} === 192", timeout=30_000)
+    page.locator("#edit-operation label", has_text="img2img").click()
+    page.wait_for_function(f"{shown} === 128", timeout=30_000)
+    page.locator("#edit-picture input[type=file]").set_input_files(str(tmp_path / "other.png"))
+    page.wait_for_function("!document.querySelector('#edit-preview-image img')", timeout=30_000)
+    page.locator("#edit-preview").click()
+    page.wait_for_function(f"{shown} === 64", timeout=30_000)
     page.close()
 
 

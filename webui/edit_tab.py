@@ -225,21 +225,41 @@ def _wire_preview(ui: SimpleNamespace, studio: Studio) -> None:
     """Preview what runs: the picture with the area to repaint (an outpaint's canvas and border as it will run)."""
     sides = list(ui.sides.values())
 
-    @keep_results(1)
-    @user_errors
-    def on_preview(editor: Any, operation: str, *values: Any) -> Any:
+    def preview(editor: Any, operation: str, values: Any) -> Any:
         from cnet.edit import mask_preview
 
         picture, mask = editor_picture_and_mask(editor)
         if picture is None:
-            raise ValueError("no picture: upload the picture to edit first")
+            return None
         if operation == "outpaint":  # the operation's own preparation: the canvas and border that will run
             options = EditOptions(**{f"outpaint_{side}": value for side, value in _sides(values).items()})
             prepared = OPERATIONS["outpaint"].prepare(picture, None, options, studio.settings.limits.max_side)
             picture, mask = prepared.picture, prepared.mask
         return mask_preview(picture, mask if operation in ("inpaint", "outpaint") else None)
 
-    ui.preview.click(on_preview, [ui.editor, ui.operation, *sides], ui.preview_image, api_visibility="private")
+    @keep_results(1)
+    @user_errors
+    def on_preview(editor: Any, operation: str, *values: Any) -> Any:
+        shown = preview(editor, operation, values)
+        if shown is None:
+            raise ValueError("no picture: upload the picture to edit first")
+        return shown
+
+    @keep_results(1)
+    @user_errors
+    def on_setting(editor: Any, operation: str, *values: Any) -> Any:
+        return preview(editor, operation, values)  # no picture yet: nothing to show, and nothing to say
+
+    inputs = [ui.editor, ui.operation, *sides]
+    ui.preview.click(on_preview, inputs, ui.preview_image, api_visibility="private")
+    # Never a stale preview: a new picture or mask clears it (each stroke: nothing sent), and the operation or an
+    # outpaint side, which change what runs, redraw it.
+    ui.editor.change(lambda: None, None, ui.preview_image, queue=False, show_progress="hidden",
+                     api_visibility="private")
+    ui.operation.change(on_setting, inputs, ui.preview_image, queue=False, api_visibility="private")
+    for side in sides:  # typed or dragged; while one redraw runs, the drag's further values collapse into one
+        side.change(on_setting, inputs, ui.preview_image, queue=False, trigger_mode="always_last",
+                    api_visibility="private")
 
 
 def _wire_few_step(ui: SimpleNamespace, studio: Studio) -> None:
