@@ -523,6 +523,43 @@ def test_the_demo_edits_a_circle_from_its_example(browser, tmp_path, monkeypatch
         page.close()
 
 
+def selected_tabs(page, names):
+    return [n for n in names if page.get_by_role("tab", name=n, exact=True).get_attribute("aria-selected") == "true"]
+
+
+def test_the_tab_shown_and_the_picture_edited_follow_the_last_thing_done(browser, astronaut, tmp_path, monkeypatch):
+    """What a newcomer reported (issue 30, item 3), as a regression test: Generate from the Photo tab stays on it;
+    Preview map shows the Map tab, also a second time after going back to Photo; an Edit-tab example replaces a
+    picture already loaded and painted on."""
+    Image.fromarray(astronaut).resize((96, 96)).save(tmp_path / "photo.png")
+    sources = ("Draw", "Photo", "Pose", "Map")
+    with demo_page(browser, tmp_path, monkeypatch) as page:
+        upload_to(page, "Photo", "photo", tmp_path / "photo.png")
+        page.locator("#generate").click()
+        page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=90_000)
+        page.wait_for_timeout(1000)
+        assert selected_tabs(page, sources) == ["Photo"]
+        for _ in range(2):
+            page.get_by_role("tab", name="Photo", exact=True).click()
+            page.get_by_role("button", name="Preview map").click()
+            page.wait_for_function("[...document.querySelectorAll('[role=tab]')].some(t => t.innerText === 'Map' "
+                                   "&& t.getAttribute('aria-selected') === 'true')", timeout=30_000)
+
+        page.get_by_role("tab", name="Edit", exact=True).click()
+        page.locator("#edit-picture input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+        page.wait_for_timeout(1500)
+        page.locator("#edit-operation label", has_text="inpaint").click()
+        paint_stroke(page, "edit-picture")
+        page.locator("tr.tr-body").filter(visible=True).nth(1).click()  # a 64 px circle, img2img
+        page.wait_for_function("document.querySelector('#edit-prompt textarea')?.value.includes('green')",
+                               timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.locator("#edit-preview").click()
+        page.wait_for_function("document.querySelector('#edit-preview-image img')?.naturalWidth === 64",
+                               timeout=30_000)
+        page.close()
+
+
 def test_the_edit_tabs_output_size_renders_img2img_at_another_size(browser, app_url, tmp_path):
     """Output size (img2img, inpaint): width alone keeps the aspect ratio; the field hides for an upscale."""
     import urllib.parse
