@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -299,12 +299,11 @@ def finish(run: Run, stopped: bool) -> Path | None:
     if not stopped and run.main:
         if run.ema is not None:  # the result is the averaged weights (the last ones stay in the checkpoints)
             run.ema.copy_to([p for p in controlnet.parameters() if p.requires_grad])
-        loaded = run.loaded
-        if not run.streaming and loaded is not None and loaded.rows:  # with the rows found bad while loading
-            found = _rows_seen(run)["rows_skipped"] - len(loaded.skipped)
-            loaded = replace(loaded, skipped=[*loaded.skipped, *(["found bad while loading"] * found)])
-        result = _save_final(controlnet, _trained_base(run) if run.unlocked else None, run.config, loaded,
-                             run.stats, run.step)
+        stats = dict(run.stats)
+        if not run.streaming and run.loaded is not None and run.loaded.rows:  # refused when read + found bad later
+            stats["rows_skipped"] = _rows_seen(run)["rows_skipped"]
+        result = _save_final(controlnet, _trained_base(run) if run.unlocked else None, run.config, run.loaded,
+                             stats, run.step)
         run.emit("end", {"path": str(result), "step": run.step, "weights_sha256": hashes})
     elif stopped:
         run.emit("stopped", {"step": run.step})
@@ -960,12 +959,14 @@ def save_controlnet(controlnet: Any, folder: Path, config: TrainConfig) -> None:
         controlnet.save_pretrained(folder)
 
 
-def _rows_text(config: TrainConfig, loaded: Any) -> str:
+def _rows_text(config: TrainConfig, loaded: Any, stats: dict[str, int]) -> str:
+    """The card's data line. A folder's skipped rows: those refused when the rows were read and those found bad when
+    loaded (`stats["rows_skipped"]`, counted at the end), else the first alone."""
     if config.latent_cache:
         return f"read from the latent cache {config.latent_cache}"
     if config.streaming:
         return "streamed"
-    return f"{len(loaded.rows)} rows, {len(loaded.skipped)} skipped"
+    return f"{len(loaded.rows)} rows, {stats.get('rows_skipped', len(loaded.skipped))} skipped"
 
 
 def _light_text(config: TrainConfig) -> str:
@@ -1037,7 +1038,7 @@ tags: [controlnet, stable-diffusion, {family.name}, cnet-studio{', ' + config.fi
 {f'{chr(10)}![Validation: condition and generated picture per row]({samples}){chr(10)}' if samples else ''}
 - Base model: `{config.base_model}`, {family.label} (locked{'; unlocked after step ' + str(config.unlock_after)
                                           if config.mode == 'large' else ''})
-- Data: `{config.dataset}` ({loaded.layout}, {_rows_text(config, loaded)})
+- Data: `{config.dataset}` ({loaded.layout}, {_rows_text(config, loaded, stats)})
 - Mode: `{config.mode}`; steps: {step}; batch {config.batch_size} x {config.grad_accum} accumulation{light}
 - Empty prompts: {share:.1%} of {stats['prompts']} samples (target {config.empty_prompt_prob:.0%})
 - Trained on {date}. {json.dumps(config.extra) if config.extra else ''}
