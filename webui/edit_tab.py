@@ -162,7 +162,9 @@ def _demo_examples(ui: SimpleNamespace) -> None:
                  for i, prompt in enumerate(("blue circle with yellow background",
                                              "red circle with green background",
                                              "white circle with purple background"))],
-                [ui.editor, ui.operation, ui.prompt_mode, ui.prompt], label="Demo model examples (recolour)")
+                [ui.editor, ui.operation, ui.prompt_mode, ui.prompt], label="Demo model examples (recolour)"
+                ).load_input_event.then(lambda: None, None, ui.preview_image, queue=False, show_progress="hidden",
+                                        api_visibility="private")  # a new picture: the preview of the old one goes
 
 
 def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
@@ -252,10 +254,12 @@ def _wire_preview(ui: SimpleNamespace, studio: Studio) -> None:
 
     inputs = [ui.editor, ui.operation, *sides]
     ui.preview.click(on_preview, inputs, ui.preview_image, api_visibility="private")
-    # Never a stale preview: a new picture or mask clears it (each stroke: nothing sent), and the operation or an
-    # outpaint side, which change what runs, redraw it.
-    ui.editor.change(lambda: None, None, ui.preview_image, queue=False, show_progress="hidden",
-                     api_visibility="private")
+    # Never a stale preview: a new picture clears it, and the operation or an outpaint side, which change what runs,
+    # redraw it. (Not the editor's change event: with a change listener Gradio's page posts the editor's images as
+    # blobs, which webui/editor.py refuses; tests/test_editor_payloads.py.)
+    for new_picture in (ui.editor.upload, ui.editor.clear):
+        new_picture(lambda: None, None, ui.preview_image, queue=False, show_progress="hidden",
+                    api_visibility="private")
     ui.operation.change(on_setting, inputs, ui.preview_image, queue=False, api_visibility="private")
     for side in sides:  # typed or dragged; while one redraw runs, the drag's further values collapse into one
         side.change(on_setting, inputs, ui.preview_image, queue=False, trigger_mode="always_last",
