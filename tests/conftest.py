@@ -234,7 +234,7 @@ class RawUI:
 
     def find(self, elem_id: str, event: str = "click") -> dict:
         """The event on the component with this elem_id (the one that takes the most inputs, where several
-        handlers share the trigger: the run, not the live preview's timer start), or the endpoint with this
+        handlers share the trigger or are chained on it: the run, not its click event), or the endpoint with this
         api_name; event="success": the event chained on success of that one (a live frame after its gate)."""
         if event == "success":
             first = self.find(elem_id, "click")
@@ -249,6 +249,10 @@ class RawUI:
                     found.append(dep)
         if not found:
             raise KeyError(f"no {event} event on #{elem_id}")
+        # A run chained on its button's click event (`.then`: webui/stops.py) is that button's run too.
+        ids = {dep["id"] for dep in found}
+        found += [dep for dep in self.config["dependencies"]
+                  if dep.get("trigger_after") in ids and not dep.get("trigger_only_on_success")]
         return max(found, key=lambda dep: len(dep["inputs"]))
 
     def upload(self, path) -> dict:

@@ -328,8 +328,8 @@ def test_the_train_tab_restores_the_shown_run_and_hands_its_result_to_generate(b
         page.wait_for_function("document.querySelector('#controlnet textarea')?.value.includes('half')",
                                timeout=30_000)
         assert page.locator("#generate").is_visible()
-        assert page.locator("#controlnet textarea").input_value() == str(half / "checkpoints" / "step-00000001" /
-                                                                         "controlnet")
+        assert page.locator("#controlnet textarea").input_value() == str(half / "use-in-generate" /
+                                                                         "step-00000001" / "controlnet")
         assert page.get_by_text("its newest checkpoint (step 1; the run has not finished)").first.is_visible()
 
         page.get_by_role("tab", name="Train").click()

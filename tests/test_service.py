@@ -189,15 +189,18 @@ def test_an_empty_extra_unit_is_named_by_its_place(local_models, cond_map):
 
 def test_the_studio_says_a_run_on_its_way_is_stopped_and_the_run_makes_nothing(local_models, cond_map):
     """What the browser does when the Stop overtakes the run's request: click, Stop, and only then the run."""
+    from webui.stops import stop_key
+
     studio = Studio(local_models)
-    studio.stops.clicked("visitor")
-    assert studio.stop("visitor") == "Stopped before it started: nothing will be made."
+    key = stop_key("visitor", "generate")
+    token = studio.stops.clicked(key)
+    assert studio.stop("visitor", "generate") == "Stopped before it started: nothing will be made."
     with pytest.raises(GenerationCancelled):
         studio.generate([UnitInput("map", cond_map)], session="visitor", num_inference_steps=2, seed=1,
-                        should_stop=studio.stops.begin("visitor"))
+                        should_stop=studio.stops.begin(key, token))
     assert not list(local_models.output_dir.rglob("*.png"))
-    assert studio.stop("visitor") == "Nothing is running."
-    studio.stops.clicked("visitor")  # the next click runs
+    assert studio.stop("visitor", "generate") == "Nothing is running."
+    token = studio.stops.clicked(key)  # the next click runs
     result, paths = studio.generate([UnitInput("map", cond_map)], session="visitor", num_inference_steps=2,
-                                    seed=1, should_stop=studio.stops.begin("visitor"))
+                                    seed=1, should_stop=studio.stops.begin(key, token))
     assert len(paths) == 1

@@ -2,6 +2,7 @@
 on a public deployment."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,9 +42,13 @@ def test_start_watch_stop_resume_use(tiny_models, circles, tmp_path):
     assert stopped.checkpoint == f"step-{stopped.step:08d}" and stopped.checkpoint in stopped.message
     assert (out / "checkpoints" / stopped.checkpoint / "COMPLETE.json").exists()  # Stop wrote a checkpoint
     # Before the run ends, "Use in Generate" hands over its newest checkpoint, and says so.
+    # A copy (hard links) that the trainer's pruning of old checkpoints cannot pull from under Generate.
     early = manager.result_and_base()
-    assert early.controlnet == str(out / "checkpoints" / stopped.checkpoint / "controlnet")
+    assert early.controlnet == str(out / "use-in-generate" / stopped.checkpoint / "controlnet")
     assert early.base_model == str(tiny_models[0]) and f"step {stopped.step}; the run has not finished" in early.what
+    handed = Path(early.controlnet) / "diffusion_pytorch_model.safetensors"
+    kept = out / "checkpoints" / stopped.checkpoint / "controlnet" / "diffusion_pytorch_model.safetensors"
+    assert handed.read_bytes() == kept.read_bytes()
 
     # The app restarted, the page reloaded: a new manager shows the newest run, and Resume with a form that lost
     # its inputs continues on the run's own base model and dataset.

@@ -7,6 +7,7 @@ annotator. Everything runs through `Studio.edit`, the same path as the /edit API
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -36,7 +37,10 @@ from .generate_tab import (
 )
 from .jobs import run_stop_check
 from .service import Studio, UnitInput, editor_picture_and_mask
+from .stops import stop_key
 from .units import reference_slots, slot_references, slot_units, unit_slots, wire_slots
+
+log = logging.getLogger(__name__)
 
 OPERATION_HELP = {
     "img2img": "redraw the whole picture; Denoise says how much changes",
@@ -106,7 +110,7 @@ def create_edit_tab(studio: Studio, gpu: Callable[[Callable], Callable],
     if studio.demo_mode:
         _demo_examples(ui)
     _wire(ui, studio, gpu)
-    return {"editor": ui.editor, "operation": ui.operation, "files": ui.files}
+    return {"editor": ui.editor, "operation": ui.operation, "files": ui.files, "preview": ui.preview_image}
 
 
 def _condition_controls(ui: SimpleNamespace, limits: Any) -> None:
@@ -207,18 +211,18 @@ def _wire(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callabl
             picture, [UnitInput("photo", None, **values.unit), *slot_units(ui.unit_slots, v)], operation=operation,
             mask=mask if OPERATIONS[operation].takes_mask else None,  # painted layers stay when the operation changes
             options=EditOptions(**values.edit), session=request.session_hash or "",
-            should_stop=run_stop_check(studio.stops, request.session_hash or ""),
+            should_stop=run_stop_check(studio.stops, stop_key(request.session_hash or "", "edit"), v[ui.click_token]),
             progress=lambda i, n: progress((i, n), desc="Denoising"), base_model=values.run.get("base_model"),
             few_step=values.run.get("few_step", False), **settings)
         return shown_results(result, paths)
 
-    stop_previews = live_previews(ui, studio, ui.run.click)  # registered first: the timer starts as the run does
-    event = ui.run.click(on_edit, inputs, outputs, concurrency_id="gpu", api_visibility="private",
+    clicked, stop_previews = live_previews(ui, studio, ui.run.click, "edit")
+    event = clicked.then(on_edit, inputs | {ui.click_token}, outputs, concurrency_id="gpu", api_visibility="private",
                          show_progress_on=ui.gallery)
     stop_previews(event)
 
     def on_stop(request: gr.Request) -> str:
-        return studio.stop(request.session_hash or "")
+        return studio.stop(request.session_hash or "", "edit")
 
     ui.stop.click(on_stop, None, ui.status, cancels=[event], queue=False, api_visibility="private")
 
@@ -247,10 +251,12 @@ def _wire_preview(ui: SimpleNamespace, studio: Studio) -> None:
             raise ValueError("no picture: upload the picture to edit first")
         return shown
 
-    @keep_results(1)
-    @user_errors
     def on_setting(editor: Any, operation: str, *values: Any) -> Any:
-        return preview(editor, operation, values)  # no picture yet: nothing to show, and nothing to say
+        try:
+            return preview(editor, operation, values)  # no picture yet: nothing to show, and nothing to say
+        except (ValueError, OSError) as err:  # the run says what is wrong; a stale preview would mislead
+            log.info("edit preview not drawn: %s", err)
+            return None
 
     inputs = [ui.editor, ui.operation, *sides]
     ui.preview.click(on_preview, inputs, ui.preview_image, api_visibility="private")
@@ -260,9 +266,10 @@ def _wire_preview(ui: SimpleNamespace, studio: Studio) -> None:
     for new_picture in (ui.editor.upload, ui.editor.clear):
         new_picture(lambda: None, None, ui.preview_image, queue=False, show_progress="hidden",
                     api_visibility="private")
-    ui.operation.change(on_setting, inputs, ui.preview_image, queue=False, api_visibility="private")
+    # Queued (one at a time, bounded by the queue), as the Preview button: each reads the picture's files.
+    ui.operation.change(on_setting, inputs, ui.preview_image, show_progress="hidden", api_visibility="private")
     for side in sides:  # typed or dragged; while one redraw runs, the drag's further values collapse into one
-        side.change(on_setting, inputs, ui.preview_image, queue=False, trigger_mode="always_last",
+        side.change(on_setting, inputs, ui.preview_image, trigger_mode="always_last", show_progress="hidden",
                     api_visibility="private")
 
 

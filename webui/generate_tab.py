@@ -30,6 +30,7 @@ from .jobs import run_stop_check, stop_requested
 from .live import live_switch, wire_live
 from .pose_editor import pose_editor
 from .service import Studio, UnitInput
+from .stops import stop_key
 from .units import (
     CONTROL_MODE_CHOICES,
     reference_slots,
@@ -312,28 +313,30 @@ def results_column(ui: SimpleNamespace, prefix: str = "") -> None:
     ui.metadata = gr.JSON(label="Metadata of the first image")
 
 
-def live_previews(ui: SimpleNamespace, studio: Studio, trigger: Any) -> Callable[[Any], None]:
-    """While a run goes, a timer shows the image it is forming (`Studio.preview`), and the click is counted for
-    Stop (`StopLedger.clicked`). Call it before the run's own handler is registered on `trigger` (the browser sends
-    a trigger's events in that order: the timer starts as the run does, and the click is known before the run's
-    uploads end); give the returned function the run's event, after which the timer stops and the preview hides
-    (done, failed or stopped)."""
+def live_previews(ui: SimpleNamespace, studio: Studio, trigger: Any, scope: str) -> tuple[Any, Callable[[Any], None]]:
+    """A run button's click, as its own unqueued event: it gives the click a token for Stop (`ui.click_token`;
+    webui/stops.py) and starts a timer that shows the image the run is forming (`Studio.preview`). Returns the click
+    event, which the run is chained on (`.then`: the click is on record before the run's request leaves the
+    browser), and a function to give the run's event, after which the timer stops and the preview hides (done,
+    failed or stopped). `scope`: the tab, whose Stop ends the run."""
+    ui.click_token = gr.State(None)
+
+    def on_click(request: gr.Request) -> list[Any]:
+        return [studio.stops.clicked(stop_key(request.session_hash or "", scope)), gr.Timer(active=True)]
+
     def on_tick(request: gr.Request) -> Any:
         image = studio.preview(request.session_hash or "")
         return gr.skip() if image is None else gr.Image(value=image, visible=True)
 
-    def on_click(request: gr.Request) -> Any:
-        studio.stops.clicked(request.session_hash or "")  # sent before the run's uploads: a Stop finds the click
-        return gr.Timer(active=True)
-
     ui.live_timer.tick(on_tick, None, ui.live, queue=False, show_progress="hidden", api_visibility="private")
-    trigger(on_click, None, ui.live_timer, queue=False, show_progress="hidden", api_visibility="private")
+    clicked = trigger(on_click, None, [ui.click_token, ui.live_timer], queue=False, show_progress="hidden",
+                      api_visibility="private")
 
     def stop_after(run: Any) -> None:
         run.then(lambda: [gr.Timer(active=False), gr.Image(value=None, visible=False)], None,
                  [ui.live_timer, ui.live], queue=False, show_progress="hidden", api_visibility="private")
 
-    return stop_after
+    return clicked, stop_after
 
 
 def _settings_drop(ui: SimpleNamespace) -> None:
@@ -581,15 +584,15 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
                     ) -> list[Any]:
         units, arguments = _form_run(ui, v)
         session = request.session_hash or ""
-        result, paths = studio.generate(
-            units, session=session, should_stop=run_stop_check(studio.stops, session),
-            progress=lambda i, n: progress((i, n), desc="Denoising"), **arguments)
+        stopped = run_stop_check(studio.stops, stop_key(session, "generate"), v[ui.click_token])
+        result, paths = studio.generate(units, session=session, should_stop=stopped,
+                                        progress=lambda i, n: progress((i, n), desc="Denoising"), **arguments)
         return shown_results(result, paths)
 
-    stop_previews = live_previews(ui, studio, ui.run.click)  # registered first: the timer starts as the run does
+    clicked, stop_previews = live_previews(ui, studio, ui.run.click, "generate")
     # The progress bar shows once, over the gallery, not over each of the six result panes.
-    event = ui.run.click(on_generate, generate_inputs, outputs, concurrency_id="gpu", api_visibility="private",
-                         show_progress_on=ui.gallery)
+    event = clicked.then(on_generate, generate_inputs | {ui.click_token}, outputs, concurrency_id="gpu",
+                         api_visibility="private", show_progress_on=ui.gallery)
     stop_previews(event)
     live_frames = wire_live(ui, studio, gpu, generate_inputs, outputs, lambda v: _form_run(ui, v))
     _wire_batch(ui, studio, gpu, generate_inputs)
@@ -597,25 +600,30 @@ def _wire_actions(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable],
 
 
 def _wire_batch(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable], generate_inputs: set) -> None:
-    """Batch: what Generate would run, once per input of a folder of the server's disk."""
+    """Batch: what Generate would run, once per input of a folder of the server's disk. Its click is an event of
+    its own, as Generate's (`live_previews`), so the Generate tab's Stop finds it."""
+    ui.batch_token = gr.State(None)
+
     @keep_results(1, status=0)  # an error is the report's text, not a badge over the last report
     @user_errors
     @gpu
     def on_batch(v: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
         units, arguments = _form_run(ui, v)  # exactly what Generate would run, with each input as the first map
-        report = studio.batch(v[ui.batch_folder] or "", units, detect=bool(v[ui.batch_detect]),
-                              session=request.session_hash or "",
-                              should_stop=run_stop_check(studio.stops, request.session_hash or ""),
+        session = request.session_hash or ""
+        report = studio.batch(v[ui.batch_folder] or "", units, detect=bool(v[ui.batch_detect]), session=session,
+                              should_stop=run_stop_check(studio.stops, stop_key(session, "generate"),
+                                                         v[ui.batch_token]),
                               progress=lambda i, n: progress((i, n), desc="Batch"), **arguments)
         failed = "".join(f"\n- {line}" for line in report.failed[:20])
         return f"**Batch:** {report.summary()}{failed}"
 
-    def on_batch_click(request: gr.Request) -> None:
-        studio.stops.clicked(request.session_hash or "")  # registered first: a Stop finds the click
+    def on_batch_click(request: gr.Request) -> float:
+        return studio.stops.clicked(stop_key(request.session_hash or "", "generate"))
 
-    ui.batch_run.click(on_batch_click, None, None, queue=False, show_progress="hidden", api_visibility="private")
-    ui.batch_run.click(on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect}, ui.batch_report,
-                       concurrency_id="gpu", api_visibility="private")
+    ui.batch_run.click(on_batch_click, None, ui.batch_token, queue=False, show_progress="hidden",
+                       api_visibility="private").then(
+        on_batch, generate_inputs | {ui.batch_folder, ui.batch_detect, ui.batch_token}, ui.batch_report,
+        concurrency_id="gpu", api_visibility="private")
 
 
 def _wire_pose_detection(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Callable], Callable]) -> None:
@@ -638,7 +646,7 @@ def _wire_pose_detection(ui: SimpleNamespace, studio: Studio, gpu: Callable[[Cal
 def _wire_stop(ui: SimpleNamespace, studio: Studio, events: list[Any]) -> None:
     def on_stop(request: gr.Request) -> str:
         # The event is cancelled too (a queued run never starts); the results pane keeps the previous images.
-        return studio.stop(request.session_hash or "")
+        return studio.stop(request.session_hash or "", "generate")
 
     ui.stop.click(on_stop, None, ui.status, cancels=events, queue=False, api_visibility="private")
 

@@ -44,12 +44,12 @@ def create_history(studio: Studio, generate: dict[str, Any], edit: dict[str, Any
             image = opened.convert("RGB")
         editor = {"background": image, "layers": [], "composite": image}
         gr.Info(f"Sent to the Edit tab ({operation}).")
-        return [gr.Tabs(selected="edit"), editor, operation]
+        return [gr.Tabs(selected="edit"), editor, operation, None]  # the old picture's preview goes
 
     for op in ("img2img", "inpaint", "upscale"):
         # Queued (not queue=False): a notice reaches the page only through the queue's event stream.
-        buttons[op].click(lambda path, op=op: send(path, op), chosen, [tabs, edit["editor"], edit["operation"]],
-                          api_visibility="private")
+        buttons[op].click(lambda path, op=op: send(path, op), chosen,
+                          [tabs, edit["editor"], edit["operation"], edit["preview"]], api_visibility="private")
 
     def as_condition(path: str | None) -> list[Any]:
         if not path:

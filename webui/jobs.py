@@ -85,10 +85,10 @@ def _current_event() -> tuple[Any, Any]:
                        None)
 
 
-def run_stop_check(ledger: StopLedger, session: str) -> Callable[[], bool]:
-    """The check of a run that a button of `session` started: its event cancelled or its page gone
-    (`stop_requested`), or a Stop of the session pressed after its click, even one that reached the server before
-    the run's own request did (webui/stops.py)."""
+def run_stop_check(ledger: StopLedger, key: str, token: Any = None) -> Callable[[], bool]:
+    """The check of a run started by a button: its event cancelled or its page gone (`stop_requested`), or a Stop
+    of `key` (its session and tab) pressed after the click whose `token` the run carries, even one that reached the
+    server before the run's own request did (webui/stops.py)."""
     cancelled = stop_requested()
-    stopped = ledger.begin(session, event_enqueue_time()) if session else (lambda: False)
+    stopped = ledger.begin(key, token, event_enqueue_time())
     return lambda: cancelled() or stopped()

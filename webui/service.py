@@ -31,7 +31,7 @@ from common.models import ModelSource, pick_device
 from .model_policy import ModelPolicy, ModelStatus
 from .outputs import OutputStore, prune_outputs, without_server_paths
 from .settings import AppSettings
-from .stops import StopLedger
+from .stops import StopLedger, stop_key
 from .values import canvas_image, editor_picture_and_mask
 
 __all__ = ["Studio", "UnitInput", "canvas_image", "editor_picture_and_mask", "prune_outputs"]
@@ -562,10 +562,10 @@ class Studio:
         run = self._runs.get(session)
         return run.preview if run is not None else None
 
-    def stop(self, session: str = "") -> str:
-        """Ask the run of `session` to stop after its current denoising step, and every run of the session
-        clicked before now not to start (`StopLedger`); say where it stops."""
-        on_its_way = self.stops.stop(session) if session else False
+    def stop(self, session: str = "", scope: str = "") -> str:
+        """Ask the run of `session` to stop after its current denoising step, and every run of the session's tab
+        `scope` clicked before now not to start (`StopLedger`); say where it stops."""
+        on_its_way = self.stops.stop(stop_key(session, scope)) if session else False
         run = self._runs.get(session)
         if run is None:
             return "Stopped before it started: nothing will be made." if on_its_way else "Nothing is running."

@@ -261,17 +261,19 @@ class TrainingManager:
 
     def result_and_base(self) -> UsableResult:
         """The ControlNet of the run being shown and the base model it was trained on: its finished result, or,
-        before the run ends (running, stopped, or failed later), its newest complete checkpoint."""
+        before the run ends (running, stopped, or failed later; also a resumed run whose newer checkpoints follow an
+        older result), a stable copy of its newest complete checkpoint's (`_handed_over`)."""
         from train.checkpoint import complete_checkpoints
 
         self.ensure_allowed()
         status = self.status()
         base = status.config.get("base_model") or ""
-        if status.controlnet:
-            trained_base = Path(status.controlnet).parent / "base"  # large mode trained the base too: that one
-            return UsableResult(status.controlnet, str(trained_base) if (trained_base / "model_index.json").is_file()
-                                else base, "its finished result")
         found = complete_checkpoints(self.shown_run()) if status.name else []
+        result = Path(status.controlnet) if status.controlnet else None
+        if result is not None and not status.running and not (found and _newer(found[-1][1], result)):
+            trained_base = result.parent / "base"  # large mode trained the base too: that one
+            return UsableResult(str(result), str(trained_base) if (trained_base / "model_index.json").is_file()
+                                else base, "its finished result")
         if not found:
             raise ValueError("The run has no ControlNet yet: the first comes with its first checkpoint (every "
                              f"{status.config.get('checkpoint_every', '?')} steps), the last when it ends.")
@@ -280,7 +282,9 @@ class TrainingManager:
             raise ValueError(f"Checkpoint step {step} trained the base model too (large mode): Generate needs the "
                              "whole trained base, which the run saves when it ends.")
         state = "is still going" if status.running else "has not finished"
-        return UsableResult(str(folder / "controlnet"), base, f"its newest checkpoint (step {step}; the run {state})")
+        raw = "; its raw weights: the EMA's come with the result" if status.config.get("ema_decay") else ""
+        return UsableResult(str(_handed_over(folder, step)), base,
+                            f"its newest checkpoint (step {step}; the run {state}{raw})")
 
     def push(self, name: str, repo_id: str = "", private: bool = False) -> str:
         """The finished ControlNet of run `name` to the Hugging Face Hub (train/hub.py), with the machine's
@@ -344,6 +348,36 @@ class TrainingManager:
             status.error = errors[-1].removeprefix("error: ") if errors else None
         status.message = _describe(status, exit_code, stop_requested=self._stop_requested and self._run == out)
         return status
+
+
+def _newer(checkpoint: Path, result: Path) -> bool:
+    """Was `checkpoint` written after the result (a finished run resumed to train on)?"""
+    return _mtime(checkpoint / "COMPLETE.json") > _mtime(result / "config.json")
+
+
+HANDOVERS_KEPT = 2  # the newest copies: the one Generate may still be loading stays while the next is made
+
+
+def _handed_over(checkpoint: Path, step: int) -> Path:
+    """The checkpoint's ControlNet as `RUN/use-in-generate/step-N/controlnet`: the trainer prunes old checkpoints
+    (`--keep-checkpoints`) while Generate may be loading one. Hard links where the disk allows (no bytes copied),
+    else a copy; the older copies beyond HANDOVERS_KEPT are removed."""
+    import shutil
+
+    folder = checkpoint.parent.parent / "use-in-generate"
+    target = folder / f"step-{step:08d}" / "controlnet"
+    if not (target / "config.json").is_file():
+        staging = target.with_name(".controlnet")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            shutil.copytree(checkpoint / "controlnet", staging, copy_function=os.link)
+        except OSError:  # another file system, or no hard links here
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(checkpoint / "controlnet", staging)
+        os.replace(staging, target)
+    for old in sorted(folder.glob("step-*"))[:-HANDOVERS_KEPT]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _command(given: dict[str, Any], preset: str, resume: bool) -> list[str]:
