@@ -1,12 +1,14 @@
 """The README's screenshots, taken from the running app in chromium, offline (demo mode: no CNET_* models, the Hub
 unreachable), so they show what a newcomer's first run shows.
 
-    python docs/screenshots.py [--workspace W]     (from the repository root; needs Debian's chromium and playwright)
+    python docs/screenshots.py [--workspace W] [--first-screen]     (from the repository root; needs Debian's
+                                                                     chromium and playwright)
 
 - docs/screenshot-generate.png: the Generate tab, a circle outline drawn on the canvas, Generate, the picture and its
   condition map.
 - docs/screenshot-train.png, with --workspace: the Train tab showing that workspace's newest run (its fidelity curve,
   validation grids and log), e.g. the Quick start trained by `python -m bench.quick_start --workspace W`.
+- docs/first-screen-demo.png, with --first-screen: the first screen as it loads, in a 1400x1000 window (#14).
 """
 
 import argparse
@@ -59,6 +61,7 @@ def train_tab(page, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", help="a workspace whose newest run the Train tab shows")
+    parser.add_argument("--first-screen", action="store_true", help="also docs/first-screen-demo.png")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -78,9 +81,12 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000 if args.first_screen else 1100})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#sketch canvas", timeout=60_000)
+            if args.first_screen:
+                page.wait_for_timeout(2500)
+                page.screenshot(path=str(ROOT / "docs" / "first-screen-demo.png"))
             generate_tab(page, ROOT / "docs" / "screenshot-generate.png")
             if args.workspace:
                 train_tab(page, ROOT / "docs" / "screenshot-train.png")
