@@ -37,7 +37,8 @@ def run_seed(workspace: Path, seed: int, steps: int | None = None) -> tuple[list
     out, command = manager.command(run, settings, resume=bool(complete_checkpoints(manager.run_dir(run))))
     print(f"seed {seed}: load {os.getloadavg()[0]:.2f}; {' '.join(command)}", flush=True)
     start = time.perf_counter()
-    with open(workspace / f"seed{seed}.log", "a") as log:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.log", "a") as log:  # where the tab writes it: its Log box shows the run
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
     seconds = time.perf_counter() - start
     lines = (out / "validation.jsonl").read_text().splitlines()

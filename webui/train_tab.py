@@ -159,8 +159,8 @@ def _render(manager: TrainingManager, run_name: str | None = None) -> list[Any]:
     # point, labelled "0.177480" and "50.000000".
     steps = [0, max(s.max_steps or 0, *fidelity["step"], *loss["step"], 1)]
     share = scored in METRICS and METRICS[scored][0].higher_is_better and all(0 <= v <= 1 for v in fidelity["fidelity"])
-    return [message, gr.LinePlot(value=loss, x_lim=steps, x_axis_format="~g", y_axis_format=".3~g"),
-            gr.LinePlot(value=fidelity, visible=bool(scored) or bool(s.fidelity), x_lim=steps, x_axis_format="~g",
+    return [message, gr.LinePlot(value=loss, x_lim=steps, x_axis_format=",~r", y_axis_format=".3~g"),
+            gr.LinePlot(value=fidelity, visible=bool(scored) or bool(s.fidelity), x_lim=steps, x_axis_format=",~r",
                         y_axis_format=".2~f", y_lim=[0, 1] if share else None,
                         y_title=FIDELITY_NAMES.get(scored, "fidelity")),
             s.validation[:6], s.log_tail]
