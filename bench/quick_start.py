@@ -68,8 +68,8 @@ def main() -> None:
                      f"{min(values):.3f}-{max(values):.3f}"])
     record("Quick start (Train tab) over seeds: held-out circle IoU (16 circles)",
            ["step", *(f"seed {s}" for s in args.seeds), "median", "range"], rows,
-           notes=f"Wall time a run, validations included: {', '.join(f'{w:.0f} s' for w in walls)} "
-                 f"(median {statistics.median(walls):.0f} s).")
+           notes=f"This invocation's wall time per run, validations included (a run already in the workspace only went "
+                 f"on from its newest checkpoint): {', '.join(f'{w:.0f} s' for w in walls)}.")
 
 
 if __name__ == "__main__":
