@@ -204,3 +204,20 @@ def test_the_studio_says_a_run_on_its_way_is_stopped_and_the_run_makes_nothing(l
     result, paths = studio.generate([UnitInput("map", cond_map)], session="visitor", num_inference_steps=2,
                                     seed=1, should_stop=studio.stops.begin(key, token))
     assert len(paths) == 1
+
+
+def test_a_stop_while_the_models_are_checked_says_nothing_will_be_made(local_models, cond_map, monkeypatch):
+    """Stop before the first denoising step ended (loading): the run is found, stopped, and says so."""
+    studio = Studio(local_models)
+    checked = studio._checked
+    said = []
+
+    def stop_while_checking(*args, **kwargs):
+        said.append(studio.stop("visitor"))  # the Stop button, from another request, while the models load
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(studio, "_checked", stop_while_checking)
+    with pytest.raises(GenerationCancelled):
+        studio.generate([UnitInput("map", cond_map)], session="visitor", num_inference_steps=2, seed=1)
+    assert said == ["Stopped before its first step ended: nothing will be made."]
+    assert not list(local_models.output_dir.rglob("*.png"))

@@ -570,9 +570,9 @@ class Studio:
         if run is None:
             return "Stopped before it started: nothing will be made." if on_its_way else "Nothing is running."
         run.stop.set()
-        if run.total and run.step < run.total:
-            return f"Stopped after step {run.step + 1} of {run.total}; the results shown are from before."
-        return "Stopped; the results shown are from before."
+        if run.total and 0 < run.step < run.total:
+            return f"Stopped after step {run.step + 1} of {run.total}: nothing from this run is kept."
+        return "Stopped before its first step ended: nothing will be made."  # loading, or in step 1
 
     def caption(self, image: Any, should_stop: StopCheck | None = None) -> str:
         """The BLIP caption the `auto` prompt mode would use for this image."""
