@@ -240,3 +240,20 @@ def test_the_log_box_shows_the_trainers_events_as_short_lines():
     assert readable_log_line('{"event": "preset", "name": "8gb"}') == "preset: name 8gb"
     assert readable_log_line('{"event": "log", "step": 2') == '{"event": "log", "step": 2'
     assert readable_log_line("Loading weights: 100%") == "Loading weights: 100%"
+
+
+def test_a_hand_over_of_a_lower_step_after_a_rewind_is_kept(tmp_path):
+    """Use in Generate keeps the two newest copies; one for a lower step (a resume from an older checkpoint) is
+    the one handed over, so it is never the one pruned."""
+    from webui.training import _handed_over
+
+    run = tmp_path / "run"
+    for step in (1, 3, 5):
+        controlnet = run / "checkpoints" / f"step-{step:08d}" / "controlnet"
+        controlnet.mkdir(parents=True)
+        (controlnet / "config.json").write_text(f'{{"step": {step}}}')
+    _handed_over(run / "checkpoints" / "step-00000003", 3)
+    _handed_over(run / "checkpoints" / "step-00000005", 5)
+    lower = _handed_over(run / "checkpoints" / "step-00000001", 1)
+    assert (lower / "config.json").read_text() == '{"step": 1}'
+    assert sorted(p.name for p in (run / "use-in-generate").iterdir()) == ["step-00000001", "step-00000005"]

@@ -362,7 +362,7 @@ HANDOVERS_KEPT = 2  # the newest copies: the one Generate may still be loading s
 def _handed_over(checkpoint: Path, step: int) -> Path:
     """The checkpoint's ControlNet as `RUN/use-in-generate/step-N/controlnet`: the trainer prunes old checkpoints
     (`--keep-checkpoints`) while Generate may be loading one. Hard links where the disk allows (no bytes copied),
-    else a copy; the older copies beyond HANDOVERS_KEPT are removed."""
+    else a copy; older copies beyond HANDOVERS_KEPT (this one included) are removed."""
     import shutil
 
     folder = checkpoint.parent.parent / "use-in-generate"
@@ -376,7 +376,9 @@ def _handed_over(checkpoint: Path, step: int) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(checkpoint / "controlnet", staging)
         os.replace(staging, target)
-    for old in sorted(folder.glob("step-*"))[:-HANDOVERS_KEPT]:
+    # The one returned, and the newest others: a resume from an older checkpoint hands over a lower step.
+    others = sorted(p for p in folder.glob("step-*") if p != target.parent)
+    for old in others[:len(others) - (HANDOVERS_KEPT - 1)]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
