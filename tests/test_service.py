@@ -221,3 +221,20 @@ def test_a_stop_while_the_models_are_checked_says_nothing_will_be_made(local_mod
         studio.generate([UnitInput("map", cond_map)], session="visitor", num_inference_steps=2, seed=1)
     assert said == ["Stopped before its first step ended: nothing will be made."]
     assert not list(local_models.output_dir.rglob("*.png"))
+
+
+def test_a_stop_after_the_last_step_does_not_promise_that_nothing_is_saved(local_models, cond_map):
+    """Past the last step's check the run decodes and saves: the Stop's message says the result may still come."""
+    studio = Studio(local_models)
+    said = []
+
+    def progress(i, n):
+        if i == n:
+            said.append(studio.stop("visitor"))
+
+    try:
+        studio.generate([UnitInput("map", cond_map)], session="visitor", progress=progress, num_inference_steps=2,
+                        seed=1)
+    except GenerationCancelled:
+        pass  # the last step's own check can still catch it: "may"
+    assert said == ["Stopped at its last step (2 of 2): the result may still be saved."]

@@ -570,7 +570,9 @@ class Studio:
         if run is None:
             return "Stopped before it started: nothing will be made." if on_its_way else "Nothing is running."
         run.stop.set()
-        if run.total and 0 < run.step < run.total:
+        if run.total and run.step >= run.total:  # decoding and saving: no step check is left to catch the Stop
+            return f"Stopped at its last step ({run.total} of {run.total}): the result may still be saved."
+        if run.step > 0:
             return f"Stopped after step {run.step + 1} of {run.total}: nothing from this run is kept."
         return "Stopped before its first step ended: nothing will be made."  # loading, or in step 1
 
